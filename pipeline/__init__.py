@@ -1,0 +1,1 @@
+"""The `pipeline` command, shard layout and committing, Ray scheduling, status and previews."""
