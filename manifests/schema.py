@@ -126,11 +126,11 @@ def _coerce(col: pd.Series, typ: pa.DataType) -> pd.Series:
             raise TypeError("non-string values")
         return col.astype(object).where(col.notna(), None)
     if pa.types.is_boolean(typ):
-        if col.isna().any():
-            return col.astype("boolean")
-        if col.dtype != bool:
-            raise TypeError("not boolean")
-        return col
+        if not pd.api.types.is_bool_dtype(col):
+            nonnull = col.dropna()
+            if pd.api.types.is_numeric_dtype(col) or not nonnull.map(lambda v: isinstance(v, (bool, np.bool_))).all():
+                raise TypeError("not boolean")
+        return col.astype("boolean")
     if pa.types.is_integer(typ):
         if col.dtype == object or pd.api.types.is_float_dtype(col) or pd.api.types.is_bool_dtype(col):
             nonnull = col.dropna()
