@@ -22,6 +22,8 @@ Usage: ``generate_assets(out_dir, count, seed)`` or ``python -m render.procedura
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import logging
 import math
@@ -242,13 +244,23 @@ def _shape_keys(body, rng: np.random.Generator, half: np.ndarray) -> list[str]:
     x, y, z = base.T
     zn = (z + half[2]) / (2 * half[2])  # 0 at the bottom, 1 at the top
     theta = np.arctan2(y, x)
+    r = np.hypot(x, y)  # [V] distance from the body's axis
+    lobes = int(rng.integers(2, 5))
+    one = np.ones_like(z)
+    target = 0.3 * 2 * half.max()  # every key moves some vertex by ~30% of the body's size: visible from anywhere
+
+    def radial(profile: np.ndarray, cap: float) -> np.ndarray:
+        """Scale x, y by 1 - a * profile, with `a` just big enough to reach the target (at most `cap`)."""
+        a = min(cap, target / max(float(np.max(r * np.abs(profile))), 1e-6))
+        return base * np.stack([1 - a * profile] * 2 + [one], -1)
+
     shapes = {
-        "squash": lambda: base * [1.3, 1.3, 0.6],
-        "stretch": lambda: base * [0.8, 0.8, 1.5],
-        "bulge": lambda: base * (1 + 0.35 * np.sin(int(rng.integers(2, 5)) * theta))[:, None] * [1, 1, 1],
-        "twist": lambda: np.stack([x * np.cos(1.6 * zn) - y * np.sin(1.6 * zn), x * np.sin(1.6 * zn) + y * np.cos(1.6 * zn), z], -1),
-        "lean": lambda: base + np.stack([0.6 * half[0] * zn ** 2 * 2, 0 * z, 0 * z], -1),
-        "taper": lambda: base * np.stack([1 - 0.6 * zn, 1 - 0.6 * zn, np.ones_like(z)], -1),
+        "squash": lambda: base * [1.35, 1.35, 0.5],
+        "stretch": lambda: base * [0.75, 0.75, 1.6],
+        "bulge": lambda: radial(-np.sin(lobes * theta), 0.6),
+        "pinch": lambda: radial(np.sin(np.pi * zn), 0.75),
+        "lean": lambda: base + np.stack([half[2] * zn ** 2, 0 * z, 0 * z], -1),
+        "taper": lambda: radial(zn, 0.8),
     }
     names = sorted(rng.choice(sorted(shapes), size=int(rng.integers(2, 4)), replace=False).tolist())
     body.shape_key_add(name="Basis", from_mix=False)
@@ -352,14 +364,15 @@ def _animate_clip(name: str, kinds: list[str], rng: np.random.Generator, rig: di
     wave = 2 * np.pi * cycles * t  # [F] periodic: every channel ends where it started
     action = bpy.data.actions.new(name)
     if "rigid" in kinds:
-        body = rig["body"]
-        movers = [p for p in rig["parts"] if rng.random() < 0.8] or rig["parts"][:1]
-        if rng.random() < 0.5 or not movers:
+        body, half = rig["body"], rig["half"]
+        movers = [p for p in rig["parts"] if rng.random() < 0.85] or rig["parts"][:1]
+        small = max((max(p["size"]) for p in movers), default=0.0) < 0.6 * half.max()
+        if rng.random() < 0.6 or small:  # the whole body hops or turns; always when its parts are small
             if rng.random() < 0.5:
-                hop = rng.uniform(0.15, 0.3) * np.abs(np.sin(wave / 2))
+                hop = rng.uniform(0.2, 0.35) * np.abs(np.sin(wave / 2))
                 curves = {"location": np.stack([0 * t, 0 * t, hop], -1)}
             else:
-                curves = {"rotation_euler": np.stack([0 * t, 0 * t, rng.uniform(0.5, 1.2) * np.sin(wave)], -1)}
+                curves = {"rotation_euler": np.stack([0 * t, 0 * t, rng.uniform(0.7, 1.4) * np.sin(wave)], -1)}
             _fcurves(action, body, "OBJECT", name, curves, frames)
         for part in movers:
             rest_q = np.array(part.rotation_quaternion)[None]  # [1, 4]
@@ -367,16 +380,16 @@ def _animate_clip(name: str, kinds: list[str], rng: np.random.Generator, rig: di
             if motion == "swing":
                 axis = np.array([*_random_direction(rng)[:2], 0.0])
                 axis /= np.linalg.norm(axis)
-                curves = {"rotation_quaternion": _quat_mul(rest_q, _quat_about(axis, rng.uniform(0.6, 1.1) * np.sin(wave)))}
+                curves = {"rotation_quaternion": _quat_mul(rest_q, _quat_about(axis, rng.uniform(0.7, 1.2) * np.sin(wave)))}
             elif motion == "spin":
                 axis = np.array([0.0, 0.0, 1.0])
                 tilt = _quat_about(np.array([1.0, 0.0, 0.0]), 0.5 * np.sin(wave))
                 curves = {"rotation_quaternion": _quat_mul(_quat_mul(rest_q, _quat_about(axis, wave)), tilt)}
             elif motion == "slide":
                 direction = np.array(part["out_dir"])
-                curves = {"location": np.array(part.location)[None] + direction[None] * rng.uniform(0.12, 0.25) * np.sin(wave)[:, None]}
+                curves = {"location": np.array(part.location)[None] + direction[None] * rng.uniform(0.15, 0.3) * np.sin(wave)[:, None]}
             else:
-                curves = {"scale": np.repeat((1 + rng.uniform(0.3, 0.5) * np.sin(wave))[:, None], 3, 1)}
+                curves = {"scale": np.repeat((1 + rng.uniform(0.35, 0.6) * np.sin(wave))[:, None], 3, 1)}
             _fcurves(action, part, "OBJECT", name, curves, frames)
     if "morph" in kinds:
         key = rig["body"].data.shape_keys
@@ -384,7 +397,7 @@ def _animate_clip(name: str, kinds: list[str], rng: np.random.Generator, rig: di
         curves = {}
         for i, sk in enumerate(sorted(chosen)):
             phase = 2 * np.pi * i / len(chosen)
-            curves[f'key_blocks["{sk}"].value'] = rng.uniform(0.7, 1.0) * 0.5 * (1 - np.cos(wave + phase)) * np.ones_like(t)
+            curves[f'key_blocks["{sk}"].value'] = rng.uniform(0.85, 1.0) * 0.5 * (1 - np.cos(wave + phase)) * np.ones_like(t)
         _fcurves(action, key, "KEY", name, curves, frames)
     if "skin" in kinds:
         curves = {}
@@ -409,11 +422,11 @@ def _build_asset(rng: np.random.Generator, must_have: str) -> list[tuple[str, fl
     body_kind = str(rng.choice(["sphere", "capsule", "cylinder", "cone"] + ([] if "morph" in kinds else ["box"])))
     verts, faces, uvs, smooth = _primitive(body_kind, SEGMENTS)
     body = _mesh_object("body", verts * 2 * half, faces, uvs, smooth, _material("body_mat", rng, textured=True))
-    rig: dict = {"body": body, "parts": [], "chains": [], "shape_keys": []}
+    rig: dict = {"body": body, "half": half, "parts": [], "chains": [], "shape_keys": []}
     for p in range(int(rng.integers(1 if "rigid" in kinds else 0, 5))):
         d = _random_direction(rng)
         d[2] = abs(d[2])  # parts sit on the upper half, limbs hang from the sides
-        size = rng.uniform(0.12, 0.32, size=3)
+        size = rng.uniform(0.15, 0.38, size=3)
         pk = str(rng.choice(PRIMITIVES))
         verts, faces, uvs, smooth = _primitive(pk, SEGMENTS)
         verts = verts * size + [0.0, 0.0, 0.45 * size[2]]  # pivot at the attachment point, body outwards
@@ -423,6 +436,7 @@ def _build_asset(rng: np.random.Generator, must_have: str) -> list[tuple[str, fl
         part.rotation_mode = "QUATERNION"
         part.rotation_quaternion = _align_z(d)
         part["out_dir"] = [float(v) for v in d]
+        part["size"] = [float(v) for v in size]
         rig["parts"].append(part)
     if "morph" in kinds:
         rig["shape_keys"] = _shape_keys(body, rng, half)
@@ -444,8 +458,9 @@ def _build_asset(rng: np.random.Generator, must_have: str) -> list[tuple[str, fl
         name = f"clip{c}_{'_'.join(ks)}"
         clips.append((name, _animate_clip(name, ks, rng, rig)))
     for obj in scene.objects:
-        if "out_dir" in obj:
-            del obj["out_dir"]
+        for prop in ("out_dir", "size"):
+            if prop in obj:
+                del obj[prop]
     scene.frame_set(0)
     return clips
 
@@ -477,18 +492,25 @@ def _export(path: Path, clip_names: list[str]) -> None:
     tmp = path.with_name(f".{path.stem}.partial.glb")
     debug_value = bpy.app.debug_value
     bpy.app.debug_value = 1  # the exporter maps 1 to WARNING; its INFO lines would flood the console
+    chatter = io.StringIO()  # it also prints blank lines and a Draco notice on stdout
     try:
-        bpy.ops.export_scene.gltf(
-            filepath=str(tmp), export_format="GLB", use_selection=False, export_apply=False,
-            export_animations=True, export_animation_mode="ACTIONS", export_merge_animation="ACTION",
-            export_force_sampling=True, export_optimize_animation_size=False, export_frame_range=False,
-            export_skins=True, export_morph=True, export_morph_normal=False, export_image_format="AUTO",
-            export_extras=False, export_cameras=False, export_lights=False,
-        )
+        with contextlib.redirect_stdout(chatter):
+            bpy.ops.export_scene.gltf(
+                filepath=str(tmp), export_format="GLB", use_selection=False, export_apply=False,
+                export_animations=True, export_animation_mode="ACTIONS", export_merge_animation="ACTION",
+                export_force_sampling=True, export_optimize_animation_size=False, export_frame_range=False,
+                export_skins=True, export_morph=True, export_morph_normal=False, export_image_format="AUTO",
+                export_extras=False, export_cameras=False, export_lights=False,
+            )
+        tmp.write_bytes(_order_animations(tmp.read_bytes(), clip_names))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     finally:
         bpy.app.debug_value = debug_value
-    tmp.write_bytes(_order_animations(tmp.read_bytes(), clip_names))
-    os.replace(tmp, path)
+        if chatter.getvalue().strip():
+            log.debug("glTF exporter said: %s", chatter.getvalue().strip())
 
 
 def generate_assets(out_dir: Path, count: int, seed: int, *, progress: bool = False) -> list[Path]:
@@ -497,7 +519,7 @@ def generate_assets(out_dir: Path, count: int, seed: int, *, progress: bool = Fa
     Same (seed, i) -> the same file, byte for byte. Resets Blender (factory settings, empty scene) before
     each asset, so it is safe in a long-lived process; the scene is left empty afterwards.
     """
-    if not isinstance(count, int) or count < 0:
+    if not isinstance(count, int) or isinstance(count, bool) or count < 0:
         raise ValueError(f"count must be an int >= 0, got {count!r}")
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ValueError(f"seed must be an int, got {seed!r}")
