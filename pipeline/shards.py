@@ -1,0 +1,237 @@
+"""Writing and committing one shard (DESIGN.md §4), and rendering one shard without Ray.
+
+`ShardWriter` writes the tar and the parquet under temporary names in DIR, renames them into place,
+and writes `shard-N.stats.json` last: its presence is what makes the shard committed. Tar members are
+written deterministically (sorted names, fixed mtime/uid/gid/mode), so the same renders give the same
+bytes. `render_shard` is the plain function the Ray layer schedules: skip a committed shard (unless
+force), clear leftovers of a crashed run, render each row, commit.
+
+No bpy and no ray at module level: the worker is imported only when `render_shard` has to make one.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import socket
+import tarfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+from pipeline.layout import SCHEMA_VERSION, STATUSES, is_committed, parquet_name, read_stats, shard_stem, stats_name, tar_name
+
+log = logging.getLogger(__name__)
+
+TAR_MTIME = 0  # fixed member metadata: a tar depends only on its members' names and bytes
+
+# Shard parquet columns and their Arrow type names; statistics unknown here are appended, inferred.
+BASE_COLUMNS = {"uid": "string", "clip": "int32", "key": "string", "status": "string", "reason": "string",
+                "detail": "string", "seconds": "float64"}
+STAT_COLUMNS = {
+    "static": "bool", "clip_name": "string", "clip_count": "int32", "fps": "float64", "duration_s": "float64",
+    "clip_span_s": "float64", "num_frames": "int32", "num_views": "int32", "resolution": "int32",
+    "faces": "int64", "vertices": "int64", "motion_max": "float64", "motion_mean": "float64",
+    "scale_change": "float64", "coverage_mean": "float64", "coverage_min_view": "float64",
+    "coverage_max_view": "float64", "empty_views": "int32", "border_fraction": "float64",
+    "touches_border": "bool", "normalization_scale": "float64", "reset_s": "float64", "import_s": "float64",
+    "prepare_s": "float64", "scene_s": "float64", "render_s": "float64", "images": "int32", "bytes": "int64",
+}
+
+
+@dataclass
+class ShardStats:
+    """What `render_shard` did; the committed stats.json holds the same counts."""
+
+    shard: int
+    rows: int = 0
+    ok: int = 0
+    failed: int = 0
+    rejected: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+    images: int = 0
+    tar_bytes: int = 0
+    seconds: float = 0.0          # wall time of the whole shard
+    skipped: bool = False         # True when the shard was already committed and not redone
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], skipped: bool = False) -> "ShardStats":
+        names = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in names and k != "skipped"}, skipped=skipped)
+
+
+class ShardWriter:
+    """Collects samples of shard N in DIR; `commit()` makes them visible, `abort()` drops them."""
+
+    def __init__(self, out_dir: str | os.PathLike, shard: int):
+        self.dir = Path(out_dir)
+        self.shard = shard
+        self.stem = shard_stem(shard)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._tmp_tar = self.dir / f".{tar_name(shard)}.tmp-{os.getpid()}"
+        self._tar = tarfile.open(self._tmp_tar, "w", format=tarfile.GNU_FORMAT)
+        self.rows: list[dict[str, Any]] = []
+        self.images = 0
+        self._keys: set[str] = set()
+        self._t0 = time.perf_counter()
+
+    def add(self, result: Any) -> None:
+        """Append one SampleResult: its members to the tar (if ok), its row to the parquet."""
+        if result.key in self._keys:
+            raise ValueError(f"shard {self.shard}: sample {result.key} added twice")
+        if result.status not in STATUSES:
+            raise ValueError(f"shard {self.shard}: {result.key} has status {result.status!r}")
+        self._keys.add(result.key)
+        for name in sorted(result.members):
+            if not name.startswith(result.key + "."):
+                raise ValueError(f"member {name!r} does not belong to sample {result.key}")
+            data = result.members[name]
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mtime = TAR_MTIME
+            info.mode = 0o644
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            self._tar.addfile(info, io.BytesIO(data))
+            if not name.endswith(".json") and ".depth." not in name and ".normal." not in name:
+                self.images += 1
+        row = {"uid": result.uid, "clip": result.clip, "key": result.key, "status": result.status,
+               "reason": result.reason, "detail": result.detail, "seconds": float(result.seconds)}
+        for k, v in result.stats.items():
+            if k not in row:
+                row[k] = v
+        self.rows.append(row)
+
+    def commit(self, extra: Mapping[str, Any] | None = None) -> ShardStats:
+        """Close and rename the tar and the parquet into place, then write stats.json (last)."""
+        self._tar.close()
+        _fsync(self._tmp_tar)
+        tmp_pq = self.dir / f".{parquet_name(self.shard)}.tmp-{os.getpid()}"
+        write_rows_parquet(self.rows, tmp_pq)
+        _fsync(tmp_pq)
+        os.replace(self._tmp_tar, self.dir / tar_name(self.shard))
+        os.replace(tmp_pq, self.dir / parquet_name(self.shard))
+        stats = ShardStats(shard=self.shard, rows=len(self.rows), images=self.images,
+                           tar_bytes=(self.dir / tar_name(self.shard)).stat().st_size,
+                           seconds=time.perf_counter() - self._t0)
+        for r in self.rows:
+            setattr(stats, r["status"], getattr(stats, r["status"]) + 1)
+            if r["reason"]:
+                stats.reasons[r["reason"]] = stats.reasons.get(r["reason"], 0) + 1
+        timings = {k: float(sum(r.get(k) or 0.0 for r in self.rows))
+                   for k in ("reset_s", "import_s", "prepare_s", "scene_s", "render_s")}
+        record = {"schema_version": SCHEMA_VERSION, **asdict(stats), "timings_s": timings,
+                  "samples_seconds": float(sum(r["seconds"] for r in self.rows)),
+                  "images_per_s": stats.images / stats.seconds if stats.seconds > 0 else None,
+                  "committed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": socket.gethostname(),
+                  **dict(extra or {})}
+        record.pop("skipped", None)
+        tmp = self.dir / f".{stats_name(self.shard)}.tmp-{os.getpid()}"
+        tmp.write_text(json.dumps(record, indent=1, sort_keys=True, default=str))
+        _fsync(tmp)
+        os.replace(tmp, self.dir / stats_name(self.shard))
+        return stats
+
+    def abort(self) -> None:
+        try:
+            self._tar.close()
+        finally:
+            self._tmp_tar.unlink(missing_ok=True)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_rows_parquet(rows: list[dict[str, Any]], path: Path) -> None:
+    """The shard parquet: base columns, known statistics with fixed types, then other keys sorted."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    extra = sorted({k for r in rows for k in r} - set(BASE_COLUMNS) - set(STAT_COLUMNS))
+    arrays, fields = [], []
+    for name, typ in [*BASE_COLUMNS.items(), *STAT_COLUMNS.items()]:
+        t = getattr(pa, typ)()
+        arrays.append(pa.array([r.get(name) for r in rows], type=t))
+        fields.append(pa.field(name, t))
+    for name in extra:
+        a = pa.array([r.get(name) for r in rows])
+        arrays.append(a)
+        fields.append(pa.field(name, a.type))
+    pq.write_table(pa.Table.from_arrays(arrays, schema=pa.schema(fields)), path)
+
+
+def clear_shard(out_dir: Path, shard: int) -> None:
+    """Remove shard N's files, stats.json first (so it is never committed with stale parts)."""
+    stem = shard_stem(shard)
+    (out_dir / stats_name(shard)).unlink(missing_ok=True)
+    for name in (tar_name(shard), parquet_name(shard)):
+        (out_dir / name).unlink(missing_ok=True)
+    for leftover in out_dir.glob(f".{stem}.*.tmp-*"):
+        leftover.unlink(missing_ok=True)
+
+
+def render_shard(rows: Iterable[Mapping[str, Any]], spec: Any, out_dir: str | os.PathLike, shard: int,
+                 force: bool = False, worker: Any | None = None,
+                 on_sample: Callable[[Any], None] | None = None) -> ShardStats:
+    """Render the manifest `rows` of shard `shard` into DIR and commit it; no Ray involved.
+
+    A committed shard is skipped unless `force`. Leftovers of a crashed run (a tar or parquet without
+    stats.json, temporary files) are removed first. `worker` (a render.worker.RenderWorker) is reused
+    when given, else one is made and closed here. `on_sample(result)` is called after each sample.
+    """
+    from manifests.assets import AssetUnavailable, resolve_asset
+    from manifests.uids import sample_key
+    from render.reasons import REASONS
+    from render.result import SampleResult
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if is_committed(out, shard) and not force:
+        log.info("shard %d already committed in %s; skipping (use --force to redo)", shard, out)
+        return ShardStats.from_json(read_stats(out, shard), skipped=True)
+    clear_shard(out, shard)
+    rows = sorted((dict(r) for r in rows), key=lambda r: (str(r["uid"]), int(r["clip"])))
+    for r in rows:
+        if "shard" in r and r["shard"] is not None and int(r["shard"]) != shard:
+            raise ValueError(f"row ({r['uid']!r}, {r['clip']}) belongs to shard {int(r['shard'])}, not {shard}")
+    own = worker is None
+    if own:
+        from render.worker import RenderWorker
+
+        worker = RenderWorker(spec)
+    writer = ShardWriter(out, shard)
+    try:
+        for r in rows:
+            uid, clip = str(r["uid"]), int(r["clip"])
+            try:
+                path = resolve_asset(r)
+            except AssetUnavailable as exc:
+                reason = exc.reason if exc.reason in REASONS else "download_failed"
+                result = SampleResult.problem(uid, clip, sample_key(uid, clip), reason, exc.detail, 0.0)
+            except Exception as exc:  # a source module's own error: one failed row, not a lost shard
+                log.warning("resolving %s failed", uid, exc_info=True)
+                result = SampleResult.problem(uid, clip, sample_key(uid, clip), "download_failed",
+                                              f"{type(exc).__name__}: {exc}"[:500], 0.0)
+            else:
+                result = worker.render(r, path)
+            writer.add(result)
+            if on_sample is not None:
+                on_sample(result)
+        wspec = getattr(worker, "spec", spec)
+        extra = {"spec": wspec.to_dict() if hasattr(wspec, "to_dict") else wspec,
+                 "blender_version": getattr(worker, "blender_version", None)}
+        return writer.commit(extra)
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        if own:
+            worker.close()
