@@ -499,7 +499,7 @@ def _export(path: Path, clip_names: list[str]) -> None:
                 filepath=str(tmp), export_format="GLB", use_selection=False, export_apply=False,
                 export_animations=True, export_animation_mode="ACTIONS", export_merge_animation="ACTION",
                 export_force_sampling=True, export_optimize_animation_size=False, export_frame_range=False,
-                export_skins=True, export_morph=True, export_morph_normal=False, export_image_format="AUTO",
+                export_skins=True, export_morph=True, export_morph_normal=True, export_image_format="AUTO",
                 export_extras=False, export_cameras=False, export_lights=False,
             )
         tmp.write_bytes(_order_animations(tmp.read_bytes(), clip_names))

@@ -134,42 +134,63 @@ def _use_clip(name: str) -> None:
                 ad.action_slot = track.strips[0].action_slot
 
 
-def _world_vertices() -> np.ndarray:
-    """All evaluated (deformed) mesh vertices in world space, [N, 3]."""
+def _pose() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per mesh object: its evaluated (deformed) vertices in object space [N, 3] and its world matrix [4, 4]."""
     dg = bpy.context.evaluated_depsgraph_get()
-    out = []
-    for obj in sorted(bpy.context.scene.objects, key=lambda o: o.name):
+    out = {}
+    for obj in bpy.context.scene.objects:
         if obj.type != "MESH":
             continue
         ev = obj.evaluated_get(dg)
         mesh = ev.to_mesh()
         co = np.empty(len(mesh.vertices) * 3, dtype=np.float64)
         mesh.vertices.foreach_get("co", co)
-        mw = np.array(ev.matrix_world)
-        out.append(co.reshape(-1, 3) @ mw[:3, :3].T + mw[:3, 3])
+        out[obj.name] = (co.reshape(-1, 3), np.array(ev.matrix_world))
         ev.to_mesh_clear()
-    return np.concatenate(out)
+    return out
 
 
-def test_reimported_geometry_moves_in_every_clip_and_stays_compact(batch):
-    for p in batch[:3]:
+def _world(pose: dict) -> np.ndarray:
+    """All vertices of a pose in world space, [N, 3], in a fixed object order."""
+    return np.concatenate([co @ mw[:3, :3].T + mw[:3, 3] for _, (co, mw) in sorted(pose.items())])
+
+
+def test_reimported_geometry_moves_in_every_clip_by_all_three_mechanisms(batch):
+    """Blender's own glTF importer reads the files back; each clip visibly moves the object, and across
+    the batch some object moves as a whole (rigid), some mesh deforms through shape keys (morph) and
+    some through an armature (skin)."""
+    seen = set()
+    for p in batch[:3]:  # assets 0, 1, 2 must have rigid, morph and skin motion respectively
         doc, _ = read_glb(p)
         bpy.ops.wm.read_factory_settings(use_empty=True)
         bpy.ops.import_scene.gltf(filepath=str(p), disable_bone_shape=True)
         scene = bpy.context.scene
         fps = scene.render.fps / scene.render.fps_base
+        keyed = {o.name for o in scene.objects if o.type == "MESH" and o.data.shape_keys}
+        skinned = {o.name for o in scene.objects if any(m.type == "ARMATURE" for m in o.modifiers)}
         for anim in doc["animations"]:
             _use_clip(anim["name"])
             start, end = clip_span(doc, anim)
             poses = []
-            for t in np.linspace(start, end, 5)[:4]:  # the last sample equals the first for looping clips
+            for t in np.linspace(start, end, 5)[:4]:  # the last sample would equal the first for looping clips
                 frame = t * fps
                 scene.frame_set(int(np.floor(frame)), subframe=float(frame - np.floor(frame)))
-                poses.append(_world_vertices())
-            extent = np.ptp(np.concatenate(poses), axis=0).max()
-            motion = max(np.linalg.norm(q - poses[0], axis=1).max() for q in poses[1:])
-            assert motion > 0.05 * extent, f"{p.name} clip {anim['name']}: largest vertex motion {motion:.4f} of extent {extent:.3f}"
-            assert extent < 4.0, f"{p.name} clip {anim['name']} spans {extent:.2f} m"
+                poses.append(_pose())
+            world = [_world(q) for q in poses]
+            extent = np.ptp(np.concatenate(world), axis=0).max()
+            motion = max(np.linalg.norm(w - world[0], axis=1).max() for w in world[1:])
+            label = f"{p.name} clip {anim['name']}"
+            assert motion > 0.08 * extent, f"{label}: largest vertex motion {motion:.4f} of extent {extent:.3f}"
+            assert extent < 3.0, f"{label} spans {extent:.2f} m"
+            for name in poses[0]:
+                local_moves = any(np.abs(q[name][0] - poses[0][name][0]).max() > 1e-3 for q in poses[1:])
+                if any(np.abs(q[name][1] - poses[0][name][1]).max() > 1e-3 for q in poses[1:]) and name not in skinned:
+                    seen.add("rigid")
+                if local_moves and name in keyed:
+                    seen.add("morph")
+                if local_moves and name in skinned:
+                    seen.add("skin")
+    assert seen == {"rigid", "morph", "skin"}, seen
     bpy.ops.wm.read_factory_settings(use_empty=True)
 
 
@@ -188,7 +209,13 @@ def test_scene_is_left_empty_for_the_next_user(batch):
     assert len(bpy.data.objects) == 0 and len(bpy.data.actions) == 0
 
 
-@pytest.mark.parametrize("count", [-1, 1.5])
+def test_negative_seed_gives_its_own_valid_uids(batch, tmp_path):
+    (path,) = generate_assets(tmp_path, 1, -SEED)
+    assert path.name == f"proc_s-{SEED}_00000.glb"
+    assert path.read_bytes() != batch[0].read_bytes()
+
+
+@pytest.mark.parametrize("count", [-1, 1.5, True])
 def test_bad_count_is_rejected_with_its_name(tmp_path, count):
     with pytest.raises(ValueError, match="count"):
         generate_assets(tmp_path, count, 0)
