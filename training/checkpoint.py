@@ -1,0 +1,65 @@
+"""Checkpoints: atomic writes, newest-first discovery, loading with weights_only=True.
+
+RUN/checkpoints/step-00001000.pt holds model, optimiser, scheduler, step, data epoch, RNG state and
+the resolved config. A file is written to a temporary name, flushed to disk and renamed, so a crash
+leaves either the previous checkpoint or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+log = logging.getLogger(__name__)
+
+CKPT_RE = re.compile(r"^step-(\d{8})\.pt$")
+FORMAT_VERSION = 1
+
+
+def checkpoint_dir(run: str | os.PathLike) -> Path:
+    return Path(run) / "checkpoints"
+
+
+def list_checkpoints(run: str | os.PathLike) -> list[Path]:
+    """Complete checkpoints of a run, oldest first (temporary files are ignored)."""
+    d = checkpoint_dir(run)
+    if not d.is_dir():
+        return []
+    found = [(int(m.group(1)), d / n) for n in os.listdir(d) if (m := CKPT_RE.match(n))]
+    return [p for _, p in sorted(found)]
+
+
+def save(run: str | os.PathLike, step: int, state: dict[str, Any], keep: int) -> Path:
+    """Write `state` as step-{step}.pt atomically; then delete all but the newest `keep`."""
+    d = checkpoint_dir(run)
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / f"step-{step:08d}.pt"
+    tmp = d / f".{path.name}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as f:
+        torch.save({"format_version": FORMAT_VERSION, **state}, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    for old in list_checkpoints(run)[:-keep]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def load_latest(run: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[Path, dict] | None:
+    """The newest readable checkpoint, loaded with weights_only=True; None when the run has none.
+    An unreadable newest file (disk trouble) is reported and the one before it is tried."""
+    for path in reversed(list_checkpoints(run)):
+        try:
+            state = torch.load(path, map_location=map_location, weights_only=True)
+        except Exception as exn:  # noqa: BLE001 (any unreadable file: fall back to the previous one)
+            log.error("checkpoint %s is unreadable (%s); trying the previous one", path, exn)
+            continue
+        if state.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{path}: checkpoint format {state.get('format_version')!r}, expected {FORMAT_VERSION}")
+        return path, state
+    return None

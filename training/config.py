@@ -1,0 +1,278 @@
+"""Typed configuration of a training run, and the three presets (tiny, small, base).
+
+A run is described by one `TrainConfig`; presets are functions returning one. The resolved config is
+saved as RUN/config.json and inside every checkpoint, so a resumed run continues with exactly the
+settings it started with. Validation happens in `__post_init__` and names the flag to change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+BACKGROUNDS = ("white", "black", "random")
+RENDER_BACKENDS = ("auto", "gsplat", "torch")
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work; the message names the flag."""
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+@dataclass
+class DataConfig:
+    image_size: int = 256           # model resolution (square); renders are resized to it, K scaled to match
+    n_in: int = 4                   # input (view, time) pairs per sample: the sparse 4-view setting of 4D-LRM
+    n_target: int = 8               # supervised (view, time) pairs per sample; more targets = more signal per encode
+    novel_time_fraction: float = 0.5  # share of targets at times no input shows, so interpolation in time is trained
+    background: str = "white"       # what transparent pixels become; LRMs train on white, "random" teaches alpha harder
+    shuffle_buffer: int = 64        # samples held (undecoded, only chosen members) for shuffling; bounded memory
+    num_workers: int = 4            # DataLoader processes per rank; each decodes PNGs independently
+    batches_per_epoch: int = 500    # per rank, fixed: resampled shards never run dry, so DDP ranks never wait
+    load_depth: bool = False        # also decode 16-bit target depth (for depth metrics); off saves decode time
+    weights: str | None = None      # manifest Parquet whose `weight` column sets draw probabilities (None = uniform)
+
+    def __post_init__(self) -> None:
+        _check(self.image_size >= 8, f"--set data.image_size={self.image_size}: must be >= 8")
+        _check(self.n_in >= 1, f"--set data.n_in={self.n_in}: need at least one input view")
+        _check(self.n_target >= 1, f"--set data.n_target={self.n_target}: need at least one target view")
+        _check(0.0 <= self.novel_time_fraction <= 1.0,
+               f"--set data.novel_time_fraction={self.novel_time_fraction}: must be in [0, 1]")
+        _check(self.background in BACKGROUNDS, f"--set data.background={self.background!r}: one of {BACKGROUNDS}")
+        _check(self.shuffle_buffer >= 1, f"--set data.shuffle_buffer={self.shuffle_buffer}: must be >= 1")
+        _check(self.num_workers >= 0, f"--num-workers {self.num_workers}: must be >= 0")
+        _check(self.batches_per_epoch >= 1, f"--set data.batches_per_epoch={self.batches_per_epoch}: must be >= 1")
+
+
+@dataclass
+class ModelConfig:
+    patch_size: int = 8             # 8x8 patches at 256 px = 1024 tokens per view, GS-LRM/4D-LRM's choice
+    width: int = 1024               # transformer width (base: ~300M parameters with 24 layers)
+    depth: int = 24                 # transformer blocks
+    heads: int = 16                 # attention heads; head dim 64 suits flash attention kernels
+    mlp_ratio: float = 4.0          # standard ViT MLP expansion
+    qk_norm: bool = True            # RMS-normalised queries/keys keep attention logits bounded in bf16 at scale
+    dist_span: float = 1.0          # Gaussian centres lie within |camera| +- dist_span along their pixel ray:
+                                    # normalised objects fit in a unit cube, so 1.0 covers them from any camera
+    time_span: float = 1.0          # time centre = input time + time_span * tanh(.): can reach any time in [0, 1]
+    scale_log_range: float = 4.0    # spatial scale = pixel footprint * exp(+-4): from 1/55 to 55 pixels wide
+    time_scale_init: float = 0.25   # initial temporal std (in clip-time units): a Gaussian first lives ~half a clip
+    opacity_init: float = 0.1       # initial opacity: low, so early renders are not a wall of overlapping splats
+    grad_checkpoint: bool = False   # recompute blocks in backward: ~30% slower, much less activation memory
+
+    def __post_init__(self) -> None:
+        _check(self.patch_size >= 1, f"--set model.patch_size={self.patch_size}: must be >= 1")
+        _check(self.width % self.heads == 0,
+               f"--set model.width={self.width} must be divisible by --set model.heads={self.heads}")
+        _check((self.width // self.heads) % 2 == 0, "--set model.width/heads: head dim must be even")
+        _check(self.depth >= 1, f"--set model.depth={self.depth}: must be >= 1")
+        _check(self.dist_span > 0, f"--set model.dist_span={self.dist_span}: must be > 0")
+        _check(0 < self.opacity_init < 1, f"--set model.opacity_init={self.opacity_init}: must be in (0, 1)")
+        _check(self.time_scale_init > 0, f"--set model.time_scale_init={self.time_scale_init}: must be > 0")
+
+
+@dataclass
+class RenderConfig:
+    backend: str = "auto"           # auto = gsplat on CUDA, the pure-torch twin on CPU
+    near_plane: float = 0.01        # gsplat's default; normalised scenes sit ~1-3 units from the camera
+    tile_size: int = 16             # gsplat's tile; the torch twin uses the same tiles to bound memory
+    max_elems: int = 1 << 22        # torch twin: (pixel, Gaussian) pairs evaluated at once, ~16 MB per float tensor
+    packed: bool = False            # gsplat packed mode: less memory, slower; unpacked suits dense per-pixel splats
+
+    def __post_init__(self) -> None:
+        _check(self.backend in RENDER_BACKENDS, f"--set render.backend={self.backend!r}: one of {RENDER_BACKENDS}")
+        _check(self.tile_size >= 4, f"--set render.tile_size={self.tile_size}: must be >= 4")
+        _check(self.max_elems >= 1024, f"--set render.max_elems={self.max_elems}: must be >= 1024")
+
+
+@dataclass
+class LossConfig:
+    mse: float = 1.0                # colour reconstruction, the main term
+    mask: float = 0.5               # MSE between rendered and true alpha: pushes Gaussians off the background
+    ssim: float = 0.0               # 1 - SSIM; structure term, off by default (LPIPS covers perception)
+    lpips: float = 0.5              # perceptual term as in GS-LRM/4D-LRM; used only when the weights file exists
+    lpips_weights: str | None = None  # local file (see training/lpips.py); never downloaded; None = no LPIPS
+
+    def __post_init__(self) -> None:
+        for name in ("mse", "mask", "ssim", "lpips"):
+            _check(getattr(self, name) >= 0, f"--set loss.{name}={getattr(self, name)}: must be >= 0")
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 4e-4                # peak AdamW learning rate (GS-LRM uses 4e-4 at batch 512)
+    betas: tuple[float, float] = (0.9, 0.95)  # beta2 0.95: the usual choice for transformers trained in bf16
+    weight_decay: float = 0.05      # applied to matrices only, not norms/biases
+    warmup_steps: int = 2000        # linear warm-up; large transformers diverge without it
+    schedule_steps: int = 0         # cosine horizon; 0 = the --steps of the first invocation (kept on resume)
+    min_lr_ratio: float = 0.1       # cosine decays to lr * 0.1, not zero, so extended runs still learn
+    grad_clip: float = 1.0          # global gradient-norm clip; guards against rare exploding renders
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(self.betas)  # JSON round trips give lists
+        _check(self.lr > 0, f"--lr {self.lr}: must be > 0")
+        _check(self.warmup_steps >= 0, f"--set optim.warmup_steps={self.warmup_steps}: must be >= 0")
+        _check(self.schedule_steps >= 0, f"--set optim.schedule_steps={self.schedule_steps}: must be >= 0")
+        _check(0 <= self.min_lr_ratio <= 1, f"--set optim.min_lr_ratio={self.min_lr_ratio}: must be in [0, 1]")
+        _check(self.grad_clip >= 0, f"--set optim.grad_clip={self.grad_clip}: must be >= 0 (0 = off)")
+
+
+@dataclass
+class TrainConfig:
+    preset: str = "base"            # which preset function built this (informational)
+    steps: int = 100_000            # global optimiser steps to reach; a rerun resumes up to this
+    batch_size: int = 8             # samples per rank per step
+    seed: int = 0                   # seeds model init and the data stream (with rank, worker and epoch)
+    bf16: bool = True               # bf16 autocast for the transformer on CUDA (ignored on CPU)
+    log_every: int = 20             # steps between metrics.jsonl / TensorBoard lines
+    grid_every: int = 1000          # steps between image-grid PNGs (0 = never)
+    ckpt_every: int = 1000          # steps between checkpoints (a final one is always written)
+    keep_checkpoints: int = 3       # older checkpoints are deleted after a new one is complete
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def __post_init__(self) -> None:
+        _check(self.steps >= 1, f"--steps {self.steps}: must be >= 1")
+        _check(self.batch_size >= 1, f"--batch-size {self.batch_size}: must be >= 1")
+        _check(self.log_every >= 1, f"--log-every {self.log_every}: must be >= 1")
+        _check(self.ckpt_every >= 1, f"--ckpt-every {self.ckpt_every}: must be >= 1")
+        _check(self.grid_every >= 0, f"--grid-every {self.grid_every}: must be >= 0")
+        _check(self.keep_checkpoints >= 1, f"--set keep_checkpoints={self.keep_checkpoints}: must be >= 1")
+        _check(self.data.image_size % self.model.patch_size == 0,
+               f"--set data.image_size={self.data.image_size} must be a multiple of "
+               f"--set model.patch_size={self.model.patch_size}")
+
+    # -- serialisation -------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        return _from_dict(cls, d)
+
+
+def _from_dict(cls: type, d: dict[str, Any]) -> Any:
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(d) - names
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {sorted(unknown)} for {cls.__name__}")
+    for f in dataclasses.fields(cls):
+        if f.name not in d:
+            continue
+        v = d[f.name]
+        t = hints[f.name]
+        if dataclasses.is_dataclass(t) and isinstance(v, dict):
+            v = _from_dict(t, v)
+        kwargs[f.name] = v
+    return cls(**kwargs)
+
+
+def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
+    """Apply `section.field=value` strings (from `--set`), coercing to the field's type; re-validates."""
+    d = cfg.to_dict()
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set model.depth=12")
+        key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        target_cls: type = TrainConfig
+        node = d
+        for p in parts[:-1]:
+            if p not in node or not isinstance(node[p], dict):
+                raise ConfigError(f"--set {item!r}: no config section {p!r}")
+            target_cls = typing.get_type_hints(target_cls)[p]
+            node = node[p]
+        leaf = parts[-1]
+        hints = typing.get_type_hints(target_cls)
+        if leaf not in hints or isinstance(node.get(leaf), dict):
+            raise ConfigError(f"--set {item!r}: no setting {key!r}; see RUN/config.json for the names")
+        node[leaf] = _coerce(raw, hints[leaf], item)
+    return TrainConfig.from_dict(d)
+
+
+def _coerce(raw: str, t: Any, item: str) -> Any:
+    origin = typing.get_origin(t)
+    args = typing.get_args(t)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if raw.lower() in ("none", "null", ""):
+            return None
+        t = next(a for a in args if a is not type(None))
+        origin = typing.get_origin(t)
+    try:
+        if t is bool:
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("not a boolean")
+        if t is int:
+            return int(raw)
+        if t is float:
+            return float(raw)
+        if t is str:
+            return raw
+        if origin is tuple:
+            return tuple(float(x) for x in raw.split(","))
+    except ValueError as exc:
+        raise ConfigError(f"--set {item!r}: {exc}") from None
+    raise ConfigError(f"--set {item!r}: cannot set a value of type {t}")
+
+
+# -- presets ---------------------------------------------------------------------------------------
+
+
+def tiny() -> TrainConfig:
+    """Trains on a CPU in tests: 32 px, 2 inputs, a 3-block transformer of width 96."""
+    return TrainConfig(
+        preset="tiny", steps=200, batch_size=2, bf16=False, log_every=10, grid_every=100, ckpt_every=100,
+        data=DataConfig(image_size=32, n_in=2, n_target=3, shuffle_buffer=8, num_workers=0, batches_per_epoch=50),
+        model=ModelConfig(patch_size=4, width=96, depth=3, heads=4),
+        render=RenderConfig(max_elems=1 << 20),
+        loss=LossConfig(lpips=0.0),
+        optim=OptimConfig(lr=1e-3, warmup_steps=10, weight_decay=0.0),
+    )
+
+
+def small() -> TrainConfig:
+    """One GPU, fast experiments: 128 px, 4 inputs, 12 blocks of width 512 (~38M parameters)."""
+    return TrainConfig(
+        preset="small", steps=20_000, batch_size=8, log_every=20, grid_every=500, ckpt_every=1000,
+        data=DataConfig(image_size=128, n_in=4, n_target=4, num_workers=6, batches_per_epoch=500),
+        model=ModelConfig(patch_size=8, width=512, depth=12, heads=8),
+        optim=OptimConfig(lr=4e-4, warmup_steps=500),
+    )
+
+
+def base() -> TrainConfig:
+    """The GS-LRM/4D-LRM scale: 256 px, patch 8, 24 blocks of width 1024 (~300M parameters)."""
+    return TrainConfig(
+        preset="base", steps=100_000, batch_size=4, log_every=20, grid_every=1000, ckpt_every=1000,
+        data=DataConfig(image_size=256, n_in=4, n_target=8, num_workers=8, batches_per_epoch=1000),
+        model=ModelConfig(patch_size=8, width=1024, depth=24, heads=16, grad_checkpoint=True),
+        optim=OptimConfig(lr=4e-4, warmup_steps=2000),
+    )
+
+
+PRESETS = {"tiny": tiny, "small": small, "base": base}
+
+
+def preset(name: str) -> TrainConfig:
+    if name not in PRESETS:
+        raise ConfigError(f"--preset {name!r}: one of {sorted(PRESETS)}")
+    return PRESETS[name]()

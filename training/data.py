@@ -1,0 +1,539 @@
+"""Streaming training samples from shards (DESIGN.md §4-§6) with WebDataset.
+
+The pipeline, one small generator stage each, with the error policy passed in as `handler`:
+
+    shard urls (resampled per rank and worker, or split by rank then worker)
+    -> open (local file or http(s) stream) -> tar members -> samples grouped by key
+    -> weighted repeat (--weights) -> pick (view, time) pairs and keep only their members
+    -> shuffle (still undecoded) -> decode the picked images, resize, composite, Plücker rays
+    -> batches, a fixed number per epoch
+
+Nothing from a shard is ever unpickled: `.json` goes through json.loads, images through PIL, and
+every other member is dropped unread.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import logging
+import math
+import os
+import random
+import re
+import urllib.request
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from pipeline import layout
+from training.config import DataConfig
+from training.geometry import plucker_image, scale_intrinsics
+
+log = logging.getLogger(__name__)
+
+IMAGE_RE = re.compile(r"^t(\d{3})\.v(\d{3})\.(png|webp)$")  # member suffix after the key
+DEPTH_FMT = "t{t:03d}.v{v:03d}.depth.png"
+HTTP_TIMEOUT_S = 60
+
+
+class SampleError(Exception):
+    """A sample (or shard) that cannot be used; `reason` is a word from a small fixed vocabulary."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+class DataStreamError(RuntimeError):
+    """The stream produces nothing but errors: stop instead of spinning forever."""
+
+
+# -- shard spec ------------------------------------------------------------------------------------
+
+
+def resolve_shards(spec: str) -> list[str]:
+    """Expand a shard SPEC (DESIGN.md §6) into tar paths or URLs.
+
+    - a dataset folder: its committed shards (stats.json present), in order;
+    - `http://` / `https://` URLs, with brace patterns: taken as given (the server is trusted);
+    - local brace patterns: expanded; a missing tar is an error, a tar without its stats.json is an
+      uncommitted crash leftover and is skipped with a warning.
+    Several specs may be joined with '::'.
+    """
+    import braceexpand
+
+    out: list[str] = []
+    for part in spec.split("::"):
+        part = part.strip()
+        if not part:
+            continue
+        if part.startswith(("http://", "https://")):
+            out.extend(braceexpand.braceexpand(part))
+            continue
+        if os.path.isdir(part):
+            tars = layout.committed_tars(part)
+            if not tars:
+                raise FileNotFoundError(f"--shards {part}: dataset folder has no committed shards (no shard-*.stats.json)")
+            out.extend(tars)
+            continue
+        paths = list(braceexpand.braceexpand(part))
+        missing = [p for p in paths if not os.path.isfile(p)]
+        if missing:
+            raise FileNotFoundError(f"--shards {spec}: {len(missing)} of {len(paths)} tar(s) missing, e.g. {missing[0]}")
+        committed = [p for p in paths if _is_committed_tar(p)]
+        if len(committed) < len(paths):
+            log.warning("--shards %s: skipping %d uncommitted tar(s) (no stats.json), e.g. %s", part,
+                        len(paths) - len(committed), next(p for p in paths if p not in committed))
+        out.extend(committed)
+    if not out:
+        raise FileNotFoundError(f"--shards {spec}: no shards")
+    return out
+
+
+def _is_committed_tar(path: str) -> bool:
+    m = layout.SHARD_RE.match(os.path.basename(path))
+    if not m or m.group(2) != "tar":
+        return True  # not in the project's naming: nothing to check against, trust the user
+    return layout.is_committed(os.path.dirname(path) or ".", int(m.group(1)))
+
+
+def load_weights(path: str | os.PathLike) -> dict[str, float]:
+    """Sample key -> weight from a manifest with the `weight` column (DESIGN.md §3)."""
+    from manifests.schema import read_manifest
+    from manifests.uids import sample_key
+
+    df = read_manifest(path)
+    return {sample_key(u, int(c)): float(w) for u, c, w in zip(df["uid"], df["clip"], df["weight"])}
+
+
+# -- error policy ----------------------------------------------------------------------------------
+
+
+def _reason(exn: BaseException) -> str:
+    """A word for the count table: the SampleError's reason, else the failure's kind."""
+    import tarfile
+
+    if isinstance(exn, SampleError):
+        return exn.reason
+    if isinstance(exn, (tarfile.TarError, EOFError)):
+        return "tar_read"
+    if isinstance(exn, ValueError) and "duplicate file name" in str(exn):
+        return "tar_duplicate"
+    if isinstance(exn, OSError):
+        return "io"
+    return type(exn).__name__
+
+
+class SkipAndCount:
+    """Handler that skips a bad sample or shard, counts it by reason and logs the first few.
+
+    A stream that yields nothing but errors for `max_consecutive` in a row raises DataStreamError.
+    """
+
+    def __init__(self, max_consecutive: int = 200, log_first: int = 5):
+        self.counts: Counter[str] = Counter()
+        self.consecutive = 0
+        self.max_consecutive = max_consecutive
+        self.log_first = log_first
+
+    def __call__(self, exn: BaseException) -> bool:
+        reason = _reason(exn)
+        self.counts[reason] += 1
+        self.consecutive += 1
+        total = sum(self.counts.values())
+        if total <= self.log_first or total % 100 == 0:
+            log.warning("skipped a bad sample or shard (%s, %d skipped so far): %s", reason, total, exn)
+        if self.consecutive >= self.max_consecutive:
+            raise DataStreamError(f"{self.consecutive} errors in a row and no good sample; last: {exn}") from exn
+        return True
+
+    def success(self) -> None:
+        self.consecutive = 0
+
+
+def reraise(exn: BaseException) -> bool:
+    raise exn
+
+
+# -- stages ----------------------------------------------------------------------------------------
+
+
+def _worker() -> tuple[int, int]:
+    info = torch.utils.data.get_worker_info()
+    return (0, 1) if info is None else (info.id, info.num_workers)
+
+
+def _rng(seed: int, rank: int, epoch: int, salt: int) -> random.Random:
+    worker, _ = _worker()
+    return random.Random(hash((seed, rank, worker, epoch, salt)) & 0xFFFFFFFFFFFF)
+
+
+class ShardSource(torch.utils.data.IterableDataset):
+    """First stage: shard urls for this rank and DataLoader worker.
+
+    resampled: draw shards at random forever (from this rank's share when there are at least as many
+    shards as ranks), seeded by (seed, rank, worker, epoch) so every rank and worker sees its own stream.
+    Otherwise: each shard once, split by rank then by worker (for evaluation passes).
+    """
+
+    def __init__(self, urls: list[str], *, resampled: bool, seed: int, rank: int, world_size: int, epoch: int):
+        super().__init__()
+        self.urls, self.resampled, self.seed = list(urls), resampled, seed
+        self.rank, self.world_size, self.epoch = rank, world_size, epoch
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        urls = self.urls
+        if len(urls) >= self.world_size:
+            urls = urls[self.rank :: self.world_size]  # node splitting
+        elif not self.resampled:
+            urls = urls[self.rank : self.rank + 1]
+        if self.resampled:
+            rng = _rng(self.seed, self.rank, self.epoch, 1)
+            while True:
+                yield {"url": rng.choice(urls)}
+        worker, nworkers = _worker()
+        for url in urls[worker::nworkers]:  # worker splitting
+            yield {"url": url}
+
+
+def open_shards(src: Iterable[dict], handler: Callable) -> Iterator[dict]:
+    """Open each url as a byte stream: local files directly, http(s) through urllib (no curl needed)."""
+    for item in src:
+        url = item["url"]
+        try:
+            if url.startswith(("http://", "https://")):
+                stream = urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_S)  # noqa: S310 (user-given shard URL)
+            else:
+                stream = open(url, "rb")
+        except Exception as exn:  # noqa: BLE001 (policy is the handler's)
+            if handler(SampleError("shard_open", f"{url}: cannot open ({exn})")):
+                continue
+            break
+        yield {"url": url, "stream": stream}
+
+
+class WeightedRepeat:
+    """Emit each sample a random number of times with mean weight/mean_weight, so that (with shards
+    drawn uniformly and samples spread evenly) a sample's draw frequency is proportional to its weight.
+    Keys absent from the weights get `default`."""
+
+    def __init__(self, weights: dict[str, float], *, seed: int, rank: int, epoch: int, default: float = 1.0):
+        vals = [w for w in weights.values()]
+        self.weights, self.default = weights, default
+        self.mean = (sum(vals) / len(vals)) if vals else 1.0
+        if self.mean <= 0:
+            raise ValueError("--weights: all weights are zero")
+        self.seed, self.rank, self.epoch = seed, rank, epoch
+        self.unweighted = 0
+
+    def __call__(self, src: Iterable[dict]) -> Iterator[dict]:
+        rng = _rng(self.seed, self.rank, self.epoch, 2)
+        for sample in src:
+            w = self.weights.get(sample["__key__"])
+            if w is None:
+                w = self.default
+                self.unweighted += 1
+                if self.unweighted == 1:
+                    log.warning("--weights: key %s not in the weights manifest; using weight %s",
+                                sample["__key__"], self.default)
+            r = w / self.mean
+            n = int(r) + (1 if rng.random() < r - int(r) else 0)
+            for _ in range(n):
+                yield sample
+
+
+class PickViews:
+    """Choose input and target (view, time) pairs per sample and keep only those members' bytes.
+
+    Inputs are n_in distinct pairs. A share `novel_time_fraction` of the targets comes from frames no
+    input shows; the rest from pairs that are not inputs. Static samples (one frame) serve any time:
+    each pair gets a uniformly random time. Runs before the shuffle so the buffer holds little.
+    """
+
+    def __init__(self, cfg: DataConfig, handler: Callable, *, seed: int, rank: int, epoch: int):
+        self.cfg, self.handler = cfg, handler
+        self.seed, self.rank, self.epoch = seed, rank, epoch
+
+    def __call__(self, src: Iterable[dict]) -> Iterator[dict]:
+        rng = _rng(self.seed, self.rank, self.epoch, 3)
+        for sample in src:
+            try:
+                yield self.pick(sample, rng)
+            except Exception as exn:  # noqa: BLE001
+                if not self.handler(exn):
+                    break
+
+    def pick(self, sample: dict, rng: random.Random) -> dict:
+        key = sample["__key__"]
+        if "json" not in sample:
+            raise SampleError("missing_member", f"{key}: no {key}.json in {sample.get('__url__')}")
+        try:
+            meta = json.loads(sample["json"])
+        except (ValueError, UnicodeDecodeError) as exn:
+            raise SampleError("bad_json", f"{key}.json: not JSON ({exn})") from None
+        T, V = _check_meta(key, meta)
+        members = {}
+        for suffix in sample:
+            m = IMAGE_RE.match(suffix)
+            if m and int(m.group(1)) < T and int(m.group(2)) < V:
+                members[(int(m.group(1)), int(m.group(2)))] = suffix
+        pairs = sorted(members)
+        if not pairs:
+            raise SampleError("missing_member", f"{key}: no image members")
+        cfg = self.cfg
+        static = bool(meta.get("static")) or T == 1
+        inputs = _choose(rng, pairs, cfg.n_in)
+        if static:
+            in_times = [rng.random() for _ in inputs]
+            targets = _choose(rng, [p for p in pairs if p not in inputs] or pairs, cfg.n_target)
+            tg_times = [rng.random() for _ in targets]
+        else:
+            seen = {t for t, _ in inputs}
+            novel = [p for p in pairs if p[0] not in seen]
+            n_novel = round(cfg.n_target * cfg.novel_time_fraction) if novel else 0
+            targets = _choose(rng, novel, n_novel)
+            rest = [p for p in pairs if p not in inputs and p not in targets] or [p for p in pairs if p not in inputs] or pairs
+            targets += _choose(rng, rest, cfg.n_target - n_novel)
+            times = meta["times"]
+            in_times = [float(times[t]) for t, _ in inputs]
+            tg_times = [float(times[t]) for t, _ in targets]
+        out = {"key": key, "url": sample.get("__url__"), "meta": meta, "static": static,
+               "inputs": [(t, v, tm, sample[members[(t, v)]]) for (t, v), tm in zip(inputs, in_times)],
+               "targets": [(t, v, tm, sample[members[(t, v)]]) for (t, v), tm in zip(targets, tg_times)]}
+        if cfg.load_depth:
+            depth = []
+            for t, v in targets:
+                name = DEPTH_FMT.format(t=t, v=v)
+                if name not in sample:
+                    raise SampleError("missing_member", f"{key}.{name}: depth member missing")
+                depth.append(sample[name])
+            out["depth"] = depth
+        return out
+
+
+def _check_meta(key: str, meta: Any) -> tuple[int, int]:
+    if not isinstance(meta, dict):
+        raise SampleError("bad_json", f"{key}.json: not an object")
+    if meta.get("schema_version") != layout.SCHEMA_VERSION:
+        raise SampleError("schema", f"{key}.json: schema_version {meta.get('schema_version')!r}, "
+                                    f"expected {layout.SCHEMA_VERSION}")
+    try:
+        T, V = int(meta["num_frames"]), int(meta["num_views"])
+        c2w = np.asarray(meta["c2w"], dtype=np.float64)
+        K = np.asarray(meta["K"], dtype=np.float64)
+        times = meta["times"]
+    except (KeyError, TypeError, ValueError) as exn:
+        raise SampleError("bad_json", f"{key}.json: missing or malformed field ({exn})") from None
+    if T < 1 or V < 1 or c2w.shape != (T, V, 4, 4) or K.shape != (V, 3, 3) or len(times) != T:
+        raise SampleError("bad_json", f"{key}.json: shapes disagree (num_frames={T}, num_views={V}, "
+                                      f"c2w {c2w.shape}, K {K.shape}, times {len(times)})")
+    if not (np.isfinite(c2w).all() and np.isfinite(K).all()):
+        raise SampleError("bad_json", f"{key}.json: non-finite camera values")
+    return T, V
+
+
+def _choose(rng: random.Random, items: list, n: int) -> list:
+    """n items without replacement when there are enough, else with replacement."""
+    if n <= 0 or not items:
+        return []
+    if len(items) >= n:
+        return rng.sample(items, n)
+    return [rng.choice(items) for _ in range(n)]
+
+
+def decode_rgba(data: bytes, where: str) -> np.ndarray:
+    """PNG/WebP bytes -> straight RGBA float32 [H, W, 4] in [0, 1]."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            rgba = np.asarray(im.convert("RGBA"), dtype=np.float32) / 255.0
+    except Exception as exn:  # noqa: BLE001 (PIL raises many types)
+        raise SampleError("bad_image", f"{where}: cannot decode image ({exn})") from None
+    return rgba
+
+
+def decode_depth(data: bytes, depth_scale: float, where: str) -> np.ndarray:
+    """16-bit greyscale PNG -> depth float32 [H, W] = value * depth_scale (0 = no surface).
+    Decoded here because WebDataset's generic image decoders reduce 16-bit PNGs to 8 bits."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            if im.mode not in ("I;16", "I;16B", "I;16L", "I"):
+                raise ValueError(f"mode {im.mode}, expected 16-bit greyscale")
+            v = np.asarray(im).astype(np.float32)
+    except Exception as exn:  # noqa: BLE001
+        raise SampleError("bad_depth", f"{where}: cannot decode 16-bit depth ({exn})") from None
+    return v * np.float32(depth_scale)
+
+
+class BuildSample:
+    """Decode the picked images and make model-ready tensors for one sample.
+
+    Returns in_rgb [n_in, 3, S, S], in_cond [n_in, 7, S, S] (Plücker 6 + normalised time 1),
+    in_c2w [n_in, 4, 4], in_K [n_in, 3, 3], in_time [n_in]; tg_rgb [n_t, 3, S, S],
+    tg_alpha [n_t, 1, S, S], tg_c2w, tg_K, tg_time; optional tg_depth [n_t, 1, S, S]; background [3];
+    in_pairs/tg_pairs [n, 2] (frame, view); key.
+    """
+
+    def __init__(self, cfg: DataConfig, handler: Callable, *, seed: int, rank: int, epoch: int):
+        self.cfg, self.handler = cfg, handler
+        self.seed, self.rank, self.epoch = seed, rank, epoch
+
+    def __call__(self, src: Iterable[dict]) -> Iterator[dict]:
+        rng = _rng(self.seed, self.rank, self.epoch, 4)
+        for item in src:
+            try:
+                out = self.build(item, rng)
+            except Exception as exn:  # noqa: BLE001
+                if not self.handler(exn):
+                    break
+                continue
+            getattr(self.handler, "success", lambda: None)()
+            yield out
+
+    def background(self, rng: random.Random) -> torch.Tensor:
+        bg = self.cfg.background
+        if bg == "white":
+            return torch.ones(3)
+        if bg == "black":
+            return torch.zeros(3)
+        return torch.full((3,), rng.random())
+
+    def build(self, item: dict, rng: random.Random) -> dict:
+        S = self.cfg.image_size
+        meta, key = item["meta"], item["key"]
+        bg = self.background(rng)
+        c2w_all = torch.tensor(meta["c2w"], dtype=torch.float32)  # [T, V, 4, 4]
+        K_all = torch.tensor(meta["K"], dtype=torch.float32)  # [V, 3, 3]
+
+        def load(entries):
+            rgbs, alphas, c2ws, Ks = [], [], [], []
+            for t, v, _tm, data in entries:
+                rgba = torch.from_numpy(decode_rgba(data, f"{key}.t{t:03d}.v{v:03d}")).permute(2, 0, 1)  # [4, h, w]
+                h, w = rgba.shape[-2:]
+                rgb = rgba[:3] * rgba[3:] + bg[:, None, None] * (1 - rgba[3:])  # composite straight alpha
+                if (h, w) != (S, S):
+                    rgb = F.interpolate(rgb[None], size=(S, S), mode="bilinear", antialias=True, align_corners=False)[0]
+                    a = F.interpolate(rgba[None, 3:], size=(S, S), mode="bilinear", antialias=True, align_corners=False)[0]
+                else:
+                    a = rgba[3:]
+                rgbs.append(rgb.clamp(0, 1))
+                alphas.append(a.clamp(0, 1))
+                c2ws.append(c2w_all[t, v])
+                Ks.append(scale_intrinsics(K_all[v], S / w, S / h))
+            return torch.stack(rgbs), torch.stack(alphas), torch.stack(c2ws), torch.stack(Ks)
+
+        in_rgb, _in_alpha, in_c2w, in_K = load(item["inputs"])
+        tg_rgb, tg_alpha, tg_c2w, tg_K = load(item["targets"])
+        in_time = torch.tensor([tm for _, _, tm, _ in item["inputs"]], dtype=torch.float32)  # [n_in]
+        tg_time = torch.tensor([tm for _, _, tm, _ in item["targets"]], dtype=torch.float32)  # [n_t]
+        rays = plucker_image(in_c2w, in_K, S, S)  # [n_in, 6, S, S]
+        tplane = in_time[:, None, None, None].expand(-1, 1, S, S)  # [n_in, 1, S, S]
+        out = {
+            "key": key, "in_rgb": in_rgb, "in_cond": torch.cat([rays, tplane], 1), "in_c2w": in_c2w,
+            "in_K": in_K, "in_time": in_time, "tg_rgb": tg_rgb, "tg_alpha": tg_alpha, "tg_c2w": tg_c2w,
+            "tg_K": tg_K, "tg_time": tg_time, "background": bg,
+            "in_pairs": torch.tensor([(t, v) for t, v, _, _ in item["inputs"]]),
+            "tg_pairs": torch.tensor([(t, v) for t, v, _, _ in item["targets"]]),
+        }
+        if "depth" in item:
+            scale = float(meta.get("depth_scale", 0.0))
+            if not scale > 0:
+                raise SampleError("bad_json", f"{key}.json: depth_scale {meta.get('depth_scale')!r}")
+            ds = []
+            for (t, v, _, _), data in zip(item["targets"], item["depth"]):
+                d = torch.from_numpy(decode_depth(data, scale, f"{key}.t{t:03d}.v{v:03d}.depth"))[None, None]
+                ds.append(F.interpolate(d, size=(S, S), mode="nearest")[0] if d.shape[-2:] != (S, S) else d[0])
+            out["tg_depth"] = torch.stack(ds)
+        return out
+
+
+class Collate:
+    """Stack samples into a batch; attach this worker's skip counts (cumulative) for the trainer."""
+
+    def __init__(self, handler: Callable):
+        self.handler = handler
+
+    def __call__(self, samples: list[dict]) -> dict:
+        batch: dict[str, Any] = {"key": [s["key"] for s in samples]}
+        for k, v in samples[0].items():
+            if isinstance(v, torch.Tensor):
+                batch[k] = torch.stack([s[k] for s in samples])
+        batch["skipped"] = dict(getattr(self.handler, "counts", {}))
+        batch["worker"] = _worker()[0]
+        return batch
+
+
+# -- assembly --------------------------------------------------------------------------------------
+
+
+def make_dataset(urls: list[str], cfg: DataConfig, *, batch_size: int, seed: int = 0, rank: int = 0,
+                 world_size: int = 1, epoch: int = 0, resampled: bool = True, handler: Callable | None = None,
+                 weights: dict[str, float] | None = None, batches_per_worker: int | None = None):
+    """The WebDataset pipeline for one rank (see module docstring). Returns a wds.DataPipeline that
+    yields batches; with `batches_per_worker` it yields exactly that many per iteration (per worker)."""
+    import webdataset as wds
+    from webdataset.tariterators import group_by_keys, tar_file_expander
+
+    handler = handler if handler is not None else SkipAndCount()
+    kw = dict(seed=seed, rank=rank, epoch=epoch)
+    stages: list[Any] = [
+        ShardSource(urls, resampled=resampled, world_size=world_size, **kw),
+        functools.partial(open_shards, handler=handler),
+        functools.partial(tar_file_expander, handler=handler),
+        functools.partial(group_by_keys, handler=handler),
+    ]
+    if weights is not None:
+        stages.append(WeightedRepeat(weights, **kw))
+    stages.append(PickViews(cfg, handler, **kw))
+    if resampled:
+        stages.append(wds.shuffle(cfg.shuffle_buffer, initial=cfg.shuffle_buffer,
+                                  rng=_LazyRng(seed, rank, epoch)))
+    stages.append(BuildSample(cfg, handler, **kw))
+    stages.append(wds.batched(batch_size, collation_fn=Collate(handler), partial=not resampled))
+    pipe = wds.DataPipeline(*stages)
+    if batches_per_worker is not None:
+        pipe = pipe.with_epoch(batches_per_worker)
+    return pipe
+
+
+class _LazyRng(random.Random):
+    """A random.Random seeded at first use in the worker that uses it (worker ids exist only there)."""
+
+    def __init__(self, seed: int, rank: int, epoch: int):
+        super().__init__(0)
+        self._args, self._seeded = (seed, rank, epoch), False
+
+    def random(self) -> float:  # wds.shuffle picks with rng.randint -> random()
+        if not self._seeded:
+            self.seed(_rng(*self._args, 5).random())
+            self._seeded = True
+        return super().random()
+
+    def randint(self, a: int, b: int) -> int:
+        self.random()
+        return super().randint(a, b)
+
+
+def make_loader(urls: list[str], cfg: DataConfig, *, batch_size: int, seed: int, rank: int = 0,
+                world_size: int = 1, epoch: int = 0, weights: dict[str, float] | None = None,
+                handler: Callable | None = None, pin_memory: bool = False):
+    """A DataLoader over one epoch of `cfg.batches_per_epoch` batches (rounded up to a multiple of
+    the worker count) for this rank; every rank gets the same count, so DDP never waits on data."""
+    workers = cfg.num_workers
+    per_worker = math.ceil(cfg.batches_per_epoch / max(1, workers))
+    ds = make_dataset(urls, cfg, batch_size=batch_size, seed=seed, rank=rank, world_size=world_size, epoch=epoch,
+                      handler=handler, weights=weights, batches_per_worker=per_worker)
+    return torch.utils.data.DataLoader(ds, batch_size=None, num_workers=workers, pin_memory=pin_memory,
+                                       persistent_workers=False, prefetch_factor=2 if workers > 0 else None)
+
+
+def shard_dir_of(url: str) -> Path | None:
+    return Path(url).parent if not url.startswith(("http://", "https://")) else None

@@ -1,0 +1,61 @@
+"""Reconstruction losses and image metrics: MSE on colour, alpha mask term, SSIM, LPIPS (optional)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from training.config import LossConfig
+from training.lpips import LPIPS
+
+
+def psnr(pred: Tensor, target: Tensor) -> Tensor:
+    """Per-image PSNR in dB for images in [0, 1]. pred, target: [..., C, H, W] -> [...]."""
+    mse = (pred.float() - target.float()).pow(2).flatten(-3).mean(-1)
+    return -10.0 * torch.log10(mse.clamp_min(1e-10))
+
+
+def _gauss_window(size: int, sigma: float, channels: int, device, dtype) -> Tensor:
+    x = torch.arange(size, device=device, dtype=dtype) - (size - 1) / 2
+    g = torch.exp(-0.5 * (x / sigma) ** 2)
+    g = g / g.sum()
+    return (g[:, None] * g[None, :]).expand(channels, 1, size, size).contiguous()  # [C, 1, k, k]
+
+
+def ssim(pred: Tensor, target: Tensor, window: int = 11, sigma: float = 1.5) -> Tensor:
+    """Per-image SSIM (Wang et al. 2004, Gaussian window, zero padding). [N, C, H, W] -> [N]."""
+    C = pred.shape[1]
+    k = min(window, pred.shape[-1], pred.shape[-2]) // 2 * 2 + 1  # odd, no larger than the image
+    w = _gauss_window(k, sigma, C, pred.device, pred.dtype)
+    conv = lambda x: F.conv2d(x, w, padding=k // 2, groups=C)  # noqa: E731
+    mu_x, mu_y = conv(pred), conv(target)
+    sxx = conv(pred * pred) - mu_x ** 2
+    syy = conv(target * target) - mu_y ** 2
+    sxy = conv(pred * target) - mu_x * mu_y
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    s = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (sxx + syy + c2))
+    return s.flatten(1).mean(-1)
+
+
+def reconstruction_losses(pred_rgb: Tensor, pred_alpha: Tensor, tg_rgb: Tensor, tg_alpha: Tensor, cfg: LossConfig,
+                          lpips_net: LPIPS | None = None) -> dict[str, Tensor]:
+    """All terms and their weighted sum under "loss". Images [B, T, C, H, W] in [0, 1].
+
+    LPIPS appears only when `lpips_net` is given (its weights exist locally) and its weight is > 0.
+    """
+    pr, tr = pred_rgb.float().flatten(0, 1), tg_rgb.float().flatten(0, 1)  # [B*T, 3, H, W]
+    out: dict[str, Tensor] = {}
+    out["mse"] = F.mse_loss(pr, tr)
+    out["mask"] = F.mse_loss(pred_alpha.float(), tg_alpha.float())
+    total = cfg.mse * out["mse"] + cfg.mask * out["mask"]
+    if cfg.ssim > 0:
+        out["ssim"] = 1.0 - ssim(pr, tr).mean()
+        total = total + cfg.ssim * out["ssim"]
+    if lpips_net is not None and cfg.lpips > 0:
+        out["lpips"] = lpips_net(pr, tr).mean()
+        total = total + cfg.lpips * out["lpips"]
+    out["loss"] = total
+    with torch.no_grad():
+        out["psnr"] = psnr(pr.clamp(0, 1), tr).mean()
+    return out

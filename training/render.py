@@ -1,0 +1,49 @@
+"""Render predicted 4D Gaussians at target cameras and times: slice, then rasterise.
+
+The backend is chosen once: gsplat on CUDA, the pure-torch twin on CPU (or when asked for).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from training import raster_torch
+from training.config import RenderConfig
+from training.geometry import world_to_camera
+from training.slicing import Gaussians4D, slice_at
+
+
+def resolve_backend(cfg: RenderConfig, device: torch.device) -> str:
+    if cfg.backend == "auto":
+        return "gsplat" if device.type == "cuda" else "torch"
+    if cfg.backend == "gsplat" and device.type != "cuda":
+        raise RuntimeError("--set render.backend=gsplat needs a CUDA device (gsplat has no CPU path); use torch")
+    return cfg.backend
+
+
+def render_gaussians(g: Gaussians4D, c2w: Tensor, K: Tensor, times: Tensor, height: int, width: int,
+                     background: Tensor, cfg: RenderConfig, backend: str) -> tuple[Tensor, Tensor]:
+    """Render every sample's Gaussians at its targets.
+
+    g: B samples of N Gaussians; c2w [B, T, 4, 4], K [B, T, 3, 3], times [B, T], background [B, 3].
+    Returns rgb [B, T, 3, H, W] (composited on the background) and alpha [B, T, 1, H, W].
+    """
+    g = g.float()
+    s = slice_at(g, times.float())  # Gaussians at each target time, batch dims (B, T)
+    viewmats = world_to_camera(c2w.float())[:, :, None]  # [B, T, 1, 4, 4]: one camera per (sample, target)
+    Ks = K.float()[:, :, None]  # [B, T, 1, 3, 3]
+    B, T = times.shape
+    bg = background.float()[:, None, None, :].expand(B, T, 1, 3)  # [B, T, 1, 3]
+    if backend == "gsplat":
+        from training import raster_gsplat
+
+        rgb, alpha = raster_gsplat.rasterize(s.means, s.covars, s.opacities, s.colors, viewmats, Ks, width, height,
+                                             near_plane=cfg.near_plane, backgrounds=bg, tile_size=cfg.tile_size,
+                                             packed=cfg.packed)
+    else:
+        rgb, alpha = raster_torch.rasterize(s.means, s.covars, s.opacities, s.colors, viewmats, Ks, width, height,
+                                            near_plane=cfg.near_plane, backgrounds=bg, tile_size=cfg.tile_size,
+                                            max_elems=cfg.max_elems)
+    # [B, T, 1, H, W, C] -> [B, T, C, H, W]
+    return rgb[:, :, 0].permute(0, 1, 4, 2, 3), alpha[:, :, 0].permute(0, 1, 4, 2, 3)

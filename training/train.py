@@ -1,0 +1,271 @@
+"""The trainer: stream batches, reconstruct 4D Gaussians, render the targets, optimise; resumable.
+
+`train(cfg, shards, out)` runs until global step `cfg.steps`. A second call with the same `out`
+resumes from the newest checkpoint in RUN/checkpoints (model, optimiser, scheduler, step, data epoch,
+RNG, config) and continues the data stream from a fresh epoch seed, so no batch sequence repeats.
+Outputs in RUN: config.json, metrics.jsonl (one JSON object per logged step), tb/ (TensorBoard),
+grids/step-*.png, checkpoints/step-*.pt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from training import checkpoint as ckpt
+from training import data as data_mod
+from training import ddp
+from training.config import OptimConfig, TrainConfig
+from training.losses import reconstruction_losses
+from training.lpips import load_lpips
+from training.model import Reconstructor, count_parameters
+from training.render import render_gaussians, resolve_backend
+from training.viz import save_grid
+
+log = logging.getLogger(__name__)
+
+# Settings a resumed run may change without a warning (they do not change what is learned).
+RESUMABLE_CHANGES = {"steps", "log_every", "grid_every", "ckpt_every", "keep_checkpoints", "data.num_workers"}
+
+
+def lr_factor(step: int, cfg: OptimConfig, total: int) -> float:
+    """Linear warm-up to 1, then cosine decay to min_lr_ratio at `total`; flat afterwards."""
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    span = max(1, total - cfg.warmup_steps)
+    progress = min(1.0, (step - cfg.warmup_steps) / span)
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def build_optimizer(model: nn.Module, cfg: OptimConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW; weight decay on matrices only (norm gains and biases are left alone)."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+    other = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": other, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, fused=device.type == "cuda")
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+
+
+def forward_render(model: nn.Module, batch: dict, cfg: TrainConfig, backend: str, autocast: Any):
+    """Reconstruct Gaussians from the inputs and render every target. Returns (gaussians, rgb, alpha)."""
+    with autocast:
+        g = model(batch["in_rgb"], batch["in_cond"], batch["in_c2w"], batch["in_K"], batch["in_time"])
+    S = cfg.data.image_size
+    rgb, alpha = render_gaussians(g, batch["tg_c2w"], batch["tg_K"], batch["tg_time"], S, S, batch["background"],
+                                  cfg.render, backend)
+    return g, rgb, alpha
+
+
+def resolve_resume(cfg: TrainConfig, saved: dict) -> TrainConfig:
+    """The saved config with this invocation's harmless changes (e.g. a higher --steps) applied."""
+    old = TrainConfig.from_dict(saved)
+    if old.preset != cfg.preset:
+        raise ValueError(f"--preset {cfg.preset}: this run was started with preset {old.preset!r}; "
+                         f"use a new --out for a different preset")
+    new_d, old_d = _flat(cfg.to_dict()), _flat(old.to_dict())
+    ignored = sorted(k for k in new_d if new_d[k] != old_d.get(k) and k not in RESUMABLE_CHANGES)
+    if ignored:
+        log.warning("resuming with the run's saved settings; ignoring changes to %s", ", ".join(ignored))
+    merged = old.to_dict()
+    for k in RESUMABLE_CHANGES:
+        _set_flat(merged, k, new_d[k])
+    return TrainConfig.from_dict(merged)
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def _set_flat(d: dict, key: str, value: Any) -> None:
+    *path, leaf = key.split(".")
+    for p in path:
+        d = d[p]
+    d[leaf] = value
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop lines logged after `step` (a run killed after its last checkpoint): no duplicates on resume."""
+    if not path.exists():
+        return
+    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= step]
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(ln + "\n" for ln in keep))
+    os.replace(tmp, path)
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, shards: str, out: str | os.PathLike, device: str | None = None):
+        self.info = ddp.init(device)
+        self.out = Path(out)
+        self.shards = shards
+        info = self.info
+        if info.device.type == "cpu" and info.world_size > 1:  # share the cores between local ranks
+            local = int(os.environ.get("LOCAL_WORLD_SIZE", info.world_size))
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
+        resumed = ckpt.load_latest(self.out, map_location="cpu")
+        self.start_step, self.epoch = 0, 0
+        if resumed is not None:
+            path, state = resumed
+            cfg = resolve_resume(cfg, state["config"])
+            self.start_step, self.epoch = int(state["step"]), int(state["epoch"]) + 1
+            log.info("resuming %s from %s (step %d)", self.out, path.name, self.start_step)
+        if cfg.optim.schedule_steps == 0:
+            cfg.optim.schedule_steps = cfg.steps  # fixed at the first invocation, kept on resume
+        self.cfg = cfg
+        if info.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            tmp = self.out / ".config.json.tmp"
+            tmp.write_text(cfg.to_json())
+            os.replace(tmp, self.out / "config.json")
+        torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+        model = Reconstructor(cfg.model).to(info.device)
+        self.model_single = model
+        self.optimizer = build_optimizer(model, cfg.optim, info.device)
+        total = cfg.optim.schedule_steps
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, cfg.optim, total))
+        if resumed is not None:
+            state = resumed[1]
+            model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            torch.set_rng_state(state["rng"]["torch"])
+        self.model = ddp.wrap(model, info)
+        self.backend = resolve_backend(cfg.render, info.device)
+        self.lpips = load_lpips(cfg.loss.lpips_weights, info.device) if cfg.loss.lpips > 0 else None
+        self.urls = data_mod.resolve_shards(shards)
+        self.weights = data_mod.load_weights(cfg.data.weights) if cfg.data.weights else None
+        use_bf16 = cfg.bf16 and info.device.type == "cuda"
+        self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext())
+        self.skipped_total: Counter[str] = Counter()
+        self.writer = None
+        if info.is_main:
+            from torch.utils.tensorboard import SummaryWriter
+
+            _truncate_metrics(self.out / "metrics.jsonl", self.start_step)
+            self.writer = SummaryWriter(str(self.out / "tb"), purge_step=self.start_step + 1 if self.start_step else None)
+            log.info("model: %.1fM parameters, %s renderer, %d shard(s), world size %d, device %s",
+                     count_parameters(model) / 1e6, self.backend, len(self.urls), info.world_size, info.device)
+
+    # -- loop ------------------------------------------------------------------------------------------
+
+    def run(self) -> dict[str, float]:
+        cfg, info = self.cfg, self.info
+        step = self.start_step
+        last: dict[str, float] = {}
+        if step >= cfg.steps:
+            log.info("%s is already at step %d >= --steps %d; nothing to do", self.out, step, cfg.steps)
+            return last
+        self.model.train()
+        t_log, n_since, data_time = time.perf_counter(), 0, 0.0
+        while step < cfg.steps:
+            handler = data_mod.SkipAndCount()
+            loader = data_mod.make_loader(self.urls, cfg.data, batch_size=cfg.batch_size, seed=cfg.seed,
+                                          rank=info.rank, world_size=info.world_size, epoch=self.epoch,
+                                          weights=self.weights, handler=handler,
+                                          pin_memory=info.device.type == "cuda")
+            epoch_skips: dict[int, dict] = {}
+            t_wait = time.perf_counter()
+            for batch in loader:
+                data_time += time.perf_counter() - t_wait
+                epoch_skips[batch.pop("worker")] = batch.pop("skipped")
+                metrics, pred_rgb = self.train_step(to_device(batch, info.device))
+                step += 1
+                n_since += 1
+                if step % cfg.log_every == 0 or step == cfg.steps:
+                    elapsed = time.perf_counter() - t_log
+                    skipped = self.skipped_total + sum((Counter(c) for c in epoch_skips.values()), Counter())
+                    metrics = ddp.mean(metrics, info)
+                    metrics.update(step=step, epoch=self.epoch, lr=self.scheduler.get_last_lr()[0],
+                                   samples_per_s=n_since * cfg.batch_size * info.world_size / elapsed,
+                                   step_time_s=elapsed / n_since, data_wait_s=data_time / n_since,
+                                   skipped=ddp.total(sum(skipped.values()), info))
+                    last = metrics
+                    self.log_metrics(metrics, dict(skipped))
+                    t_log, n_since, data_time = time.perf_counter(), 0, 0.0
+                if info.is_main and cfg.grid_every and (step % cfg.grid_every == 0 or step == cfg.steps):
+                    save_grid(self.out / "grids" / f"step-{step:08d}.png", batch, pred_rgb.detach().cpu())
+                if step % cfg.ckpt_every == 0 or step == cfg.steps:
+                    self.save(step)
+                if step >= cfg.steps:
+                    break
+                t_wait = time.perf_counter()
+            for counts in epoch_skips.values():
+                self.skipped_total.update(counts)
+            self.epoch += 1
+        return last
+
+    def train_step(self, batch: dict) -> tuple[dict[str, float], torch.Tensor]:
+        cfg = self.cfg
+        _g, rgb, alpha = forward_render(self.model, batch, cfg, self.backend, self.autocast)
+        losses = reconstruction_losses(rgb, alpha, batch["tg_rgb"], batch["tg_alpha"], cfg.loss, self.lpips)
+        self.optimizer.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
+                                               cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf"))
+        self.optimizer.step()
+        self.scheduler.step()
+        out = {k: float(v.detach()) for k, v in losses.items()}
+        out["grad_norm"] = float(gnorm)
+        return out, rgb
+
+    # -- outputs -----------------------------------------------------------------------------------------
+
+    def log_metrics(self, m: dict[str, float], skipped: dict[str, int]) -> None:
+        if not self.info.is_main:
+            return
+        line = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in m.items()}
+        if skipped:
+            line["skipped_by_reason"] = skipped
+        with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(line) + "\n")
+        for k, v in m.items():
+            if k != "step":
+                self.writer.add_scalar(f"train/{k}", v, m["step"])
+        self.writer.flush()
+        log.info("step %d loss %.4f psnr %.2f lr %.2e %.1f samples/s", m["step"], m["loss"], m["psnr"], m["lr"],
+                 m["samples_per_s"])
+
+    def save(self, step: int) -> None:
+        if self.info.is_main:
+            state = {
+                "model": self.model_single.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "step": step, "epoch": self.epoch,
+                "config": self.cfg.to_dict(), "world_size": self.info.world_size,
+                "rng": {"torch": torch.get_rng_state()},
+            }
+            path = ckpt.save(self.out, step, state, keep=self.cfg.keep_checkpoints)
+            log.info("checkpoint %s", path)
+        ddp.barrier(self.info)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        ddp.close()
+
+
+def train(cfg: TrainConfig, shards: str, out: str | os.PathLike, device: str | None = None) -> dict[str, float]:
+    """Parse, build, run, close: the whole run (resuming when RUN has checkpoints)."""
+    trainer = Trainer(cfg, shards, out, device)
+    try:
+        return trainer.run()
+    finally:
+        trainer.close()
