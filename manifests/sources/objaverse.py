@@ -99,12 +99,22 @@ class _Package:
             objaverse.BASE_PATH, objaverse._VERSIONED_PATH, objaverse._load_object_paths = saved
 
 
-_PACKAGES: dict[Path, _Package] = {}
+_PACKAGES: dict[Path, tuple[tuple[int, int] | None, _Package]] = {}
 
 
 def _package(cache: Path) -> _Package:
-    """One memoised package view per cache folder (rendering resolves many rows per process)."""
-    return _PACKAGES.setdefault(cache.resolve(), _Package(cache))
+    """A package view for `fetch_object`, memoised per cache folder while its object-paths file is
+    unchanged (rendering resolves many rows per process; parsing 800K paths each time would dominate)."""
+    try:
+        st = (cache / VERSIONED_DIR / OBJECT_PATHS).stat()
+        sig = (st.st_mtime_ns, st.st_size)
+    except OSError:
+        sig = None
+    key = cache.resolve()
+    hit = _PACKAGES.get(key)
+    if hit is None or hit[0] != sig or sig is None:
+        hit = _PACKAGES[key] = (sig, _Package(cache))
+    return hit[1]
 
 
 def _unreadable(path: Path, relative: str, exc: BaseException) -> CurationError:
@@ -112,29 +122,30 @@ def _unreadable(path: Path, relative: str, exc: BaseException) -> CurationError:
                          f"delete it and download it again from {HF_BASE}/{relative}")
 
 
-def _object_paths(pkg: _Package) -> dict[str, Any]:
+def _object_paths(pkg: _Package) -> tuple[list[Any], dict[Any, Any]]:
     path = pkg.cache / VERSIONED_DIR / OBJECT_PATHS
     if not path.is_file():
         raise CurationError(f"Objaverse cache file missing: {path}. {how_to_provide(pkg.cache, [OBJECT_PATHS])}")
     try:
         with pkg.active() as ov:
-            ov.load_uids()  # the package's own entry point; parses object-paths once (memoised)
             paths = ov._load_object_paths()
+            if not isinstance(paths, dict):
+                raise CurationError(f"{path}: expected a JSON object uid -> object path, found {type(paths).__name__}")
+            uids = ov.load_uids()  # the package's list of uids (same parse, memoised)
     except (OSError, EOFError, zlib.error, ValueError) as exc:
         raise _unreadable(path, OBJECT_PATHS, exc) from None
-    if not isinstance(paths, dict):
-        raise CurationError(f"{path}: expected a JSON object uid -> object path, found {type(paths).__name__}")
-    return paths
+    return uids, paths
 
 
 def scan(cache_dir: str | os.PathLike | None, wanted: frozenset[str] | None = None) -> Scan:
     """A Scan over the metadata files that hold annotations for the wanted uids (all when None)."""
     cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
-    pkg = _package(cache)
-    paths = _object_paths(pkg)
+    pkg = _Package(cache)  # fresh per scan: object-paths is parsed exactly once, and never stale
+    uids, paths = _object_paths(pkg)
     groups: dict[str, list[str]] = {}
     pre: dict[str, list[Dropped]] = {}
-    for uid, opath in paths.items():
+    for uid in uids:
+        opath = paths[uid]
         if not is_valid_uid(uid):
             pre.setdefault("", []).append(Dropped(uid=str(uid), source=SOURCE, reason="invalid_uid",
                                                   detail=f"object-paths key {uid!r} does not match {UID_RE.pattern}"))

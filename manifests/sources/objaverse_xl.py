@@ -215,5 +215,8 @@ def fetch_object(row: Mapping[str, Any], cache_dir: str | os.PathLike | None = N
                                f"({type(exc).__name__}: {exc})") from None
     path = out.get(fid)
     if not path or not Path(path).is_file():
-        raise AssetUnavailable("download_failed", f"{fid}: objaverse.xl returned no file (missing upstream, or offline)")
+        why = "missing upstream, or offline"
+        if xl_source == "github" and local is not None and local.parent.exists():
+            why = f"its repository is already in {cache / 'github' / 'repos'} but without this file"
+        raise AssetUnavailable("download_failed", f"{fid}: objaverse.xl returned no file ({why})")
     return Path(path)
