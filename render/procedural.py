@@ -53,7 +53,7 @@ def asset_uid(seed: int, index: int) -> str:
 # --------------------------------------------------------------------------------------- geometry
 
 
-def _revolve(profile: np.ndarray, segments: int, flat: bool = False) -> tuple[np.ndarray, list, np.ndarray]:
+def _revolve(profile: np.ndarray, segments: int) -> tuple[np.ndarray, list, np.ndarray]:
     """A surface of revolution about +Z with per-loop UVs.
 
     profile: [K, 2] (radius, z) from bottom to top; a radius of 0 at an end becomes a pole (triangle
@@ -132,7 +132,7 @@ def _primitive(kind: str, segments: int) -> tuple[np.ndarray, list, np.ndarray, 
         return (*_revolve(np.stack([0.5 - 0.5 * (z + 0.5), z], -1), segments), True)
     if kind == "capsule":
         t = np.linspace(0, np.pi / 2, 4)
-        low = np.stack([0.3 * np.sin(t), -0.2 - 0.3 * np.cos(t)], -1)[::1]
+        low = np.stack([0.3 * np.sin(t), -0.2 - 0.3 * np.cos(t)], -1)  # bottom cap, pole first
         prof = np.concatenate([low, (low * [1, -1])[::-1]])
         prof[0, 0] = prof[-1, 0] = 0.0
         return (*_revolve(prof, segments), True)
@@ -220,10 +220,17 @@ def _material(name: str, rng: np.random.Generator, textured: bool):
 # --------------------------------------------------------------------------------------- structure
 
 
-def _surface_point(direction: np.ndarray, half: np.ndarray) -> np.ndarray:
-    """Where the ray from the centre along `direction` [3] leaves the ellipsoid with semi-axes `half` [3]."""
-    d = direction / np.linalg.norm(direction)
-    return d / np.sqrt(np.sum((d / half) ** 2))
+def _surface_point(body, direction: np.ndarray) -> np.ndarray:
+    """Where the ray from the body's centre along the unit `direction` [3] leaves its mesh (object space).
+
+    Every body primitive is convex around its centre, so casting back from far outside finds that point.
+    """
+    from mathutils import Vector
+
+    hit, location, _, _ = body.ray_cast(Vector(tuple(map(float, 10 * direction))), Vector(tuple(map(float, -direction))))
+    if not hit:
+        raise RuntimeError(f"no surface of {body.name!r} along {direction.tolist()}")
+    return np.array(location)
 
 
 def _random_direction(rng: np.random.Generator) -> np.ndarray:
@@ -270,7 +277,7 @@ def _shape_keys(body, rng: np.random.Generator, half: np.ndarray) -> list[str]:
     return names
 
 
-def _limbs(body, rng: np.random.Generator, half: np.ndarray, material) -> tuple[object, list[list[str]]]:
+def _limbs(body, rng: np.random.Generator, material) -> tuple[object, list[list[str]]]:
     """An armature (child of the body) with 1-3 skinned limbs; returns it and the bone names per limb."""
     arm = bpy.data.objects.new("rig", bpy.data.armatures.new("rig"))
     bpy.context.scene.collection.objects.link(arm)
@@ -282,8 +289,8 @@ def _limbs(body, rng: np.random.Generator, half: np.ndarray, material) -> tuple[
         d = _random_direction(rng)
         d[2] = abs(d[2]) * 0.5 - 0.2  # limbs point sideways or a little down, like arms and legs
         d /= np.linalg.norm(d)
-        start = _surface_point(d, half) * 0.85
         length, radius, n_bones = rng.uniform(0.45, 0.8), rng.uniform(0.06, 0.11), int(rng.integers(2, 4))
+        start = _surface_point(body, d) - d * radius  # the limb's root sinks into the body
         names, parent = [], None
         for b in range(n_bones):
             eb = arm.data.edit_bones.new(f"limb{li}_{b}")
@@ -432,7 +439,7 @@ def _build_asset(rng: np.random.Generator, must_have: str) -> list[tuple[str, fl
         verts = verts * size + [0.0, 0.0, 0.45 * size[2]]  # pivot at the attachment point, body outwards
         part = _mesh_object(f"part{p}_{pk}", verts, faces, uvs, smooth, _material(f"part{p}_mat", rng, textured=rng.random() < 0.5))
         part.parent = body
-        part.location = tuple(_surface_point(d, half) * 0.95)
+        part.location = tuple(_surface_point(body, d))
         part.rotation_mode = "QUATERNION"
         part.rotation_quaternion = _align_z(d)
         part["out_dir"] = [float(v) for v in d]
@@ -441,7 +448,7 @@ def _build_asset(rng: np.random.Generator, must_have: str) -> list[tuple[str, fl
     if "morph" in kinds:
         rig["shape_keys"] = _shape_keys(body, rng, half)
     if "skin" in kinds:
-        rig["armature"], rig["chains"] = _limbs(body, rng, half, _material("limb_mat", rng, textured=rng.random() < 0.5))
+        rig["armature"], rig["chains"] = _limbs(body, rng, _material("limb_mat", rng, textured=rng.random() < 0.5))
     n_clips = int(rng.integers(1, 4))
     per_clip: list[list[str]] = [[] for _ in range(n_clips)]
     for k in kinds:  # every kind of this asset moves in at least one clip
