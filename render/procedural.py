@@ -12,7 +12,8 @@ clip. The three kinds of motion:
 
 Asset ``i`` of seed ``S`` is named ``proc_s{S}_{i:05d}.glb`` and is drawn from its own generator
 seeded with ``(S, i)``, so it is the same whatever ``count`` was asked for, and two runs with the same
-seed write byte-identical files. Every asset has at least one kind of motion and asset ``i`` always
+seed write byte-identical files (with the same bpy and glTF exporter versions: the exporter's version
+is written into the file and its output may change between releases). Every asset has at least one kind of motion and asset ``i`` always
 has kind ``KINDS[i % 3]``, so any batch of 3 or more shows all three kinds.
 
 Usage: ``generate_assets(out_dir, count, seed)`` or ``python -m render.procedural --out DIR --count N
@@ -373,7 +374,7 @@ def _animate_clip(name: str, kinds: list[str], rng: np.random.Generator, rig: di
     if "rigid" in kinds:
         body, half = rig["body"], rig["half"]
         movers = [p for p in rig["parts"] if rng.random() < 0.85] or rig["parts"][:1]
-        small = max((max(p["size"]) for p in movers), default=0.0) < 0.6 * half.max()
+        small = max(max(p["size"]) for p in movers) < 0.6 * half.max()
         if rng.random() < 0.6 or small:  # the whole body hops or turns; always when its parts are small
             if rng.random() < 0.5:
                 hop = rng.uniform(0.2, 0.35) * np.abs(np.sin(wave / 2))
@@ -381,7 +382,8 @@ def _animate_clip(name: str, kinds: list[str], rng: np.random.Generator, rig: di
             else:
                 curves = {"rotation_euler": np.stack([0 * t, 0 * t, rng.uniform(0.7, 1.4) * np.sin(wave)], -1)}
             _fcurves(action, body, "OBJECT", name, curves, frames)
-        for part in movers:
+        for mover in movers:
+            part = mover["object"]
             rest_q = np.array(part.rotation_quaternion)[None]  # [1, 4]
             motion = rng.choice(["swing", "spin", "slide", "pulse"])
             if motion == "swing":
@@ -393,7 +395,7 @@ def _animate_clip(name: str, kinds: list[str], rng: np.random.Generator, rig: di
                 tilt = _quat_about(np.array([1.0, 0.0, 0.0]), 0.5 * np.sin(wave))
                 curves = {"rotation_quaternion": _quat_mul(_quat_mul(rest_q, _quat_about(axis, wave)), tilt)}
             elif motion == "slide":
-                direction = np.array(part["out_dir"])
+                direction = mover["out_dir"]
                 curves = {"location": np.array(part.location)[None] + direction[None] * rng.uniform(0.15, 0.3) * np.sin(wave)[:, None]}
             else:
                 curves = {"scale": np.repeat((1 + rng.uniform(0.35, 0.6) * np.sin(wave))[:, None], 3, 1)}
@@ -404,7 +406,7 @@ def _animate_clip(name: str, kinds: list[str], rng: np.random.Generator, rig: di
         curves = {}
         for i, sk in enumerate(sorted(chosen)):
             phase = 2 * np.pi * i / len(chosen)
-            curves[f'key_blocks["{sk}"].value'] = rng.uniform(0.85, 1.0) * 0.5 * (1 - np.cos(wave + phase)) * np.ones_like(t)
+            curves[f'key_blocks["{sk}"].value'] = rng.uniform(0.85, 1.0) * 0.5 * (1 - np.cos(wave + phase))
         _fcurves(action, key, "KEY", name, curves, frames)
     if "skin" in kinds:
         curves = {}
@@ -442,9 +444,8 @@ def _build_asset(rng: np.random.Generator, must_have: str) -> list[tuple[str, fl
         part.location = tuple(_surface_point(body, d))
         part.rotation_mode = "QUATERNION"
         part.rotation_quaternion = _align_z(d)
-        part["out_dir"] = [float(v) for v in d]
-        part["size"] = [float(v) for v in size]
-        rig["parts"].append(part)
+        rig["parts"].append({"object": part, "out_dir": d, "size": size,
+                             "location": tuple(part.location), "rotation": tuple(part.rotation_quaternion)})
     if "morph" in kinds:
         rig["shape_keys"] = _shape_keys(body, rng, half)
     if "skin" in kinds:
@@ -464,12 +465,32 @@ def _build_asset(rng: np.random.Generator, must_have: str) -> list[tuple[str, fl
         ks = [k for k in KINDS if k in ks]
         name = f"clip{c}_{'_'.join(ks)}"
         clips.append((name, _animate_clip(name, ks, rng, rig)))
-    for obj in scene.objects:
-        for prop in ("out_dir", "size"):
-            if prop in obj:
-                del obj[prop]
-    scene.frame_set(0)
+    _rest(rig)
     return clips
+
+
+def _rest(rig: dict) -> None:
+    """Leave the scene in its rest pose, which the exporter writes as the file's default state.
+
+    NLA evaluation is switched off (the exporter reads the tracks all the same and switches it off
+    itself while sampling), otherwise the default would be every clip's frame 0 blended together,
+    e.g. a body whose morph weights are not zero in the clips that do not animate them.
+    """
+    for idb in [*bpy.data.objects, *bpy.data.shape_keys]:
+        if idb.animation_data is not None:
+            idb.animation_data.use_nla = False
+    body = rig["body"]
+    body.location, body.rotation_euler, body.scale = (0, 0, 0), (0, 0, 0), (1, 1, 1)
+    for part in rig["parts"]:
+        obj = part["object"]
+        obj.location, obj.rotation_quaternion, obj.scale = part["location"], part["rotation"], (1, 1, 1)
+    if body.data.shape_keys is not None:
+        for kb in body.data.shape_keys.key_blocks:
+            kb.value = 0.0
+    if "armature" in rig:
+        for pb in rig["armature"].pose.bones:
+            pb.location, pb.rotation_quaternion, pb.scale = (0, 0, 0), (1, 0, 0, 0), (1, 1, 1)
+    bpy.context.scene.frame_set(0)
 
 
 def _order_animations(glb: bytes, clip_names: list[str]) -> bytes:

@@ -103,6 +103,8 @@ def test_skins_and_morph_targets_are_real_structures(batch):
         if "morph" in kinds:
             prims = [pr for m in doc["meshes"] for pr in m["primitives"] if pr.get("targets")]
             assert prims and all("POSITION" in t for pr in prims for t in pr["targets"]), p.name
+        for m in doc["meshes"]:  # the file's default state is the rest pose, not some clip's first frame
+            assert not any(m.get("weights", [])), (p.name, m["name"], m.get("weights"))
 
 
 def test_materials_carry_png_textures_and_colours_vary(batch):
