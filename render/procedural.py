@@ -222,14 +222,19 @@ def _material(name: str, rng: np.random.Generator, textured: bool):
 
 
 def _surface_point(body, direction: np.ndarray) -> np.ndarray:
-    """Where the ray from the body's centre along the unit `direction` [3] leaves its mesh (object space).
+    """Where the ray from the body's centre along the unit `direction` [3] leaves its rest mesh (object space).
 
     Every body primitive is convex around its centre, so casting back from far outside finds that point.
+    The cast is on the mesh's own vertices (a BVH tree), not on the evaluated object, so shape keys and
+    modifiers cannot move it.
     """
     from mathutils import Vector
+    from mathutils.bvhtree import BVHTree
 
-    hit, location, _, _ = body.ray_cast(Vector(tuple(map(float, 10 * direction))), Vector(tuple(map(float, -direction))))
-    if not hit:
+    mesh = body.data
+    tree = BVHTree.FromPolygons([v.co.copy() for v in mesh.vertices], [tuple(p.vertices) for p in mesh.polygons])
+    location, _, _, _ = tree.ray_cast(Vector(tuple(map(float, 10 * direction))), Vector(tuple(map(float, -direction))))
+    if location is None:
         raise RuntimeError(f"no surface of {body.name!r} along {direction.tolist()}")
     return np.array(location)
 
@@ -275,6 +280,7 @@ def _shape_keys(body, rng: np.random.Generator, half: np.ndarray) -> list[str]:
     for name in names:
         key = body.shape_key_add(name=name, from_mix=False)
         key.data.foreach_set("co", shapes[name]().astype(np.float32).ravel())
+        key.value = 0.0  # Blender 5.0 starts a new key at 1.0; the clips set it over time
     return names
 
 
