@@ -12,6 +12,7 @@ empty in background mode, DESIGN.md §7) and are read back with bpy. The encoder
 from __future__ import annotations
 
 import io
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,26 @@ def read_exr(path: Path, channels: int) -> np.ndarray:
     finally:
         bpy.data.images.remove(img)
     return buf.reshape(h, w, c)[::-1, :, :channels].copy()  # Blender stores the bottom row first
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Chunks that carry the picture; the rest (text with Cycles' render times, EXIF, offsets) are dropped so
+# that the same render gives the same bytes.
+PNG_KEEP = {b"IHDR", b"PLTE", b"tRNS", b"gAMA", b"cHRM", b"sRGB", b"iCCP", b"IDAT", b"IEND"}
+
+
+def strip_png_metadata(png: bytes) -> bytes:
+    """The PNG without its metadata chunks (no re-encoding: chunks are copied as they are)."""
+    if not png.startswith(PNG_SIGNATURE):
+        raise ValueError("not a PNG")
+    out, i = [PNG_SIGNATURE], len(PNG_SIGNATURE)
+    while i + 8 <= len(png):
+        (n,) = struct.unpack(">I", png[i:i + 4])
+        kind = png[i + 4:i + 8]
+        if kind in PNG_KEEP:
+            out.append(png[i:i + 12 + n])
+        i += 12 + n
+    return b"".join(out)
 
 
 def decode_rgba(data: bytes) -> np.ndarray:

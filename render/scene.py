@@ -115,6 +115,8 @@ def _gltf_without_first_clip() -> Iterator[None]:
 
 def import_asset(path: Path, kind: str, log_path: Path) -> None:
     """Import `path` into the current (empty) scene. Raises AssetProblem('import_failed')."""
+    debug_value = bpy.app.debug_value
+    bpy.app.debug_value = 1  # the glTF importer then logs warnings only, not a line per node
     try:
         with blender_output(log_path):
             if IMPORTERS[kind] == "gltf":
@@ -126,6 +128,8 @@ def import_asset(path: Path, kind: str, log_path: Path) -> None:
                 result = bpy.ops.wm.obj_import(filepath=str(path))
     except Exception as exc:  # the importers raise RuntimeError, but also their own Python errors
         raise AssetProblem("import_failed", f"{path.name}: {type(exc).__name__}: {str(exc).strip()[:300]}") from None
+    finally:
+        bpy.app.debug_value = debug_value
     if "FINISHED" not in result:
         raise AssetProblem("import_failed", f"{path.name}: importer returned {sorted(result)}: {log_tail(log_path)}")
     # Lights and cameras shipped with a model would fight the dataset's even lighting.
@@ -234,6 +238,10 @@ def configure_render(spec, threads: int | None) -> dict[str, Any]:
     scene.view_settings.exposure = 0.0
     scene.view_settings.gamma = 1.0
     scene.display_settings.display_device = "sRGB"
+    # No date, render time, file name, ... in the PNG text chunks: the same render gives the same bytes.
+    for prop in r.bl_rna.properties:
+        if prop.identifier.startswith("use_stamp"):
+            setattr(r, prop.identifier, False)
     settings = r.image_settings
     settings.file_format = "PNG"
     settings.color_mode = "RGBA"

@@ -249,7 +249,7 @@ class RenderWorker:
                 if "FINISHED" not in result or not rgba_path.is_file():
                     raise AssetProblem("render_failed", f"render of time {t}, view {v} gave {sorted(result)}: "
                                        f"{scene.log_tail(log_path)}")
-                png = rgba_path.read_bytes()
+                png = passes.strip_png_metadata(rgba_path.read_bytes())
                 alpha = passes.decode_rgba(png)[..., 3]
                 depth = passes.read_exr(pass_paths["depth"], 1)[..., 0]
                 mask = passes.surface_mask(depth, alpha)
