@@ -85,6 +85,7 @@ class RenderConfig:
     tile_size: int = 16             # gsplat's tile; the torch twin uses the same tiles to bound memory
     max_elems: int = 1 << 22        # torch twin: (pixel, Gaussian) pairs evaluated at once, ~16 MB per float tensor
     packed: bool = False            # gsplat packed mode: less memory, slower; unpacked suits dense per-pixel splats
+    checkpoint: bool = False        # torch twin: recompute pieces in backward to bound autograd memory (slower)
 
     def __post_init__(self) -> None:
         _check(self.backend in RENDER_BACKENDS, f"--set render.backend={self.backend!r}: one of {RENDER_BACKENDS}")

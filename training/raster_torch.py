@@ -61,12 +61,14 @@ def project(means: Tensor, covars: Tensor, viewmats: Tensor, Ks: Tensor, width: 
 def rasterize(means: Tensor, covars: Tensor, opacities: Tensor, colors: Tensor, viewmats: Tensor, Ks: Tensor,
               width: int, height: int, near_plane: float = 0.01, far_plane: float = 1e10, eps2d: float = 0.3,
               backgrounds: Tensor | None = None, tile_size: int = 16, max_elems: int = 1 << 22,
-              use_checkpoint: bool | None = None) -> tuple[Tensor, Tensor]:
+              use_checkpoint: bool = False) -> tuple[Tensor, Tensor]:
     """Render 3D Gaussians into C cameras per batch element.
 
     means [..., N, 3], covars [..., N, 3, 3], opacities [..., N], colors [..., N, D],
     viewmats [..., C, 4, 4], Ks [..., C, 3, 3], backgrounds [..., C, D] or None.
     Returns colours [..., C, H, W, D] and alphas [..., C, H, W, 1] (gsplat's layout).
+    `use_checkpoint` recomputes each piece in backward, so autograd keeps only the pieces' inputs and
+    outputs instead of every (pixel, Gaussian) intermediate: slower, for large images.
     """
     batch = means.shape[:-2]
     N, D, C = means.shape[-2], colors.shape[-1], viewmats.shape[-3]
@@ -77,9 +79,6 @@ def rasterize(means: Tensor, covars: Tensor, opacities: Tensor, colors: Tensor, 
     colors_f = colors.reshape(B, N, D)
     means2d, cov2d, depths, det = project(means_f, covars_f, viewmats.reshape(B, C, 4, 4),
                                           Ks.reshape(B, C, 3, 3), width, height, eps2d)
-    if use_checkpoint is None:
-        use_checkpoint = torch.is_grad_enabled() and any(
-            t.requires_grad for t in (means, covars, opacities, colors))
     images, alphas = [], []
     for b in range(B):
         for c in range(C):

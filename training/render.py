@@ -44,6 +44,6 @@ def render_gaussians(g: Gaussians4D, c2w: Tensor, K: Tensor, times: Tensor, heig
     else:
         rgb, alpha = raster_torch.rasterize(s.means, s.covars, s.opacities, s.colors, viewmats, Ks, width, height,
                                             near_plane=cfg.near_plane, backgrounds=bg, tile_size=cfg.tile_size,
-                                            max_elems=cfg.max_elems)
+                                            max_elems=cfg.max_elems, use_checkpoint=cfg.checkpoint)
     # [B, T, 1, H, W, C] -> [B, T, C, H, W]
     return rgb[:, :, 0].permute(0, 1, 4, 2, 3), alpha[:, :, 0].permute(0, 1, 4, 2, 3)

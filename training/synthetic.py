@@ -203,9 +203,10 @@ def commit_shard(out_dir: str | os.PathLike, shard: int, samples: list[dict[str,
     write_tar(out_dir / layout.tar_name(shard), samples)
     rows = []
     for members in samples:
-        meta = json.loads(next(v for k, v in members.items() if k.endswith(".json")))
-        rows.append({"uid": meta["uid"], "clip": meta["clip"], "key": f"{meta['uid']}_{meta['clip']:03d}",
-                     "status": layout.STATUS_OK, "reason": None, "seconds": 0.0})
+        key = next(iter(members)).split(".", 1)[0]
+        uid, clip = key.rsplit("_", 1)
+        rows.append({"uid": uid, "clip": int(clip), "key": key, "status": layout.STATUS_OK, "reason": None,
+                     "seconds": 0.0})
     df = pd.DataFrame(rows)
     tmp = out_dir / f".{layout.parquet_name(shard)}.tmp"
     df.to_parquet(tmp, index=False)

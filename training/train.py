@@ -3,8 +3,9 @@
 `train(cfg, shards, out)` runs until global step `cfg.steps`. A second call with the same `out`
 resumes from the newest checkpoint in RUN/checkpoints (model, optimiser, scheduler, step, data epoch,
 RNG, config) and continues the data stream from a fresh epoch seed, so no batch sequence repeats.
-Outputs in RUN: config.json, metrics.jsonl (one JSON object per logged step), tb/ (TensorBoard),
-grids/step-*.png, checkpoints/step-*.pt.
+Outputs in RUN: config.json, metrics.jsonl (one JSON object per logged step: loss terms, PSNR and
+grad norm averaged over the steps since the previous line; lr, samples/s, skipped samples), tb/
+(TensorBoard), grids/step-*.png, checkpoints/step-*.pt.
 """
 
 from __future__ import annotations
@@ -76,6 +77,8 @@ def resolve_resume(cfg: TrainConfig, saved: dict) -> TrainConfig:
         raise ValueError(f"--preset {cfg.preset}: this run was started with preset {old.preset!r}; "
                          f"use a new --out for a different preset")
     new_d, old_d = _flat(cfg.to_dict()), _flat(old.to_dict())
+    if new_d["optim.schedule_steps"] == 0:  # "use --steps of the first invocation": the saved horizon
+        new_d["optim.schedule_steps"] = old_d["optim.schedule_steps"]
     ignored = sorted(k for k in new_d if new_d[k] != old_d.get(k) and k not in RESUMABLE_CHANGES)
     if ignored:
         log.warning("resuming with the run's saved settings; ignoring changes to %s", ", ".join(ignored))
@@ -176,6 +179,7 @@ class Trainer:
             return last
         self.model.train()
         t_log, n_since, data_time = time.perf_counter(), 0, 0.0
+        window: dict[str, float] = {}  # metric sums since the last log line
         while step < cfg.steps:
             handler = data_mod.SkipAndCount()
             loader = data_mod.make_loader(self.urls, cfg.data, batch_size=cfg.batch_size, seed=cfg.seed,
@@ -188,12 +192,15 @@ class Trainer:
                 data_time += time.perf_counter() - t_wait
                 epoch_skips[batch.pop("worker")] = batch.pop("skipped")
                 metrics, pred_rgb = self.train_step(to_device(batch, info.device))
+                for k, v in metrics.items():
+                    window[k] = window.get(k, 0.0) + v
                 step += 1
                 n_since += 1
                 if step % cfg.log_every == 0 or step == cfg.steps:
                     elapsed = time.perf_counter() - t_log
                     skipped = self.skipped_total + sum((Counter(c) for c in epoch_skips.values()), Counter())
-                    metrics = ddp.mean(metrics, info)
+                    metrics = ddp.mean({k: v / n_since for k, v in window.items()}, info)  # window means
+                    window = {}
                     metrics.update(step=step, epoch=self.epoch, lr=self.scheduler.get_last_lr()[0],
                                    samples_per_s=n_since * cfg.batch_size * info.world_size / elapsed,
                                    step_time_s=elapsed / n_since, data_wait_s=data_time / n_since,

@@ -1,0 +1,37 @@
+"""Several processes: `torchrun ... -m training` with two CPU ranks over gloo, shards split unevenly."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from training import checkpoint as ckpt
+
+
+@pytest.mark.slow
+def test_two_gloo_ranks_train_resume_and_never_wait_on_uneven_data(analytic_shards, tmp_path):
+    d, _ = analytic_shards  # 3 shards for 2 ranks: rank 0 reads two, rank 1 one
+    run = tmp_path / "run"
+
+    def torchrun(steps: int) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               "-m", "training", "--shards", str(d), "--out", str(run), "--preset", "tiny", "--steps", str(steps),
+               "--log-every", "2", "--grid-every", "0", "--ckpt-every", "2", "--device", "cpu",
+               "--set", "data.image_size=16", "--set", "data.batches_per_epoch=3"]
+        env = {**os.environ, "PIPELINE_LOG_LEVEL": "INFO", "OMP_NUM_THREADS": "1"}
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+
+    r = torchrun(4)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "rank 1/2 joined the gloo process group" in r.stderr
+    r = torchrun(6)  # resumes under DDP, crossing an epoch boundary (3 batches per epoch)
+    assert r.returncode == 0, r.stderr[-3000:]
+    path, state = ckpt.load_latest(run)
+    assert state["step"] == 6 and state["world_size"] == 2 and state["epoch"] >= 2
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [2, 4, 6]  # only rank 0 writes
+    assert all(x["samples_per_s"] > 0 for x in lines)

@@ -1,0 +1,115 @@
+"""The trainer end to end on CPU: it learns, it resumes, it streams over HTTP, the CLI drives it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from training import checkpoint as ckpt
+from training import data, synthetic
+from training.baselines import evaluate
+from training.config import apply_overrides, tiny
+from training.model import Reconstructor
+from training.train import lr_factor, train
+
+from .conftest import serve_directory
+
+
+def _metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_tiny_overfits_one_sample_well_above_the_mean_colour_baseline(tmp_path):
+    ds = tmp_path / "one"
+    synthetic.write_dataset(ds, 1, 1, seed=5, views=6, frames=3, size=32)
+    run = tmp_path / "run"
+    cfg = apply_overrides(tiny(), ["steps=200", "log_every=50", "grid_every=200", "ckpt_every=200",
+                                   "optim.lr=2e-3", "data.shuffle_buffer=1"])
+    train(cfg, str(ds), run)
+    _, state = ckpt.load_latest(run)
+    model = Reconstructor(cfg.model)
+    model.load_state_dict(state["model"])
+    held = data.make_dataset(data.resolve_shards(str(ds)), cfg.data, batch_size=2, seed=123, epoch=99)
+    it = iter(held)
+    res = evaluate(model, [next(it) for _ in range(4)], cfg, "torch", torch.device("cpu"))
+    assert res["psnr"] > res["psnr_mean_colour"] + 5.0, res
+    m = _metrics(run)
+    assert m[-1]["loss"] < 0.6 * m[0]["loss"]
+    assert (run / "grids" / "step-00000200.png").is_file() and list((run / "tb").glob("events.out.tfevents.*"))
+
+
+@pytest.mark.slow
+def test_loss_falls_on_a_multi_sample_stream_served_over_http(analytic_shards, tmp_path):
+    d, _ = analytic_shards
+    run = tmp_path / "run"
+    cfg = apply_overrides(tiny(), ["steps=80", "log_every=20", "grid_every=0", "ckpt_every=80", "optim.lr=2e-3"])
+    with serve_directory(d) as base:
+        train(cfg, base + "/shard-{000000..000002}.tar", run)
+    m = _metrics(run)
+    assert [x["step"] for x in m] == [20, 40, 60, 80]
+    assert m[-1]["loss"] < 0.8 * m[0]["loss"], [x["loss"] for x in m]
+    for key in ("step", "loss", "psnr", "lr", "samples_per_s", "mse", "mask", "grad_norm", "skipped"):
+        assert key in m[-1]
+
+
+def test_a_rerun_resumes_from_the_latest_checkpoint_without_duplicates_or_gaps(analytic_shards, tmp_path):
+    d, _ = analytic_shards
+    run = tmp_path / "run"
+    first = apply_overrides(tiny(), ["steps=6", "log_every=2", "ckpt_every=3", "grid_every=0", "keep_checkpoints=5",
+                                     "data.image_size=16", "optim.warmup_steps=2"])
+    train(first, str(d), run)
+    assert [p.name for p in ckpt.list_checkpoints(run)] == ["step-00000003.pt", "step-00000006.pt"]
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["optim"]["schedule_steps"] == 6 and saved["data"]["image_size"] == 16
+    # a run killed after logging step 8 but before its next checkpoint left a line behind
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"step": 8, "loss": 123.0}) + "\n")
+    second = apply_overrides(tiny(), ["steps=10", "log_every=2", "ckpt_every=3", "grid_every=0",
+                                      "keep_checkpoints=5", "data.image_size=16", "optim.warmup_steps=2"])
+    train(second, str(d), run)
+    m = _metrics(run)
+    assert [x["step"] for x in m] == [2, 4, 6, 8, 10]
+    assert all(x["loss"] != 123.0 for x in m)
+    # the cosine horizon of the first invocation is kept: past it the lr stays at its floor
+    assert m[-1]["lr"] == pytest.approx(first.optim.lr * lr_factor(10, first.optim, 6))
+    path, state = ckpt.load_latest(run)  # loaded with weights_only=True
+    assert path.name == "step-00000010.pt" and state["step"] == 10 and state["epoch"] >= 1
+    assert state["config"]["optim"]["schedule_steps"] == 6 and state["optimizer"]["state"]
+    assert set(state) >= {"config", "epoch", "model", "optimizer", "rng", "scheduler", "step"}
+
+
+def test_a_finished_run_does_nothing_and_a_different_preset_is_refused(analytic_shards, tmp_path):
+    d, _ = analytic_shards
+    run = tmp_path / "run"
+    cfg = apply_overrides(tiny(), ["steps=2", "log_every=1", "grid_every=0", "data.image_size=16"])
+    train(cfg, str(d), run)
+    n = len(_metrics(run))
+    train(cfg, str(d), run)
+    assert len(_metrics(run)) == n
+    other = apply_overrides(cfg, ["preset=small"])
+    with pytest.raises(ValueError, match="--preset small"):
+        train(other, str(d), run)
+
+
+def test_cli_runs_and_names_bad_settings(analytic_shards, tmp_path):
+    from pipeline.cli import cli
+
+    d, _ = analytic_shards
+    run = tmp_path / "run"
+    args = ["train", "--shards", str(d), "--out", str(run), "--preset", "tiny", "--steps", "2", "--log-every", "1",
+            "--grid-every", "2", "--set", "data.image_size=16", "--set", "data.n_in=1"]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["data"]["n_in"] == 1 and cfg["preset"] == "tiny" and cfg["steps"] == 2
+    assert (run / "grids" / "step-00000002.png").is_file()
+    base = ["train", "--shards", str(d), "--out", str(tmp_path / "other"), "--preset", "tiny"]
+    r = CliRunner().invoke(cli, [*base, "--set", "model.depthh=3"])
+    assert r.exit_code == 2 and "model.depthh" in r.output
+    r = CliRunner().invoke(cli, [*base, "--set", "data.image_size=30"])
+    assert r.exit_code == 2 and "patch_size" in r.output
