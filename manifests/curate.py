@@ -252,10 +252,11 @@ def _open_source(cfg: CurateConfig, wanted: frozenset[str] | None) -> Scan:
 def _read_pending(c: Candidate) -> Dropped | None:
     """Read the candidate's cached file, if it is there (clips, names, durations, counts); the uri
     becomes the local path. A file that is not there leaves the candidate as it is."""
-    path = c.pending_file
-    c.pending_file = None
-    if path is None or not path.is_file():
+    if c.pending_file is None or not os.path.isfile(c.pending_file):
+        c.pending_file = None
         return None
+    path = Path(c.pending_file)
+    c.pending_file = None
     try:
         info = read_gltf_info(path)
     except GltfError as exc:

@@ -103,7 +103,7 @@ class Candidate:
     file_identifier: str | None = None
     file_type: str | None = None
     uid_origin: str | None = None
-    pending_file: Path | None = None  # a local file to read (clips, counts) once cheap filters passed
+    pending_file: str | Path | None = None  # a local file to read (clips, counts) once cheap filters passed
     check_license: bool = True      # local folders carry no licence: the allow-list does not apply
 
 
