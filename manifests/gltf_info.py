@@ -5,8 +5,8 @@ walked past, never read), a `.gltf` (JSON) or either of them gzip-compressed (`.
 `.gltf.gz`). It returns the animations (name, time span over all sampler inputs, animated nodes),
 face and vertex counts from accessor counts, and whether the asset is skinned or morphed.
 
-Every problem raises `GltfError` with `reason` from `manifests.filters.REASONS` (`unreadable_file`,
-`not_gzip`, `unsupported_format`, `bad_animation`) and a message that names the file; curation turns
+Every problem raises `GltfError` with `reason` from `manifests.filters.REASONS` (`missing_file`,
+`unreadable_file`, `not_gzip`, `unsupported_format`, `bad_animation`) and a message that names the file; curation turns
 it into a dropped row. Stdlib only.
 """
 
@@ -110,7 +110,7 @@ def read_gltf_info(path: str | os.PathLike) -> GltfInfo:
             size = os.fstat(fh.fileno()).st_size
             return _parse(fh, size, fmt, False, where)
     except FileNotFoundError:
-        raise GltfError("unreadable_file", where, "no such file") from None
+        raise GltfError("missing_file", where, "no such file (or a dangling symlink)") from None
     except OSError as exc:
         raise GltfError("unreadable_file", where, f"cannot read: {exc}") from None
 

@@ -58,6 +58,7 @@ def _broken_folder(gltf_dir, root):
         del doc["accessors"][doc["animations"][0]["samplers"][0]["input"]]["min"]
     edit_glb(gltf_dir / "BoxAnimated.glb", root / "nominmax.glb", no_min)
     (root / "notes.txt").write_text("ignored: not a glTF name")
+    os.symlink(root / "gone.glb", root / "dangling.glb")  # listed, but its target does not exist
     return root
 
 
@@ -66,7 +67,8 @@ def test_broken_files_become_rows_with_reasons(gltf_dir, tmp_path):
     res, m, dropped = _run(tmp_path, folder)
     reasons = dict(zip(dropped.uid, dropped.reason))
     assert reasons == {"truncated": "unreadable_file", "notgltf": "unreadable_file", "badjson": "unreadable_file",
-                       "plain": "not_gzip", "old": "unsupported_format", "nominmax": "bad_animation"}
+                       "plain": "not_gzip", "old": "unsupported_format", "nominmax": "bad_animation",
+                       "dangling": "missing_file"}
     assert all(str(folder) in d for d in dropped.detail)  # each detail names the file
     assert m.uid.unique().tolist() == ["real"] and len(m) == 3
     assert res.dropped["unreadable_file"] == (3, 0)
