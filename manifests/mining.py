@@ -1,0 +1,458 @@
+"""Hard-example mining: per-sample metrics (DESIGN.md §5) -> the next round's manifest (§3).
+
+Strategies rank the evaluated samples from hardest down:
+- `topk`: by the current model's loss (highest first) or PSNR (lowest first);
+- `reducible` (RHO-LOSS, Mindermann et al. 2022): by the current loss minus a reference model's loss on
+  the same sample (or reference PSNR minus current PSNR). A sample that both models get wrong (broken
+  geometry, flicker, a clip that cannot be learnt from the views) scores near zero and is not chased;
+  only samples with a positive score qualify.
+The top `fraction` of the scored samples have their `weight` multiplied by `boost` (weights compound
+over rounds); the top `rerender_fraction` of them also become re-render requests.
+
+Joins. Metrics rows are keyed by (uid, clip). A sample evaluated in several shards (its first render and
+a later re-render carry the same key) gets the MEAN of its loss and PSNR over those shards: the trainer
+draws every copy, so the mean is what training sees. Two metrics files must share one `protocol`.
+
+Renders (`renders` = the dataset folder). A row whose own shard is committed and lists it as `failed` or
+`rejected` is left out of the output and counted by reason; a failed re-render whose parent shard holds
+an `ok` render goes back to its parent row (shard = parent_shard, no render_settings). Rows whose shard
+is not committed yet are kept as they are.
+
+Re-render rows. (uid, clip) stays unique, so a re-render request REPLACES its row: same uid/clip/uri,
+`round` = the manifest's last round + 1, a new shard number after every shard the manifest, the metrics
+or the renders folder know of, `parent_shard` = the row's old shard, `render_settings` = the row's old
+overrides plus denser ones (frames, orbit and random views doubled within caps, seed + 1 for fresh
+random cameras). The old render stays in its old shard and keeps being drawn: the trainer's weights are
+keyed by `{uid}_{clip:03d}`, so it gets the row's (boosted) weight; once the re-render is committed,
+both copies are drawn, each with that weight.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from manifests.schema import read_manifest, write_manifest
+from manifests.shards import assign_shards
+
+log = logging.getLogger(__name__)
+
+STRATEGIES = ("topk", "reducible")
+BY = ("loss", "psnr")
+_ANY_SHARD_FILE = re.compile(r"^\.?shard-(\d{6})\.")  # committed files and a crashed run's .shard-N.*.tmp-PID
+METRICS_COLUMNS = ("uid", "clip", "key", "shard", "psnr", "ssim", "lpips", "loss", "step", "protocol")  # DESIGN.md §5
+
+
+class MiningError(ValueError):
+    """Inputs that cannot be mined; the message names the file (or flag) and the problem."""
+
+
+@dataclass(frozen=True)
+class Densify:
+    """How a re-render request is denser than the render it replaces."""
+
+    frames_factor: int = 2      # twice the times per clip: hard motion is usually under-sampled in time
+    max_frames: int = 48        # 2x 4D-LRM's 24 frames; beyond that one sample's tar gets very large
+    views_factor: int = 2       # twice the orbit views: the new azimuths fall between the old ones
+    max_fixed_views: int = 32   # 2x L4GM's 16 fixed views
+    min_random_views: int = 2   # a clip rendered without random views gets some ("any view at any time")
+    max_random_views: int = 64  # 2x L4GM's 32 random views per time
+
+
+@dataclass(frozen=True)
+class MineConfig:
+    metrics: str                            # metrics.parquet of the current model (pipeline eval)
+    manifest: str                           # the manifest those samples were rendered from
+    out: str                                # next round's manifest
+    reference_metrics: str | None = None    # reducible only: the reference model's metrics, same protocol
+    strategy: str = "topk"                  # topk needs one model; reducible needs a reference model too
+    by: str = "loss"                        # loss is what training minimises; psnr ignores the LPIPS/SSIM terms
+    fraction: float = 0.1                   # a tenth: enough to shift the draws, few enough to stay "hard"
+    boost: float = 4.0                      # hard samples drawn 4x as often: visible in a short run, not dominant
+    rerender_fraction: float = 0.02         # each re-render costs ~4x+ a normal sample (2x frames, 2x views)
+    renders: str | None = None              # dataset folder: failed/rejected rows are left out, shard numbers seen
+    preset: str | None = None               # render preset the re-renders are validated on (default: the recorded one)
+    shard_size: int = 64                    # rows per new re-render shard, as `pipeline curate`'s default
+    densify: Densify = field(default_factory=Densify)  # how much denser a re-render is
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"--strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        if self.by not in BY:
+            raise ValueError(f"--by must be one of {BY}, got {self.by!r}")
+        if self.strategy == "reducible" and not self.reference_metrics:
+            raise ValueError("--strategy reducible needs --reference-metrics (the reference model's metrics file)")
+        if self.strategy == "topk" and self.reference_metrics:
+            raise ValueError("--reference-metrics is used only by --strategy reducible")
+        if not (0.0 < self.fraction <= 1.0):
+            raise ValueError(f"--fraction must be in (0, 1], got {self.fraction}")
+        if not (math.isfinite(self.boost) and self.boost >= 1.0):
+            raise ValueError(f"--boost must be a finite number >= 1 (hard samples are drawn more, not less), got {self.boost}")
+        if not (0.0 <= self.rerender_fraction <= self.fraction):
+            raise ValueError(f"--rerender-fraction must be in [0, --fraction={self.fraction}] (re-renders are taken from "
+                             f"the hard samples), got {self.rerender_fraction}")
+        if self.shard_size < 1:
+            raise ValueError(f"--shard-size must be >= 1, got {self.shard_size}")
+        if self.preset is not None:
+            from render.presets import PRESETS
+
+            if self.preset not in PRESETS:
+                raise ValueError(f"unknown preset {self.preset!r} (--preset); known: {', '.join(PRESETS)}")
+
+    @property
+    def reason(self) -> str:
+        return f"{self.strategy}-{self.by}"
+
+
+@dataclass
+class Metrics:
+    """One metrics file, one row per (uid, clip): loss and psnr averaged over the shards it was scored in."""
+
+    path: Path
+    protocol: str
+    step: int | None
+    table: pd.DataFrame          # uid, clip, loss, psnr, n_shards
+    multi_shard: int             # samples scored in more than one shard
+
+
+@dataclass
+class MineResult:
+    out: Path
+    rows_in: int
+    rows_out: int
+    protocol: str
+    step: int | None
+    reference_step: int | None
+    scored: int                                        # kept rows with a finite score
+    hard: int                                          # rows up-weighted (re-render rows included)
+    changes: Counter = field(default_factory=Counter)  # mine_reason -> rows changed by this run
+    dropped: Counter = field(default_factory=Counter)  # "failed:render_failed" -> rows left out
+    reverted: int = 0                                  # failed re-renders sent back to their parent shard
+    rerenders: list[dict[str, Any]] = field(default_factory=list)  # uid, clip, parent_shard, shard, render_settings
+    not_touched: Counter = field(default_factory=Counter)  # why kept rows were not scored
+    metrics_unmatched: int = 0                         # metrics rows with no row in the output manifest
+    multi_shard: int = 0
+    weights_before: dict[str, float] = field(default_factory=dict)
+    weights_after: dict[str, float] = field(default_factory=dict)
+    hard_share_before: float = 0.0                     # share of all weight on the hard rows, before / after
+    hard_share_after: float = 0.0
+
+    @property
+    def new_shards(self) -> list[int]:
+        return sorted({r["shard"] for r in self.rerenders})
+
+
+# -- inputs ----------------------------------------------------------------------------------------
+
+
+def read_metrics(path: str | os.PathLike) -> Metrics:
+    """Read and check a metrics file (DESIGN.md §5); average a sample's rows over its shards."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from manifests.uids import is_valid_uid
+
+    path = Path(path)
+    if not path.is_file():
+        raise MiningError(f"{path}: no such metrics file")
+    try:
+        df = pq.read_table(path).to_pandas()
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise MiningError(f"{path}: not a readable Parquet file ({exc})") from None
+    missing = [c for c in METRICS_COLUMNS if c not in df.columns]
+    if missing:
+        raise MiningError(f"{path}: missing metrics column(s) {', '.join(missing)}; a metrics file has "
+                          f"{', '.join(METRICS_COLUMNS)} (DESIGN.md §5)")
+    if not len(df):
+        raise MiningError(f"{path}: no rows")
+    bad = df.loc[~df["uid"].map(is_valid_uid), "uid"]
+    if len(bad):
+        raise MiningError(f"{path}: invalid uid {bad.iloc[0]!r} ({len(bad)} row(s))")
+    protocols = sorted({str(p) for p in df["protocol"].dropna()})
+    if df["protocol"].isna().any() or len(protocols) != 1:
+        raise MiningError(f"{path}: one evaluation protocol per file expected, found {protocols}"
+                          f"{' and nulls' if df['protocol'].isna().any() else ''}")
+    steps = sorted({int(s) for s in df["step"].dropna()})
+    if len(steps) > 1:
+        raise MiningError(f"{path}: metrics of several checkpoints (steps {steps}); mine one evaluation at a time")
+    for col in ("clip", "shard"):
+        if not pd.api.types.is_integer_dtype(df[col]):
+            raise MiningError(f"{path}: column {col!r} must be integer, got {df[col].dtype}")
+    for col in ("loss", "psnr"):
+        if not pd.api.types.is_numeric_dtype(df[col]):
+            raise MiningError(f"{path}: column {col!r} must be numeric, got {df[col].dtype}")
+    df = df.assign(clip=df["clip"].astype("int64"), shard=df["shard"].astype("int64"))
+    dup = df.duplicated(["uid", "clip", "shard"], keep=False)
+    if dup.any():
+        first = df.loc[dup].iloc[0]
+        same = (df["uid"] == first["uid"]) & (df["clip"] == first["clip"]) & (df["shard"] == first["shard"])
+        raise MiningError(f"{path}: sample ({first['uid']!r}, {int(first['clip'])}) appears {int(same.sum())} times "
+                          f"in shard {int(first['shard'])} ({int(dup.sum())} duplicated rows in all); "
+                          f"one row per sample and shard expected")
+    table = (df.groupby(["uid", "clip"], sort=True)
+               .agg(loss=("loss", "mean"), psnr=("psnr", "mean"), n_shards=("shard", "size"), max_shard=("shard", "max"))
+               .reset_index())
+    return Metrics(path=path, protocol=protocols[0], step=steps[0] if steps else None,
+                   table=table, multi_shard=int((table["n_shards"] > 1).sum()))
+
+
+@dataclass
+class Renders:
+    """What a dataset folder says about the rows rendered into it."""
+
+    status: pd.DataFrame                     # uid, clip, shard, status, reason (committed shards only)
+    committed: set[int]
+    existing: set[int]                       # every shard number with any file (leftovers included)
+    specs: dict[int, dict[str, Any]]         # shard -> the RenderSpec recorded in its stats.json
+
+
+def read_renders(directory: str | os.PathLike) -> Renders:
+    import pyarrow.parquet as pq
+
+    from pipeline import layout
+
+    d = Path(directory)
+    if not d.is_dir():
+        raise MiningError(f"--renders {d}: no such dataset folder")
+    names = os.listdir(d)
+    existing = {int(m.group(1)) for m in map(_ANY_SHARD_FILE.match, names) if m}
+    committed = layout.committed_shards(d)
+    frames, specs = [], {}
+    for n in committed:
+        pq_path = d / layout.parquet_name(n)
+        if not pq_path.is_file():
+            raise MiningError(f"{pq_path}: committed shard {n} has no parquet (DESIGN.md §4)")
+        t = pq.read_table(pq_path, columns=["uid", "clip", "status", "reason"]).to_pandas()
+        frames.append(t.assign(shard=n))
+        try:
+            spec = layout.read_stats(d, n).get("spec")
+        except (OSError, ValueError):
+            spec = None
+        if isinstance(spec, dict):
+            specs[n] = spec
+    cols = ["uid", "clip", "status", "reason", "shard"]
+    status = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({c: [] for c in cols})
+    status = status.astype({"clip": "int64", "shard": "int64"})
+    return Renders(status=status, committed=set(committed), existing=existing, specs=specs)
+
+
+# -- re-render settings ----------------------------------------------------------------------------
+
+
+def densify(spec: Any, d: Densify) -> dict[str, int]:
+    """Overrides that make `spec` (a RenderSpec) denser in time and views; {} when all are at their caps."""
+    out: dict[str, int] = {}
+    frames = min(spec.num_frames * d.frames_factor, d.max_frames)
+    if frames > spec.num_frames:
+        out["num_frames"] = frames
+    fixed = min(spec.fixed_views * d.views_factor, d.max_fixed_views)
+    if fixed > spec.fixed_views:
+        out["fixed_views"] = fixed
+    rand = min(max(spec.random_views * d.views_factor, d.min_random_views), d.max_random_views)
+    if rand > spec.random_views:
+        out["random_views"] = rand
+    if out:
+        out["seed"] = spec.seed + 1  # fresh random cameras and lighting, not a repeat of the old ones
+    return out
+
+
+def rerender_settings(row: pd.Series, renders: Renders | None, preset: str | None, d: Densify) -> str | None:
+    """The JSON `render_settings` of a re-render request for `row`; None when nothing can get denser.
+
+    Starts from what rendered the row (its shard's recorded spec, else `preset`) plus the row's own
+    overrides, and is validated on `preset` (default: the recorded spec's preset) with RenderSpec.replace.
+    """
+    from render.presets import PRESETS, RenderSpec, get_preset, with_row_settings
+
+    old = _json_settings(row.get("render_settings"))
+    recorded = renders.specs.get(int(row["shard"])) if renders else None
+    base = None
+    if recorded is not None:
+        try:
+            base = RenderSpec.from_dict(recorded)
+        except (TypeError, ValueError) as exc:
+            log.warning("shard %d: recorded render spec not usable (%s); using --preset", int(row["shard"]), exc)
+    name = preset or (base.name if base is not None else None)
+    if name is None or name not in PRESETS:
+        raise MiningError(f"--preset: needed to write re-render settings for ({row['uid']!r}, {int(row['clip'])}): "
+                          f"its shard {int(row['shard'])} records no known preset ({name!r})")
+    if base is None:
+        base = get_preset(name)
+    elif base.name != name:
+        log.warning("shard %d was rendered with preset %r; re-render settings are validated on --preset %r",
+                    int(row["shard"]), base.name, name)
+    try:
+        current = with_row_settings(base, old or None)
+    except ValueError as exc:
+        raise MiningError(f"{row['uid']!r} clip {int(row['clip'])}: its render_settings are invalid ({exc})") from None
+    new = densify(current, d)
+    if not new:
+        return None
+    merged = {**old, **new}
+    try:
+        with_row_settings(get_preset(name), merged)  # RenderSpec.replace validates names and values
+    except ValueError as exc:
+        raise MiningError(f"re-render settings {merged} are not valid on preset {name!r} (--preset): {exc}") from None
+    return json.dumps(merged, sort_keys=True, separators=(",", ":"))
+
+
+def _json_settings(value: Any) -> dict[str, Any]:
+    if value is None or (isinstance(value, float) and math.isnan(value)) or not str(value).strip():
+        return {}
+    data = json.loads(value)
+    return dict(data) if isinstance(data, dict) else {}
+
+
+# -- the mining run --------------------------------------------------------------------------------
+
+
+def mine(cfg: MineConfig, command: str | None = None) -> MineResult:
+    """Read the inputs, apply the render outcomes, rank, boost, request re-renders, write `cfg.out`."""
+    manifest = read_manifest(cfg.manifest)
+    cur = read_metrics(cfg.metrics)
+    ref = read_metrics(cfg.reference_metrics) if cfg.reference_metrics else None
+    if ref is not None and ref.protocol != cur.protocol:
+        raise MiningError(f"protocol mismatch: {cur.path} was evaluated with {cur.protocol!r}, {ref.path} with "
+                          f"{ref.protocol!r}; evaluate both checkpoints with the same protocol")
+    renders = read_renders(cfg.renders) if cfg.renders else None
+    res = MineResult(out=Path(cfg.out), rows_in=len(manifest), rows_out=0, protocol=cur.protocol, step=cur.step,
+                     reference_step=ref.step if ref else None, scored=0, hard=0, multi_shard=cur.multi_shard)
+    df = manifest.copy()
+    for col, dtype in (("render_settings", object), ("parent_shard", "Int32"), ("mine_reason", object)):
+        if col not in df.columns:
+            df[col] = pd.Series([None] * len(df), dtype=dtype)
+    if renders is not None:
+        df = _apply_renders(df, renders, res)
+
+    # Score every kept row that has metrics; higher score = harder.
+    keys = df[["uid", "clip"]].astype({"clip": "int64"})
+    scored = keys.merge(cur.table, on=["uid", "clip"], how="left", indicator=True)
+    has = (scored["_merge"] == "both").to_numpy()
+    if ref is None:
+        score = scored["loss"] if cfg.by == "loss" else -scored["psnr"]
+    else:
+        r = keys.merge(ref.table, on=["uid", "clip"], how="left", indicator=True)
+        score = scored["loss"] - r["loss"] if cfg.by == "loss" else r["psnr"] - scored["psnr"]
+        no_ref = has & (r["_merge"] != "both").to_numpy()
+        res.not_touched["no reference metrics"] = int(no_ref.sum())
+        has = has & ~no_ref
+    score = score.to_numpy(dtype="float64")
+    finite = has & ~np.isnan(score)
+    no_metrics = (scored["_merge"] != "both").to_numpy()
+    if renders is not None:  # exclusive counts: why a kept row has no metrics
+        pending = ~df["shard"].astype("int64").isin(renders.committed).to_numpy()
+        res.not_touched["shard not rendered yet"] = int((no_metrics & pending).sum())
+        res.not_touched["rendered, no metrics"] = int((no_metrics & ~pending).sum())
+    else:
+        res.not_touched["no metrics"] = int(no_metrics.sum())
+    res.not_touched[f"{cfg.by} is NaN"] = int((has & np.isnan(score)).sum())
+    res.metrics_unmatched = len(cur.table) - int((scored["_merge"] == "both").sum())
+    res.scored = int(finite.sum())
+
+    order = pd.DataFrame({"i": np.arange(len(df)), "score": score, "uid": df["uid"], "clip": df["clip"]})[finite]
+    order = order.sort_values(["score", "uid", "clip"], ascending=[False, True, True], kind="stable")
+    k = math.ceil(cfg.fraction * res.scored)
+    if ref is not None:
+        positive = order[order["score"] > 0]
+        res.not_touched["not reducible (score <= 0)"] = len(order) - len(positive)
+        order = positive
+    hard = order["i"].to_numpy()[:k]
+    k_r = min(math.ceil(cfg.rerender_fraction * res.scored), len(hard))
+    res.hard = len(hard)
+
+    w_before = df["weight"].to_numpy(dtype="float64")
+    df["weight"] = df["weight"].astype("float64")
+    df.loc[df.index[hard], "weight"] = w_before[hard] * cfg.boost
+    df.loc[df.index[hard], "mine_reason"] = f"upweight:{cfg.reason}"
+    known = [int(manifest["shard"].max()) if len(manifest) else -1, int(cur.table["max_shard"].max())]
+    known += [int(ref.table["max_shard"].max())] if ref is not None else []
+    known += [max(renders.existing)] if renders is not None and renders.existing else []
+    _rerender(df, hard[:k_r], cfg, renders, max(known) + 1, res)
+    res.changes.update(df.loc[df.index[hard], "mine_reason"].tolist())
+
+    mask = np.zeros(len(df), bool)
+    mask[hard] = True
+    res.weights_before, res.weights_after = _summary(w_before), _summary(df["weight"].to_numpy())
+    res.hard_share_before = float(w_before[mask].sum() / w_before.sum()) if w_before.sum() > 0 else 0.0
+    w_after = df["weight"].to_numpy(dtype="float64")
+    res.hard_share_after = float(w_after[mask].sum() / w_after.sum()) if w_after.sum() > 0 else 0.0
+    res.rows_out = len(df)
+    settings = {**{k2: v for k2, v in asdict(cfg).items()}, "protocol": cur.protocol, "step": cur.step,
+                "reference_step": res.reference_step, "scored": res.scored, "hard": res.hard,
+                "dropped": dict(sorted(res.dropped.items())), "new_shards": res.new_shards}
+    write_manifest(df, cfg.out, command=command, settings=settings)
+    return res
+
+
+def _apply_renders(df: pd.DataFrame, renders: Renders, res: MineResult) -> pd.DataFrame:
+    """Leave out rows whose own shard rendered them failed/rejected; send failed re-renders back to their parent."""
+    st = renders.status
+    key = df[["uid", "clip"]].astype({"clip": "int64"})
+    own = key.assign(shard=df["shard"].astype("int64")).merge(st, on=["uid", "clip", "shard"], how="left")
+    committed = df["shard"].astype("int64").isin(renders.committed).to_numpy()
+    status = own["status"].to_numpy(dtype=object)
+    bad = committed & np.isin(status, ["failed", "rejected"])
+    missing = committed & pd.isna(own["status"]).to_numpy()
+    if missing.any():
+        log.warning("%d manifest row(s) are missing from their committed shard's parquet (e.g. %s clip %d)",
+                    int(missing.sum()), df["uid"][missing].iloc[0], int(df["clip"][missing].iloc[0]))
+    parent = df["parent_shard"].astype("Int64")
+    back = key.assign(shard=parent.fillna(-1).astype("int64")).merge(st, on=["uid", "clip", "shard"], how="left")
+    revert = bad & parent.notna().to_numpy() & (back["status"].to_numpy(dtype=object) == "ok")
+    if revert.any():
+        idx = df.index[revert]
+        df.loc[idx, "shard"] = parent[revert].astype("int64").to_numpy()
+        df.loc[idx, "parent_shard"] = pd.NA
+        df.loc[idx, "render_settings"] = None
+        df.loc[idx, "mine_reason"] = "rerender_failed:back_to_parent"
+        res.reverted = int(revert.sum())
+        res.changes["rerender_failed:back_to_parent"] = res.reverted
+    drop = bad & ~revert
+    res.dropped.update(f"{s}:{r}" for s, r in zip(status[drop], own["reason"].to_numpy(dtype=object)[drop]))
+    return df.loc[~drop].reset_index(drop=True)
+
+
+def _rerender(df: pd.DataFrame, rows: np.ndarray, cfg: MineConfig, renders: Renders | None, first_shard: int,
+              res: MineResult) -> None:
+    """Turn the rows at positions `rows` into re-render requests in place (shards from `first_shard`, round + 1)."""
+    settings = {}
+    for i in rows:
+        s = rerender_settings(df.iloc[i], renders, cfg.preset, cfg.densify)
+        if s is None:
+            res.not_touched["re-render at its caps (up-weighted only)"] += 1
+        else:
+            settings[int(i)] = s
+    if not settings:
+        return
+    idx = np.array(sorted(settings))
+    req = df.iloc[idx][["uid", "clip"]].assign(_i=idx)
+    req = assign_shards(req, cfg.shard_size, first_shard=first_shard)
+    next_round = int(df["round"].max()) + 1
+    for _, r in req.iterrows():
+        i = int(r["_i"])
+        row = df.index[i]
+        parent = int(df.at[row, "shard"])
+        df.at[row, "parent_shard"] = parent
+        df.at[row, "shard"] = int(r["shard"])
+        df.at[row, "round"] = next_round
+        df.at[row, "render_settings"] = settings[i]
+        df.at[row, "mine_reason"] = f"rerender:{cfg.reason}"
+        res.rerenders.append({"uid": str(r["uid"]), "clip": int(r["clip"]), "parent_shard": parent,
+                              "shard": int(r["shard"]), "render_settings": settings[i]})
+
+
+def _summary(w: np.ndarray) -> dict[str, float]:
+    w = np.asarray(w, dtype="float64")
+    if not len(w):
+        return {"min": 0.0, "mean": 0.0, "max": 0.0, "sum": 0.0}
+    return {"min": float(w.min()), "mean": float(w.mean()), "max": float(w.max()), "sum": float(w.sum())}

@@ -1,0 +1,117 @@
+"""`pipeline mine`: per-sample metrics -> the next round's manifest (hard samples up-weighted,
+failed/rejected renders left out, re-render requests for the hardest clips).
+
+Module level imports click and the stdlib only (`pipeline --help` stays fast); manifests.mining, which
+pulls in pandas and pyarrow, is imported when the command runs.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+import click
+
+EPILOG = """\b
+Examples:
+  pipeline mine --metrics run/metrics.parquet --manifest m.parquet --renders data --out next.parquet
+  pipeline mine --metrics run/metrics.parquet --manifest m.parquet --renders data --out next.parquet \\
+      --by psnr --fraction 0.2 --boost 3 --rerender-fraction 0.05 --preset lrm4d
+  pipeline mine --strategy reducible --metrics run/metrics.parquet --reference-metrics ref/metrics.parquet \\
+      --manifest m.parquet --renders data --out next.parquet
+
+\b
+Then: pipeline render --manifest next.parquet --shards A-B --out data   (A-B: the new shards printed below)
+      pipeline train --shards data --weights next.parquet --out run     (hard samples drawn --boost x as often)
+"""
+
+
+@click.command("mine", epilog=EPILOG, context_settings={"max_content_width": 110})
+@click.option("--metrics", required=True, type=click.Path(dir_okay=False, exists=True),
+              help="metrics.parquet of the current model (pipeline eval; DESIGN.md §5).")
+@click.option("--manifest", required=True, type=click.Path(dir_okay=False, exists=True),
+              help="The manifest the evaluated samples were rendered from.")
+@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="Next round's manifest (Parquet).")
+@click.option("--strategy", type=click.Choice(("topk", "reducible")), default="topk", show_default=True,
+              help="topk: the worst samples of the current model; reducible: current minus reference loss "
+                   "(RHO-LOSS), so samples both models get wrong are not chased.")
+@click.option("--reference-metrics", type=click.Path(dir_okay=False, exists=True),
+              help="reducible: the reference model's metrics file, same evaluation protocol.")
+@click.option("--by", type=click.Choice(("loss", "psnr")), default="loss", show_default=True,
+              help="Rank by loss (highest = hardest) or PSNR (lowest = hardest).")
+@click.option("--fraction", type=float, default=0.1, show_default=True,
+              help="Share of the scored samples that count as hard and are up-weighted.")
+@click.option("--boost", type=float, default=4.0, show_default=True, help="Weight multiplier of a hard sample (>= 1).")
+@click.option("--rerender-fraction", type=float, default=0.02, show_default=True,
+              help="Share of the scored samples (the hardest of the hard) re-rendered denser, in new shards; 0 = none.")
+@click.option("--renders", type=click.Path(file_okay=False, exists=True),
+              help="Dataset folder the manifest was rendered into: failed/rejected rows are left out, and new shard "
+                   "numbers come after every shard in it.")
+@click.option("--preset", help="Render preset the re-render settings are validated on (debug, lrm4d, l4gm). "
+                               "[default: the preset recorded in the old shard's stats.json under --renders]")
+@click.option("--shard-size", type=int, default=64, show_default=True, help="Rows per new re-render shard.")
+@click.pass_context
+def command(ctx: click.Context, metrics, manifest, out, strategy, reference_metrics, by, fraction, boost,
+            rerender_fraction, renders, preset, shard_size) -> None:
+    """Mine hard examples: write the next round's manifest with weights and re-render requests."""
+    from manifests.mining import MineConfig, MiningError, mine
+    from manifests.schema import ManifestError
+
+    try:
+        cfg = MineConfig(metrics=metrics, manifest=manifest, out=out, reference_metrics=reference_metrics,
+                         strategy=strategy, by=by, fraction=fraction, boost=boost, rerender_fraction=rerender_fraction,
+                         renders=renders, preset=preset, shard_size=shard_size)
+    except ValueError as exc:
+        raise click.UsageError(str(exc), ctx) from None
+    try:
+        result = mine(cfg, command=_command_line(ctx))
+    except (MiningError, ManifestError) as exc:
+        raise click.ClickException(str(exc)) from None
+    _print_table(result, cfg)
+
+
+def _command_line(ctx: click.Context) -> str:
+    """The command as typed, rebuilt from the parsed options (stored in the manifest's metadata)."""
+    parts = ["pipeline", "mine"]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if value is None or value is False or value == param.default:
+            continue
+        parts += [max(param.opts, key=len), str(value)]
+    return shlex.join(parts)
+
+
+def _print_table(r, cfg) -> None:
+    ref = f", reference step {r.reference_step}" if cfg.strategy == "reducible" else ""
+    click.echo(f"{r.out}: {r.rows_out} row(s) from {r.rows_in} in {cfg.manifest}; strategy {cfg.strategy} by {cfg.by}, "
+               f"protocol {r.protocol!r} (step {r.step}{ref})")
+    click.echo(f"scored {r.scored} row(s); hard {r.hard} (--fraction {cfg.fraction}), "
+               f"re-render {len(r.rerenders)} (--rerender-fraction {cfg.rerender_fraction})")
+    click.echo(f"{'changed (mine_reason)':<44}{'rows':>6}")
+    for reason, n in sorted(r.changes.items()):
+        what = f"weight x{cfg.boost:g}" if reason.startswith(("upweight", "rerender:")) else "shard = parent_shard"
+        click.echo(f"  {reason:<42}{n:>6}  {what}")
+    if not r.changes:
+        click.echo("  nothing")
+    click.echo(f"{'left out (render status:reason)':<44}{'rows':>6}")
+    for reason, n in sorted(r.dropped.items()):
+        click.echo(f"  {reason:<42}{n:>6}")
+    if not r.dropped:
+        click.echo("  nothing" + ("" if cfg.renders else " (no --renders given: render outcomes not read)"))
+    quiet = {k: v for k, v in r.not_touched.items() if v}
+    if quiet or r.metrics_unmatched or r.multi_shard:
+        click.echo(f"{'not scored':<44}{'rows':>6}")
+        for reason, n in sorted(quiet.items()):
+            click.echo(f"  {reason:<42}{n:>6}")
+        if r.metrics_unmatched:
+            click.echo(f"  {'metrics rows with no row in the output':<42}{r.metrics_unmatched:>6}")
+        if r.multi_shard:
+            click.echo(f"  {'(samples scored in several shards: mean)':<42}{r.multi_shard:>6}")
+    if r.rerenders:
+        shards = r.new_shards
+        span = f"{shards[0]}" if len(shards) == 1 else f"{shards[0]}-{shards[-1]}"
+        click.echo(f"re-render requests: {len(r.rerenders)} row(s) in new shard(s) {span}, round +1")
+        for q in r.rerenders:
+            click.echo(f"  {q['uid']} clip {q['clip']}: shard {q['parent_shard']} -> {q['shard']}  {q['render_settings']}")
+    b, a = r.weights_before, r.weights_after
+    click.echo(f"weights: min/mean/max {b['min']:g}/{b['mean']:.3g}/{b['max']:g} -> {a['min']:g}/{a['mean']:.3g}/{a['max']:g}; "
+               f"hard rows carry {100 * r.hard_share_before:.1f}% -> {100 * r.hard_share_after:.1f}% of the draws")

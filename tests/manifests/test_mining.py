@@ -1,0 +1,354 @@
+"""Hard-example mining (manifests/mining.py, `pipeline mine`) on real files: manifests written with
+write_manifest, shards committed by the real ShardWriter, metrics files written by hand in the DESIGN.md
+§5 layout (`pipeline eval` writes them for real)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from manifests.mining import Densify, MineConfig, MiningError, densify, mine, read_metrics
+from manifests.schema import manifest_info, read_manifest, write_manifest
+from pipeline.cli import cli
+from pipeline.shards import ShardWriter
+from render.presets import get_preset, with_row_settings
+from render.result import SampleResult
+from training import synthetic
+
+# Scenario used by most tests: shard 0 and 1 are rendered (one failed, one rejected row), shard 2 is not.
+LAYOUT = {0: ["a0", "a1", "a2", "a3"], 1: ["b0", "b1", "b2", "b3"], 2: ["c0", "c1"]}
+OUTCOME = {"a3": "render_failed", "b3": "no_motion"}  # reason of the rows that did not render
+LOSS = {"a0": 0.9, "a1": 0.1, "a2": 0.2, "b0": 0.5, "b1": 0.3, "b2": 0.05}
+PSNR = {"a0": 25.0, "a1": 14.0, "a2": 30.0, "b0": 28.0, "b1": 12.0, "b2": 31.0}  # a different order than LOSS
+
+
+def write_test_manifest(path: Path, layout=LAYOUT, weight=1.0, **columns) -> Path:
+    rows = [(u, s) for s, us in layout.items() for u in us]
+    df = pd.DataFrame({"uid": [u for u, _ in rows], "clip": 0, "clip_name": "move", "source": "procedural",
+                       "uri": [f"/assets/{u}.glb" for u, _ in rows], "sha256": None, "license": "cc0",
+                       "shard": [s for _, s in rows], "weight": weight, "round": 0, **columns})
+    return write_manifest(df, path, command="test")
+
+
+def write_metrics(path: Path, values: dict[str, float], psnr: dict[str, float] | None = None, protocol="v1-seed0",
+                  step=1000, shard_of=None, drop: tuple[str, ...] = ()) -> Path:
+    """A metrics file in the DESIGN.md §5 layout: uid, clip, key, shard, psnr, ssim, lpips, loss, step, protocol."""
+    shard_of = shard_of or {u: s for s, us in LAYOUT.items() for u in us}
+    psnr = psnr or {u: 30.0 - 10 * v for u, v in values.items()}
+    uids = list(values)
+    cols = {
+        "uid": pa.array(uids, pa.string()), "clip": pa.array([0] * len(uids), pa.int32()),
+        "key": pa.array([f"{u}_000" for u in uids], pa.string()),
+        "shard": pa.array([shard_of[u] for u in uids], pa.int32()),
+        "psnr": pa.array([psnr[u] for u in uids], pa.float64()), "ssim": pa.array([0.9] * len(uids), pa.float64()),
+        "lpips": pa.array([None] * len(uids), pa.float64()), "loss": pa.array([values[u] for u in uids], pa.float64()),
+        "step": pa.array([step] * len(uids), pa.int64()), "protocol": pa.array([protocol] * len(uids), pa.string()),
+    }
+    pq.write_table(pa.table({k: v for k, v in cols.items() if k not in drop}), path)
+    return path
+
+
+def commit_renders(out: Path, layout=LAYOUT, outcome=OUTCOME, shards=(0, 1), preset="debug") -> Path:
+    """Commit `shards` with the real ShardWriter: ok rows carry real (tiny) analytic samples."""
+    for s in shards:
+        w = ShardWriter(out, s)
+        for i, u in enumerate(layout[s]):
+            if u in outcome:
+                w.add(SampleResult.problem(u, 0, f"{u}_000", outcome[u], "test", 0.1))
+            else:
+                members = synthetic.make_sample(u, i, views=2, frames=1, size=8, depth=False, n_objects=1)
+                w.add(SampleResult(u, 0, f"{u}_000", "ok", None, None, 0.1, members=members))
+        w.commit({"spec": get_preset(preset).to_dict()})
+    return out
+
+
+@pytest.fixture
+def scene(tmp_path):
+    """Manifest, committed renders of shards 0-1, and the current model's metrics on the ok samples."""
+    return {"manifest": write_test_manifest(tmp_path / "m.parquet"), "renders": commit_renders(tmp_path / "data"),
+            "metrics": write_metrics(tmp_path / "metrics.parquet", LOSS, PSNR), "tmp": tmp_path}
+
+
+def run(scene, out="next.parquet", **kw) -> tuple[pd.DataFrame, object]:
+    base = dict(metrics=str(scene["metrics"]), manifest=str(scene["manifest"]), out=str(scene["tmp"] / out),
+                renders=str(scene["renders"]), rerender_fraction=0.0)
+    res = mine(MineConfig(**{**base, **kw}), command="pipeline mine (test)")
+    return read_manifest(res.out), res
+
+
+def by_uid(df: pd.DataFrame) -> dict[str, dict]:
+    return {r["uid"]: r for r in df.to_dict("records")}
+
+
+# -- strategies ----------------------------------------------------------------------------------
+
+
+def test_topk_by_loss_boosts_the_highest_losses(scene):
+    df, res = run(scene, fraction=0.5, boost=4.0)
+    rows = by_uid(df)
+    hard = {u for u, r in rows.items() if r["mine_reason"] == "upweight:topk-loss"}
+    assert hard == {"a0", "b0", "b1"}  # ceil(0.5 * 6 scored) = 3 highest losses: 0.9, 0.5, 0.3
+    assert all(rows[u]["weight"] == 4.0 for u in hard)
+    assert all(rows[u]["weight"] == 1.0 and rows[u]["mine_reason"] is None for u in set(rows) - hard)
+    assert res.scored == 6 and res.hard == 3 and res.changes == {"upweight:topk-loss": 3}
+    assert res.hard_share_before == pytest.approx(3 / 8) and res.hard_share_after == pytest.approx(12 / 17)
+
+
+def test_topk_by_psnr_boosts_the_lowest_psnr(scene):
+    df, _ = run(scene, by="psnr", fraction=0.5)
+    assert {r["uid"] for r in df.to_dict("records") if r["mine_reason"]} == {"b1", "a1", "a0"}  # 12, 14, 25 dB
+
+
+def test_boost_multiplies_the_input_weight(scene, tmp_path):
+    write_test_manifest(scene["manifest"], weight=2.5)
+    df, _ = run(scene, fraction=0.2, boost=3.0)
+    rows = by_uid(df)
+    assert rows["a0"]["weight"] == pytest.approx(7.5) and rows["a1"]["weight"] == pytest.approx(2.5)
+
+
+def test_reducible_chases_what_the_reference_learnt_not_what_both_miss(scene, tmp_path):
+    # a0 is hard for both models (noisy or broken): topk chases it, reducible does not.
+    # b1 is hard for the current model only: reducible picks it first.
+    ref = write_metrics(tmp_path / "ref.parquet", {"a0": 0.88, "a1": 0.1, "a2": 0.25, "b0": 0.45, "b1": 0.02, "b2": 0.05})
+    topk, _ = run(scene, out="topk.parquet", fraction=0.2)
+    red, res = run(scene, out="red.parquet", strategy="reducible", reference_metrics=str(ref), fraction=0.2)
+    assert {r["uid"] for r in topk.to_dict("records") if r["mine_reason"]} == {"a0", "b0"}  # losses 0.9, 0.5
+    assert {r["uid"] for r in red.to_dict("records") if r["mine_reason"]} == {"b1", "b0"}  # reducible 0.28, 0.05
+    assert set(red.loc[red["mine_reason"].notna(), "mine_reason"]) == {"upweight:reducible-loss"}
+    assert res.not_touched["not reducible (score <= 0)"] == 3  # a1 (0), a2 (-0.05), b2 (0)
+
+
+def test_reducible_by_psnr_and_rows_without_reference(scene, tmp_path):
+    ref_psnr = {"a0": 25.5, "a1": 14.0, "a2": 30.0, "b0": 28.0, "b1": 24.0}  # b2 never evaluated by the reference
+    ref = write_metrics(tmp_path / "ref.parquet", {u: 0.1 for u in ref_psnr}, ref_psnr)
+    df, res = run(scene, strategy="reducible", by="psnr", reference_metrics=str(ref), fraction=0.5)
+    assert {r["uid"] for r in df.to_dict("records") if r["mine_reason"]} == {"b1", "a0"}  # +12 dB, +0.5 dB
+    assert res.not_touched["no reference metrics"] == 1 and res.scored == 5
+
+
+def test_protocol_mismatch_names_both_files(scene, tmp_path):
+    ref = write_metrics(tmp_path / "ref.parquet", LOSS, protocol="v2-seed0")
+    with pytest.raises(MiningError) as e:
+        run(scene, strategy="reducible", reference_metrics=str(ref))
+    msg = str(e.value)
+    assert str(scene["metrics"]) in msg and str(ref) in msg and "'v1-seed0'" in msg and "'v2-seed0'" in msg
+
+
+def test_bad_metrics_files_are_named(tmp_path):
+    with pytest.raises(MiningError, match=r"broken\.parquet: missing metrics column\(s\) protocol"):
+        read_metrics(write_metrics(tmp_path / "broken.parquet", LOSS, drop=("protocol",)))
+    mixed = write_metrics(tmp_path / "a.parquet", LOSS)
+    t = pq.read_table(mixed).to_pandas()
+    t.loc[0, "step"] = 2000
+    t.to_parquet(tmp_path / "steps.parquet")
+    with pytest.raises(MiningError, match=r"steps\.parquet: metrics of several checkpoints \(steps \[1000, 2000\]\)"):
+        read_metrics(tmp_path / "steps.parquet")
+    t.loc[0, "step"] = 1000
+    pd.concat([t, t]).to_parquet(tmp_path / "dup.parquet")
+    with pytest.raises(MiningError, match=r"dup\.parquet: sample \('a0', 0\) appears 2 times in shard 0"):
+        read_metrics(tmp_path / "dup.parquet")
+    (tmp_path / "junk.parquet").write_bytes(b"not parquet")
+    with pytest.raises(MiningError, match=r"junk\.parquet: not a readable Parquet file"):
+        read_metrics(tmp_path / "junk.parquet")
+
+
+def test_a_sample_scored_in_several_shards_gets_its_mean(tmp_path):
+    first = write_metrics(tmp_path / "one.parquet", {"a0": 0.9, "a1": 0.1})
+    again = write_metrics(tmp_path / "two.parquet", {"a0": 0.3}, shard_of={"a0": 7})
+    both = pd.concat([pq.read_table(first).to_pandas(), pq.read_table(again).to_pandas()])
+    pq.write_table(pa.Table.from_pandas(both, preserve_index=False), tmp_path / "m.parquet")
+    m = read_metrics(tmp_path / "m.parquet")
+    row = m.table.set_index("uid").loc["a0"]
+    assert row["loss"] == pytest.approx(0.6) and row["n_shards"] == 2 and m.multi_shard == 1
+
+
+# -- render outcomes -----------------------------------------------------------------------------
+
+
+def test_failed_and_rejected_renders_are_left_out_and_counted(scene):
+    df, res = run(scene, fraction=0.2)
+    assert len(df) == 8 and set(df["uid"]) == set(sum(LAYOUT.values(), [])) - {"a3", "b3"}
+    assert res.dropped == {"failed:render_failed": 1, "rejected:no_motion": 1}
+    assert res.not_touched["shard not rendered yet"] == 2  # c0, c1: kept as they are
+    assert res.not_touched["rendered, no metrics"] == 0
+    meta = manifest_info(res.out).settings
+    assert meta["dropped"] == {"failed:render_failed": 1, "rejected:no_motion": 1} and meta["strategy"] == "topk"
+
+
+def test_without_renders_nothing_is_left_out(scene):
+    df, res = run(scene, renders=None, fraction=0.2)
+    assert len(df) == 10 and not res.dropped
+
+
+# -- re-render requests --------------------------------------------------------------------------
+
+
+def test_rerender_rows_replace_their_row_in_new_shards(scene):
+    (scene["renders"] / "shard-000005.tar").write_bytes(b"")  # leftover of a crashed run: its number is taken
+    before = by_uid(read_manifest(scene["manifest"]))
+    df, res = run(scene, fraction=0.5, rerender_fraction=0.3, shard_size=1)
+    rows = by_uid(df)
+    re = sorted(u for u, r in rows.items() if (r["mine_reason"] or "").startswith("rerender:"))
+    assert re == ["a0", "b0"]  # ceil(0.3 * 6) = 2: the two highest losses of the three hard rows
+    assert rows["b1"]["mine_reason"] == "upweight:topk-loss" and rows["b1"]["shard"] == 1
+    assert len(df) == 8 and not df.duplicated(["uid", "clip"]).any()  # replaced, not added
+    for u in re:
+        r = rows[u]
+        assert r["round"] == 1 and r["parent_shard"] == before[u]["shard"] and r["weight"] == 4.0
+        assert r["shard"] in (6, 7)  # after manifest (2), renders folder (5, a leftover) and metrics shards
+        assert (r["uri"], r["clip"], r["source"]) == (before[u]["uri"], 0, "procedural")
+        spec = with_row_settings(get_preset("debug"), r["render_settings"])  # the worker's own parsing
+        assert (spec.num_frames, spec.fixed_views, spec.random_views, spec.seed) == (8, 8, 2, 1)  # debug: 4, 4, 0, 0
+    assert {rows[u]["shard"] for u in re} == {6, 7} and res.new_shards == [6, 7]
+    assert {q["uid"]: q["parent_shard"] for q in res.rerenders} == {"a0": 0, "b0": 1}
+    untouched = [u for u, r in rows.items() if r["mine_reason"] is None]
+    assert all(rows[u]["round"] == 0 and pd.isna(rows[u]["parent_shard"]) for u in untouched)
+
+
+def test_rerender_settings_start_from_what_rendered_the_row(scene):
+    # shard 0 was rendered with lrm4d (24 frames, 8 fixed, 4 random): its re-render doubles those,
+    # and is validated on --preset l4gm (a different preset: a warning, and still a valid override set).
+    for f in scene["renders"].glob("shard-000000.*"):
+        f.unlink()
+    commit_renders(scene["renders"], shards=(0,), preset="lrm4d")
+    df, _ = run(scene, fraction=0.2, rerender_fraction=0.2, preset="l4gm")
+    a0 = by_uid(df)["a0"]
+    assert json.loads(a0["render_settings"]) == {"num_frames": 48, "fixed_views": 16, "random_views": 8, "seed": 1}
+    with_row_settings(get_preset("l4gm"), a0["render_settings"])
+
+
+def test_rerender_needs_a_known_preset(scene):
+    with pytest.raises(MiningError, match="--preset: needed"):
+        run(scene, renders=None, fraction=0.2, rerender_fraction=0.2)  # no stats.json to read the preset from
+    df, _ = run(scene, renders=None, fraction=0.2, rerender_fraction=0.2, preset="debug")
+    assert by_uid(df)["a0"]["parent_shard"] == 0
+
+
+def test_a_failed_rerender_goes_back_to_its_parent_shard(scene):
+    # Round 1 asked to re-render a0 (shard 0 -> 3) and b0 (shard 1 -> 3); shard 3 failed a0, rendered b0.
+    first, _ = run(scene, out="r1.parquet", fraction=0.5, rerender_fraction=0.3, shard_size=8)
+    r1 = by_uid(first)
+    assert r1["a0"]["shard"] == r1["b0"]["shard"] == 3
+    commit_renders(scene["renders"], layout={3: ["a0", "b0"]}, outcome={"a0": "timeout"}, shards=(3,))
+    scene["manifest"] = scene["tmp"] / "r1.parquet"
+    scene["metrics"] = write_metrics(scene["tmp"] / "m2.parquet", {**LOSS, "a0": 0.01})  # a0 no longer hard
+    df, res = run(scene, out="r2.parquet", fraction=0.2)
+    rows = by_uid(df)
+    assert rows["a0"]["shard"] == 0 and pd.isna(rows["a0"]["parent_shard"]) and rows["a0"]["render_settings"] is None
+    assert rows["a0"]["mine_reason"] == "rerender_failed:back_to_parent" and res.reverted == 1
+    assert rows["a0"]["weight"] == 4.0  # still the weight round 1 gave it
+    assert rows["b0"]["shard"] == 3 and not res.dropped  # the re-rendered one stays where it is now
+
+
+def test_same_inputs_same_manifest_byte_for_byte(scene):
+    kw = dict(strategy="topk", fraction=0.5, rerender_fraction=0.3)
+    a = run(scene, out="a.parquet", **kw)[1].out.read_bytes()
+    b = run(scene, out="a.parquet", **kw)[1].out.read_bytes()
+    assert a == b
+
+
+# -- configuration and the command ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kw, flag", [
+    (dict(fraction=0.0), "--fraction"), (dict(fraction=1.5), "--fraction"), (dict(boost=0.5), "--boost"),
+    (dict(boost=float("inf")), "--boost"), (dict(rerender_fraction=0.3, fraction=0.2), "--rerender-fraction"),
+    (dict(strategy="reducible"), "--reference-metrics"), (dict(reference_metrics="r.parquet"), "--reference-metrics"),
+    (dict(by="ssim"), "--by"), (dict(strategy="best"), "--strategy"), (dict(preset="huge"), "--preset"),
+    (dict(shard_size=0), "--shard-size"),
+])
+def test_bad_settings_name_the_flag(kw, flag):
+    with pytest.raises(ValueError, match=flag):
+        MineConfig(metrics="m", manifest="m", out="o", **kw)
+
+
+def test_cli_prints_what_changed_and_why(scene):
+    out = scene["tmp"] / "next.parquet"
+    args = ["mine", "--metrics", str(scene["metrics"]), "--manifest", str(scene["manifest"]), "--out", str(out),
+            "--renders", str(scene["renders"]), "--fraction", "0.5", "--rerender-fraction", "0.2", "--shard-size", "4"]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    text = r.output
+    assert "10 row(s)" not in text and "8 row(s) from 10" in text and "protocol 'v1-seed0' (step 1000)" in text
+    assert "upweight:topk-loss" in text and "rerender:topk-loss" in text
+    assert "failed:render_failed" in text and "rejected:no_motion" in text
+    assert "shard not rendered yet" in text
+    assert "re-render requests: 2 row(s) in new shard(s) 3, round +1" in text
+    assert "a0 clip 0: shard 0 -> 3" in text and "b0 clip 0: shard 1 -> 3" in text
+    assert "min/mean/max 1/1/1 -> 1/2.12/4" in text and "37.5% -> 70.6%" in text
+    assert manifest_info(out).command.startswith("pipeline mine --metrics")
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 0 and again.output == text
+
+
+def test_cli_bad_input_is_a_clear_error(scene, tmp_path):
+    base = ["mine", "--manifest", str(scene["manifest"]), "--out", str(tmp_path / "n.parquet")]
+    r = CliRunner().invoke(cli, [*base, "--metrics", str(scene["metrics"]), "--fraction", "2"])
+    assert r.exit_code == 2 and "--fraction must be in (0, 1]" in r.output
+    r = CliRunner().invoke(cli, [*base, "--metrics", str(tmp_path / "absent.parquet")])
+    assert r.exit_code == 2 and "absent.parquet" in r.output
+    broken = write_metrics(tmp_path / "nokey.parquet", LOSS, drop=("key", "lpips"))
+    r = CliRunner().invoke(cli, [*base, "--metrics", str(broken)])
+    assert r.exit_code == 1 and "nokey.parquet: missing metrics column(s) key, lpips" in r.output
+    assert not (tmp_path / "n.parquet").exists()
+
+
+def test_densify_doubles_within_caps():
+    debug = get_preset("debug")  # 4 frames, 4 fixed views, 0 random
+    assert densify(debug, Densify()) == {"num_frames": 8, "fixed_views": 8, "random_views": 2, "seed": 1}
+    full = debug.replace(num_frames=48, fixed_views=32, random_views=64)
+    assert densify(full, Densify()) == {}
+    assert densify(debug.replace(num_frames=40), Densify()) == {"num_frames": 48, "fixed_views": 8, "random_views": 2,
+                                                                "seed": 1}
+
+
+def test_nan_metrics_are_counted_not_ranked(scene, tmp_path):
+    scene["metrics"] = write_metrics(tmp_path / "nan.parquet", {**LOSS, "a1": float("nan")})
+    df, res = run(scene, fraction=0.2)
+    assert res.scored == 5 and res.not_touched["loss is NaN"] == 1
+    assert by_uid(df)["a1"]["mine_reason"] is None
+
+
+# -- the trainer draws what mining asked for -----------------------------------------------------
+
+
+def test_trainer_draws_hard_samples_boost_times_as_often(scene, caplog):
+    """next.parquet as the trainer's --weights over the real shard tars: hard samples come ~boost x as often.
+
+    a0 and b0 are hard (one per shard); a0 is also a re-render request (new shard 3, not rendered yet): its
+    old render in shard 0 is still drawn, with the boosted weight. The failed/rejected rows are neither in
+    the tars nor in next.parquet, so every drawn key has a weight.
+    """
+    from training import data
+    from training.config import DataConfig
+
+    df, res = run(scene, fraction=0.3, boost=4.0, rerender_fraction=0.1, preset="debug")
+    rows = by_uid(df)
+    assert {u for u, r in rows.items() if r["weight"] == 4.0} == {"a0", "b0"} and rows["a0"]["parent_shard"] == 0
+    weights = data.load_weights(res.out)
+    urls = data.resolve_shards(str(scene["renders"]))
+    cfg = DataConfig(image_size=8, n_in=1, n_target=1, num_workers=0, batches_per_epoch=4, shuffle_buffer=16)
+
+    def draws(w):
+        it = iter(data.make_dataset(urls, cfg, batch_size=10, seed=0, weights=w))
+        return Counter(k for _ in range(100) for k in next(it)["key"])
+
+    with caplog.at_level("WARNING", logger="training.data"):
+        counts = draws(weights)
+    assert "not in the weights manifest" not in caplog.text
+    hard = np.mean([counts["a0_000"], counts["b0_000"]])
+    easy = np.mean([counts[f"{u}_000"] for u in ("a1", "a2", "b1", "b2")])
+    assert sum(counts.values()) == 1000 and set(counts) == {f"{u}_000" for u in ("a0", "a1", "a2", "b0", "b1", "b2")}
+    assert 3.3 < hard / easy < 4.7, counts  # boost 4.0
+    uniform = draws(None)
+    u_hard = np.mean([uniform["a0_000"], uniform["b0_000"]])
+    u_easy = np.mean([uniform[f"{u}_000"] for u in ("a1", "a2", "b1", "b2")])
+    assert 0.8 < u_hard / u_easy < 1.25, uniform  # without the weights, no preference
