@@ -24,7 +24,11 @@ or the renders folder know of, `parent_shard` = the row's old shard, `render_set
 overrides plus denser ones (frames, orbit and random views doubled within caps, seed + 1 for fresh
 random cameras). The old render stays in its old shard and keeps being drawn: the trainer's weights are
 keyed by `{uid}_{clip:03d}`, so it gets the row's (boosted) weight; once the re-render is committed,
-both copies are drawn, each with that weight.
+both copies are drawn, each with that weight. A row whose re-render is still pending (its shard is not
+committed under `renders`) is not requested again, only up-weighted.
+
+Deterministic: rows keep the input manifest's order, ties in the ranking break by (uid, clip), new
+shards follow manifests.shards.assign_shards; the same inputs and settings give the same file.
 """
 
 from __future__ import annotations
@@ -274,7 +278,7 @@ def rerender_settings(row: pd.Series, renders: Renders | None, preset: str | Non
     """
     from render.presets import PRESETS, RenderSpec, get_preset, with_row_settings
 
-    old = _json_settings(row.get("render_settings"))
+    old = _json_settings(row)
     recorded = renders.specs.get(int(row["shard"])) if renders else None
     base = None
     if recorded is not None:
@@ -306,11 +310,17 @@ def rerender_settings(row: pd.Series, renders: Renders | None, preset: str | Non
     return json.dumps(merged, sort_keys=True, separators=(",", ":"))
 
 
-def _json_settings(value: Any) -> dict[str, Any]:
+def _json_settings(row: pd.Series) -> dict[str, Any]:
+    value = row.get("render_settings")
     if value is None or (isinstance(value, float) and math.isnan(value)) or not str(value).strip():
         return {}
-    data = json.loads(value)
-    return dict(data) if isinstance(data, dict) else {}
+    try:
+        data = json.loads(value)
+    except ValueError as exc:
+        data = exc
+    if not isinstance(data, dict):
+        raise MiningError(f"({row['uid']!r}, {int(row['clip'])}): render_settings is not a JSON object: {str(value)[:200]!r}")
+    return data
 
 
 # -- the mining run --------------------------------------------------------------------------------
@@ -377,7 +387,7 @@ def mine(cfg: MineConfig, command: str | None = None) -> MineResult:
     known = [int(manifest["shard"].max()) if len(manifest) else -1, int(cur.table["max_shard"].max())]
     known += [int(ref.table["max_shard"].max())] if ref is not None else []
     known += [max(renders.existing)] if renders is not None and renders.existing else []
-    _rerender(df, hard[:k_r], cfg, renders, max(known) + 1, res)
+    _rerender(df, hard[:k_r], cfg, renders, max(known) + 1, int(manifest["round"].max()) + 1, res)
     res.changes.update(df.loc[df.index[hard], "mine_reason"].tolist())
 
     mask = np.zeros(len(df), bool)
@@ -387,7 +397,7 @@ def mine(cfg: MineConfig, command: str | None = None) -> MineResult:
     w_after = df["weight"].to_numpy(dtype="float64")
     res.hard_share_after = float(w_after[mask].sum() / w_after.sum()) if w_after.sum() > 0 else 0.0
     res.rows_out = len(df)
-    settings = {**{k2: v for k2, v in asdict(cfg).items()}, "protocol": cur.protocol, "step": cur.step,
+    settings = {**asdict(cfg), "protocol": cur.protocol, "step": cur.step,
                 "reference_step": res.reference_step, "scored": res.scored, "hard": res.hard,
                 "dropped": dict(sorted(res.dropped.items())), "new_shards": res.new_shards}
     write_manifest(df, cfg.out, command=command, settings=settings)
@@ -423,10 +433,13 @@ def _apply_renders(df: pd.DataFrame, renders: Renders, res: MineResult) -> pd.Da
 
 
 def _rerender(df: pd.DataFrame, rows: np.ndarray, cfg: MineConfig, renders: Renders | None, first_shard: int,
-              res: MineResult) -> None:
-    """Turn the rows at positions `rows` into re-render requests in place (shards from `first_shard`, round + 1)."""
+              next_round: int, res: MineResult) -> None:
+    """Turn the rows at positions `rows` into re-render requests in place (shards from `first_shard`)."""
     settings = {}
     for i in rows:
+        if renders is not None and int(df.iloc[i]["shard"]) not in renders.committed:
+            res.not_touched["re-render already pending (up-weighted only)"] += 1  # its metrics come from an older render
+            continue
         s = rerender_settings(df.iloc[i], renders, cfg.preset, cfg.densify)
         if s is None:
             res.not_touched["re-render at its caps (up-weighted only)"] += 1
@@ -437,7 +450,6 @@ def _rerender(df: pd.DataFrame, rows: np.ndarray, cfg: MineConfig, renders: Rend
     idx = np.array(sorted(settings))
     req = df.iloc[idx][["uid", "clip"]].assign(_i=idx)
     req = assign_shards(req, cfg.shard_size, first_shard=first_shard)
-    next_round = int(df["round"].max()) + 1
     for _, r in req.iterrows():
         i = int(r["_i"])
         row = df.index[i]

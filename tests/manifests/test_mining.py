@@ -248,6 +248,31 @@ def test_a_failed_rerender_goes_back_to_its_parent_shard(scene):
     assert rows["b0"]["shard"] == 3 and not res.dropped  # the re-rendered one stays where it is now
 
 
+def test_a_pending_rerender_is_not_requested_again(scene):
+    first, _ = run(scene, out="r1.parquet", fraction=0.5, rerender_fraction=0.1)  # a0 -> shard 3, not rendered yet
+    assert by_uid(first)["a0"]["shard"] == 3
+    scene["manifest"] = scene["tmp"] / "r1.parquet"
+    df, res = run(scene, out="r2.parquet", fraction=0.5, rerender_fraction=0.3)  # same metrics: a0, b0 hardest
+    rows = by_uid(df)
+    assert (rows["a0"]["shard"], rows["a0"]["parent_shard"], rows["a0"]["weight"]) == (3, 0, 16.0)  # boosts compound
+    assert res.not_touched["re-render already pending (up-weighted only)"] == 1
+    assert (rows["b0"]["shard"], rows["b0"]["parent_shard"], rows["b0"]["round"]) == (4, 1, 2)  # r1.parquet's last round is 1
+
+
+def test_rows_at_the_density_caps_are_only_up_weighted(scene):
+    caps = json.dumps({"num_frames": 48, "fixed_views": 32, "random_views": 64})
+    write_test_manifest(scene["manifest"], render_settings=caps)
+    df, res = run(scene, fraction=0.2, rerender_fraction=0.2)
+    assert not res.rerenders and res.not_touched["re-render at its caps (up-weighted only)"] == 2
+    assert by_uid(df)["a0"]["weight"] == 4.0 and by_uid(df)["a0"]["render_settings"] == caps
+
+
+def test_broken_render_settings_of_a_row_are_named(scene):
+    write_test_manifest(scene["manifest"], render_settings="{num_frames: 8")
+    with pytest.raises(MiningError, match=r"\('a0', 0\): render_settings is not a JSON object"):
+        run(scene, fraction=0.2, rerender_fraction=0.2)
+
+
 def test_same_inputs_same_manifest_byte_for_byte(scene):
     kw = dict(strategy="topk", fraction=0.5, rerender_fraction=0.3)
     a = run(scene, out="a.parquet", **kw)[1].out.read_bytes()
