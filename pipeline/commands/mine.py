@@ -20,7 +20,7 @@ Examples:
       --manifest m.parquet --renders data --out next.parquet
 
 \b
-Then: pipeline render --manifest next.parquet --shards A-B --out data   (A-B: the new shards printed below)
+Then: pipeline render --manifest next.parquet --shard N --out data      (each new shard N printed below)
       pipeline train --shards data --weights next.parquet --out run     (hard samples drawn --boost x as often)
 """
 

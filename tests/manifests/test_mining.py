@@ -377,3 +377,42 @@ def test_trainer_draws_hard_samples_boost_times_as_often(scene, caplog):
     u_hard = np.mean([uniform["a0_000"], uniform["b0_000"]])
     u_easy = np.mean([uniform[f"{u}_000"] for u in ("a1", "a2", "b1", "b2")])
     assert 0.8 < u_hard / u_easy < 1.25, uniform  # without the weights, no preference
+
+
+# -- a re-render request renders for real --------------------------------------------------------
+
+
+@pytest.mark.blender
+def test_a_rerender_row_renders_denser_through_the_real_worker(tmp_path):
+    """Render a sliding cube with Blender, mine it, render next.parquet's new shard: a denser sample with the
+    same key in the new shard, the old one untouched in its old shard; the trainer finds both."""
+    pytest.importorskip("bpy", reason="render extra (bpy 5.0.1) not installed")
+    from pipeline.shardread import iter_shard
+    from pipeline.shards import render_shard
+    from tests.render import glb
+    from training import data
+
+    b = glb.GlbBuilder()
+    node = b.add_mesh(*glb.box(0.25))
+    b.add_translation_animation(node, [0.0, 1.0, 2.0], [(0, 0, 0), (0.5, 0, 0), (1.0, 0, 0)], name="slide")
+    asset = b.write(tmp_path / "cube.glb")
+    m = write_manifest(pd.DataFrame({"uid": ["cube"], "clip": [0], "clip_name": "slide", "source": "local",
+                                     "uri": [str(asset)], "sha256": None, "license": None, "shard": [0],
+                                     "weight": [1.0], "round": [0]}), tmp_path / "m.parquet")
+    small = get_preset("debug", num_frames=2, fixed_views=2, resolution=16, samples=1)  # what `--frames 2 --views 2` gives
+    out = tmp_path / "data"
+    assert render_shard(read_manifest(m).to_dict("records"), small, out, 0).ok == 1
+    metrics = write_metrics(tmp_path / "metrics.parquet", {"cube": 0.4}, shard_of={"cube": 0})
+    res = mine(MineConfig(metrics=str(metrics), manifest=str(m), out=str(tmp_path / "next.parquet"), renders=str(out),
+                          fraction=1.0, rerender_fraction=1.0))
+    row = read_manifest(res.out).iloc[0]
+    assert (row["shard"], row["parent_shard"], row["round"]) == (1, 0, 1)
+    # doubled from the recorded spec (2 frames, 2 fixed, 0 random), not from the debug preset's 4/4/0
+    assert json.loads(row["render_settings"]) == {"num_frames": 4, "fixed_views": 4, "random_views": 2, "seed": 1}
+    assert render_shard([row.to_dict()], small, out, 1).ok == 1
+    old = next(iter_shard(out / "shard-000000.tar"))
+    new = next(iter_shard(out / "shard-000001.tar"))
+    assert old.key == new.key == "cube_000"
+    assert (old.meta["num_frames"], old.meta["num_views"]) == (2, 2)
+    assert (new.meta["num_frames"], new.meta["num_views"]) == (4, 6)
+    assert data.resolve_shards(str(out)) == [str(out / "shard-000000.tar"), str(out / "shard-000001.tar")]
