@@ -41,7 +41,7 @@ import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -270,7 +270,7 @@ def densify(spec: Any, d: Densify) -> dict[str, int]:
     return out
 
 
-def rerender_settings(row: pd.Series, renders: Renders | None, preset: str | None, d: Densify) -> str | None:
+def rerender_settings(row: Mapping[str, Any], renders: Renders | None, preset: str | None, d: Densify) -> str | None:
     """The JSON `render_settings` of a re-render request for `row`; None when nothing can get denser.
 
     Starts from what rendered the row (its shard's recorded spec, else `preset`) plus the row's own
@@ -310,7 +310,7 @@ def rerender_settings(row: pd.Series, renders: Renders | None, preset: str | Non
     return json.dumps(merged, sort_keys=True, separators=(",", ":"))
 
 
-def _json_settings(row: pd.Series) -> dict[str, Any]:
+def _json_settings(row: Mapping[str, Any]) -> dict[str, Any]:
     value = row.get("render_settings")
     if value is None or (isinstance(value, float) and math.isnan(value)) or not str(value).strip():
         return {}
@@ -435,32 +435,35 @@ def _apply_renders(df: pd.DataFrame, renders: Renders, res: MineResult) -> pd.Da
 def _rerender(df: pd.DataFrame, rows: np.ndarray, cfg: MineConfig, renders: Renders | None, first_shard: int,
               next_round: int, res: MineResult) -> None:
     """Turn the rows at positions `rows` into re-render requests in place (shards from `first_shard`)."""
-    settings = {}
-    for i in rows:
-        if renders is not None and int(df.iloc[i]["shard"]) not in renders.committed:
+    shard = df["shard"].to_numpy(dtype="int64")
+    old = df["render_settings"].to_numpy(dtype=object)
+    spec_key = {n: json.dumps(s, sort_keys=True) for n, s in (renders.specs.items() if renders else ())}
+    cache: dict[tuple, str | None] = {}  # (recorded spec, row overrides) -> settings: rows share a few of them
+    settings: dict[int, str] = {}
+    for i in (int(i) for i in rows):
+        if renders is not None and shard[i] not in renders.committed:
             res.not_touched["re-render already pending (up-weighted only)"] += 1  # its metrics come from an older render
             continue
-        s = rerender_settings(df.iloc[i], renders, cfg.preset, cfg.densify)
-        if s is None:
+        key = (spec_key.get(shard[i]), old[i] if isinstance(old[i], str) else None)
+        if key not in cache:
+            row = {"uid": df.at[i, "uid"], "clip": int(df.at[i, "clip"]), "shard": int(shard[i]), "render_settings": key[1]}
+            cache[key] = rerender_settings(row, renders, cfg.preset, cfg.densify)
+        if cache[key] is None:
             res.not_touched["re-render at its caps (up-weighted only)"] += 1
         else:
-            settings[int(i)] = s
+            settings[i] = cache[key]
     if not settings:
         return
     idx = np.array(sorted(settings))
-    req = df.iloc[idx][["uid", "clip"]].assign(_i=idx)
-    req = assign_shards(req, cfg.shard_size, first_shard=first_shard)
-    for _, r in req.iterrows():
-        i = int(r["_i"])
-        row = df.index[i]
-        parent = int(df.at[row, "shard"])
-        df.at[row, "parent_shard"] = parent
-        df.at[row, "shard"] = int(r["shard"])
-        df.at[row, "round"] = next_round
-        df.at[row, "render_settings"] = settings[i]
-        df.at[row, "mine_reason"] = f"rerender:{cfg.reason}"
-        res.rerenders.append({"uid": str(r["uid"]), "clip": int(r["clip"]), "parent_shard": parent,
-                              "shard": int(r["shard"]), "render_settings": settings[i]})
+    req = assign_shards(df.loc[idx, ["uid", "clip"]].assign(_i=idx), cfg.shard_size, first_shard=first_shard)
+    at = req["_i"].to_numpy()
+    df.loc[at, "parent_shard"] = shard[at]
+    df.loc[at, "shard"] = req["shard"].to_numpy()
+    df.loc[at, "round"] = next_round
+    df.loc[at, "render_settings"] = [settings[i] for i in at]
+    df.loc[at, "mine_reason"] = f"rerender:{cfg.reason}"
+    res.rerenders = [{"uid": str(u), "clip": int(c), "parent_shard": int(shard[i]), "shard": int(n), "render_settings": settings[i]}
+                     for u, c, i, n in zip(req["uid"], req["clip"], at, req["shard"])]
 
 
 def _summary(w: np.ndarray) -> dict[str, float]:

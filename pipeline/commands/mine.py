@@ -11,6 +11,8 @@ import shlex
 
 import click
 
+SHOW_RERENDERS = 20  # re-render requests listed one per line; the rest are counted
+
 EPILOG = """\b
 Examples:
   pipeline mine --metrics run/metrics.parquet --manifest m.parquet --renders data --out next.parquet
@@ -110,8 +112,10 @@ def _print_table(r, cfg) -> None:
         shards = r.new_shards
         span = f"{shards[0]}" if len(shards) == 1 else f"{shards[0]}-{shards[-1]}"
         click.echo(f"re-render requests: {len(r.rerenders)} row(s) in new shard(s) {span}, round +1")
-        for q in r.rerenders:
+        for q in r.rerenders[:SHOW_RERENDERS]:
             click.echo(f"  {q['uid']} clip {q['clip']}: shard {q['parent_shard']} -> {q['shard']}  {q['render_settings']}")
+        if len(r.rerenders) > SHOW_RERENDERS:
+            click.echo(f"  ... and {len(r.rerenders) - SHOW_RERENDERS} more (rows with mine_reason rerender:* in {r.out})")
     b, a = r.weights_before, r.weights_after
     click.echo(f"weights: min/mean/max {b['min']:g}/{b['mean']:.3g}/{b['max']:g} -> {a['min']:g}/{a['mean']:.3g}/{a['max']:g}; "
                f"hard rows carry {100 * r.hard_share_before:.1f}% -> {100 * r.hard_share_after:.1f}% of the draws")
