@@ -85,3 +85,32 @@ def committed_tars(directory: str | os.PathLike) -> list[str]:
 def read_stats(directory: str | os.PathLike, n: int) -> dict:
     with open(Path(directory) / stats_name(n), encoding="utf-8") as f:
         return json.load(f)
+
+
+# ---------------------------------------------------------------------------------------------
+# The committed-shard index: DIR/index.json lists the committed shards so that a reader that cannot
+# list a folder (a dataset served over HTTP) still finds them. Rewritten atomically after every
+# commit and by `pipeline status`; the stats.json files stay the source of truth.
+
+INDEX_NAME = "index.json"
+
+
+def build_index(directory: str | os.PathLike) -> dict:
+    d = Path(directory)
+    shards = []
+    for n in committed_shards(d):
+        try:
+            st = read_stats(d, n)
+        except (OSError, ValueError):
+            continue  # a stats.json being rewritten right now; the next index picks it up
+        shards.append({"shard": n, "tar": tar_name(n), "samples": st.get("ok", st.get("samples"))})
+    return {"schema_version": SCHEMA_VERSION, "shards": shards}
+
+
+def write_index(directory: str | os.PathLike) -> Path:
+    d = Path(directory)
+    data = build_index(d)
+    tmp = d / f".{INDEX_NAME}.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, d / INDEX_NAME)
+    return d / INDEX_NAME
