@@ -143,6 +143,7 @@ def scan(cache_dir: str | os.PathLike | None, wanted: frozenset[str] | None = No
     pkg = _Package(cache)  # fresh per scan: object-paths is parsed exactly once, and never stale
     uids, paths = _object_paths(pkg)
     groups: dict[str, list[str]] = {}
+    unwanted: dict[str, list[str]] = {}
     pre: dict[str, list[Dropped]] = {}
     for uid in uids:
         opath = paths[uid]
@@ -157,8 +158,7 @@ def scan(cache_dir: str | os.PathLike | None, wanted: frozenset[str] | None = No
             continue
         folder = m.group(1)
         if wanted is not None and uid not in wanted:
-            pre.setdefault(folder, []).append(Dropped(uid=uid, source=SOURCE, reason="not_in_uids_file",
-                                                      detail="not listed in --uids-file", uri=f"objaverse:{opath}"))
+            unwanted.setdefault(folder, []).append(uid)  # their Dropped records are made one folder at a time
             continue
         groups.setdefault(folder, []).append(uid)
     meta_dir = cache / VERSIONED_DIR / "metadata"
@@ -167,13 +167,15 @@ def scan(cache_dir: str | os.PathLike | None, wanted: frozenset[str] | None = No
         shown = ", ".join(str(cache / VERSIONED_DIR / m) for m in missing[:5])
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
         raise CurationError(f"Objaverse cache file(s) missing: {shown}{more}. {how_to_provide(cache, missing)}")
-    folders = sorted(set(groups) | set(pre))
+    folders = sorted(set(groups) | set(pre) | set(unwanted))
     log.info("objaverse: %d uids in %s, %d to annotate from %d metadata file(s)", len(paths), OBJECT_PATHS,
              sum(map(len, groups.values())), len(groups))
 
     def batches() -> Iterator[Batch]:
         for folder in folders:
             items: list[Candidate | Dropped] = list(pre.pop(folder, []))
+            items.extend(Dropped(uid=uid, source=SOURCE, reason="not_in_uids_file", detail="not listed in --uids-file",
+                                 uri=f"objaverse:{paths[uid]}") for uid in unwanted.pop(folder, []))
             uids = groups.pop(folder, [])
             if uids:
                 items.extend(_annotate(pkg, cache, folder, uids, paths))

@@ -1,4 +1,4 @@
-"""Curation tests never reach the network.
+"""Tests under tests/manifests/ never reach the network.
 
 Every test here runs with sockets limited to loopback (name lookups of anything but localhost fail,
 connections to anything but 127.0.0.1/::1 fail), and with HTTP(S) proxies pointed at a closed
@@ -57,7 +57,7 @@ def no_network(monkeypatch):
     proxy = f"http://127.0.0.1:{_closed_port()}"
     for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy"):
         monkeypatch.setenv(var, proxy)
-    for var in ("no_proxy", "NO_PROXY"):
-        monkeypatch.delenv(var, raising=False)
+    for var in ("no_proxy", "NO_PROXY"):  # loopback servers in tests stay reachable without the proxy
+        monkeypatch.setenv(var, "localhost,127.0.0.1,::1")
     monkeypatch.setenv("GIT_TERMINAL_PROMPT", "0")
     yield
