@@ -154,3 +154,18 @@ def test_cli_bad_flags_are_usage_errors(tmp_path, args, words):
     r = CliRunner().invoke(cli, full)
     assert r.exit_code == 2, r.output
     assert (words or "--out") in r.output and "Traceback" not in r.output
+
+
+def test_cli_defaults_are_the_config_defaults():
+    # the command module may not import manifests.curate at load time, so it repeats the defaults
+    import dataclasses
+
+    from pipeline.commands.curate import command
+
+    defaults = {f.name: f.default for f in dataclasses.fields(CurateConfig)}
+    opts = {p.name: p.default for p in command.params}
+    assert opts["max_clips_per_asset"] == defaults["max_clips_per_asset"]
+    assert opts["licenses"].split(",") == list(defaults["licenses"])
+    assert (opts["min_faces"], opts["max_faces"], opts["max_vertices"]) == (defaults["min_faces"], defaults["max_faces"], defaults["max_vertices"])
+    assert (opts["shard_size"], opts["seed"], opts["round_"]) == (defaults["shard_size"], defaults["seed"], defaults["round"])
+    assert tuple(opts["xl_sources"].split(",")) == defaults["xl_sources"]
