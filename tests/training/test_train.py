@@ -10,7 +10,7 @@ import torch
 from click.testing import CliRunner
 
 from training import checkpoint as ckpt
-from training import data, synthetic
+from training import data
 from training.baselines import evaluate
 from training.config import apply_overrides, tiny
 from training.model import Reconstructor
@@ -24,32 +24,32 @@ def _metrics(run: Path) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_tiny_overfits_one_sample_well_above_the_mean_colour_baseline(tmp_path):
-    ds = tmp_path / "one"
-    synthetic.write_dataset(ds, 1, 1, seed=5, views=6, frames=3, size=32)
+def test_tiny_overfits_one_procedural_sample_well_above_the_mean_colour_baseline(procedural_one, tmp_path):
     run = tmp_path / "run"
     cfg = apply_overrides(tiny(), ["steps=200", "log_every=50", "grid_every=200", "ckpt_every=200",
-                                   "optim.lr=2e-3", "data.shuffle_buffer=1"])
-    train(cfg, str(ds), run)
+                                   "optim.lr=2e-3", "data.shuffle_buffer=1", "data.n_in=4"])
+    train(cfg, str(procedural_one), run)
     _, state = ckpt.load_latest(run)
     model = Reconstructor(cfg.model)
     model.load_state_dict(state["model"])
-    held = data.make_dataset(data.resolve_shards(str(ds)), cfg.data, batch_size=2, seed=123, epoch=99)
+    held = data.make_dataset(data.resolve_shards(str(procedural_one)), cfg.data, batch_size=2, seed=123, epoch=99)
     it = iter(held)
     res = evaluate(model, [next(it) for _ in range(4)], cfg, "torch", torch.device("cpu"))
-    assert res["psnr"] > res["psnr_mean_colour"] + 5.0, res
+    # 200 CPU steps give a blurred but well-placed, moving object (~22 dB on this clip): MSE less than
+    # half of either baseline's
+    assert res["psnr"] > res["psnr_mean_colour"] + 3.5, res
+    assert res["psnr"] > res["psnr_nearest_input"] + 3.5, res
     m = _metrics(run)
     assert m[-1]["loss"] < 0.6 * m[0]["loss"]
     assert (run / "grids" / "step-00000200.png").is_file() and list((run / "tb").glob("events.out.tfevents.*"))
 
 
 @pytest.mark.slow
-def test_loss_falls_on_a_multi_sample_stream_served_over_http(analytic_shards, tmp_path):
-    d, _ = analytic_shards
+def test_loss_falls_on_procedural_renders_streamed_over_http(procedural_many, tmp_path):
     run = tmp_path / "run"
     cfg = apply_overrides(tiny(), ["steps=80", "log_every=20", "grid_every=0", "ckpt_every=80", "optim.lr=2e-3"])
-    with serve_directory(d) as base:
-        train(cfg, base + "/shard-{000000..000002}.tar", run)
+    with serve_directory(procedural_many) as base:
+        train(cfg, base + "/shard-{000000..000001}.tar", run)
     m = _metrics(run)
     assert [x["step"] for x in m] == [20, 40, 60, 80]
     assert m[-1]["loss"] < 0.8 * m[0]["loss"], [x["loss"] for x in m]
