@@ -7,10 +7,14 @@ keeps its memory flat (DESIGN.md §7).
 from __future__ import annotations
 
 import contextlib
+import gzip
 import importlib
+import json
 import math
 import os
 import sys
+import urllib.parse
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -72,9 +76,12 @@ def reset() -> None:
 def detect_format(path: Path, hint: str | None = None) -> str:
     """'glb' | 'gltf' | 'fbx' | 'obj' from the row's file_type, the suffix, or the first bytes.
 
+    A `.gz` suffix is looked through (`a.gltf.gz` is 'gltf'); `ungzip` unpacks such files before import.
     Raises AssetProblem('unsupported_format') for .blend and everything else.
     """
-    kind = (hint or "").strip().lower().lstrip(".") or path.suffix.lower().lstrip(".")
+    name = path.name.lower()
+    inner = Path(name[:-3]) if name.endswith(".gz") else Path(name)
+    kind = (hint or "").strip().lower().lstrip(".") or inner.suffix.lstrip(".")
     if kind in IMPORTERS:
         return kind
     try:
@@ -90,6 +97,43 @@ def detect_format(path: Path, hint: str | None = None) -> str:
         if head.startswith(b"Kaydara FBX Binary"):
             return "fbx"
     raise AssetProblem("unsupported_format", f"{path}: file type {kind or 'unknown'!r} is not imported; supported: {sorted(IMPORTERS)}")
+
+
+MAX_GUNZIP_BYTES = 4 << 30  # no real asset unpacks beyond this; a bigger stream is a gzip bomb
+
+
+def ungzip(path: Path, kind: str, out_dir: Path) -> Path:
+    """`path` itself, or, when it is gzip-compressed, its content unpacked into `out_dir`.
+
+    A .gltf's relative buffer and image URIs are made absolute (into `path`'s folder) so that the
+    unpacked copy still finds them. Raises AssetProblem('import_failed') for a broken stream.
+    """
+    with open(path, "rb") as f:
+        if f.read(2) != b"\x1f\x8b":
+            return path
+    out = out_dir / f"asset.{kind}"
+    try:
+        with gzip.open(path, "rb") as src, open(out, "wb") as dst:
+            total = 0
+            while chunk := src.read(1 << 20):
+                total += len(chunk)
+                if total > MAX_GUNZIP_BYTES:
+                    raise AssetProblem("import_failed", f"{path.name}: unpacks to more than {MAX_GUNZIP_BYTES >> 30} GiB")
+                dst.write(chunk)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise AssetProblem("import_failed", f"{path.name}: corrupt or truncated gzip stream ({exc})") from None
+    if kind == "gltf":
+        try:
+            doc = json.loads(out.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise AssetProblem("import_failed", f"{path.name}: glTF JSON unreadable ({exc})") from None
+        base = path.resolve().parent
+        for item in [*doc.get("buffers", []), *doc.get("images", [])]:
+            uri = item.get("uri")
+            if isinstance(uri, str) and not uri.startswith("data:") and "://" not in uri and not os.path.isabs(uri):
+                item["uri"] = str(base / urllib.parse.unquote(uri))
+        out.write_text(json.dumps(doc), encoding="utf-8")
+    return out
 
 
 @contextlib.contextmanager

@@ -38,13 +38,6 @@ def _clean(v: Any) -> Any:
     """Manifest values as JSON: pandas NA / NaN -> None, numpy scalars -> Python."""
     if v is None:
         return None
-    if isinstance(v, float) and math.isnan(v):
-        return None
-    if hasattr(v, "item") and not isinstance(v, (str, bytes)):
-        try:
-            return v.item()
-        except (ValueError, AttributeError):
-            pass
     try:
         import pandas as pd
 
@@ -52,6 +45,13 @@ def _clean(v: Any) -> Any:
             return None
     except ImportError:
         pass
+    if hasattr(v, "item") and not isinstance(v, (str, bytes)):
+        try:
+            v = v.item()
+        except (ValueError, AttributeError):
+            pass
+    if isinstance(v, float) and math.isnan(v):
+        return None
     return v
 
 
@@ -103,7 +103,7 @@ class RenderWorker:
             result = SampleResult.problem(uid, clip, key, "render_failed", f"{type(exc).__name__}: {exc}"[:500],
                                           time.perf_counter() - t0, stats)
         finally:
-            for f in self.workdir.glob("pass_*"):
+            for f in [*self.workdir.glob("pass_*"), *self.workdir.glob("asset.*")]:
                 f.unlink(missing_ok=True)
         self.samples_done += 1
         return result
@@ -113,6 +113,7 @@ class RenderWorker:
         if not path.is_file():
             raise AssetProblem("missing_file", f"{path} does not exist")
         kind = scene.detect_format(path, _clean(row.get("file_type")))
+        path = scene.ungzip(path, kind, self.workdir)  # .glb.gz / .gltf.gz (local folders may hold them)
         clip = int(row["clip"])
 
         t = time.perf_counter()

@@ -51,3 +51,26 @@ def test_file_type_hint_overrides_the_suffix(worker, converted, tmp_path):
     row = {"uid": "blob", "clip": 0, "file_type": "glb"}
     assert worker.render(row, blob).status == "ok"
     assert worker.render({"uid": "blob", "clip": 0}, blob).reason == "unsupported_format"
+
+
+def test_gzipped_gltf_and_glb_render_like_the_originals(worker, converted, tmp_path):
+    import gzip
+    import shutil
+
+    src = converted["src"]
+    plain = render_row(worker, src, uid="plain")
+    glb_gz = tmp_path / "asset.glb.gz"
+    glb_gz.write_bytes(gzip.compress(src.read_bytes()))
+    packed = render_row(worker, glb_gz, uid="plain")
+    assert packed.status == "ok" and packed.members == plain.members
+    # a .gltf with its buffer in a separate file next to it, then gzipped: the buffer is still found
+    scene.reset()
+    scene.import_asset(src, "glb", tmp_path / "log.txt")
+    bpy.ops.export_scene.gltf(filepath=str(tmp_path / "sep.gltf"), export_format="GLTF_SEPARATE")
+    with open(tmp_path / "sep.gltf", "rb") as f, gzip.open(tmp_path / "sep.gltf.gz", "wb") as g:
+        shutil.copyfileobj(f, g)
+    (tmp_path / "sep.gltf").unlink()
+    r = render_row(worker, tmp_path / "sep.gltf.gz", uid="sep")
+    assert r.status == "ok", r.detail
+    (tmp_path / "broken.glb.gz").write_bytes(gzip.compress(src.read_bytes())[:200])
+    assert render_row(worker, tmp_path / "broken.glb.gz", uid="broken").reason == "import_failed"

@@ -123,3 +123,14 @@ def test_worker_keeps_working_after_a_bad_asset(worker, synthetic):
 def test_timeout_is_a_failed_row(worker, synthetic):
     r = render_row(worker, synthetic["sliding_cube"], max_seconds=1e-6)
     assert (r.status, r.reason) == ("failed", "timeout")
+
+
+def test_row_values_straight_from_pandas_are_accepted(worker, synthetic):
+    import pandas as pd
+
+    row = {"uid": "cube", "clip": np.int32(0), "static": pd.NA, "render_settings": float("nan"), "license": pd.NA,
+           "sha256": np.float32("nan"), "source": "local", "file_type": None}
+    r = worker.render(row, synthetic["sliding_cube"])
+    assert r.status == "ok", r.detail
+    m = json.loads(r.members["cube_000.json"])
+    assert (m["license"], m["sha256"], m["source"], m["clip"]) == (None, None, "local", 0)
