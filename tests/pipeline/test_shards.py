@@ -250,3 +250,17 @@ def test_pipeline_render_refuses_a_shard_without_rows(manifest, tmp_path):
 
     r = CliRunner().invoke(cli, ["render", "--manifest", str(manifest), "--shard", "7", "--out", str(tmp_path)])
     assert r.exit_code == 1 and "no rows for shard 7" in r.output and "0..0" in r.output
+
+
+@bpy_needed
+def test_pipeline_render_device_gpu_renders_or_names_the_flag(manifest, tmp_path):
+    from click.testing import CliRunner
+
+    from pipeline.cli import cli
+
+    r = CliRunner().invoke(cli, ["render", "--manifest", str(manifest), "--shard", "0", "--out", str(tmp_path),
+                                 "--preset", "debug", "--resolution", "16", "--views", "1", "--device", "gpu"])
+    if r.exit_code == 2:  # no GPU on this machine: refused before anything is written
+        assert "--device gpu" in r.output and not is_committed(tmp_path, 0)
+    else:
+        assert r.exit_code == 0, r.output

@@ -134,3 +134,18 @@ def test_row_values_straight_from_pandas_are_accepted(worker, synthetic):
     assert r.status == "ok", r.detail
     m = json.loads(r.members["cube_000.json"])
     assert (m["license"], m["sha256"], m["source"], m["clip"]) == (None, None, "local", 0)
+
+
+def test_device_gpu_renders_on_a_gpu_or_names_the_flag(synthetic):
+    from render.presets import get_preset
+    from render.worker import RenderWorker
+
+    try:
+        w = RenderWorker(get_preset("debug", device="gpu"))
+    except ValueError as exc:  # no GPU here: a configuration error before any asset, naming the flag
+        assert "--device gpu" in str(exc) and "--device cpu" in str(exc)
+        return
+    with w:
+        r = render_row(w, synthetic["sliding_cube"])
+    assert r.status == "ok", r.detail
+    assert json.loads(r.members[f"{r.key}.json"])["render"]["compute"] in ("OPTIX", "CUDA", "HIP", "ONEAPI", "METAL")
