@@ -116,3 +116,11 @@ def test_sub_frame_evaluation(tmp_path):
     for frame in (0.0, 7.2, 14.4, 21.6, 24.0):
         scene.set_time(frame)
         assert ob.evaluated_get(bpy.context.evaluated_depsgraph_get()).matrix_world.translation.x == pytest.approx(frame / 24.0, abs=1e-5)
+
+
+def test_no_bone_shape_helpers_after_import(gltf_dir, tmp_path):
+    for file in ("Fox.glb", "CesiumMan.glb", "RiggedSimple.glb"):
+        load(gltf_dir / file, tmp_path)
+        bones = [pb for ob in bpy.data.objects if ob.type == "ARMATURE" for pb in ob.pose.bones]
+        assert bones and all(pb.custom_shape is None for pb in bones), file
+        assert not [o.name for o in bpy.data.objects if o.name.startswith("Icosphere")], file
