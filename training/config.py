@@ -136,6 +136,8 @@ class TrainConfig:
     grid_every: int = 1000          # steps between image-grid PNGs (0 = never)
     ckpt_every: int = 1000          # steps between checkpoints (a final one is always written)
     keep_checkpoints: int = 3       # older checkpoints are deleted after a new one is complete
+    max_minutes: float = 0.0        # stop cleanly (with a checkpoint) after this wall time; 0 = no limit.
+                                    # For leases and queues with time limits: the rerun resumes
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
@@ -149,6 +151,7 @@ class TrainConfig:
         _check(self.ckpt_every >= 1, f"--ckpt-every {self.ckpt_every}: must be >= 1")
         _check(self.grid_every >= 0, f"--grid-every {self.grid_every}: must be >= 0")
         _check(self.keep_checkpoints >= 1, f"--set keep_checkpoints={self.keep_checkpoints}: must be >= 1")
+        _check(self.max_minutes >= 0, f"--max-minutes {self.max_minutes}: must be >= 0 (0 = no limit)")
         _check(self.data.image_size % self.model.patch_size == 0,
                f"--set data.image_size={self.data.image_size} must be a multiple of "
                f"--set model.patch_size={self.model.patch_size}")
@@ -251,7 +254,7 @@ def tiny() -> TrainConfig:
 
 
 def small() -> TrainConfig:
-    """One GPU, fast experiments: 128 px, 4 inputs, 12 blocks of width 512 (~38M parameters)."""
+    """One GPU, fast experiments: 128 px, 4 inputs, 12 blocks of width 512 (~39M parameters)."""
     return TrainConfig(
         preset="small", steps=20_000, batch_size=8, log_every=20, grid_every=500, ckpt_every=1000,
         data=DataConfig(image_size=128, n_in=4, n_target=4, num_workers=6, batches_per_epoch=500),

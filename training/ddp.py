@@ -81,6 +81,13 @@ def total(value: float, info: DistInfo) -> float:
     return float(t.item())
 
 
+def any_true(flag: bool, info: DistInfo) -> bool:
+    """True on every rank when it is true on any (so all ranks stop at the same step)."""
+    if info.world_size == 1:
+        return flag
+    return total(1.0 if flag else 0.0, info) > 0
+
+
 def barrier(info: DistInfo) -> None:
     if info.world_size > 1:
         dist.barrier()

@@ -36,7 +36,8 @@ from training.viz import save_grid
 log = logging.getLogger(__name__)
 
 # Settings a resumed run may change without a warning (they do not change what is learned).
-RESUMABLE_CHANGES = {"steps", "log_every", "grid_every", "ckpt_every", "keep_checkpoints", "data.num_workers"}
+RESUMABLE_CHANGES = {"steps", "log_every", "grid_every", "ckpt_every", "keep_checkpoints", "max_minutes",
+                     "data.num_workers"}
 
 
 def lr_factor(step: int, cfg: OptimConfig, total: int) -> float:
@@ -156,6 +157,9 @@ class Trainer:
         self.lpips = load_lpips(cfg.loss.lpips_weights, info.device) if cfg.loss.lpips > 0 else None
         self.urls = data_mod.resolve_shards(shards)
         self.weights = data_mod.load_weights(cfg.data.weights) if cfg.data.weights else None
+        if info.device.type == "cuda":  # float32 matrix products (LPIPS, slicing) on tensor cores
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
         use_bf16 = cfg.bf16 and info.device.type == "cuda"
         self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext())
         self.skipped_total: Counter[str] = Counter()
@@ -178,6 +182,7 @@ class Trainer:
             log.info("%s is already at step %d >= --steps %d; nothing to do", self.out, step, cfg.steps)
             return last
         self.model.train()
+        deadline = time.monotonic() + cfg.max_minutes * 60 if cfg.max_minutes > 0 else None
         t_log, n_since, data_time = time.perf_counter(), 0, 0.0
         window: dict[str, float] = {}  # metric sums since the last log line
         while step < cfg.steps:
@@ -196,7 +201,9 @@ class Trainer:
                     window[k] = window.get(k, 0.0) + v
                 step += 1
                 n_since += 1
-                if step % cfg.log_every == 0 or step == cfg.steps:
+                out_of_time = deadline is not None and ddp.any_true(time.monotonic() > deadline, info)
+                last_step = step == cfg.steps or out_of_time
+                if step % cfg.log_every == 0 or last_step:
                     elapsed = time.perf_counter() - t_log
                     skipped = self.skipped_total + sum((Counter(c) for c in epoch_skips.values()), Counter())
                     metrics = ddp.mean({k: v / n_since for k, v in window.items()}, info)  # window means
@@ -208,10 +215,13 @@ class Trainer:
                     last = metrics
                     self.log_metrics(metrics, dict(skipped))
                     t_log, n_since, data_time = time.perf_counter(), 0, 0.0
-                if info.is_main and cfg.grid_every and (step % cfg.grid_every == 0 or step == cfg.steps):
+                if info.is_main and cfg.grid_every and (step % cfg.grid_every == 0 or last_step):
                     save_grid(self.out / "grids" / f"step-{step:08d}.png", batch, pred_rgb.detach().cpu())
-                if step % cfg.ckpt_every == 0 or step == cfg.steps:
+                if step % cfg.ckpt_every == 0 or last_step:
                     self.save(step)
+                if out_of_time:
+                    log.info("--max-minutes %.1f reached at step %d; stopping (a rerun resumes)", cfg.max_minutes, step)
+                    return last
                 if step >= cfg.steps:
                     break
                 t_wait = time.perf_counter()

@@ -31,18 +31,21 @@ PRESETS = ("tiny", "small", "base")
 @click.option("--log-every", type=int, default=None, help="Steps between metrics lines.")
 @click.option("--grid-every", type=int, default=None, help="Steps between image grids (0 = never).")
 @click.option("--ckpt-every", type=int, default=None, help="Steps between checkpoints.")
+@click.option("--max-minutes", type=float, default=None,
+              help="Stop cleanly with a checkpoint after this many minutes (rerun to resume).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Any other setting, e.g. --set model.depth=12 --set data.n_in=6 (names as in RUN/config.json).")
 def command(shards: str, out: str, preset: str, steps: int | None, batch_size: int | None, lr: float | None,
             num_workers: int | None, weights: str | None, lpips_weights: str | None, device: str | None,
-            log_every: int | None, grid_every: int | None, ckpt_every: int | None, overrides: tuple[str, ...]) -> None:
+            log_every: int | None, grid_every: int | None, ckpt_every: int | None, max_minutes: float | None,
+            overrides: tuple[str, ...]) -> None:
     """Train the 4D Gaussian reconstructor until global step --steps (resumes from RUN)."""
     from training.config import ConfigError, apply_overrides
     from training.config import preset as make_preset
 
     flags = {"steps": steps, "batch_size": batch_size, "optim.lr": lr, "data.num_workers": num_workers,
              "data.weights": weights, "loss.lpips_weights": lpips_weights, "log_every": log_every,
-             "grid_every": grid_every, "ckpt_every": ckpt_every}
+             "grid_every": grid_every, "ckpt_every": ckpt_every, "max_minutes": max_minutes}
     sets = [f"{k}={v}" for k, v in flags.items() if v is not None] + list(overrides)
     try:
         cfg = apply_overrides(make_preset(preset), sets)

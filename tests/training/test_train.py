@@ -113,3 +113,16 @@ def test_cli_runs_and_names_bad_settings(analytic_shards, tmp_path):
     assert r.exit_code == 2 and "model.depthh" in r.output
     r = CliRunner().invoke(cli, [*base, "--set", "data.image_size=30"])
     assert r.exit_code == 2 and "patch_size" in r.output
+
+
+def test_max_minutes_stops_cleanly_with_a_checkpoint_and_a_rerun_resumes(analytic_shards, tmp_path):
+    d, _ = analytic_shards
+    run = tmp_path / "run"
+    cfg = apply_overrides(tiny(), ["steps=50", "log_every=10", "grid_every=0", "ckpt_every=50",
+                                   "data.image_size=16", "max_minutes=0.00001"])
+    train(cfg, str(d), run)
+    _, state = ckpt.load_latest(run)
+    assert state["step"] == 1  # the limit was hit after the first step: logged and checkpointed there
+    assert [x["step"] for x in _metrics(run)] == [1]
+    train(apply_overrides(cfg, ["steps=3", "max_minutes=0"]), str(d), run)
+    assert ckpt.load_latest(run)[1]["step"] == 3
