@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 import time
+import weakref
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -55,14 +56,34 @@ def _clean(v: Any) -> Any:
     return v
 
 
+WORKDIR_PREFIX = "objaverse4d-render-"  # + "<pid>-<random>": scratch files of one worker process
+
+
+def _sweep_stale_workdirs(base: Path) -> None:
+    """Remove scratch folders of worker processes that died without closing (killed, crashed)."""
+    for d in base.glob(f"{WORKDIR_PREFIX}*-*"):
+        pid = d.name[len(WORKDIR_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except PermissionError:  # alive, another user's
+            pass
+
+
 class RenderWorker:
     """Holds bpy for the life of the process; `render()` is called once per (uid, clip)."""
 
     def __init__(self, spec: RenderSpec, workdir: Path | None = None, threads: int | None = None):
         self.spec = spec
         self.threads = threads
-        base = Path(workdir) if workdir else (Path("/dev/shm") if os.access("/dev/shm", os.W_OK) else None)
-        self.workdir = Path(tempfile.mkdtemp(prefix="objaverse4d-render-", dir=base))
+        base = Path(workdir) if workdir else (Path("/dev/shm") if os.access("/dev/shm", os.W_OK) else Path(tempfile.gettempdir()))
+        _sweep_stale_workdirs(base)
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-", dir=base))
+        # removed by close(), or when the worker is collected / the interpreter exits without close()
+        self._cleanup = weakref.finalize(self, shutil.rmtree, str(self.workdir), True)
         self.blender_version = bpy.app.version_string
         self.samples_done = 0
         scene.reset()
@@ -71,7 +92,7 @@ class RenderWorker:
 
     def close(self) -> None:
         scene.reset()
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        self._cleanup()
 
     def __enter__(self) -> "RenderWorker":
         return self

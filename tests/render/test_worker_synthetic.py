@@ -149,3 +149,21 @@ def test_device_gpu_renders_on_a_gpu_or_names_the_flag(synthetic):
         r = render_row(w, synthetic["sliding_cube"])
     assert r.status == "ok", r.detail
     assert json.loads(r.members[f"{r.key}.json"])["render"]["compute"] in ("OPTIX", "CUDA", "HIP", "ONEAPI", "METAL")
+
+
+def test_scratch_folder_is_removed_on_close_and_after_a_killed_worker(tmp_path):
+    import subprocess
+    import sys
+
+    from render.presets import get_preset
+    from render.worker import RenderWorker
+
+    code = ("import os, sys; from pathlib import Path; from render.presets import get_preset; "
+            "from render.worker import RenderWorker; w = RenderWorker(get_preset('debug'), workdir=Path(sys.argv[1])); "
+            "os._exit(0)")  # dies without close() and without running finalizers, like a killed process
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, capture_output=True)
+    (left,) = tmp_path.iterdir()
+    w = RenderWorker(get_preset("debug"), workdir=tmp_path)
+    assert not left.exists()  # the dead process's folder was swept
+    w.close()
+    assert list(tmp_path.iterdir()) == []
