@@ -119,7 +119,7 @@ def plan(manifest: Any, selection: list[int], out_dir: Path, force: bool, retry_
 
 def run_render(manifest: Any, selection: list[int], spec: Any, out_dir: str | Path, *, use_ray: bool = True,
                pool_cfg: Any = None, force: bool = False, retry_failed: bool = False,
-               threads: int | None = None, progress: bool = True) -> RunSummary:
+               threads: int | None = None, progress: bool = True, cache_dir: str | None = None) -> RunSummary:
     """Render the selected shards of `manifest` into `out_dir`."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -140,7 +140,7 @@ def run_render(manifest: Any, selection: list[int], spec: Any, out_dir: str | Pa
         if use_ray:
             summary.counters = _run_ray(work, retry, spec, out, pool_cfg, on_commit)
         else:
-            _run_plain(work, retry, spec, out, threads, progress, on_commit)
+            _run_plain(work, retry, spec, out, threads, progress, on_commit, cache_dir)
     summary.seconds = time.perf_counter() - t0
     _tally(summary, out, work, retry)
     write_index(out)
@@ -182,15 +182,12 @@ def _run_ray(work, retry, spec, out, pool_cfg, on_commit) -> dict[str, int]:
     return dict(pool.counts)
 
 
-def _run_plain(work, retry, spec, out, threads, progress, on_commit) -> None:
+def _run_plain(work, retry, spec, out, threads, progress, on_commit, cache_dir=None) -> None:
     """One process, one bpy: the same work without Ray (debugging, benchmarks, tiny jobs)."""
     from tqdm import tqdm
 
-    from manifests.assets import AssetUnavailable, resolve_asset
-    from manifests.uids import sample_key
     from pipeline.retry import RetryShardWriter
-    from pipeline.shards import render_shard
-    from render.result import SampleResult
+    from pipeline.shards import render_row, render_shard
     from render.worker import RenderWorker
 
     total = sum(len(r) for r in work.values())
@@ -202,19 +199,15 @@ def _run_plain(work, retry, spec, out, threads, progress, on_commit) -> None:
                 writer = RetryShardWriter(out, n, retry[n])
                 try:
                     for r in rows:
-                        try:
-                            res = worker.render(r, resolve_asset(r))
-                        except AssetUnavailable as exc:
-                            res = SampleResult.problem(r["uid"], int(r["clip"]), sample_key(r["uid"], int(r["clip"])),
-                                                       exc.reason, exc.detail, 0.0)
-                        writer.add(res)
+                        writer.add(render_row(worker, r, cache_dir))
                         bar.update(1)
                     stats = writer.commit({"spec": spec.to_dict(), "scheduler": "plain"})
                 except BaseException:
                     writer.abort()
                     raise
             else:
-                stats = render_shard(rows, spec, out, n, force=True, worker=worker, on_sample=lambda _r: bar.update(1))
+                stats = render_shard(rows, spec, out, n, force=True, worker=worker, cache_dir=cache_dir,
+                                     on_sample=lambda _r: bar.update(1))
             on_commit(n, stats)
     finally:
         bar.close()

@@ -108,19 +108,10 @@ class RenderActorImpl:
             time.sleep(3600)
 
     def render(self, row: dict[str, Any]) -> tuple[SampleResult, dict[str, Any]]:
-        from manifests.assets import AssetUnavailable, resolve_asset
-        from manifests.uids import sample_key
+        from pipeline.shards import render_row
 
         self._maybe_fault(str(row["uid"]))
-        t0 = time.perf_counter()
-        try:
-            path = resolve_asset(row, self.cache_dir)
-        except AssetUnavailable as exc:
-            key = sample_key(row["uid"], int(row["clip"]))
-            result = SampleResult.problem(row["uid"], int(row["clip"]), key, exc.reason, exc.detail,
-                                          time.perf_counter() - t0)
-        else:
-            result = self.worker.render(row, path)
+        result = render_row(self.worker, row, self.cache_dir)
         self.done += 1
         return result, {"rss": _rss_bytes(), "pid": os.getpid(), "node": _node_id(), "done": self.done}
 

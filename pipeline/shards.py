@@ -178,20 +178,38 @@ def clear_shard(out_dir: Path, shard: int) -> None:
         leftover.unlink(missing_ok=True)
 
 
-def render_shard(rows: Iterable[Mapping[str, Any]], spec: Any, out_dir: str | os.PathLike, shard: int,
-                 force: bool = False, worker: Any | None = None,
-                 on_sample: Callable[[Any], None] | None = None) -> ShardStats:
-    """Render the manifest `rows` of shard `shard` into DIR and commit it; no Ray involved.
-
-    A committed shard is skipped unless `force`. Leftovers of a crashed run (a tar or parquet without
-    stats.json, temporary files) are removed first. `worker` (a render.worker.RenderWorker) is reused
-    when given, else one is made and closed here. `on_sample(result)` is called after each sample.
-    """
+def render_row(worker: Any, row: Mapping[str, Any], cache_dir: str | None = None) -> Any:
+    """Resolve `row`'s asset file and render it with `worker`; a file that cannot be had becomes a
+    failed SampleResult with its reason (never an exception that would lose the shard)."""
     from manifests.assets import AssetUnavailable, resolve_asset
     from manifests.uids import sample_key
     from render.reasons import REASONS
     from render.result import SampleResult
 
+    uid, clip = str(row["uid"]), int(row["clip"])
+    t0 = time.perf_counter()
+    try:
+        path = resolve_asset(row, cache_dir)
+    except AssetUnavailable as exc:
+        reason = exc.reason if exc.reason in REASONS else "download_failed"
+        return SampleResult.problem(uid, clip, sample_key(uid, clip), reason, exc.detail, time.perf_counter() - t0)
+    except Exception as exc:  # a source module's own error: one failed row, not a lost shard
+        log.warning("resolving %s failed", uid, exc_info=True)
+        return SampleResult.problem(uid, clip, sample_key(uid, clip), "download_failed",
+                                    f"{type(exc).__name__}: {exc}"[:500], time.perf_counter() - t0)
+    return worker.render(row, path)
+
+
+def render_shard(rows: Iterable[Mapping[str, Any]], spec: Any, out_dir: str | os.PathLike, shard: int,
+                 force: bool = False, worker: Any | None = None,
+                 on_sample: Callable[[Any], None] | None = None, cache_dir: str | None = None) -> ShardStats:
+    """Render the manifest `rows` of shard `shard` into DIR and commit it; no Ray involved.
+
+    A committed shard is skipped unless `force`. Leftovers of a crashed run (a tar or parquet without
+    stats.json, temporary files) are removed first. `worker` (a render.worker.RenderWorker) is reused
+    when given, else one is made and closed here. `on_sample(result)` is called after each sample.
+    `cache_dir` is the Objaverse cache for rows whose file must be fetched (default ~/.objaverse).
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if is_committed(out, shard) and not force:
@@ -210,18 +228,7 @@ def render_shard(rows: Iterable[Mapping[str, Any]], spec: Any, out_dir: str | os
     writer = ShardWriter(out, shard)
     try:
         for r in rows:
-            uid, clip = str(r["uid"]), int(r["clip"])
-            try:
-                path = resolve_asset(r)
-            except AssetUnavailable as exc:
-                reason = exc.reason if exc.reason in REASONS else "download_failed"
-                result = SampleResult.problem(uid, clip, sample_key(uid, clip), reason, exc.detail, 0.0)
-            except Exception as exc:  # a source module's own error: one failed row, not a lost shard
-                log.warning("resolving %s failed", uid, exc_info=True)
-                result = SampleResult.problem(uid, clip, sample_key(uid, clip), "download_failed",
-                                              f"{type(exc).__name__}: {exc}"[:500], 0.0)
-            else:
-                result = worker.render(r, path)
+            result = render_row(worker, r, cache_dir)
             writer.add(result)
             if on_sample is not None:
                 on_sample(result)

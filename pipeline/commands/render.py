@@ -1,8 +1,9 @@
-"""`pipeline render --manifest M --shard N --out DIR [--preset P] [...]`: render one shard, one process.
+"""`pipeline render --manifest M --shard N | --shards A-B|all --out DIR [--preset P] [...]`.
 
-Parse, build the spec, read the shard's rows, render, report. The pieces are plain functions
-(`spec_from_options`, `shard_rows`, `render_one_shard`) so that a Ray layer can schedule the same
-work over many shards. Heavy modules (bpy, pandas, pyarrow) are imported inside the functions.
+Parse, build the render spec and the pool settings, hand the shards to `pipeline.runner`, report.
+By default a pool of Ray actors (one bpy each) renders on a local Ray instance sized to this machine,
+or on a cluster with `--address`; `--no-ray` renders in this one process. Heavy modules (bpy, ray,
+pandas, pyarrow) are imported inside the functions, so `--help` stays instant.
 """
 
 from __future__ import annotations
@@ -24,52 +25,33 @@ def spec_from_options(preset: str, **overrides: Any):
     return get_preset(preset, **overrides)
 
 
-def shard_rows(manifest: str, shard: int) -> list[dict[str, Any]]:
-    """The manifest rows of `shard` as plain dicts (pandas NA -> None). Raises ClickException when none."""
+def read_rows_manifest(manifest: str):
     from manifests.schema import ManifestError, read_manifest
 
     try:
-        df = read_manifest(manifest)
+        return read_manifest(manifest)
     except ManifestError as exc:
         raise click.ClickException(str(exc)) from None
-    part = df[df["shard"] == shard]
-    if part.empty:
+
+
+def shard_rows(manifest: str, shard: int) -> list[dict[str, Any]]:
+    """The manifest rows of `shard` as plain dicts (pandas NA -> None). Raises ClickException when none."""
+    from pipeline.runner import rows_by_shard
+
+    df = read_rows_manifest(manifest)
+    rows = rows_by_shard(df, [shard]).get(shard)
+    if not rows:
         shards = sorted(int(s) for s in df["shard"].unique())
         have = f"{shards[0]}..{shards[-1]} ({len(shards)} shards)" if shards else "none"
         raise click.ClickException(f"{manifest}: no rows for shard {shard}; shards in the manifest: {have}")
-    part = part.astype(object).where(part.notna(), None)
-    return part.to_dict("records")
-
-
-def render_one_shard(rows: list[dict[str, Any]], spec: Any, out: str, shard: int, force: bool = False,
-                     threads: int | None = None, progress: bool = True):
-    """Render and commit one shard in this process, with a progress bar over its samples."""
-    from tqdm import tqdm
-
-    from pipeline.layout import is_committed
-    from pipeline.shards import render_shard
-
-    if is_committed(out, shard) and not force:
-        return render_shard(rows, spec, out, shard, force=False)  # skips, reading the committed stats
-    from render.worker import RenderWorker
-
-    counts = {"ok": 0, "failed": 0, "rejected": 0}
-    with tqdm(total=len(rows), desc=f"shard {shard}", unit="sample", disable=not progress) as bar, \
-            RenderWorker(spec, threads=threads) as worker:
-        def on_sample(result: Any) -> None:
-            counts[result.status] += 1
-            bar.set_postfix(counts, refresh=False)
-            bar.update(1)
-            if result.status != "ok":
-                log.info("%s: %s %s: %s", result.key, result.status, result.reason, result.detail)
-
-        return render_shard(rows, spec, out, shard, force=force, worker=worker, on_sample=on_sample)
+    return rows
 
 
 @click.command("render")
 @click.option("--manifest", "manifest", required=True, type=click.Path(dir_okay=False),
-              help="Manifest Parquet (pipeline curate).")
-@click.option("--shard", "shard", required=True, type=click.IntRange(0, 999_999), help="Shard number to render.")
+              help="Manifest Parquet (pipeline curate / pipeline mine).")
+@click.option("--shard", "shard", type=click.IntRange(0, 999_999), default=None, help="One shard number to render.")
+@click.option("--shards", "shards_sel", default=None, help="Shards to render: A-B, a comma list (0,3,7-9), or all.")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Dataset folder for the shard files.")
 @click.option("--preset", type=click.Choice(PRESET_NAMES), default="lrm4d", show_default=True,
               help="Render preset; the flags below override its fields.")
@@ -79,29 +61,92 @@ def render_one_shard(rows: list[dict[str, Any]], spec: Any, out: str, shard: int
 @click.option("--random-views", "random_views", type=int, default=None, help="Random views drawn at every time.")
 @click.option("--samples", type=int, default=None, help="Samples per pixel.")
 @click.option("--engine", type=click.Choice(["cycles", "eevee"]), default=None,
-              help="cycles (default) or eevee (needs EGL; ~4 s/frame on CPU).")
+              help="cycles (default) or eevee (needs EGL; ~20 s/image on CPU).")
 @click.option("--device", type=click.Choice(["cpu", "gpu"]), default=None, help="cpu, or gpu (OptiX/CUDA where present).")
 @click.option("--seed", type=int, default=None, help="Seed of random views and random lighting.")
 @click.option("--format", "image_format", type=click.Choice(["png", "webp"]), default=None, help="Image member format.")
 @click.option("--normals/--no-normals", default=None, help="Also write world-space normal maps.")
 @click.option("--lighting", type=click.Choice(["neutral", "random"]), default=None, help="Even white or randomised light.")
 @click.option("--allow-static", is_flag=True, default=None, help="Render clips without motion as one static frame.")
-@click.option("--threads", type=int, default=None, help="Blender render threads (default: all cores).")
-@click.option("--force", is_flag=True, help="Render again even if the shard is committed.")
-def command(manifest: str, shard: int, out: str, preset: str, threads: int | None, force: bool, **overrides: Any) -> None:
-    """Render one shard of a manifest into DIR/shard-N.{tar,parquet,stats.json} (one process, no Ray)."""
+@click.option("--force", is_flag=True, help="Render again even if a shard is committed.")
+@click.option("--retry-failed", is_flag=True,
+              help="For committed shards, re-render only their failed samples (good samples are kept as they are).")
+@click.option("--ray/--no-ray", "use_ray", default=True, show_default=True,
+              help="Schedule on Ray actors (default), or render in this one process.")
+@click.option("--address", default=None,
+              help="Ray cluster to join: 'auto' or HOST:PORT (ray start --head). Default: a local instance on this machine.")
+@click.option("--workers", type=click.IntRange(1), default=None,
+              help="Render actors (one Blender each). Default: cluster CPUs / --cpus-per-worker.")
+@click.option("--cpus-per-worker", type=click.IntRange(1), default=1, show_default=True,
+              help="CPUs reserved per actor; Blender's thread count is set to match.")
+@click.option("--asset-timeout", "asset_timeout_s", type=click.FloatRange(min=1), default=900.0, show_default=True,
+              help="Seconds a sample may take before its worker is killed as hung.")
+@click.option("--max-attempts", type=click.IntRange(1), default=2, show_default=True,
+              help="Tries per sample when its worker crashes or hangs.")
+@click.option("--recycle-after", type=click.IntRange(1), default=200, show_default=True,
+              help="Replace a worker after this many samples.")
+@click.option("--recycle-memory-gb", "recycle_rss_gb", type=click.FloatRange(min=0.01), default=6.0, show_default=True,
+              help="Replace a worker whose resident memory exceeds this.")
+@click.option("--cache-dir", default=None, help="Objaverse cache for rows whose file must be fetched (default ~/.objaverse).")
+@click.option("--threads", type=int, default=None, help="Blender threads with --no-ray (default: all cores).")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+def command(manifest: str, shard: int | None, shards_sel: str | None, out: str, preset: str, force: bool,
+            retry_failed: bool, use_ray: bool, address: str | None, workers: int | None, cpus_per_worker: int,
+            asset_timeout_s: float, max_attempts: int, recycle_after: int, recycle_rss_gb: float,
+            cache_dir: str | None, threads: int | None, progress: bool, **overrides: Any) -> None:
+    """Render shards of a manifest into DIR/shard-N.{tar,parquet,stats.json}.
+
+    Committed shards are skipped (--force redoes them); partial ones from a killed run are discarded
+    and redone. Crashed or hung workers are replaced and their sample retried (--max-attempts), then
+    recorded as failed with a reason; the shard still commits.
+    """
+    if (shard is None) == (shards_sel is None):
+        raise click.UsageError("give exactly one of --shard N or --shards A-B|all")
+    if force and retry_failed:
+        raise click.UsageError("--force and --retry-failed exclude each other")
+    if not use_ray and address:
+        raise click.UsageError("--address needs Ray; drop --no-ray")
     try:
         spec = spec_from_options(preset, **overrides)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    rows = shard_rows(manifest, shard)
+    from pipeline.runner import parse_shard_selection, run_render
+
+    df = read_rows_manifest(manifest)
+    available = sorted(int(s) for s in df["shard"].unique())
     try:
-        stats = render_one_shard(rows, spec, out, shard, force=force, threads=threads)
+        selection = parse_shard_selection(str(shard) if shard is not None else shards_sel, available)
+    except ValueError as exc:
+        msg = str(exc).replace("--shards", "--shard" if shard is not None else "--shards")
+        raise click.UsageError(f"{msg} in {manifest}") from None
+    pool_cfg = None
+    if use_ray:
+        from pipeline.scheduler import PoolConfig
+
+        try:
+            pool_cfg = PoolConfig(address=address, workers=workers, cpus_per_worker=cpus_per_worker,
+                                  asset_timeout_s=asset_timeout_s, max_attempts=max_attempts,
+                                  recycle_after=recycle_after, recycle_rss_gb=recycle_rss_gb,
+                                  cache_dir=cache_dir, progress=progress)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+    try:
+        summary = run_render(df, selection, spec, out, use_ray=use_ray, pool_cfg=pool_cfg, force=force,
+                             retry_failed=retry_failed, threads=threads, progress=progress, cache_dir=cache_dir)
     except ValueError as exc:  # e.g. --device gpu without a GPU: raised before any row is rendered
         raise click.UsageError(str(exc)) from None
-    if stats.skipped:
-        click.echo(f"shard {shard}: already committed in {out} ({stats.ok} ok); --force renders it again")
-        return
-    reasons = ", ".join(f"{k} {v}" for k, v in sorted(stats.reasons.items())) or "none"
-    click.echo(f"shard {shard}: {stats.ok} ok, {stats.failed} failed, {stats.rejected} rejected "
-               f"(reasons: {reasons}); {stats.images} images in {stats.seconds:.1f} s -> {out}")
+    _report(summary, out)
+
+
+def _report(summary: Any, out: str) -> None:
+    sel = summary.selected
+    click.echo(f"shards selected: {len(sel)} ({sel[0]}..{sel[-1]}); rendered {len(summary.rendered)}, "
+               f"retried {len(summary.retried)}, already committed {len(summary.skipped)}")
+    if summary.samples:
+        parts = ", ".join(f"{summary.samples.get(s, 0)} {s}" for s in ("ok", "failed", "rejected"))
+        rate = summary.images / summary.seconds if summary.seconds > 0 else 0.0
+        click.echo(f"samples: {parts}; {summary.images} images in {summary.seconds:.1f} s ({rate:.1f} images/s)")
+    events = {k: v for k, v in summary.counters.items() if k in ("worker_crashed", "timeout", "recycled") and v}
+    if events:
+        click.echo("workers: " + ", ".join(f"{k} {v}" for k, v in sorted(events.items())))
+    click.echo(f"output: {out} (pipeline status {out}; pipeline preview {out} --shard N)")

@@ -221,13 +221,13 @@ def test_pipeline_render_command(manifest, tmp_path):
     from pipeline.cli import cli
 
     args = ["render", "--manifest", str(manifest), "--shard", "0", "--out", str(tmp_path), "--preset", "debug",
-            "--resolution", "32", "--frames", "4", "--views", "1", "--samples", "1"]
+            "--resolution", "32", "--frames", "4", "--views", "1", "--samples", "1", "--no-ray"]
     r = CliRunner().invoke(cli, args)
     assert r.exit_code == 0, r.output
-    assert "2 ok, 4 failed, 2 rejected" in r.output
+    assert "samples: 2 ok, 4 failed, 2 rejected" in r.output
     assert read_stats(tmp_path, 0)["spec"]["fixed_views"] == 1
     r = CliRunner().invoke(cli, args)
-    assert r.exit_code == 0 and "already committed" in r.output
+    assert r.exit_code == 0 and "rendered 0, retried 0, already committed 1" in r.output
 
 
 def test_pipeline_render_errors_name_the_problem(tmp_path):
@@ -249,7 +249,7 @@ def test_pipeline_render_refuses_a_shard_without_rows(manifest, tmp_path):
     from pipeline.cli import cli
 
     r = CliRunner().invoke(cli, ["render", "--manifest", str(manifest), "--shard", "7", "--out", str(tmp_path)])
-    assert r.exit_code == 1 and "no rows for shard 7" in r.output and "0..0" in r.output
+    assert r.exit_code == 2 and "no shard(s) 7 (it has 0-0)" in r.output
 
 
 @bpy_needed
@@ -259,7 +259,7 @@ def test_pipeline_render_device_gpu_renders_or_names_the_flag(manifest, tmp_path
     from pipeline.cli import cli
 
     r = CliRunner().invoke(cli, ["render", "--manifest", str(manifest), "--shard", "0", "--out", str(tmp_path),
-                                 "--preset", "debug", "--resolution", "16", "--views", "1", "--device", "gpu"])
+                                 "--preset", "debug", "--resolution", "16", "--views", "1", "--device", "gpu", "--no-ray"])
     if r.exit_code == 2:  # no GPU on this machine: refused before anything is written
         assert "--device gpu" in r.output and not is_committed(tmp_path, 0)
     else:
