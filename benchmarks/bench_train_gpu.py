@@ -75,13 +75,13 @@ def _sync_time(fn, reps: int) -> list[float]:
 def bench_training(name: str, steps: int, tmp: Path, device) -> dict:
     cfg = preset(name)
     cfg.render.backend = "gsplat"
+    batches = gpu_batches(cfg, 4, tmp, device)  # before the model: the sample pool forks
     torch.manual_seed(0)
     model = Reconstructor(cfg.model).to(device)
     opt = build_optimizer(model, cfg.optim, device)
     lp = LPIPS().to(device)
     for lin in lp.lin:
         lin.weight.data.abs_()
-    batches = gpu_batches(cfg, 4, tmp, device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16)
 
     def step(b):

@@ -60,7 +60,7 @@ def main() -> None:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.monotonic()
-    base_sets = ["grid_every=0", "log_every=50", "data.batches_per_epoch=400", *a.sets]
+    base_sets = ["grid_every=0", "log_every=50", "data.batches_per_epoch=2000", *a.sets]
 
     calib = apply_overrides(preset(a.preset), [*base_sets, "steps=60", "ckpt_every=1000", "optim.warmup_steps=10"])
     shutil.rmtree(a.run + "_calib", ignore_errors=True)

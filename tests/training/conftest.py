@@ -56,7 +56,7 @@ def serve_directory(directory: Path):
 
 
 # Real Blender renders of procedural assets, small: 32 px, 6 orbit views, 4 times, 4 samples per pixel.
-RENDER_FLAGS = ["--preset", "debug", "--resolution", "32", "--frames", "4", "--views", "6", "--samples", "4",
+RENDER_FLAGS = ["--no-ray", "--preset", "debug", "--resolution", "32", "--frames", "4", "--views", "6", "--samples", "4",
                 "--threads", "1"]
 
 
