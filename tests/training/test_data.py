@@ -228,6 +228,17 @@ def test_draw_frequencies_follow_manifest_weights(tmp_path):
     assert all(abs(c / 600 - 0.25) < 0.06 for c in uniform.values()) and len(uniform) == 4
 
 
+def test_every_sample_is_equally_likely_when_shards_differ_in_size(tmp_path):
+    # a drawn shard yields all its samples, so drawing shards uniformly gives each sample the same rate
+    ds = tmp_path / "ds"
+    synthetic.commit_shard(ds, 0, [synthetic.make_sample("lone", 1, views=2, frames=1, size=8, depth=False)])
+    synthetic.commit_shard(ds, 1, [synthetic.make_sample(u, i, views=2, frames=1, size=8, depth=False)
+                                   for i, u in enumerate(("m1", "m2", "m3"))])
+    cfg = _cfg(image_size=8, n_in=1, n_target=1, shuffle_buffer=8)
+    counts = Counter(k for b in _batches(data.resolve_shards(str(ds)), cfg, 40, batch_size=10) for k in b["key"])
+    assert all(abs(c / 400 - 0.25) < 0.06 for c in counts.values()) and len(counts) == 4, counts
+
+
 def test_ranks_and_workers_split_shards_without_overlap(analytic_shards):
     d, keys = analytic_shards
     urls = data.resolve_shards(str(d))
