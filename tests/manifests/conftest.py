@@ -9,6 +9,7 @@ would download must fail fast instead, and the tests assert on how it fails.
 from __future__ import annotations
 
 import socket
+import urllib.request
 
 import pytest
 
@@ -60,4 +61,7 @@ def no_network(monkeypatch):
     for var in ("no_proxy", "NO_PROXY"):  # loopback servers in tests stay reachable without the proxy
         monkeypatch.setenv(var, "localhost,127.0.0.1,::1")
     monkeypatch.setenv("GIT_TERMINAL_PROMPT", "0")
+    # urllib builds its global opener (with the proxies of that moment) on first use and keeps it:
+    # an opener made here must not outlive the test, or later tests inherit the dead proxy.
+    monkeypatch.setattr(urllib.request, "_opener", None)
     yield
