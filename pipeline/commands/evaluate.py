@@ -1,0 +1,50 @@
+"""`pipeline eval --checkpoint C --shards SPEC --out metrics.parquet`: per-sample metrics of a checkpoint."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command("eval")
+@click.option("--checkpoint", required=True, type=click.Path(exists=True),
+              help="A checkpoint file (RUN/checkpoints/step-*.pt) or a run folder (its newest checkpoint).")
+@click.option("--shards", required=True, metavar="SPEC",
+              help="Shards to score: a dataset folder (committed shards), a brace pattern, or http(s) URLs.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="metrics.parquet to write (DESIGN.md §5).")
+@click.option("--protocol", "protocol_name", default="sparse4", show_default=True,
+              help="Protocol name, recorded in every row with its version.")
+@click.option("--protocol-seed", type=int, default=2026, show_default=True, help="Seed of the protocol's pair choice.")
+@click.option("--n-in", type=click.IntRange(1), default=4, show_default=True, help="Input (view, time) pairs per sample.")
+@click.option("--per-kind", type=click.IntRange(1), default=2, show_default=True,
+              help="Targets of each kind: novel view+time, novel time, novel view.")
+@click.option("--image-size", type=click.IntRange(8), default=None, help="Evaluation resolution (default: the checkpoint's).")
+@click.option("--batch-size", type=click.IntRange(1), default=None, help="Samples per batch (default 8 on GPU, 2 on CPU).")
+@click.option("--device", default=None, help="cpu or cuda (default: cuda when available).")
+@click.option("--lpips-weights", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Local LPIPS weights (training/lpips.py); without them the lpips column is null.")
+@click.option("--worst", type=click.IntRange(0), default=8, show_default=True, help="Image grids of this many worst samples.")
+@click.option("--grids", "grids_dir", type=click.Path(file_okay=False), default=None,
+              help="Folder for the worst samples' grids (default: next to --out, <stem>_worst/).")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def command(checkpoint: str, shards: str, out: str, protocol_name: str, protocol_seed: int, n_in: int, per_kind: int,
+            image_size: int | None, batch_size: int | None, device: str | None, lpips_weights: str | None,
+            worst: int, grids_dir: str | None, progress: bool) -> None:
+    """Score a checkpoint on every sample of SPEC with a fixed, seeded protocol.
+
+    The protocol picks each sample's input pairs and held-out target pairs (novel view at a novel
+    time, novel time, novel view) from the protocol and the sample key alone, so two checkpoints
+    scored with the same protocol are scored on exactly the same pairs.
+    """
+    from training.evaluate import Protocol, evaluate, format_summary
+
+    try:
+        protocol = Protocol(name=protocol_name, seed=protocol_seed, n_in=n_in, per_kind=per_kind, image_size=image_size)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
+        res = evaluate(checkpoint, shards, out, protocol, device=device, batch_size=batch_size,
+                       lpips_weights=lpips_weights, worst=worst, grids_dir=grids_dir, progress=progress)
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(format_summary(res))
+    click.echo(f"wrote {out} ({len(res.rows)} rows)")
