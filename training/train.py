@@ -35,9 +35,10 @@ from training.viz import save_grid
 
 log = logging.getLogger(__name__)
 
-# Settings a resumed run may change without a warning (they do not change what is learned).
+# Settings a resumed run may change without a warning: bookkeeping, and the sampling weights, which
+# are what a data-engine round changes between two stretches of one run (pipeline mine -> --weights).
 RESUMABLE_CHANGES = {"steps", "log_every", "grid_every", "ckpt_every", "keep_checkpoints", "max_minutes",
-                     "data.num_workers"}
+                     "data.num_workers", "data.weights"}
 
 
 def lr_factor(step: int, cfg: OptimConfig, total: int) -> float:

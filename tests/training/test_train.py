@@ -126,3 +126,30 @@ def test_max_minutes_stops_cleanly_with_a_checkpoint_and_a_rerun_resumes(analyti
     assert [x["step"] for x in _metrics(run)] == [1]
     train(apply_overrides(cfg, ["steps=3", "max_minutes=0"]), str(d), run)
     assert ckpt.load_latest(run)[1]["step"] == 3
+
+
+def test_a_resumed_run_takes_new_sampling_weights(analytic_shards, tmp_path):
+    """A data-engine round changes --weights between two stretches of one run (pipeline mine)."""
+    import pandas as pd
+
+    from manifests import write_manifest
+    from training.train import Trainer
+
+    d, keys = analytic_shards
+    run = tmp_path / "run"
+    cfg = apply_overrides(tiny(), ["steps=2", "log_every=1", "grid_every=0", "data.image_size=16", "data.num_workers=0"])
+    train(cfg, str(d), run)
+    rows = [{"uid": k.rsplit("_", 1)[0], "clip": int(k.rsplit("_", 1)[1]), "clip_name": "", "source": "procedural",
+             "uri": "x", "sha256": None, "license": "cc0", "shard": 0, "weight": 4.0 if i == 0 else 1.0, "round": 1}
+            for i, k in enumerate(keys)]
+    write_manifest(pd.DataFrame(rows), tmp_path / "next.parquet")
+    more = apply_overrides(cfg, ["steps=4", f"data.weights={tmp_path / 'next.parquet'}"])
+    trainer = Trainer(more, str(d), run, device="cpu")
+    try:
+        assert trainer.start_step == 2
+        assert trainer.cfg.data.weights == str(tmp_path / "next.parquet")
+        assert trainer.weights[keys[0]] == 4.0
+        trainer.run()
+    finally:
+        trainer.close()
+    assert json.loads((run / "config.json").read_text())["data"]["weights"] == str(tmp_path / "next.parquet")
