@@ -63,6 +63,8 @@ def resolve_shards(spec: str) -> list[str]:
 
     - a dataset folder: its committed shards (stats.json present), in order;
     - `http://` / `https://` URLs, with brace patterns: taken as given (the server is trusted);
+    - an `http(s)://.../` URL ending in '/': a dataset folder served over HTTP; its committed shards
+      are read from the folder's index.json (written by `pipeline render` and `pipeline status`);
     - local brace patterns: expanded; a missing tar is an error, a tar without its stats.json is an
       uncommitted crash leftover and is skipped with a warning.
     Several specs may be joined with '::'.
@@ -75,7 +77,7 @@ def resolve_shards(spec: str) -> list[str]:
         if not part:
             continue
         if part.startswith(("http://", "https://")):
-            out.extend(braceexpand.braceexpand(part))
+            out.extend(_http_dataset(part) if part.endswith("/") else braceexpand.braceexpand(part))
             continue
         if os.path.isdir(part):
             tars = layout.committed_tars(part)
@@ -95,6 +97,21 @@ def resolve_shards(spec: str) -> list[str]:
     if not out:
         raise FileNotFoundError(f"--shards {spec}: no shards")
     return out
+
+
+def _http_dataset(url: str) -> list[str]:
+    """Committed shards of a dataset folder served over HTTP, from its index.json."""
+    index = url + layout.INDEX_NAME
+    try:
+        with urllib.request.urlopen(index, timeout=HTTP_TIMEOUT_S) as r:  # noqa: S310 (user-given dataset URL)
+            data = json.loads(r.read())
+        tars = [url + s["tar"] for s in data["shards"]]
+    except Exception as exn:  # noqa: BLE001 (network, JSON or layout errors all mean the same to the user)
+        raise FileNotFoundError(f"--shards {url}: cannot read the committed-shard index {index} ({exn}); "
+                                f"run `pipeline status DIR` on the served folder to write it") from None
+    if not tars:
+        raise FileNotFoundError(f"--shards {url}: {index} lists no committed shards")
+    return tars
 
 
 def _is_committed_tar(path: str) -> bool:

@@ -268,3 +268,22 @@ def test_streams_over_http_from_a_loopback_server(analytic_shards):
         batches = _batches(urls, _cfg(), 6)
     assert {k for b in batches for k in b["key"]} <= set(keys)
     assert len({k for b in batches for k in b["key"]}) >= 3
+
+
+def test_a_dataset_folder_served_over_http_is_read_through_its_index(analytic_shards, tmp_path):
+    import shutil
+
+    from pipeline.layout import write_index
+
+    d, keys = analytic_shards
+    served = tmp_path / "ds"
+    shutil.copytree(d, served)
+    (served / "shard-000002.stats.json").unlink()  # an uncommitted shard: not in the index, never read
+    write_index(served)
+    with serve_directory(tmp_path) as base:
+        urls = data.resolve_shards(base + "/ds/")
+        assert urls == [f"{base}/ds/shard-000000.tar", f"{base}/ds/shard-000001.tar"]
+        batches = _batches(urls, _cfg(), 4)
+        with pytest.raises(FileNotFoundError, match="committed-shard index"):
+            data.resolve_shards(base + "/nothing-here/")
+    assert {k for b in batches for k in b["key"]} <= set(keys)
