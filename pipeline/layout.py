@@ -7,6 +7,7 @@ Light on purpose (stdlib only): the render side writes with these names, the tra
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import re
 from pathlib import Path
@@ -24,9 +25,10 @@ STATUSES = (STATUS_OK, STATUS_FAILED, STATUS_REJECTED)
 
 
 def shard_stem(n: int) -> str:
-    if not isinstance(n, int) or n < 0 or n > 999_999:
+    """`shard-NNNNNN` for an integral n in 0..999999 (numpy integers from a DataFrame included)."""
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or not 0 <= n <= 999_999:
         raise ValueError(f"invalid shard number {n!r}: must be an int in 0..999999")
-    return f"shard-{n:06d}"
+    return f"shard-{int(n):06d}"
 
 
 def tar_name(n: int) -> str:

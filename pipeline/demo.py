@@ -1,0 +1,373 @@
+"""`pipeline demo`: the whole data-engine loop on the embedded default, no network, no GPU.
+
+Each stage runs as the real command in its own process (`python -m pipeline ...`), exactly as a user
+would type it, so the demo exercises the product and keeps Blender, Ray and torch apart; the stages
+talk through the files they write (manifests, shards, checkpoints, metrics). The loop:
+
+  curate (procedural assets [+ --assets DIR]) -> render (local Ray) -> train (tiny, CPU)
+  -> eval -> mine (weights + denser re-render requests) -> render the requests
+  -> train on, drawing hard samples more often -> eval again (same protocol, same pairs) -> report
+
+Every stage is resumable on its own, so a killed demo run again with the same --out picks up where
+it stopped. DIR/report.html shows what happened; DIR/demo.json holds the numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class DemoError(RuntimeError):
+    """A stage failed; the message names the stage and the command to rerun it."""
+
+
+@dataclass
+class DemoConfig:
+    out: str                        # the demo folder (everything goes below it)
+    assets: str | None = None       # a folder of the user's .glb/.gltf files, added to the procedural ones
+    count: int = 16                 # procedural assets: ~30 clips, enough for a ranking of hard samples
+    seed: int = 0                   # procedural seed: the same demo every time
+    shard_size: int = 8             # several shards, so the Ray pool and the mining have something to spread
+    resolution: int = 64            # render size; the tiny model trains at 32 px, renders are resized to it
+    frames: int = 6                 # times per clip: enough for novel-time targets between the inputs' times
+    views: int = 6                  # fixed orbit views: enough for novel-view targets
+    samples: int = 4                # Cycles samples per pixel: clean enough at 64 px, fast on 2 cores
+    workers: int = 2                # Ray render actors: one per core of a laptop-class machine
+    steps: int = 600                # training steps of round 0 (tiny model on CPU, batch 4)
+    more_steps: int = 300           # further steps in round 1, drawing mined samples --boost times as often
+    fraction: float = 0.25          # hard share mined (of ~30 samples: ~8 hard ones)
+    boost: float = 4.0              # weight multiplier of hard samples
+    rerender_fraction: float = 0.1  # of the scored samples, re-rendered denser (the hardest of the hard)
+    batch_size: int = 4             # tiny model batch on CPU
+    worst: int = 4                  # image grids of the worst samples per evaluation
+    size: str = "default"           # "default" or "smoke" (the CI size); recorded in the report
+
+    def __post_init__(self) -> None:
+        for name in ("count", "shard_size", "resolution", "frames", "views", "samples", "workers", "steps",
+                     "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.more_steps < 0:
+            raise ValueError(f"--more-steps must be >= 0, got {self.more_steps}")
+        if self.frames < 3:
+            raise ValueError(f"--frames must be >= 3 (the evaluation holds out times between inputs), got {self.frames}")
+        if self.assets and not Path(self.assets).is_dir():
+            raise ValueError(f"--assets {self.assets}: no such folder")
+
+
+def smoke(out: str, **kw: Any) -> DemoConfig:
+    """The smallest loop that still exercises every stage (for CI)."""
+    base = dict(count=4, shard_size=3, resolution=32, frames=4, views=4, samples=1, workers=2, steps=24,
+                more_steps=12, fraction=0.5, rerender_fraction=0.25, batch_size=2, worst=2, size="smoke")
+    base.update(kw)
+    return DemoConfig(out=out, **base)
+
+
+def estimate_minutes(cfg: DemoConfig) -> float:
+    """Rough wall time on 2 CPU cores, from the stage times of the default demo on the CPU box
+    (BENCHMARKS.md): ~4 s per command, ~10 s more per Ray render, 0.021 s per 64 px image on 2 workers,
+    0.28 s per training step at batch 4, 0.1 s per evaluated sample."""
+    clips = 1.8 * cfg.count + (3 if cfg.assets else 0)                        # procedural: ~1.8 clips per asset
+    images = clips * cfg.frames * cfg.views * (1 + 8 * cfg.rerender_fraction)  # + re-renders (2x frames, 2x+ views)
+    render_s = images * 0.042 * (cfg.resolution / 64) ** 2 * math.sqrt(cfg.samples / 4) / min(cfg.workers, 2)
+    fixed_s = 9 * 4 + 2 * 10 + cfg.count * 0.3
+    train_s = (cfg.steps + cfg.more_steps) * 0.28 * cfg.batch_size / 4
+    eval_s = 3 * clips * 0.1
+    return (render_s + fixed_s + train_s + eval_s) / 60
+
+
+@dataclass
+class Stage:
+    name: str
+    command: str
+    seconds: float
+    counts: dict[str, Any] = field(default_factory=dict)
+
+
+class Demo:
+    def __init__(self, cfg: DemoConfig):
+        self.cfg = cfg
+        self.dir = Path(cfg.out)
+        self.data = self.dir / "data"
+        self.run_dir = self.dir / "run"
+        self.stages: list[Stage] = []
+        self.state_path = self.dir / "demo_state.json"
+        self.done: dict[str, dict[str, Any]] = {}
+
+    def _load_state(self) -> None:
+        """Stages finished by an earlier run of this demo folder (their done records)."""
+        if not self.state_path.exists():
+            return
+        state = json.loads(self.state_path.read_text())
+        saved, now = state.get("config", {}), asdict(self.cfg)
+        diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+        if diff:
+            raise DemoError(f"{self.dir} was made by a demo with other settings ({', '.join(diff)}); "
+                            f"use a new --out, or the same settings to resume")
+        self.done = state.get("done", {})
+
+    def _save_state(self) -> None:
+        tmp = self.state_path.with_name(f".{self.state_path.name}.tmp")
+        tmp.write_text(json.dumps({"config": asdict(self.cfg), "done": self.done}, indent=1, default=str))
+        os.replace(tmp, self.state_path)
+
+    def _stage(self, key: str, fn) -> Stage:
+        """Run stage `key` unless an earlier run finished it; record it as done (last)."""
+        if key in self.done:
+            rec = self.done[key]
+            stage = Stage(rec["name"], rec["command"], rec["seconds"], rec.get("counts", {}))
+            self.stages.append(stage)
+            print(f"\n== [{len(self.stages)}] {stage.name}: done by an earlier run, skipped", flush=True)
+            return stage
+        stage = fn()
+        self.done[key] = asdict(stage)
+        self._save_state()
+        return stage
+
+    # -- helpers --------------------------------------------------------------------------------
+    def _pipeline(self, name: str, *args: str) -> Stage:
+        argv = [sys.executable, "-m", "pipeline", *args]
+        shown = shlex.join(["pipeline", *args])
+        print(f"\n== [{len(self.stages) + 1}] {name}: {shown}", flush=True)
+        t0 = time.perf_counter()
+        env = dict(os.environ)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        r = subprocess.run(argv, env=env)
+        dt = time.perf_counter() - t0
+        if r.returncode != 0:
+            raise DemoError(f"stage '{name}' failed with exit code {r.returncode}; rerun it with:\n  {shown}")
+        stage = Stage(name, shown, dt)
+        self.stages.append(stage)
+        return stage
+
+    def _render_flags(self) -> list[str]:
+        c = self.cfg
+        return ["--preset", "debug", "--resolution", str(c.resolution), "--frames", str(c.frames), "--views",
+                str(c.views), "--samples", str(c.samples), "--workers", str(c.workers), "--cpus-per-worker", "1"]
+
+    def _train(self, name: str, steps: int, weights: Path | None) -> Stage:
+        c = self.cfg
+        total = c.steps + c.more_steps
+        args = ["train", "--shards", str(self.data), "--out", str(self.run_dir), "--preset", "tiny",
+                "--steps", str(steps), "--batch-size", str(c.batch_size), "--num-workers", "1",
+                "--device", "cpu", "--log-every", str(max(1, min(20, total // 30))),
+                "--grid-every", str(max(1, total // 3)), "--ckpt-every", str(max(1, total // 6)),
+                "--set", f"optim.schedule_steps={total}", "--set", f"optim.warmup_steps={max(1, total // 20)}",
+                "--set", "data.batches_per_epoch=50", "--set", "keep_checkpoints=1000"]
+        if weights is not None:
+            args += ["--weights", str(weights)]
+        return self._pipeline(name, *args)
+
+    def _eval(self, name: str, out: Path, shards: str, checkpoint: str) -> Stage:
+        return self._pipeline(name, "eval", "--checkpoint", checkpoint, "--shards", shards, "--out", str(out),
+                              "--device", "cpu", "--batch-size", "4", "--worst", str(self.cfg.worst), "--no-progress")
+
+    # -- the loop -------------------------------------------------------------------------------
+    def run(self) -> Path:
+        from pipeline.layout import committed_shards
+
+        c = self.cfg
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._load_state()
+        t_start = time.perf_counter()
+        manifest = self.dir / "manifest.parquet"
+        self._curate(manifest)
+
+        def render0() -> Stage:
+            st = self._pipeline("render", "render", "--manifest", str(manifest), "--shards", "all", "--out",
+                                str(self.data), *self._render_flags())
+            st.counts = self._render_counts(committed_shards(self.data))
+            st.counts["shard_list"] = committed_shards(self.data)
+            return st
+
+        round0 = self._stage("render0", render0).counts["shard_list"]
+        round0_spec = "::".join(str(self.data / f"shard-{n:06d}.tar") for n in round0)
+
+        def train0() -> Stage:
+            st = self._train("train round 0", c.steps, None)
+            st.counts = self._train_counts()
+            return st
+
+        self._stage("train0", train0)
+        before = self.dir / "eval" / "round0.parquet"
+
+        def eval0() -> Stage:  # the round-0 checkpoint by name: a rerun must not score a later one
+            st = self._eval("eval round 0", before, round0_spec, self._checkpoint(c.steps))
+            st.counts = self._eval_counts(before)
+            return st
+
+        self._stage("eval0", eval0)
+        nxt = self.dir / "manifest_round1.parquet"
+
+        def mine() -> Stage:
+            st = self._pipeline("mine", "mine", "--metrics", str(before), "--manifest", str(manifest), "--renders",
+                                str(self.data), "--out", str(nxt), "--fraction", str(c.fraction), "--boost",
+                                str(c.boost), "--rerender-fraction", str(c.rerender_fraction), "--shard-size",
+                                str(c.shard_size))
+            st.counts = self._mine_counts(manifest, nxt)
+            return st
+
+        self._stage("mine", mine)
+
+        def render1() -> Stage:
+            st = self._pipeline("render re-render requests", "render", "--manifest", str(nxt), "--shards", "all",
+                                "--out", str(self.data), *self._render_flags())
+            new = sorted(set(committed_shards(self.data)) - set(round0))
+            st.counts = self._render_counts(new)
+            st.counts["shard_list"] = new
+            return st
+
+        new = self._stage("render1", render1).counts["shard_list"]
+
+        def train1() -> Stage:
+            st = self._train("train round 1 (mined weights)", c.steps + c.more_steps, nxt)
+            st.counts = self._train_counts()
+            return st
+
+        self._stage("train1", train1)
+        after = self.dir / "eval" / "round1.parquet"
+        last = self._checkpoint(c.steps + c.more_steps)
+
+        def eval1() -> Stage:
+            st = self._eval("eval round 1 (same protocol, same samples)", after, round0_spec, last)
+            st.counts = self._eval_counts(after)
+            return st
+
+        self._stage("eval1", eval1)
+        if new:
+            rer = self.dir / "eval" / "round1_rerendered.parquet"
+
+            def eval_rer() -> Stage:
+                spec = "::".join(str(self.data / f"shard-{n:06d}.tar") for n in new)
+                st = self._eval("eval round 1 on the re-rendered shards", rer, spec, last)
+                st.counts = self._eval_counts(rer)
+                return st
+
+            self._stage("eval1_rerendered", eval_rer)
+        total = time.perf_counter() - t_start
+        from pipeline.report import write_report
+
+        report = write_report(self, total)
+        print(f"\n== done in {total / 60:.1f} min: {report}", flush=True)
+        return report
+
+    def _checkpoint(self, step: int) -> str:
+        return str(self.run_dir / "checkpoints" / f"step-{step:08d}.pt")
+
+    def _curate(self, manifest: Path) -> None:
+        """Procedural assets (+ the user's folder) -> one manifest with shards over the union."""
+        c = self.cfg
+        proc = self.dir / "manifest_procedural.parquet"
+
+        def procedural() -> Stage:
+            st = self._pipeline("curate procedural assets", "curate", "--source", "procedural", "--count", str(c.count),
+                                "--seed", str(c.seed), "--assets-out", str(self.dir / "assets"), "--shard-size",
+                                str(c.shard_size), "--out", str(proc), "--dropped-out",
+                                str(self.dir / "dropped_procedural.parquet"))
+            st.counts = self._curate_counts(proc, self.dir / "dropped_procedural.parquet")
+            return st
+
+        self._stage("curate_procedural", procedural)
+        parts = [proc]
+        if c.assets:
+            local = self.dir / "manifest_local.parquet"
+
+            def user_assets() -> Stage:
+                st = self._pipeline("curate --assets folder", "curate", "--source", "local", "--dir", str(c.assets),
+                                    "--shard-size", str(c.shard_size), "--out", str(local), "--dropped-out",
+                                    str(self.dir / "dropped_local.parquet"))
+                st.counts = self._curate_counts(local, self.dir / "dropped_local.parquet")
+                return st
+
+            self._stage("curate_local", user_assets)
+            parts.append(local)
+        if "merge" not in self.done:
+            merge_manifests(parts, manifest, c.shard_size)
+            self.done["merge"] = {"name": "merge", "command": "", "seconds": 0.0}
+            self._save_state()
+
+    # -- counts from the files each stage wrote ------------------------------------------------
+    @staticmethod
+    def _curate_counts(manifest: Path, dropped: Path) -> dict[str, Any]:
+        import pandas as pd
+
+        from manifests import read_manifest
+
+        df = read_manifest(manifest)
+        out: dict[str, Any] = {"assets": int(df["uid"].nunique()), "clips": len(df)}
+        if dropped.exists():
+            d = pd.read_parquet(dropped)
+            out["dropped"] = {str(k): int(v) for k, v in d["reason"].value_counts().items()}
+        return out
+
+    def _render_counts(self, shards: list[int]) -> dict[str, Any]:
+        import pyarrow.parquet as pq
+
+        from pipeline.layout import parquet_name, read_stats
+
+        counts: dict[str, Any] = {"shards": len(shards), "ok": 0, "failed": 0, "rejected": 0, "images": 0, "reasons": {}}
+        for n in shards:
+            st = read_stats(self.data, n)
+            counts["images"] += int(st.get("images") or 0)
+            for r in pq.read_table(self.data / parquet_name(n), columns=["status", "reason"]).to_pylist():
+                counts[r["status"]] += 1
+                if r["reason"]:
+                    counts["reasons"][r["reason"]] = counts["reasons"].get(r["reason"], 0) + 1
+        return counts
+
+    def _train_counts(self) -> dict[str, Any]:
+        lines = [json.loads(x) for x in (self.run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
+        last = lines[-1] if lines else {}
+        return {"step": last.get("step"), "loss": last.get("loss"), "psnr": last.get("psnr"),
+                "samples_per_s": last.get("samples_per_s")}
+
+    @staticmethod
+    def _eval_counts(path: Path) -> dict[str, Any]:
+        import pandas as pd
+
+        d = pd.read_parquet(path)
+        return {"samples": len(d), "psnr": float(d["psnr"].mean()), "loss": float(d["loss"].mean()),
+                "psnr_nearest_input": float(d["psnr_nearest_input"].mean()),
+                "psnr_mean_colour": float(d["psnr_mean_colour"].mean())}
+
+    @staticmethod
+    def _mine_counts(before: Path, after: Path) -> dict[str, Any]:
+        from manifests import read_manifest
+
+        a, b = read_manifest(before), read_manifest(after)
+        reasons = b["mine_reason"].dropna().map(lambda s: s.split(":")[0]).value_counts() if "mine_reason" in b else {}
+        return {"rows_in": len(a), "rows_out": len(b), "left_out": len(a) - len(b),
+                "upweighted": int(reasons.get("upweight", 0)), "rerender": int(reasons.get("rerender", 0))}
+
+    def config_dict(self) -> dict[str, Any]:
+        return asdict(self.cfg)
+
+
+def merge_manifests(parts: list[Path], out: Path, shard_size: int) -> Path:
+    """One manifest over several curated ones, shards assigned over the union (deterministic)."""
+    import pandas as pd
+
+    from manifests import read_manifest, write_manifest
+    from manifests.shards import assign_shards
+
+    frames = [read_manifest(p) for p in parts]
+    df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    dup = df.duplicated(subset=["uid", "clip"], keep="first")
+    if dup.any():
+        log.warning("%d clip(s) of --assets share a uid with another source; keeping the first", int(dup.sum()))
+        df = df[~dup]
+    df = assign_shards(df, shard_size)
+    return write_manifest(df, out, command="pipeline demo (merged " + ", ".join(p.name for p in parts) + ")",
+                          settings={"parts": [str(p) for p in parts], "shard_size": shard_size})

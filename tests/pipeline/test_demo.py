@@ -1,0 +1,103 @@
+"""`pipeline demo --smoke`: the whole loop end to end at the smallest size, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.layout import committed_shards, parquet_name
+from tests.conftest import GLTF_DIR
+from tests.pipeline.conftest import run_cli
+
+pytestmark = [pytest.mark.ray, pytest.mark.blender, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "run"
+    extra = []
+    if (GLTF_DIR / "BoxAnimated.glb").is_file():  # the user's own assets: one real animated model
+        mine = tmp_path_factory.mktemp("user_assets")
+        shutil.copy(GLTF_DIR / "BoxAnimated.glb", mine / "BoxAnimated.glb")
+        extra = ["--assets", str(mine)]
+    r = run_cli("demo", "--out", str(out), "--smoke", *extra, timeout=900)
+    return out, r, bool(extra)
+
+
+def test_demo_says_what_it_will_do_and_writes_the_report(demo_dir):
+    out, r, _ = demo_dir
+    first = r.stdout.splitlines()[0]
+    assert first.startswith("pipeline demo (smoke): the whole data-engine loop")
+    assert "Expect about" in r.stdout and "minutes on 2 CPU cores" in r.stdout
+    report = (out / "report.html").read_text()
+    for section in ("<h2>Stages</h2>", "<h2>Training</h2>", "Per-sample PSNR before and after", "The hardest samples",
+                    "(checked: identical pairs)", "<polyline", "<circle"):
+        assert section in report, section
+    for img in (out / "report_files").iterdir():  # every picture the report shows exists
+        assert img.stat().st_size > 0
+    assert "report_files/sheet_" in report
+
+
+def test_every_stage_ran_and_counts_add_up(demo_dir):
+    out, _, with_assets = demo_dir
+    d = json.loads((out / "demo.json").read_text())
+    names = [s["name"] for s in d["stages"]]
+    assert names[:1] == ["curate procedural assets"]
+    assert ("curate --assets folder" in names) == with_assets
+    for stage in ("render", "train round 0", "eval round 0", "mine", "render re-render requests",
+                  "train round 1 (mined weights)", "eval round 1 (same protocol, same samples)"):
+        assert stage in names
+    st = {s["name"]: s for s in d["stages"]}
+    manifest = pd.read_parquet(out / "manifest.parquet")
+    assert st["render"]["counts"]["ok"] + st["render"]["counts"]["failed"] + st["render"]["counts"]["rejected"] == len(manifest)
+    if with_assets:
+        assert "BoxAnimated" in set(manifest["uid"])
+    assert st["eval round 0"]["counts"]["samples"] == st["render"]["counts"]["ok"]
+    assert st["mine"]["counts"]["rerender"] >= 1
+    assert st["render re-render requests"]["counts"]["ok"] == st["mine"]["counts"]["rerender"]
+    assert st["train round 1 (mined weights)"]["counts"]["step"] == 36
+    assert d["same_pairs"] is True
+
+
+def test_loop_state_on_disk(demo_dir):
+    out, _, _ = demo_dir
+    nxt = pd.read_parquet(out / "manifest_round1.parquet")
+    rer = nxt[nxt["mine_reason"].fillna("").str.startswith("rerender")]
+    data = out / "data"
+    shards = committed_shards(data)
+    # the re-render rows were rendered into new, committed shards with denser settings
+    assert set(rer["shard"]) <= set(shards) and rer["round"].min() == 1
+    for n in set(rer["shard"]):
+        rows = pq.read_table(data / parquet_name(n)).to_pylist()
+        assert all(r["status"] == "ok" for r in rows)
+        assert all(r["num_frames"] == 8 and r["num_views"] >= 8 for r in rows)  # 2 x 4 frames, 2 x 4 views + random
+    # round 1 trained with the mined weights (resumed run, new --weights recorded)
+    cfg = json.loads((out / "run" / "config.json").read_text())
+    assert cfg["data"]["weights"] == str(out / "manifest_round1.parquet")
+    before = pd.read_parquet(out / "eval" / "round0.parquet")
+    after = pd.read_parquet(out / "eval" / "round1.parquet")
+    assert set(before["step"]) == {24} and set(after["step"]) == {36}
+    assert before.sort_values("key")["pairs"].tolist() == after.sort_values("key")["pairs"].tolist()
+
+
+def test_rerunning_the_demo_resumes_without_redoing_anything(demo_dir):
+    out, _, _ = demo_dir
+    stamps = {p.name: p.stat().st_mtime for p in (out / "data").glob("shard-*.stats.json")}
+    ckpts = sorted(p.name for p in (out / "run" / "checkpoints").glob("*.pt"))
+    config = json.loads((out / "demo.json").read_text())["config"]
+    args = ["demo", "--out", str(out), "--smoke"] + (["--assets", config["assets"]] if config["assets"] else [])
+    r = run_cli(*args, timeout=900)
+    assert r.stdout.count("done by an earlier run, skipped") >= 9
+    assert {p.name: p.stat().st_mtime for p in (out / "data").glob("shard-*.stats.json")} == stamps
+    assert sorted(p.name for p in (out / "run" / "checkpoints").glob("*.pt")) == ckpts
+    assert "(checked: identical pairs)" in (out / "report.html").read_text()
+
+
+def test_a_demo_folder_refuses_other_settings(demo_dir):
+    out, _, _ = demo_dir
+    r = run_cli("demo", "--out", str(out), "--smoke", "--count", "5", check=False)
+    assert r.returncode == 1 and "other settings (" in r.stderr and "count" in r.stderr
