@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
 
 def _cli(*args: str) -> float:
     env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_USAGE_STATS_ENABLED="0")
@@ -42,6 +44,7 @@ def main() -> None:
     ap.add_argument("--views", type=int, default=4)
     ap.add_argument("--samples", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--modes", default="plain,ray 1xC,ray 1x1,ray Cx1", help="comma list of the modes to run")
     ap.add_argument("--out", default="/tmp/bench_ray")
     args = ap.parse_args()
 
@@ -67,6 +70,8 @@ def main() -> None:
         "ray 1x1": ["--workers", "1", "--cpus-per-worker", "1"],
         f"ray {cpus}x1": ["--workers", str(cpus), "--cpus-per-worker", "1"],
     }
+    chosen = [m.strip().replace("C", str(cpus)) for m in args.modes.split(",")]
+    modes = {k: v for k, v in modes.items() if k in chosen}
     print(f"{args.n} / {2 * args.n} samples x {args.frames * args.views} images at {args.resolution} px, "
           f"{args.samples} spp; {cpus} CPUs; load average {os.getloadavg()[0]:.2f}", flush=True)
     runs: dict[str, list[dict]] = {m: [] for m in modes}
@@ -77,26 +82,40 @@ def main() -> None:
                 out = root / f"{mode.replace(' ', '_')}-{size}-{rep}"
                 t = _cli("render", "--manifest", str(root / f"{size}.parquet"), "--shard", "0", "--out", str(out),
                          *flags, *extra)
-                rec[size] = {"seconds": t, "images": read_stats(out, 0)["images"]}
+                st = read_stats(out, 0)
+                rows = pq.read_table(out / "shard-000000.parquet", columns=["seconds"]).to_pylist()
+                sample_s = sum(r["seconds"] for r in rows)
+                rec[size] = {"seconds": t, "images": st["images"], "shard_s": st["seconds"], "sample_s": sample_s,
+                             "samples": len(rows)}
             dt = rec["big"]["seconds"] - rec["small"]["seconds"]
             di = rec["big"]["images"] - rec["small"]["images"]
             rec["steady_images_per_s"] = di / dt
             rec["fixed_s"] = 2 * rec["small"]["seconds"] - rec["big"]["seconds"]
+            big = rec["big"]
+            rec["worker_s_per_sample"] = big["sample_s"] / big["samples"]  # render time inside the worker
+            workers = int(extra[extra.index("--workers") + 1]) if "--workers" in extra else 1
+            # wall time of the shard not spent inside a sample, per sample (actor start-up included)
+            rec["gap_s_per_sample"] = (big["shard_s"] * workers - big["sample_s"]) / big["samples"]
             runs[mode].append(rec)
             print(f"  rep {rep + 1} {mode:<8} t(n)={rec['small']['seconds']:6.1f}s t(2n)={rec['big']['seconds']:6.1f}s "
                   f"steady {rec['steady_images_per_s']:6.2f} img/s, fixed {rec['fixed_s']:5.1f}s", flush=True)
     print("\nmedian over repeats:")
-    print(f"  {'mode':<9} {'steady img/s':>12} {'fixed s':>8} {'img/s at 2n':>12}")
+    print(f"  {'mode':<9} {'steady img/s':>12} {'fixed s':>8} {'img/s at 2n':>12} {'worker s/sample':>16} {'gap s/sample':>13}")
     table = {}
     for mode, rs in runs.items():
         steady = statistics.median(r["steady_images_per_s"] for r in rs)
         fixed = statistics.median(r["fixed_s"] for r in rs)
         e2e = statistics.median(r["big"]["images"] / r["big"]["seconds"] for r in rs)
-        table[mode] = {"steady_images_per_s": steady, "fixed_s": fixed, "images_per_s_2n": e2e}
-        print(f"  {mode:<9} {steady:12.2f} {fixed:8.1f} {e2e:12.2f}")
+        ws = statistics.median(r["worker_s_per_sample"] for r in rs)
+        gap = statistics.median(r["gap_s_per_sample"] for r in rs)
+        table[mode] = {"steady_images_per_s": steady, "fixed_s": fixed, "images_per_s_2n": e2e,
+                       "worker_s_per_sample": ws, "gap_s_per_sample": gap}
+        print(f"  {mode:<9} {steady:12.2f} {fixed:8.1f} {e2e:12.2f} {ws:16.3f} {gap:13.3f}")
     same = f"ray 1x{cpus}"
     print(f"steady-state Ray overhead ({same} vs plain, same CPUs): "
-          f"{100 * (1 - table[same]['steady_images_per_s'] / table['plain']['steady_images_per_s']):+.1f}%")
+          f"{100 * (1 - table[same]['steady_images_per_s'] / table['plain']['steady_images_per_s']):+.1f}% by wall-time "
+          f"differences; {100 * (table[same]['worker_s_per_sample'] / table['plain']['worker_s_per_sample'] - 1):+.1f}% "
+          f"time per sample inside the worker; scheduling gaps {table[same]['gap_s_per_sample']:.3f} s per sample")
     (root / "results.json").write_text(json.dumps({"runs": runs, "median": table, "load_end": os.getloadavg(),
                                                    "args": vars(args)}, indent=1))
 

@@ -150,8 +150,11 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> None:
     if ray.is_initialized():
         return
     if address is None and not os.environ.get("RAY_ADDRESS"):
+        # No prestarted idle task workers: the pool starts its own actors, and on a small machine the
+        # idle ones only take memory and CPU from Blender (BENCHMARKS.md, Ray scheduling).
         ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, logging_level=logging.WARNING,
-                 log_to_driver=True)
+                 log_to_driver=True,
+                 _system_config={"enable_worker_prestart": False, "prestart_worker_first_driver": False})
     else:
         ray.init(address=address or "auto", logging_level=logging.WARNING, log_to_driver=True)
 
@@ -315,7 +318,8 @@ class RenderPool:
                         result, info = self.ray.get(ref)
                     except (self.ray.exceptions.RayActorError, self.ray.exceptions.WorkerCrashedError) as exc:
                         self._retire(task.actor, graceful=False)
-                        lost(task, "worker_crashed", f"render worker died: {type(exc).__name__}")
+                        msg = " ".join(str(exc).split())[:400]  # Ray's message: exit code, or the constructor's error
+                        lost(task, "worker_crashed", f"render worker died: {type(exc).__name__}: {msg}")
                         continue
                     if task.attempt > 1:
                         result.stats["attempts"] = task.attempt
