@@ -6,7 +6,8 @@ talk through the files they write (manifests, shards, checkpoints, metrics). The
 
   curate (procedural assets [+ --assets DIR]) -> render (local Ray) -> train (tiny, CPU)
   -> eval -> mine (weights + denser re-render requests) -> render the requests
-  -> train on, drawing hard samples more often -> eval again (same protocol, same pairs) -> report
+  -> train on, drawing hard samples more often -> eval again (same protocol, same pairs)
+  -> control: the same extra steps from the same checkpoint without mining -> eval -> report
 
 Every stage is resumable on its own, so a killed demo run again with the same --out picks up where
 it stopped. DIR/report.html shows what happened; DIR/demo.json holds the numbers.
@@ -82,9 +83,9 @@ def estimate_minutes(cfg: DemoConfig) -> float:
     clips = 1.8 * cfg.count + (3 if cfg.assets else 0)                        # procedural: ~1.8 clips per asset
     images = clips * cfg.frames * cfg.views * (1 + 8 * cfg.rerender_fraction)  # + re-renders (2x frames, 2x+ views)
     render_s = images * 0.042 * (cfg.resolution / 64) ** 2 * math.sqrt(cfg.samples / 4) / min(cfg.workers, 2)
-    fixed_s = 9 * 4 + 2 * 10 + cfg.count * 0.3
-    train_s = (cfg.steps + cfg.more_steps) * 0.28 * cfg.batch_size / 4
-    eval_s = 3 * clips * 0.1
+    fixed_s = 11 * 4 + 2 * 10 + cfg.count * 0.3
+    train_s = (cfg.steps + 2 * cfg.more_steps) * 0.28 * cfg.batch_size / 4  # + the control's extra steps
+    eval_s = 4 * clips * 0.1
     return (render_s + fixed_s + train_s + eval_s) / 60
 
 
@@ -157,10 +158,10 @@ class Demo:
         return ["--preset", "debug", "--resolution", str(c.resolution), "--frames", str(c.frames), "--views",
                 str(c.views), "--samples", str(c.samples), "--workers", str(c.workers), "--cpus-per-worker", "1"]
 
-    def _train(self, name: str, steps: int, weights: Path | None) -> Stage:
+    def _train(self, name: str, steps: int, weights: Path | None, shards: str | None = None) -> Stage:
         c = self.cfg
         total = c.steps + c.more_steps
-        args = ["train", "--shards", str(self.data), "--out", str(self.run_dir), "--preset", "tiny",
+        args = ["train", "--shards", shards or str(self.data), "--out", str(self.run_dir), "--preset", "tiny",
                 "--steps", str(steps), "--batch-size", str(c.batch_size), "--num-workers", "1",
                 "--device", "cpu", "--log-every", str(max(1, min(20, total // 30))),
                 "--grid-every", str(max(1, total // 3)), "--ckpt-every", str(max(1, total // 6)),
@@ -256,12 +257,47 @@ class Demo:
                 return st
 
             self._stage("eval1_rerendered", eval_rer)
+        if c.more_steps:
+            self._control(round0_spec)
         total = time.perf_counter() - t_start
         from pipeline.report import write_report
 
         report = write_report(self, total)
         print(f"\n== done in {total / 60:.1f} min: {report}", flush=True)
         return report
+
+    def _control(self, round0_spec: str) -> None:
+        """The same extra steps without mining (round-0 data, uniform draws), from the same round-0
+        checkpoint, scored with the same protocol: what the mined round bought over training longer."""
+        import shutil
+
+        c = self.cfg
+        control = self.dir / "run_control"
+
+        def train_control() -> Stage:
+            shutil.rmtree(control, ignore_errors=True)  # a partial control run from a killed demo
+            (control / "checkpoints").mkdir(parents=True)
+            shutil.copy2(self._checkpoint(c.steps), control / "checkpoints" / f"step-{c.steps:08d}.pt")
+            shutil.copy2(self.run_dir / "config.json", control / "config.json")
+            saved_run, self.run_dir = self.run_dir, control
+            try:
+                st = self._train("train control (no mining, round-0 data)", c.steps + c.more_steps, None,
+                                 shards=round0_spec)
+                st.counts = self._train_counts()
+            finally:
+                self.run_dir = saved_run
+            return st
+
+        self._stage("train_control", train_control)
+        out = self.dir / "eval" / "control.parquet"
+
+        def eval_control() -> Stage:
+            ckpt = str(control / "checkpoints" / f"step-{c.steps + c.more_steps:08d}.pt")
+            st = self._eval("eval control (same protocol, same samples)", out, round0_spec, ckpt)
+            st.counts = self._eval_counts(out)
+            return st
+
+        self._stage("eval_control", eval_control)
 
     def _checkpoint(self, step: int) -> str:
         return str(self.run_dir / "checkpoints" / f"step-{step:08d}.pt")

@@ -38,6 +38,7 @@ def command(out: str, assets: str | None, smoke: bool, count: int | None, steps:
         f" the hardest {cfg.rerender_fraction:.0%} re-rendered denser)\n"
         f"  6. render the re-render requests, 7. train {cfg.more_steps} more steps with the mined weights,"
         f" 8. evaluate again on the same pairs\n"
+        f"  9. control: the same {cfg.more_steps} extra steps from the round-0 checkpoint without mining, evaluated alike\n"
         f"  -> {out}/report.html.  Expect about {estimate_minutes(cfg):.0f} minutes on 2 CPU cores."
     )
     try:

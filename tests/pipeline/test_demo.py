@@ -49,7 +49,8 @@ def test_every_stage_ran_and_counts_add_up(demo_dir):
     assert names[:1] == ["curate procedural assets"]
     assert ("curate --assets folder" in names) == with_assets
     for stage in ("render", "train round 0", "eval round 0", "mine", "render re-render requests",
-                  "train round 1 (mined weights)", "eval round 1 (same protocol, same samples)"):
+                  "train round 1 (mined weights)", "eval round 1 (same protocol, same samples)",
+                  "train control (no mining, round-0 data)", "eval control (same protocol, same samples)"):
         assert stage in names
     st = {s["name"]: s for s in d["stages"]}
     manifest = pd.read_parquet(out / "manifest.parquet")
@@ -60,7 +61,9 @@ def test_every_stage_ran_and_counts_add_up(demo_dir):
     assert st["mine"]["counts"]["rerender"] >= 1
     assert st["render re-render requests"]["counts"]["ok"] == st["mine"]["counts"]["rerender"]
     assert st["train round 1 (mined weights)"]["counts"]["step"] == 36
+    assert st["train control (no mining, round-0 data)"]["counts"]["step"] == 36
     assert d["same_pairs"] is True
+    assert d["summary"]["all"]["psnr_control"] is not None and d["summary"]["all"]["vs_control"] is not None
 
 
 def test_loop_state_on_disk(demo_dir):
@@ -82,6 +85,13 @@ def test_loop_state_on_disk(demo_dir):
     after = pd.read_parquet(out / "eval" / "round1.parquet")
     assert set(before["step"]) == {24} and set(after["step"]) == {36}
     assert before.sort_values("key")["pairs"].tolist() == after.sort_values("key")["pairs"].tolist()
+    # the control continued the same round-0 checkpoint without weights, on the round-0 shards only
+    control = pd.read_parquet(out / "eval" / "control.parquet")
+    assert set(control["step"]) == {36} and sorted(control["key"]) == sorted(before["key"])
+    ccfg = json.loads((out / "run_control" / "config.json").read_text())
+    assert ccfg["data"]["weights"] is None
+    assert (out / "run_control" / "checkpoints" / "step-00000024.pt").read_bytes() == \
+        (out / "run" / "checkpoints" / "step-00000024.pt").read_bytes()
 
 
 def test_rerunning_the_demo_resumes_without_redoing_anything(demo_dir):
@@ -91,7 +101,7 @@ def test_rerunning_the_demo_resumes_without_redoing_anything(demo_dir):
     config = json.loads((out / "demo.json").read_text())["config"]
     args = ["demo", "--out", str(out), "--smoke"] + (["--assets", config["assets"]] if config["assets"] else [])
     r = run_cli(*args, timeout=900)
-    assert r.stdout.count("done by an earlier run, skipped") >= 9
+    assert r.stdout.count("done by an earlier run, skipped") >= 11
     assert {p.name: p.stat().st_mtime for p in (out / "data").glob("shard-*.stats.json")} == stamps
     assert sorted(p.name for p in (out / "run" / "checkpoints").glob("*.pt")) == ckpts
     assert "(checked: identical pairs)" in (out / "report.html").read_text()
