@@ -27,12 +27,16 @@ def composite(rgba: np.ndarray) -> np.ndarray:
     return np.clip((rgb * a + bg * (1 - a)) * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
-def depth_to_rgb(depth: np.ndarray) -> np.ndarray:
-    """[H, W] depth (0 = none) -> [H, W, 3] uint8, near bright, far dark, background black."""
+def depth_to_rgb(depth: np.ndarray, lo: float | None = None, hi: float | None = None) -> np.ndarray:
+    """[H, W] depth (0 = none) -> [H, W, 3] uint8, near bright, far dark, background black.
+
+    `lo`/`hi` fix the colour scale (pass the range of a whole sample so that one surface keeps its
+    colour across times and views); by default the image's own range is used."""
     out = np.zeros(depth.shape + (3,), np.uint8)
     m = depth > 0
     if m.any():
-        lo, hi = float(depth[m].min()), float(depth[m].max())
+        lo = float(depth[m].min()) if lo is None else lo
+        hi = float(depth[m].max()) if hi is None else hi
         x = 1.0 - (depth[m] - lo) / max(hi - lo, 1e-6)
         ramp = np.stack([0.2 + 0.8 * x, 0.3 + 0.6 * x, 1.0 - 0.6 * x], axis=-1)
         out[m] = (ramp * 255).astype(np.uint8)
@@ -62,6 +66,10 @@ def contact_sheet(sample: ShardSample, max_views: int = 16, max_times: int = 12,
     header = 14
     sheet = Image.new("RGB", (len(ts) * W, header + len(vs) * rows_per_view * H), (32, 32, 32))
     times = sample.meta.get("times", [0.0] * T)
+    depths = {(t, v): sample.depth(t, v) for t in ts for v in vs} if with_depth else {}
+    surf = [d[d > 0] for d in depths.values() if (d > 0).any()]
+    lo = min(float(x.min()) for x in surf) if surf else None  # one colour scale for the whole sheet
+    hi = max(float(x.max()) for x in surf) if surf else None
     for ci, t in enumerate(ts):
         cell = Image.new("RGB", (W, header), (32, 32, 32))
         _label(cell, f"t={times[t]:.2f}")
@@ -73,7 +81,7 @@ def contact_sheet(sample: ShardSample, max_views: int = 16, max_times: int = 12,
                 _label(tile, f"v{v}")
             sheet.paste(tile, (ci * W, y))
             if with_depth:
-                sheet.paste(Image.fromarray(depth_to_rgb(sample.depth(t, v))), (ci * W, y + H))
+                sheet.paste(Image.fromarray(depth_to_rgb(depths[(t, v)], lo, hi)), (ci * W, y + H))
     return sheet
 
 
