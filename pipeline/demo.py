@@ -158,10 +158,11 @@ class Demo:
         return ["--preset", "debug", "--resolution", str(c.resolution), "--frames", str(c.frames), "--views",
                 str(c.views), "--samples", str(c.samples), "--workers", str(c.workers), "--cpus-per-worker", "1"]
 
-    def _train(self, name: str, steps: int, weights: Path | None, shards: str | None = None) -> Stage:
+    def _train(self, name: str, steps: int, weights: Path | None, shards: str | None = None,
+               run_dir: Path | None = None) -> Stage:
         c = self.cfg
         total = c.steps + c.more_steps
-        args = ["train", "--shards", shards or str(self.data), "--out", str(self.run_dir), "--preset", "tiny",
+        args = ["train", "--shards", shards or str(self.data), "--out", str(run_dir or self.run_dir), "--preset", "tiny",
                 "--steps", str(steps), "--batch-size", str(c.batch_size), "--num-workers", "1",
                 "--device", "cpu", "--log-every", str(max(1, min(20, total // 30))),
                 "--grid-every", str(max(1, total // 3)), "--ckpt-every", str(max(1, total // 6)),
@@ -279,13 +280,9 @@ class Demo:
             (control / "checkpoints").mkdir(parents=True)
             shutil.copy2(self._checkpoint(c.steps), control / "checkpoints" / f"step-{c.steps:08d}.pt")
             shutil.copy2(self.run_dir / "config.json", control / "config.json")
-            saved_run, self.run_dir = self.run_dir, control
-            try:
-                st = self._train("train control (no mining, round-0 data)", c.steps + c.more_steps, None,
-                                 shards=round0_spec)
-                st.counts = self._train_counts()
-            finally:
-                self.run_dir = saved_run
+            st = self._train("train control (no mining, round-0 data)", c.steps + c.more_steps, None,
+                             shards=round0_spec, run_dir=control)
+            st.counts = self._train_counts(control)
             return st
 
         self._stage("train_control", train_control)
@@ -363,8 +360,8 @@ class Demo:
                     counts["reasons"][r["reason"]] = counts["reasons"].get(r["reason"], 0) + 1
         return counts
 
-    def _train_counts(self) -> dict[str, Any]:
-        lines = [json.loads(x) for x in (self.run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    def _train_counts(self, run_dir: Path | None = None) -> dict[str, Any]:
+        lines = [json.loads(x) for x in ((run_dir or self.run_dir) / "metrics.jsonl").read_text().splitlines() if x.strip()]
         last = lines[-1] if lines else {}
         return {"step": last.get("step"), "loss": last.get("loss"), "psnr": last.get("psnr"),
                 "samples_per_s": last.get("samples_per_s")}

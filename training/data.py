@@ -288,22 +288,8 @@ class PickViews:
                     break
 
     def pick(self, sample: dict, rng: random.Random) -> dict:
-        key = sample["__key__"]
-        if "json" not in sample:
-            raise SampleError("missing_member", f"{key}: no {key}.json in {sample.get('__url__')}")
-        try:
-            meta = json.loads(sample["json"])
-        except (ValueError, UnicodeDecodeError) as exn:
-            raise SampleError("bad_json", f"{key}.json: not JSON ({exn})") from None
-        T, V = _check_meta(key, meta)
-        members = {}
-        for suffix in sample:
-            m = IMAGE_RE.match(suffix)
-            if m and int(m.group(1)) < T and int(m.group(2)) < V:
-                members[(int(m.group(1)), int(m.group(2)))] = suffix
+        key, meta, T, V, members = parse_sample(sample)
         pairs = sorted(members)
-        if not pairs:
-            raise SampleError("missing_member", f"{key}: no image members")
         cfg = self.cfg
         static = bool(meta.get("static")) or T == 1
         inputs = _choose(rng, pairs, cfg.n_in)
@@ -333,6 +319,28 @@ class PickViews:
                 depth.append(sample[name])
             out["depth"] = depth
         return out
+
+
+def parse_sample(sample: dict) -> tuple[str, dict, int, int, dict[tuple[int, int], str]]:
+    """A grouped tar sample -> (key, meta, T, V, {(frame, view): image member suffix}).
+
+    Checks the JSON against the shard contract; raises SampleError when a sample cannot be used."""
+    key = sample["__key__"]
+    if "json" not in sample:
+        raise SampleError("missing_member", f"{key}: no {key}.json in {sample.get('__url__')}")
+    try:
+        meta = json.loads(sample["json"])
+    except (ValueError, UnicodeDecodeError) as exn:
+        raise SampleError("bad_json", f"{key}.json: not JSON ({exn})") from None
+    T, V = _check_meta(key, meta)
+    members = {}
+    for suffix in sample:
+        m = IMAGE_RE.match(suffix)
+        if m and int(m.group(1)) < T and int(m.group(2)) < V:
+            members[(int(m.group(1)), int(m.group(2)))] = suffix
+    if not members:
+        raise SampleError("missing_member", f"{key}: no image members")
+    return key, meta, T, V, members
 
 
 def _check_meta(key: str, meta: Any) -> tuple[int, int]:

@@ -158,21 +158,7 @@ class ProtocolPick:
                     break
 
     def pick(self, sample: dict) -> dict:
-        key = sample["__key__"]
-        if "json" not in sample:
-            raise data_mod.SampleError("missing_member", f"{key}: no {key}.json in {sample.get('__url__')}")
-        try:
-            meta = json.loads(sample["json"])
-        except (ValueError, UnicodeDecodeError) as exn:
-            raise data_mod.SampleError("bad_json", f"{key}.json: not JSON ({exn})") from None
-        T, V = data_mod._check_meta(key, meta)
-        members = {}
-        for suffix in sample:
-            m = data_mod.IMAGE_RE.match(suffix)
-            if m and int(m.group(1)) < T and int(m.group(2)) < V:
-                members[(int(m.group(1)), int(m.group(2)))] = suffix
-        if not members:
-            raise data_mod.SampleError("missing_member", f"{key}: no image members")
+        key, meta, T, V, members = data_mod.parse_sample(sample)
         inputs, targets, kinds = choose_pairs(self.protocol, key, sorted(members))
         times = meta["times"]
         return {"key": key, "url": sample.get("__url__"), "meta": meta, "static": bool(meta.get("static")) or T == 1,
