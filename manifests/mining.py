@@ -7,11 +7,14 @@ Strategies rank the evaluated samples from hardest down:
   geometry, flicker, a clip that cannot be learnt from the views) scores near zero and is not chased;
   only samples with a positive score qualify.
 The top `fraction` of the scored samples have their `weight` multiplied by `boost` (weights compound
-over rounds); the top `rerender_fraction` of them also become re-render requests.
+over rounds, up to `max_weight`: a few stubborn samples cannot take over the draws); the top
+`rerender_fraction` of them also become re-render requests.
 
-Joins. Metrics rows are keyed by (uid, clip). A sample evaluated in several shards (its first render and
-a later re-render carry the same key) gets the MEAN of its loss and PSNR over those shards: the trainer
-draws every copy, so the mean is what training sees. Two metrics files must share one `protocol`.
+Joins. Metrics rows are keyed by (uid, clip, shard). A sample evaluated in several shards (its first
+render and a later re-render carry the same key) is scored by its row in the manifest's shard for it
+when there is one: that is the copy the trainer draws (training.data.WeightedRepeat leaves out copies
+in other shards once that shard is read). Otherwise (the re-render not evaluated yet) it gets the MEAN
+over the shards it was scored in. Two metrics files must share one `protocol`.
 
 Renders (`renders` = the dataset folder). A row whose own shard is committed and lists it as `failed` or
 `rejected` is left out of the output and counted by reason; a failed re-render whose parent shard holds
@@ -22,9 +25,9 @@ Re-render rows. (uid, clip) stays unique, so a re-render request REPLACES its ro
 `round` = the manifest's last round + 1, a new shard number after every shard the manifest, the metrics
 or the renders folder know of, `parent_shard` = the row's old shard, `render_settings` = the row's old
 overrides plus denser ones (frames, orbit and random views doubled within caps, seed + 1 for fresh
-random cameras). The old render stays in its old shard and keeps being drawn: the trainer's weights are
-keyed by `{uid}_{clip:03d}`, so it gets the row's (boosted) weight; once the re-render is committed,
-both copies are drawn, each with that weight. A row whose re-render is still pending (its shard is not
+random cameras). The old render stays in its old shard under the same key: the trainer draws it, with the
+row's (boosted) weight, only while the new shard is not among the shards it reads; once the re-render is
+committed and read, only the re-render is drawn. A row whose re-render is still pending (its shard is not
 committed under `renders`) is not requested again, only up-weighted.
 
 Deterministic: rows keep the input manifest's order, ties in the ranking break by (uid, clip), new
@@ -83,6 +86,7 @@ class MineConfig:
     by: str = "loss"                        # loss is what training minimises; psnr ignores the LPIPS/SSIM terms
     fraction: float = 0.1                   # a tenth: enough to shift the draws, few enough to stay "hard"
     boost: float = 4.0                      # hard samples drawn 4x as often: visible in a short run, not dominant
+    max_weight: float = 16.0                # cap on a boosted weight: two rounds of x4, then no further
     rerender_fraction: float = 0.02         # each re-render costs ~4x+ a normal sample (2x frames, 2x views)
     renders: str | None = None              # dataset folder: failed/rejected rows are left out, shard numbers seen
     preset: str | None = None               # render preset the re-renders are validated on (default: the recorded one)
@@ -105,6 +109,8 @@ class MineConfig:
         if not (0.0 <= self.rerender_fraction <= self.fraction):
             raise ValueError(f"--rerender-fraction must be in [0, --fraction={self.fraction}] (re-renders are taken from "
                              f"the hard samples), got {self.rerender_fraction}")
+        if not (math.isfinite(self.max_weight) and self.max_weight > 0):
+            raise ValueError(f"--max-weight must be a finite number > 0, got {self.max_weight}")
         if self.shard_size < 1:
             raise ValueError(f"--shard-size must be >= 1, got {self.shard_size}")
         if self.preset is not None:
@@ -120,13 +126,28 @@ class MineConfig:
 
 @dataclass
 class Metrics:
-    """One metrics file, one row per (uid, clip): loss and psnr averaged over the shards it was scored in."""
+    """One metrics file: per (uid, clip) the loss and psnr averaged over the shards it was scored in, and
+    per (uid, clip, shard) as scored."""
 
     path: Path
     protocol: str
     step: int | None
-    table: pd.DataFrame          # uid, clip, loss, psnr, n_shards
+    table: pd.DataFrame          # uid, clip, loss, psnr, n_shards, max_shard
     multi_shard: int             # samples scored in more than one shard
+    by_shard: pd.DataFrame       # uid, clip, shard, loss, psnr
+
+    def join(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """loss, psnr and `found` for each of `rows` (uid, clip, shard), in order: the metrics of the row's
+        own shard when it was scored there, else the mean over the shards the sample was scored in."""
+        keys = rows[["uid", "clip", "shard"]].astype({"clip": "int64", "shard": "int64"}).reset_index(drop=True)
+        own = keys.merge(self.by_shard, on=["uid", "clip", "shard"], how="left")
+        mean = keys.merge(self.table, on=["uid", "clip"], how="left", indicator=True)
+        here = own["loss"].notna() | own["psnr"].notna()
+        out = pd.DataFrame({c: own[c].where(here, mean[c]) for c in ("loss", "psnr")})
+        out["found"] = (mean["_merge"] == "both").to_numpy()
+        out["own_shard"] = here.to_numpy()
+        out["n_shards"] = mean["n_shards"].fillna(0).astype("int64").to_numpy()
+        return out
 
 
 @dataclass
@@ -145,7 +166,8 @@ class MineResult:
     rerenders: list[dict[str, Any]] = field(default_factory=list)  # uid, clip, parent_shard, shard, render_settings
     not_touched: Counter = field(default_factory=Counter)  # why kept rows were not scored
     metrics_unmatched: int = 0                         # metrics rows with no row in the output manifest
-    multi_shard: int = 0
+    multi_shard: int = 0                               # scored by the mean over shards (own shard not scored)
+    capped: int = 0                                    # hard rows whose boost stopped at max_weight
     weights_before: dict[str, float] = field(default_factory=dict)
     weights_after: dict[str, float] = field(default_factory=dict)
     hard_share_before: float = 0.0                     # share of all weight on the hard rows, before / after
@@ -207,7 +229,8 @@ def read_metrics(path: str | os.PathLike) -> Metrics:
                .agg(loss=("loss", "mean"), psnr=("psnr", "mean"), n_shards=("shard", "size"), max_shard=("shard", "max"))
                .reset_index())
     return Metrics(path=path, protocol=protocols[0], step=steps[0] if steps else None,
-                   table=table, multi_shard=int((table["n_shards"] > 1).sum()))
+                   table=table, multi_shard=int((table["n_shards"] > 1).sum()),
+                   by_shard=df[["uid", "clip", "shard", "loss", "psnr"]].copy())
 
 
 @dataclass
@@ -336,7 +359,7 @@ def mine(cfg: MineConfig, command: str | None = None) -> MineResult:
                           f"{ref.protocol!r}; evaluate both checkpoints with the same protocol")
     renders = read_renders(cfg.renders) if cfg.renders else None
     res = MineResult(out=Path(cfg.out), rows_in=len(manifest), rows_out=0, protocol=cur.protocol, step=cur.step,
-                     reference_step=ref.step if ref else None, scored=0, hard=0, multi_shard=cur.multi_shard)
+                     reference_step=ref.step if ref else None, scored=0, hard=0)
     df = manifest.copy()
     for col, dtype in (("render_settings", object), ("parent_shard", "Int32"), ("mine_reason", object)):
         if col not in df.columns:
@@ -345,20 +368,20 @@ def mine(cfg: MineConfig, command: str | None = None) -> MineResult:
         df = _apply_renders(df, renders, res)
 
     # Score every kept row that has metrics; higher score = harder.
-    keys = df[["uid", "clip"]].astype({"clip": "int64"})
-    scored = keys.merge(cur.table, on=["uid", "clip"], how="left", indicator=True)
-    has = (scored["_merge"] == "both").to_numpy()
+    scored = cur.join(df)
+    has = scored["found"].to_numpy()
+    res.multi_shard = int((has & ~scored["own_shard"].to_numpy() & scored["n_shards"].gt(1).to_numpy()).sum())
     if ref is None:
         score = scored["loss"] if cfg.by == "loss" else -scored["psnr"]
     else:
-        r = keys.merge(ref.table, on=["uid", "clip"], how="left", indicator=True)
+        r = ref.join(df)
         score = scored["loss"] - r["loss"] if cfg.by == "loss" else r["psnr"] - scored["psnr"]
-        no_ref = has & (r["_merge"] != "both").to_numpy()
+        no_ref = has & ~r["found"].to_numpy()
         res.not_touched["no reference metrics"] = int(no_ref.sum())
         has = has & ~no_ref
     score = score.to_numpy(dtype="float64")
     finite = has & ~np.isnan(score)
-    no_metrics = (scored["_merge"] != "both").to_numpy()
+    no_metrics = ~scored["found"].to_numpy()
     if renders is not None:  # exclusive counts: why a kept row has no metrics
         pending = ~df["shard"].astype("int64").isin(renders.committed).to_numpy()
         res.not_touched["shard not rendered yet"] = int((no_metrics & pending).sum())
@@ -366,7 +389,7 @@ def mine(cfg: MineConfig, command: str | None = None) -> MineResult:
     else:
         res.not_touched["no metrics"] = int(no_metrics.sum())
     res.not_touched[f"{cfg.by} is NaN"] = int((has & np.isnan(score)).sum())
-    res.metrics_unmatched = len(cur.table) - int((scored["_merge"] == "both").sum())
+    res.metrics_unmatched = len(cur.table) - int(scored["found"].sum())
     res.scored = int(finite.sum())
 
     order = pd.DataFrame({"i": np.arange(len(df)), "score": score, "uid": df["uid"], "clip": df["clip"]})[finite]
@@ -382,7 +405,9 @@ def mine(cfg: MineConfig, command: str | None = None) -> MineResult:
 
     w_before = df["weight"].to_numpy(dtype="float64")
     df["weight"] = df["weight"].astype("float64")
-    df.loc[df.index[hard], "weight"] = w_before[hard] * cfg.boost
+    boosted = np.maximum(np.minimum(w_before[hard] * cfg.boost, cfg.max_weight), w_before[hard])  # a cap never lowers
+    res.capped = int((boosted < w_before[hard] * cfg.boost).sum())
+    df.loc[df.index[hard], "weight"] = boosted
     df.loc[df.index[hard], "mine_reason"] = f"upweight:{cfg.reason}"
     known = [int(manifest["shard"].max()) if len(manifest) else -1, int(cur.table["max_shard"].max())]
     known += [int(ref.table["max_shard"].max())] if ref is not None else []

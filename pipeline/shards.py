@@ -34,11 +34,11 @@ BASE_COLUMNS = {"uid": "string", "clip": "int32", "key": "string", "status": "st
 STAT_COLUMNS = {
     "static": "bool_", "clip_name": "string", "clip_count": "int32", "fps": "float64", "duration_s": "float64",
     "clip_span_s": "float64", "num_frames": "int32", "num_views": "int32", "resolution": "int32",
-    "faces": "int64", "vertices": "int64", "motion_max": "float64", "motion_mean": "float64",
+    "faces": "int64", "vertices": "int64", "motion_max": "float64", "motion_mean": "float64", "motion_times": "int32",
     "scale_change": "float64", "coverage_mean": "float64", "coverage_min_view": "float64",
     "coverage_max_view": "float64", "empty_views": "int32", "border_fraction": "float64",
     "touches_border": "bool_", "normalization_scale": "float64", "reset_s": "float64", "import_s": "float64",
-    "prepare_s": "float64", "scene_s": "float64", "render_s": "float64", "images": "int32", "bytes": "int64",
+    "prepare_s": "float64", "scene_s": "float64", "render_s": "float64", "cpu_s": "float64", "images": "int32", "bytes": "int64",
 }
 
 

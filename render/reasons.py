@@ -18,7 +18,7 @@ REASONS: dict[str, tuple[str, str]] = {
     "empty_scene": ("rejected", "the imported file has no renderable geometry"),
     "too_many_faces": ("rejected", "the evaluated geometry has more faces than the preset's max_faces"),
     "clip_out_of_range": ("failed", "the row's clip index is not one of the file's animations"),
-    "no_motion": ("rejected", "the clip's evaluated geometry does not move over the sampled times"),
+    "no_motion": ("rejected", "the clip's evaluated geometry does not move over the rendered times (or 9 probe times when fewer)"),
     "empty_render": ("rejected", "every rendered image is fully transparent"),
     "render_failed": ("failed", "Blender raised while rendering or while writing the passes"),
     "timeout": ("failed", "the sample took longer than the preset's max_seconds"),

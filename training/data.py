@@ -25,7 +25,7 @@ import re
 import urllib.request
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -121,13 +121,32 @@ def _is_committed_tar(path: str) -> bool:
     return layout.is_committed(os.path.dirname(path) or ".", int(m.group(1)))
 
 
-def load_weights(path: str | os.PathLike) -> dict[str, float]:
-    """Sample key -> weight from a manifest with the `weight` column (DESIGN.md §3)."""
+class Weights(dict):
+    """Sample key -> draw weight, from a manifest's `weight` column (DESIGN.md §3), plus each key's
+    shard in that manifest (`home`). A clip re-rendered by `pipeline mine` has its row moved to the new
+    shard while its old render stays in the old one under the same key: the copy in `home` is the
+    clip's render, and a copy in any other shard only stands in while `home` is not among the shards
+    read (WeightedRepeat)."""
+
+    def __init__(self, weights: Mapping[str, float], home: Mapping[str, int] | None = None):
+        super().__init__(weights)
+        self.home: dict[str, int] = dict(home or {})
+
+
+def load_weights(path: str | os.PathLike) -> Weights:
+    """The sampling weights of a manifest with the `weight` column (DESIGN.md §3)."""
     from manifests.schema import read_manifest
     from manifests.uids import sample_key
 
     df = read_manifest(path)
-    return {sample_key(u, int(c)): float(w) for u, c, w in zip(df["uid"], df["clip"], df["weight"])}
+    keys = [sample_key(u, int(c)) for u, c in zip(df["uid"], df["clip"])]
+    return Weights(dict(zip(keys, df["weight"].astype(float))), dict(zip(keys, df["shard"].astype(int))))
+
+
+def shard_number(url: str) -> int | None:
+    """N of a `shard-N.tar` URL or path (None for other names)."""
+    m = layout.SHARD_RE.match(url.rstrip("/").rsplit("/", 1)[-1])
+    return int(m.group(1)) if m and m.group(2) == "tar" else None
 
 
 # -- error policy ----------------------------------------------------------------------------------
@@ -239,27 +258,44 @@ def open_shards(src: Iterable[dict], handler: Callable) -> Iterator[dict]:
 class WeightedRepeat:
     """Emit each sample a random number of times with mean weight/mean_weight, so that (with shards
     drawn uniformly and samples spread evenly) a sample's draw frequency is proportional to its weight.
-    Keys absent from the weights get `default`."""
+    Keys absent from the weights get `default`.
 
-    def __init__(self, weights: dict[str, float], *, seed: int, rank: int, epoch: int, default: float = 1.0):
+    Superseded renders: when the weights know a key's home shard (Weights.home) and that shard is among
+    `shards` (the shard numbers this run reads), a copy of the key from any other shard (the render a
+    re-render replaced) is not emitted, so a re-rendered clip is drawn as often as its weight says,
+    not twice. While the home shard is not read (a re-render not committed yet), the old copy stands in."""
+
+    def __init__(self, weights: Mapping[str, float], *, seed: int, rank: int, epoch: int, default: float = 1.0,
+                 shards: Iterable[int] = ()):
         vals = [w for w in weights.values()]
         self.weights, self.default = weights, default
         self.mean = (sum(vals) / len(vals)) if vals else 1.0
         if self.mean <= 0:
             raise ValueError("--weights: all weights are zero")
         self.seed, self.rank, self.epoch = seed, rank, epoch
+        read = set(shards)
+        self.home = {k: n for k, n in getattr(weights, "home", {}).items() if n in read}
         self.unweighted = 0
+        self.superseded = 0
 
     def __call__(self, src: Iterable[dict]) -> Iterator[dict]:
         rng = _rng(self.seed, self.rank, self.epoch, 2)
         for sample in src:
-            w = self.weights.get(sample["__key__"])
+            key = sample["__key__"]
+            home = self.home.get(key)
+            if home is not None and shard_number(sample.get("__url__", "")) not in (home, None):
+                self.superseded += 1
+                if self.superseded == 1:
+                    log.info("--weights: %s from %s is superseded by its render in shard %d; "
+                             "copies outside a clip's manifest shard are not drawn", key, sample.get("__url__"), home)
+                continue
+            w = self.weights.get(key)
             if w is None:
                 w = self.default
                 self.unweighted += 1
                 if self.unweighted == 1:
                     log.warning("--weights: key %s not in the weights manifest; using weight %s",
-                                sample["__key__"], self.default)
+                                key, self.default)
             r = w / self.mean
             n = int(r) + (1 if rng.random() < r - int(r) else 0)
             for _ in range(n):
@@ -501,7 +537,7 @@ class Collate:
 
 def make_dataset(urls: list[str], cfg: DataConfig, *, batch_size: int, seed: int = 0, rank: int = 0,
                  world_size: int = 1, epoch: int = 0, resampled: bool = True, handler: Callable | None = None,
-                 weights: dict[str, float] | None = None, batches_per_worker: int | None = None):
+                 weights: Mapping[str, float] | None = None, batches_per_worker: int | None = None):
     """The WebDataset pipeline for one rank (see module docstring). Returns a wds.DataPipeline that
     yields batches; with `batches_per_worker` it yields exactly that many per iteration (per worker)."""
     import webdataset as wds
@@ -516,7 +552,7 @@ def make_dataset(urls: list[str], cfg: DataConfig, *, batch_size: int, seed: int
         functools.partial(group_by_keys, handler=handler),
     ]
     if weights is not None:
-        stages.append(WeightedRepeat(weights, **kw))
+        stages.append(WeightedRepeat(weights, shards=[n for n in map(shard_number, urls) if n is not None], **kw))
     stages.append(PickViews(cfg, handler, **kw))
     if resampled:
         stages.append(wds.shuffle(cfg.shuffle_buffer, initial=cfg.shuffle_buffer,
@@ -548,7 +584,7 @@ class _LazyRng(random.Random):
 
 
 def make_loader(urls: list[str], cfg: DataConfig, *, batch_size: int, seed: int, rank: int = 0,
-                world_size: int = 1, epoch: int = 0, weights: dict[str, float] | None = None,
+                world_size: int = 1, epoch: int = 0, weights: Mapping[str, float] | None = None,
                 handler: Callable | None = None, pin_memory: bool = False):
     """A DataLoader over one epoch of `cfg.batches_per_epoch` batches (rounded up to a multiple of
     the worker count) for this rank; every rank gets the same count, so DDP never waits on data."""

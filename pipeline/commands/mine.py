@@ -43,6 +43,8 @@ Then: pipeline render --manifest next.parquet --shard N --out data      (each ne
 @click.option("--fraction", type=float, default=0.1, show_default=True,
               help="Share of the scored samples that count as hard and are up-weighted.")
 @click.option("--boost", type=float, default=4.0, show_default=True, help="Weight multiplier of a hard sample (>= 1).")
+@click.option("--max-weight", type=float, default=16.0, show_default=True,
+              help="Cap on a boosted weight (weights compound over rounds; a cap never lowers a weight).")
 @click.option("--rerender-fraction", type=float, default=0.02, show_default=True,
               help="Share of the scored samples (the hardest of the hard) re-rendered denser, in new shards; 0 = none.")
 @click.option("--renders", type=click.Path(file_okay=False, exists=True),
@@ -53,14 +55,15 @@ Then: pipeline render --manifest next.parquet --shard N --out data      (each ne
 @click.option("--shard-size", type=int, default=64, show_default=True, help="Rows per new re-render shard.")
 @click.pass_context
 def command(ctx: click.Context, metrics, manifest, out, strategy, reference_metrics, by, fraction, boost,
-            rerender_fraction, renders, preset, shard_size) -> None:
+            max_weight, rerender_fraction, renders, preset, shard_size) -> None:
     """Mine hard examples: write the next round's manifest with weights and re-render requests."""
     from manifests.mining import MineConfig, MiningError, mine
     from manifests.schema import ManifestError
 
     try:
         cfg = MineConfig(metrics=metrics, manifest=manifest, out=out, reference_metrics=reference_metrics,
-                         strategy=strategy, by=by, fraction=fraction, boost=boost, rerender_fraction=rerender_fraction,
+                         strategy=strategy, by=by, fraction=fraction, boost=boost, max_weight=max_weight,
+                         rerender_fraction=rerender_fraction,
                          renders=renders, preset=preset, shard_size=shard_size)
     except ValueError as exc:
         raise click.UsageError(str(exc), ctx) from None
@@ -107,7 +110,7 @@ def _print_table(r, cfg) -> None:
         if r.metrics_unmatched:
             click.echo(f"  {'metrics rows with no row in the output':<42}{r.metrics_unmatched:>6}")
         if r.multi_shard:
-            click.echo(f"  {'(samples scored in several shards: mean)':<42}{r.multi_shard:>6}")
+            click.echo(f"  {'(scored in several shards, not its own: mean)':<42}{r.multi_shard:>6}")
     if r.rerenders:
         shards = r.new_shards
         span = f"{shards[0]}" if len(shards) == 1 else f"{shards[0]}-{shards[-1]}"
@@ -119,3 +122,5 @@ def _print_table(r, cfg) -> None:
     b, a = r.weights_before, r.weights_after
     click.echo(f"weights: min/mean/max {b['min']:g}/{b['mean']:.3g}/{b['max']:g} -> {a['min']:g}/{a['mean']:.3g}/{a['max']:g}; "
                f"hard rows carry {100 * r.hard_share_before:.1f}% -> {100 * r.hard_share_after:.1f}% of the draws")
+    if r.capped:
+        click.echo(f"  {r.capped} hard row(s) stopped at --max-weight {cfg.max_weight:g} (weights compound over rounds)")

@@ -114,6 +114,17 @@ def test_boost_multiplies_the_input_weight(scene, tmp_path):
     assert rows["a0"]["weight"] == pytest.approx(7.5) and rows["a1"]["weight"] == pytest.approx(2.5)
 
 
+def test_boosted_weights_stop_at_max_weight_and_a_cap_never_lowers_one(scene, tmp_path):
+    weights = {"a0": 6.0, "b0": 20.0, "b1": 1.0}  # the three hardest by loss (0.9, 0.5, 0.3)
+    df0 = read_manifest(scene["manifest"])
+    write_test_manifest(scene["manifest"], weight=df0["uid"].map(weights).fillna(1.0).to_numpy())
+    df, res = run(scene, fraction=0.5, boost=4.0, max_weight=16.0)
+    rows = by_uid(df)
+    assert (rows["a0"]["weight"], rows["b0"]["weight"], rows["b1"]["weight"]) == (16.0, 20.0, 4.0)
+    assert res.capped == 2 and rows["a1"]["weight"] == 1.0  # a0 (24 -> 16) and b0 (80 -> stays 20)
+    assert res.weights_after["max"] == 20.0
+
+
 def test_reducible_chases_what_the_reference_learnt_not_what_both_miss(scene, tmp_path):
     # a0 is hard for both models (noisy or broken): topk chases it, reducible does not.
     # b1 is hard for the current model only: reducible picks it first.
@@ -168,6 +179,28 @@ def test_a_sample_scored_in_several_shards_gets_its_mean(tmp_path):
     m = read_metrics(tmp_path / "m.parquet")
     row = m.table.set_index("uid").loc["a0"]
     assert row["loss"] == pytest.approx(0.6) and row["n_shards"] == 2 and m.multi_shard == 1
+
+
+def test_a_rerendered_sample_is_scored_by_its_own_shard_when_evaluated_there(scene):
+    # a0 moved to shard 5 by an earlier mining round; evaluated in its old shard 0 (loss 0.9) and in 5 (0.05):
+    # the trainer draws only the copy in shard 5 once it is read, so that copy's loss ranks it.
+    df0 = read_manifest(scene["manifest"])
+    df0.loc[df0["uid"] == "a0", ["shard", "round"]] = [5, 1]
+    write_manifest(df0, scene["manifest"])
+    old = pq.read_table(scene["metrics"]).to_pandas()
+    new = old[old["uid"] == "a0"].assign(shard=5, loss=0.05)
+    pq.write_table(pa.Table.from_pandas(pd.concat([old, new]), preserve_index=False), scene["metrics"])
+    df, res = run(scene, fraction=0.2, renders=None)
+    assert {r["uid"] for r in df.to_dict("records") if r["mine_reason"]} == {"b0", "b1"}  # 0.5, 0.3; a0 is easy now
+    assert res.multi_shard == 0
+    # Its re-render not evaluated yet: the mean over the shards it was scored in (0.9 and 0.05) ranks it.
+    write_metrics(scene["metrics"], LOSS, PSNR)
+    new = new.assign(shard=7)
+    old = pq.read_table(scene["metrics"]).to_pandas()
+    pq.write_table(pa.Table.from_pandas(pd.concat([old, new]), preserve_index=False), scene["metrics"])
+    df, res = run(scene, fraction=0.2, renders=None)
+    hard = {r["uid"] for r in df.to_dict("records") if r["mine_reason"]}
+    assert hard == {"b0", "a0"} and res.multi_shard == 1  # a0: mean 0.475 ranks between b0 (0.5) and b1 (0.3)
 
 
 # -- render outcomes -----------------------------------------------------------------------------
@@ -288,7 +321,8 @@ def test_same_inputs_same_manifest_byte_for_byte(scene):
     (dict(boost=float("inf")), "--boost"), (dict(rerender_fraction=0.3, fraction=0.2), "--rerender-fraction"),
     (dict(strategy="reducible"), "--reference-metrics"), (dict(reference_metrics="r.parquet"), "--reference-metrics"),
     (dict(by="ssim"), "--by"), (dict(strategy="best"), "--strategy"), (dict(preset="huge"), "--preset"),
-    (dict(shard_size=0), "--shard-size"),
+    (dict(shard_size=0), "--shard-size"), (dict(max_weight=0.0), "--max-weight"),
+    (dict(max_weight=float("nan")), "--max-weight"),
 ])
 def test_bad_settings_name_the_flag(kw, flag):
     with pytest.raises(ValueError, match=flag):

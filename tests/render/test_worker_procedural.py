@@ -104,8 +104,10 @@ def test_webp_normals_random_views_and_random_lighting(worker, procedural_assets
 def test_quality_statistics_are_flat_scalars(rendered):
     st = rendered[0].result.stats
     for k in ("coverage_mean", "coverage_min_view", "coverage_max_view", "border_fraction", "touches_border",
-              "motion_max", "motion_mean", "scale_change", "faces", "render_s", "import_s", "reset_s"):
+              "motion_max", "motion_mean", "motion_times", "scale_change", "faces", "render_s", "import_s", "reset_s",
+              "cpu_s"):
         assert k in st and isinstance(st[k], (bool, int, float)), k
+    assert 0 < st["render_s"] < rendered[0].result.seconds and st["cpu_s"] > 0.5 * st["render_s"]
     assert 0 < st["coverage_min_view"] <= st["coverage_mean"] <= st["coverage_max_view"] < 1
     assert st["scale_change"] >= 1.0
 
@@ -116,3 +118,19 @@ def test_an_object_filling_the_frame_touches_the_border(worker, procedural_asset
     assert r.stats["touches_border"] is True and r.stats["border_fraction"] > 0.5
     cov = json.loads(r.members[f"{r.key}.json"])["quality"]["coverage"]
     assert np.array(cov).shape == (4, 4)
+
+
+def test_a_looping_clip_rendered_at_its_two_ends_is_judged_on_in_between_times(worker, procedural_assets):
+    # Procedural clips loop: their first and last poses are the same, so two rendered times (the ends)
+    # show no motion; the check then looks at MOTION_PROBES in-between times and keeps the clip.
+    from render.worker import MOTION_PROBES
+
+    path = procedural_assets[0]
+    r = render_row(worker, path, num_frames=2, fixed_views=1, resolution=32, max_window_s=600.0)
+    assert r.status == "ok", (r.reason, r.detail)
+    s = Sample(r)
+    assert image_change(s, 0, 1) < 0.05  # the two rendered poses agree: the rendered times alone say "still"
+    assert r.stats["motion_times"] == MOTION_PROBES and r.stats["motion_max"] > 0.01
+    # Enough rendered times: the check uses them as they are.
+    r4 = render_row(worker, path, num_frames=4, fixed_views=1, resolution=32, max_window_s=600.0)
+    assert r4.status == "ok" and r4.stats["motion_times"] == 4

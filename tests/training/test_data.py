@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import logging
@@ -226,6 +227,48 @@ def test_draw_frequencies_follow_manifest_weights(tmp_path):
         assert abs(counts[f"{u}_000"] / n - wt / 7) < 0.045, counts
     uniform = Counter(k for b in _batches(data.resolve_shards(str(ds)), cfg, 60, batch_size=10) for k in b["key"])
     assert all(abs(c / 600 - 0.25) < 0.06 for c in uniform.values()) and len(uniform) == 4
+
+
+def _rerendered_dataset(tmp_path):
+    """Shard 0 holds ra's first render and rb; shard 1 ra's re-render and rc; the manifest (as `pipeline
+    mine` leaves it) puts ra in shard 1 with parent_shard 0. All weights 1."""
+    from manifests.schema import write_manifest
+
+    ds = tmp_path / "ds"
+    for shard, uids in enumerate((["ra", "rb"], ["ra", "rc"])):
+        synthetic.commit_shard(ds, shard, [synthetic.make_sample(u, 10 * shard + i, views=2, frames=1, size=8,
+                                                                 depth=False, n_objects=1) for i, u in enumerate(uids)])
+    manifest = pd.DataFrame({"uid": ["ra", "rb", "rc"], "clip": 0, "clip_name": "", "source": "procedural",
+                             "uri": ["ra.glb", "rb.glb", "rc.glb"], "sha256": None, "license": "cc0",
+                             "shard": [1, 0, 1], "weight": 1.0, "round": [1, 0, 0]})
+    manifest["parent_shard"] = pd.array([0, None, None], dtype="Int32")
+    write_manifest(manifest, tmp_path / "m.parquet")
+    return ds, data.load_weights(tmp_path / "m.parquet")
+
+
+def test_a_rerendered_clip_is_drawn_from_its_manifest_shard_only(tmp_path):
+    import webdataset as wds
+    from webdataset.tariterators import group_by_keys, tar_file_expander
+
+    ds, w = _rerendered_dataset(tmp_path)
+    assert w.home == {"ra_000": 1, "rb_000": 0, "rc_000": 1}
+
+    def one_pass(urls):  # the loader's first stages, each shard once, then the weighted repeat
+        kw = dict(seed=0, rank=0, epoch=0)
+        stage = data.WeightedRepeat(w, shards=[data.shard_number(u) for u in urls], **kw)
+        pipe = wds.DataPipeline(data.ShardSource(urls, resampled=False, world_size=1, **kw),
+                                functools.partial(data.open_shards, handler=data.SkipAndCount()),
+                                tar_file_expander, group_by_keys, stage)
+        return sorted((x["__key__"], data.shard_number(x["__url__"])) for x in pipe), stage.superseded
+
+    urls = data.resolve_shards(str(ds))
+    assert one_pass(urls) == ([("ra_000", 1), ("rb_000", 0), ("rc_000", 1)], 1)  # the first render is not drawn
+    # The re-render not read (not committed yet, or left out of --shards): the first render stands in.
+    assert one_pass([u for u in urls if data.shard_number(u) == 0]) == ([("ra_000", 0), ("rb_000", 0)], 0)
+    # Through the whole loader: the re-rendered clip is drawn as often as the others, not twice as often.
+    cfg = _cfg(image_size=8, n_in=1, n_target=1, shuffle_buffer=16)
+    counts = Counter(k for b in _batches(urls, cfg, 60, batch_size=10, weights=w) for k in b["key"])
+    assert all(abs(c / 600 - 1 / 3) < 0.06 for c in counts.values()) and len(counts) == 3, counts
 
 
 def test_every_sample_is_equally_likely_when_shards_differ_in_size(tmp_path):
