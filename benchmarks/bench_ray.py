@@ -8,7 +8,8 @@ import per worker). Modes:
   ray 1xC  one Ray actor with all C CPUs (the plain run's resources, scheduled through Ray)
   ray 1x1  one actor with one CPU
   ray Cx1  C actors with one CPU each
-  ray 1xC nice0  as ray 1xC with Ray's worker niceness 0 (RAY_worker_niceness; Ray's default is 15)
+  ray 1xC nice15  as ray 1xC with Ray's own default worker niceness, 15 (init_ray sets 0 for a local
+                  instance unless RAY_worker_niceness is set)
 Per sample, from the shard parquet: wall seconds inside the worker and `cpu_s` (CPU seconds of the
 worker process): equal CPU but more wall time in an actor means the actor waited (other processes,
 niceness), more CPU means it did more work.
@@ -73,9 +74,9 @@ def main() -> None:
         f"ray 1x{cpus}": ["--workers", "1", "--cpus-per-worker", str(cpus)],
         "ray 1x1": ["--workers", "1", "--cpus-per-worker", "1"],
         f"ray {cpus}x1": ["--workers", str(cpus), "--cpus-per-worker", "1"],
-        f"ray 1x{cpus} nice0": ["--workers", "1", "--cpus-per-worker", str(cpus)],
+        f"ray 1x{cpus} nice15": ["--workers", "1", "--cpus-per-worker", str(cpus)],
     }
-    mode_env = {f"ray 1x{cpus} nice0": {"RAY_worker_niceness": "0"}}
+    mode_env = {f"ray 1x{cpus} nice15": {"RAY_worker_niceness": "15"}}
     chosen = [m.strip().replace("C", str(cpus)) for m in args.modes.split(",")]
     modes = {k: v for k, v in modes.items() if k in chosen}
     print(f"{args.n} / {2 * args.n} samples x {args.frames * args.views} images at {args.resolution} px, "

@@ -151,10 +151,15 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> None:
         return
     if address is None and not os.environ.get("RAY_ADDRESS"):
         # No prestarted idle task workers: the pool starts its own actors, and on a small machine the
-        # idle ones only take memory and CPU from Blender (BENCHMARKS.md, Ray scheduling).
+        # idle ones only take memory and CPU from Blender. Workers at niceness 0, not Ray's 15: the
+        # render actors are this instance's work, and at 15 a sample took ~5% longer than in a plain
+        # process while at 0 it took the same (BENCHMARKS.md, Ray scheduling). A cluster's nodes take
+        # theirs from `ray start` (RAY_worker_niceness=0 ray start ...).
+        system = {"enable_worker_prestart": False, "prestart_worker_first_driver": False}
+        if "RAY_worker_niceness" not in os.environ:  # the user's (or a benchmark's) choice wins
+            system["worker_niceness"] = 0
         ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, logging_level=logging.WARNING,
-                 log_to_driver=True,
-                 _system_config={"enable_worker_prestart": False, "prestart_worker_first_driver": False})
+                 log_to_driver=True, _system_config=system)
     else:
         ray.init(address=address or "auto", logging_level=logging.WARNING, log_to_driver=True)
 

@@ -43,6 +43,17 @@ def test_parse_faults():
         parse_faults({"PIPELINE_TEST_FAULTS": "explode=a"})
 
 
+def test_a_local_instance_runs_its_workers_at_niceness_0(ray_local):
+    # Ray's default worker niceness (15) made samples ~5% slower than a plain process (BENCHMARKS.md).
+    @ray_local.remote(num_cpus=1)
+    def niceness() -> int:
+        import os
+
+        return os.getpriority(os.PRIO_PROCESS, 0)
+
+    assert ray_local.get(niceness.remote(), timeout=60) == 0
+
+
 def test_pool_commits_every_shard_with_every_row_once(ray_local, proc_manifest, tiny_spec, tmp_path):
     shards = _shards(proc_manifest)
     assert len(shards) >= 2
