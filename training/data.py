@@ -115,10 +115,10 @@ def _http_dataset(url: str) -> list[str]:
 
 
 def _is_committed_tar(path: str) -> bool:
-    m = layout.SHARD_RE.match(os.path.basename(path))
-    if not m or m.group(2) != "tar":
+    n = shard_number(path)
+    if n is None:
         return True  # not in the project's naming: nothing to check against, trust the user
-    return layout.is_committed(os.path.dirname(path) or ".", int(m.group(1)))
+    return layout.is_committed(os.path.dirname(path) or ".", n)
 
 
 class Weights(dict):

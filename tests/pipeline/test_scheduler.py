@@ -36,6 +36,13 @@ def _parquet(out, n):
     return {r["key"]: r for r in pq.read_table(out / parquet_name(n)).to_pylist()}
 
 
+def _fault_once(monkeypatch, tmp_path, kind: str, uid: str) -> None:
+    """The test-only fault switch: `kind` (crash or hang) on `uid`, the first time only."""
+    monkeypatch.setenv("PIPELINE_TEST_FAULTS", f"{kind}={uid}")
+    monkeypatch.setenv("PIPELINE_TEST_FAULTS_ONCE_DIR", str(tmp_path / "once"))
+    (tmp_path / "once").mkdir()
+
+
 def test_parse_faults():
     assert parse_faults({"PIPELINE_TEST_FAULTS": "crash=a,hang=b_1"}) == {"a": "crash", "b_1": "hang"}
     assert parse_faults({}) == {}
@@ -91,9 +98,7 @@ def test_pool_matches_the_plain_render_shard(ray_local, proc_manifest, tiny_spec
 def test_crash_is_retried_on_a_fresh_worker(ray_local, proc_manifest, tiny_spec, tmp_path, monkeypatch):
     shards = _shards(proc_manifest, only=[0])
     victim = shards[0][0]["uid"]
-    monkeypatch.setenv("PIPELINE_TEST_FAULTS", f"crash={victim}")
-    monkeypatch.setenv("PIPELINE_TEST_FAULTS_ONCE_DIR", str(tmp_path / "once"))
-    (tmp_path / "once").mkdir()
+    _fault_once(monkeypatch, tmp_path, "crash", victim)
     pool = RenderPool(tiny_spec, tmp_path / "out", PoolConfig(workers=1, max_attempts=2, progress=False))
     pool.run(shards)
     rows = _parquet(tmp_path / "out", 0)
@@ -122,9 +127,7 @@ def test_crash_every_time_gives_a_failed_row_and_the_shard_commits(ray_local, pr
 def test_hang_is_killed_at_the_timeout_and_retried(ray_local, proc_manifest, tiny_spec, tmp_path, monkeypatch):
     shards = _shards(proc_manifest, only=[1])
     victim = shards[1][0]["uid"]
-    monkeypatch.setenv("PIPELINE_TEST_FAULTS", f"hang={victim}")
-    monkeypatch.setenv("PIPELINE_TEST_FAULTS_ONCE_DIR", str(tmp_path / "once"))
-    (tmp_path / "once").mkdir()
+    _fault_once(monkeypatch, tmp_path, "hang", victim)
     pool = RenderPool(tiny_spec, tmp_path / "out", PoolConfig(workers=1, asset_timeout_s=20, progress=False))
     pool.run(shards)
     rows = _parquet(tmp_path / "out", 1)
