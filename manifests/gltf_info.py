@@ -120,19 +120,37 @@ def parse_gltf_bytes(data: bytes, fmt: str, where: str = "<bytes>") -> GltfInfo:
     return _parse(io.BytesIO(data), len(data), fmt, False, where)
 
 
+class GunzipTooLarge(ValueError):
+    """A gzip stream that unpacks to more than MAX_GUNZIP_BYTES."""
+
+
+def gunzip_into(path: str | os.PathLike, dst: BinaryIO, limit: int = MAX_GUNZIP_BYTES) -> int:
+    """Unpack the gzip file `path` into `dst` in 1 MiB chunks; returns the bytes written. Raises
+    GunzipTooLarge past `limit` (a gzip bomb), and gzip's own errors (OSError, EOFError, zlib.error)
+    for a broken stream. Used by curation (into memory) and by the render worker (into a file)."""
+    total = 0
+    with gzip.open(path, "rb") as src:
+        while chunk := src.read(1 << 20):
+            total += len(chunk)
+            if total > limit:
+                raise GunzipTooLarge(f"decompresses to more than {limit} bytes")
+            dst.write(chunk)
+    return total
+
+
 def _gunzip(path: Path, where: str) -> bytes:
     with open(path, "rb") as fh:
         head = fh.read(2)
     if head != GZIP_MAGIC:
         raise GltfError("not_gzip", where, f"named .gz but does not start with the gzip magic 1f 8b (starts with {head.hex() or 'nothing'})")
+    buf = io.BytesIO()
     try:
-        with gzip.open(path, "rb") as g:
-            data = g.read(MAX_GUNZIP_BYTES + 1)
+        gunzip_into(path, buf)
+    except GunzipTooLarge:
+        raise GltfError("unreadable_file", where, f"decompresses to more than {MAX_GUNZIP_BYTES} bytes") from None
     except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
         raise GltfError("not_gzip", where, f"corrupt or truncated gzip stream ({exc})") from None
-    if len(data) > MAX_GUNZIP_BYTES:
-        raise GltfError("unreadable_file", where, f"decompresses to more than {MAX_GUNZIP_BYTES} bytes")
-    return data
+    return buf.getvalue()
 
 
 def _parse(f: BinaryIO, size: int, fmt: str, gz: bool, where: str) -> GltfInfo:

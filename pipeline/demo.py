@@ -361,7 +361,7 @@ class Demo:
         return counts
 
     def _train_counts(self, run_dir: Path | None = None) -> dict[str, Any]:
-        lines = [json.loads(x) for x in ((run_dir or self.run_dir) / "metrics.jsonl").read_text().splitlines() if x.strip()]
+        lines = read_train_metrics(run_dir or self.run_dir)
         last = lines[-1] if lines else {}
         return {"step": last.get("step"), "loss": last.get("loss"), "psnr": last.get("psnr"),
                 "samples_per_s": last.get("samples_per_s")}
@@ -386,6 +386,12 @@ class Demo:
 
     def config_dict(self) -> dict[str, Any]:
         return asdict(self.cfg)
+
+
+def read_train_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """The logged lines of a training run (RUN/metrics.jsonl), oldest first."""
+    text = (Path(run_dir) / "metrics.jsonl").read_text(encoding="utf-8")
+    return [json.loads(x) for x in text.splitlines() if x.strip()]
 
 
 def merge_manifests(parts: list[Path], out: Path, shard_size: int) -> Path:

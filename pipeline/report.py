@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import os
 import platform
 import time
 from pathlib import Path
@@ -122,14 +123,17 @@ def write_report(demo: Any, total_seconds: float) -> Path:
     d = demo.dir
     files = d / "report_files"
     files.mkdir(exist_ok=True)
-    metrics = [json.loads(x) for x in (demo.run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    from manifests.uids import sample_key
+    from pipeline.demo import read_train_metrics
+
+    metrics = read_train_metrics(demo.run_dir)
     before = pd.read_parquet(d / "eval" / "round0.parquet")
     after = pd.read_parquet(d / "eval" / "round1.parquet")
     nxt = pd.read_parquet(d / "manifest_round1.parquet")
-    hard_keys = {f"{u}_{int(c):03d}" for u, c, r in zip(nxt["uid"], nxt["clip"], nxt.get("mine_reason", [None] * len(nxt)))
-                 if isinstance(r, str) and (r.startswith("upweight") or r.startswith("rerender"))}
-    rerender_keys = {f"{u}_{int(c):03d}" for u, c, r in zip(nxt["uid"], nxt["clip"], nxt.get("mine_reason", [None] * len(nxt)))
-                     if isinstance(r, str) and r.startswith("rerender")}
+    mined = {sample_key(u, int(c)): r for u, c, r in zip(nxt["uid"], nxt["clip"], nxt.get("mine_reason", [None] * len(nxt)))
+             if isinstance(r, str)}
+    hard_keys = {k for k, r in mined.items() if r.startswith(("upweight", "rerender"))}
+    rerender_keys = {k for k, r in mined.items() if r.startswith("rerender")}
     joined = before[["key", "psnr", "loss"]].merge(after[["key", "psnr", "loss"]], on="key", suffixes=("_before", "_after"))
     joined["delta"] = joined["psnr_after"] - joined["psnr_before"]
     control_path = d / "eval" / "control.parquet"
@@ -177,7 +181,7 @@ def write_report(demo: Any, total_seconds: float) -> Path:
         "code{background:#f4f4f4;padding:1px 3px}</style></head><body>",
         "<h1>Objaverse-4D data engine: the loop on the embedded default</h1>",
         f"<p>{_e(time.strftime('%Y-%m-%d %H:%M'))} on {_e(platform.node())} ({_e(platform.machine())}, "
-        f"{_e(__import__('os').cpu_count())} CPUs, no GPU used); size <b>{_e(c.size)}</b>; "
+        f"{_e(os.cpu_count())} CPUs, no GPU used); size <b>{_e(c.size)}</b>; "
         f"total <b>{total_seconds / 60:.1f} min</b>.</p>",
         "<p>Procedural animated assets were curated, rendered on a local Ray instance, used to train the tiny 4D "
         "Gaussian reconstructor, evaluated with a fixed protocol, mined for hard samples (up-weighted, and the hardest "

@@ -7,7 +7,6 @@ keeps its memory flat (DESIGN.md §7).
 from __future__ import annotations
 
 import contextlib
-import gzip
 import importlib
 import json
 import math
@@ -23,6 +22,7 @@ import bpy
 import mathutils
 import numpy as np
 
+from manifests.gltf_info import MAX_GUNZIP_BYTES, GunzipTooLarge, gunzip_into
 from render.cameras import orbit_position
 from render.reasons import AssetProblem
 
@@ -99,9 +99,6 @@ def detect_format(path: Path, hint: str | None = None) -> str:
     raise AssetProblem("unsupported_format", f"{path}: file type {kind or 'unknown'!r} is not imported; supported: {sorted(IMPORTERS)}")
 
 
-MAX_GUNZIP_BYTES = 4 << 30  # no real asset unpacks beyond this; a bigger stream is a gzip bomb
-
-
 def ungzip(path: Path, kind: str, out_dir: Path) -> Path:
     """`path` itself, or, when it is gzip-compressed, its content unpacked into `out_dir`.
 
@@ -113,13 +110,10 @@ def ungzip(path: Path, kind: str, out_dir: Path) -> Path:
             return path
     out = out_dir / f"asset.{kind}"
     try:
-        with gzip.open(path, "rb") as src, open(out, "wb") as dst:
-            total = 0
-            while chunk := src.read(1 << 20):
-                total += len(chunk)
-                if total > MAX_GUNZIP_BYTES:
-                    raise AssetProblem("import_failed", f"{path.name}: unpacks to more than {MAX_GUNZIP_BYTES >> 30} GiB")
-                dst.write(chunk)
+        with open(out, "wb") as dst:
+            gunzip_into(path, dst)
+    except GunzipTooLarge:
+        raise AssetProblem("import_failed", f"{path.name}: unpacks to more than {MAX_GUNZIP_BYTES >> 30} GiB") from None
     except (OSError, EOFError, zlib.error) as exc:
         raise AssetProblem("import_failed", f"{path.name}: corrupt or truncated gzip stream ({exc})") from None
     if kind == "gltf":

@@ -34,14 +34,14 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 import torch
 
-from pipeline import layout
 from training import checkpoint as ckpt
 from training import data as data_mod
 from training.baselines import nearest_input
 from training.config import DataConfig, TrainConfig
 from training.losses import psnr, reconstruction_losses, ssim
 from training.model import Reconstructor
-from training.render import render_gaussians, resolve_backend
+from training.render import resolve_backend
+from training.train import autocast_for, forward_render, to_device
 
 log = logging.getLogger(__name__)
 
@@ -172,8 +172,8 @@ class BuildEvalSample(data_mod.BuildSample):
 
     def build(self, item: dict, rng: random.Random) -> dict:
         out = super().build(item, rng)
-        m = layout.SHARD_RE.match(os.path.basename(str(item.get("url") or "")))
-        out["shard"] = torch.tensor(int(m.group(1)) if m else -1)
+        n = data_mod.shard_number(str(item.get("url") or ""))
+        out["shard"] = torch.tensor(-1 if n is None else n)
         out["clip"] = torch.tensor(int(item["meta"].get("clip", -1)))
         out["kind"] = torch.tensor([KINDS.index(k) if k in KINDS else len(KINDS) for k in item["kinds"]])
         return out
@@ -257,18 +257,15 @@ def evaluate(checkpoint: str | os.PathLike, shards: str, out: str | os.PathLike,
         log.info("no --lpips-weights: the lpips column stays null")
     urls = data_mod.resolve_shards(shards)
     handler = data_mod.SkipAndCount(max_consecutive=10**9)
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" and cfg.bf16 else _null())
+    autocast = autocast_for(cfg, dev)
     rows: list[dict] = []
     heap: list[tuple[float, int, dict]] = []  # the `worst` highest losses: (loss, counter, saved batch slice)
     bar = tqdm(unit="sample", desc="eval", disable=not progress, dynamic_ncols=True)
     for batch in make_eval_dataset(urls, protocol, size, bs, handler):
         batch.pop("skipped", None)
         batch.pop("worker", None)
-        b = {k: (v.to(dev) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
-        with autocast:
-            g = model(b["in_rgb"], b["in_cond"], b["in_c2w"], b["in_K"], b["in_time"])
-        pred, alpha = render_gaussians(g, b["tg_c2w"], b["tg_K"], b["tg_time"], size, size, b["background"],
-                                       cfg.render, backend)
+        b = to_device(batch, dev)
+        _g, pred, alpha = forward_render(model, b, cfg, backend, autocast, size)
         pred = pred.float().clamp(0, 1)
         tg = b["tg_rgb"]
         p_img = psnr(pred, tg)  # [B, T]
@@ -316,14 +313,6 @@ def evaluate(checkpoint: str | os.PathLike, shards: str, out: str | os.PathLike,
         save_grid(gp, saved, saved["pred"])
         grid_paths.append(gp)
     return EvalResult(rows=rows, skipped=dict(handler.counts), worst=grid_paths, summary=summarize(rows))
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
 
 
 def write_metrics(rows: list[dict], out: str | os.PathLike, protocol: Protocol, **meta: Any) -> Path:

@@ -62,11 +62,20 @@ def to_device(batch: dict, device: torch.device) -> dict:
     return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
 
 
-def forward_render(model: nn.Module, batch: dict, cfg: TrainConfig, backend: str, autocast: Any):
-    """Reconstruct Gaussians from the inputs and render every target. Returns (gaussians, rgb, alpha)."""
+def autocast_for(cfg: TrainConfig, device: torch.device) -> Any:
+    """bf16 autocast for the transformer on CUDA when the config asks for it; a no-op context otherwise."""
+    if cfg.bf16 and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def forward_render(model: nn.Module, batch: dict, cfg: TrainConfig, backend: str, autocast: Any,
+                   size: int | None = None):
+    """Reconstruct Gaussians from the inputs and render every target at `size` (default: the config's
+    image size). Returns (gaussians, rgb, alpha)."""
     with autocast:
         g = model(batch["in_rgb"], batch["in_cond"], batch["in_c2w"], batch["in_K"], batch["in_time"])
-    S = cfg.data.image_size
+    S = size or cfg.data.image_size
     rgb, alpha = render_gaussians(g, batch["tg_c2w"], batch["tg_K"], batch["tg_time"], S, S, batch["background"],
                                   cfg.render, backend)
     return g, rgb, alpha
@@ -161,8 +170,7 @@ class Trainer:
         if info.device.type == "cuda":  # float32 matrix products (LPIPS, slicing) on tensor cores
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
-        use_bf16 = cfg.bf16 and info.device.type == "cuda"
-        self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext())
+        self.autocast = autocast_for(cfg, info.device)
         self.skipped_total: Counter[str] = Counter()
         self.writer = None
         if info.is_main:
