@@ -54,7 +54,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from manifests import read_manifest, write_manifest
-    from pipeline.layout import read_stats
+    from contracts.layout import read_stats
 
     cpus = os.cpu_count() or 1
     root = Path(args.out)

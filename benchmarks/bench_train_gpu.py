@@ -29,6 +29,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from training import data, synthetic  # noqa: E402
+
+from training import shardspec  # noqa: E402
 from training.config import base, preset  # noqa: E402
 from training.geometry import intrinsics, orbit_cameras, plucker_image  # noqa: E402
 from training.losses import reconstruction_losses  # noqa: E402
@@ -53,7 +55,7 @@ def gpu_batches(cfg, n_batches: int, tmp: Path, device) -> list[dict]:
         samples = list(ex.map(_sample, [(i, S) for i in range(n_samples)]))
     ds = tmp / f"ds{S}"
     synthetic.commit_shard(ds, 0, samples)
-    it = iter(data.make_dataset(data.resolve_shards(str(ds)), cfg.data, batch_size=cfg.batch_size, seed=0))
+    it = iter(data.make_dataset(shardspec.resolve_shards(str(ds)), cfg.data, batch_size=cfg.batch_size, seed=0))
     out = []
     for _ in range(n_batches):
         b = next(it)

@@ -26,6 +26,8 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from training import data  # noqa: E402
+
+from training import shardspec  # noqa: E402
 from training.config import DataConfig  # noqa: E402
 
 
@@ -68,7 +70,7 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     torch.set_num_threads(1)
-    urls = data.resolve_shards(a.shards)
+    urls = shardspec.resolve_shards(a.shards)
     res = {"shards": a.shards, "image_size": a.image_size, "n_in": a.n_in, "n_target": a.n_target,
            "cpus": os.cpu_count(), "loadavg_start": os.getloadavg(), "runs": []}
     for w in [int(x) for x in a.workers.split(",")]:

@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from training import checkpoint as ckpt  # noqa: E402
 from training import data  # noqa: E402
+from training import shardspec  # noqa: E402
 from training.baselines import evaluate  # noqa: E402
 from training.config import apply_overrides, preset  # noqa: E402
 from training.model import Reconstructor  # noqa: E402
@@ -41,7 +42,7 @@ def eval_batches(spec: str, cfg, seed: int, passes: int, limit: int | None = Non
     """Every clip of `spec` once per pass, with seeded (view, time) picks: the same pairs for any model."""
     out = []
     for p in range(passes):
-        ds = data.make_dataset(data.resolve_shards(spec), cfg.data, batch_size=8, seed=seed, epoch=p, resampled=False)
+        ds = data.make_dataset(shardspec.resolve_shards(spec), cfg.data, batch_size=8, seed=seed, epoch=p, resampled=False)
         out += list(ds)
     return out[:limit] if limit else out
 

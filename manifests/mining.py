@@ -246,7 +246,7 @@ class Renders:
 def read_renders(directory: str | os.PathLike) -> Renders:
     import pyarrow.parquet as pq
 
-    from pipeline import layout
+    from contracts import layout
 
     d = Path(directory)
     if not d.is_dir():

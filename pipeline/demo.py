@@ -178,7 +178,7 @@ class Demo:
 
     # -- the loop -------------------------------------------------------------------------------
     def run(self) -> Path:
-        from pipeline.layout import committed_shards
+        from contracts.layout import committed_shards
 
         c = self.cfg
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -348,7 +348,7 @@ class Demo:
     def _render_counts(self, shards: list[int]) -> dict[str, Any]:
         import pyarrow.parquet as pq
 
-        from pipeline.layout import parquet_name, read_stats
+        from contracts.layout import parquet_name, read_stats
 
         counts: dict[str, Any] = {"shards": len(shards), "ok": 0, "failed": 0, "rejected": 0, "images": 0, "reasons": {}}
         for n in shards:

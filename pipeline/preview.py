@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.layout import is_committed, tar_name
+from contracts.layout import is_committed, tar_name
 from pipeline.shardread import ShardSample, iter_shard
 
 log = logging.getLogger(__name__)

@@ -97,7 +97,7 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
 
 def _contact_sheets(demo: Any, keys: list[str], files: Path) -> list[tuple[str, str, str | None]]:
     """(key, original sheet, re-rendered sheet or None) PNGs for `keys`, from the committed shards."""
-    from pipeline.layout import committed_shards, tar_name
+    from contracts.layout import committed_shards, tar_name
     from pipeline.preview import contact_sheet
     from pipeline.shardread import iter_shard
 

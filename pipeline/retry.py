@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 from typing import Any, Mapping
 
-from pipeline.layout import STATUS_FAILED, STATUS_OK, is_committed, parquet_name, stats_name, tar_name
+from contracts.layout import STATUS_FAILED, STATUS_OK, is_committed, parquet_name, stats_name, tar_name
 from pipeline.shards import BASE_COLUMNS, ShardStats, ShardWriter
 from pipeline.shardread import iter_shard
 from render.result import SampleResult

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from pipeline.layout import is_committed, write_index
+from contracts.layout import is_committed, write_index
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ def _tally(summary: RunSummary, out: Path, work: dict[int, list], retry: dict[in
     import pyarrow.parquet as pq
 
     from manifests.uids import sample_key
-    from pipeline.layout import parquet_name, read_stats
+    from contracts.layout import parquet_name, read_stats
 
     for n, rows in work.items():
         if not is_committed(out, n):

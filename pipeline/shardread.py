@@ -15,7 +15,7 @@ from typing import Iterator
 
 import numpy as np
 
-from pipeline.layout import MEMBER_RE
+from contracts.layout import MEMBER_RE
 
 
 @dataclass

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from pipeline.layout import SCHEMA_VERSION, STATUSES, is_committed, parquet_name, read_stats, shard_stem, stats_name, tar_name
+from contracts.layout import SCHEMA_VERSION, STATUSES, is_committed, parquet_name, read_stats, shard_stem, stats_name, tar_name
 
 log = logging.getLogger(__name__)
 

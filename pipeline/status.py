@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.layout import committed_shards, parquet_name, read_stats, write_index
+from contracts.layout import committed_shards, parquet_name, read_stats, write_index
 
 _ANY_SHARD_FILE = re.compile(r"^\.?shard-(\d{6})\.")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pipeline.layout import STATUS_OK, STATUSES
+from contracts.layout import STATUS_OK, STATUSES
 from render.reasons import check_reason, status_for
 
 Scalar = float | int | bool | str | None
@@ -15,7 +15,7 @@ class SampleResult:
     uid: str
     clip: int
     key: str                      # manifests.uids.sample_key(uid, clip)
-    status: str                   # 'ok' | 'failed' | 'rejected' (pipeline.layout.STATUSES)
+    status: str                   # 'ok' | 'failed' | 'rejected' (contracts.layout.STATUSES)
     reason: str | None            # from render.reasons, None when ok
     detail: str | None            # free text for humans
     seconds: float                # wall time spent on this sample

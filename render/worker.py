@@ -22,7 +22,7 @@ import bpy
 import numpy as np
 
 from manifests.uids import sample_key
-from pipeline.layout import SCHEMA_VERSION, depth_member, image_member, json_member, normal_member
+from contracts.layout import SCHEMA_VERSION, depth_member, image_member, json_member, normal_member
 from render import passes, scene
 from render.cameras import CameraSet, make_cameras, sample_rng, to_blender
 from render.clips import ClipSet

@@ -15,138 +15,30 @@ every other member is dropped unread.
 from __future__ import annotations
 
 import functools
-import io
-import json
 import logging
 import math
-import os
 import random
-import re
 import urllib.request
 from collections import Counter
-from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
-from pipeline import layout
 from training.config import DataConfig
+from training.decode import DEPTH_FMT, SampleError, decode_depth, decode_rgba, parse_sample
 from training.geometry import plucker_image, scale_intrinsics
+from training.shardspec import HTTP_TIMEOUT_S, shard_number
+from training.rng import stream_rng as _rng
+from training.rng import worker_slot as _worker
+from training.weights import WeightedRepeat
 
 log = logging.getLogger(__name__)
 
-IMAGE_RE = re.compile(r"^t(\d{3})\.v(\d{3})\.(png|webp)$")  # member suffix after the key
-DEPTH_FMT = "t{t:03d}.v{v:03d}.depth.png"
-HTTP_TIMEOUT_S = 60
-
-
-class SampleError(Exception):
-    """A sample (or shard) that cannot be used; `reason` is a word from a small fixed vocabulary."""
-
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason = reason
 
 
 class DataStreamError(RuntimeError):
     """The stream produces nothing but errors: stop instead of spinning forever."""
-
-
-# -- shard spec ------------------------------------------------------------------------------------
-
-
-def resolve_shards(spec: str) -> list[str]:
-    """Expand a shard SPEC (DESIGN.md §6) into tar paths or URLs.
-
-    - a dataset folder: its committed shards (stats.json present), in order;
-    - `http://` / `https://` URLs, with brace patterns: taken as given (the server is trusted);
-    - an `http(s)://.../` URL ending in '/': a dataset folder served over HTTP; its committed shards
-      are read from the folder's index.json (written by `pipeline render` and `pipeline status`);
-    - local brace patterns: expanded; a missing tar is an error, a tar without its stats.json is an
-      uncommitted crash leftover and is skipped with a warning.
-    Several specs may be joined with '::'.
-    """
-    import braceexpand
-
-    out: list[str] = []
-    for part in spec.split("::"):
-        part = part.strip()
-        if not part:
-            continue
-        if part.startswith(("http://", "https://")):
-            out.extend(_http_dataset(part) if part.endswith("/") else braceexpand.braceexpand(part))
-            continue
-        if os.path.isdir(part):
-            tars = layout.committed_tars(part)
-            if not tars:
-                raise FileNotFoundError(f"--shards {part}: dataset folder has no committed shards (no shard-*.stats.json)")
-            out.extend(tars)
-            continue
-        paths = list(braceexpand.braceexpand(part))
-        missing = [p for p in paths if not os.path.isfile(p)]
-        if missing:
-            raise FileNotFoundError(f"--shards {spec}: {len(missing)} of {len(paths)} tar(s) missing, e.g. {missing[0]}")
-        committed = [p for p in paths if _is_committed_tar(p)]
-        if len(committed) < len(paths):
-            log.warning("--shards %s: skipping %d uncommitted tar(s) (no stats.json), e.g. %s", part,
-                        len(paths) - len(committed), next(p for p in paths if p not in committed))
-        out.extend(committed)
-    if not out:
-        raise FileNotFoundError(f"--shards {spec}: no shards")
-    return out
-
-
-def _http_dataset(url: str) -> list[str]:
-    """Committed shards of a dataset folder served over HTTP, from its index.json."""
-    index = url + layout.INDEX_NAME
-    try:
-        with urllib.request.urlopen(index, timeout=HTTP_TIMEOUT_S) as r:  # noqa: S310 (user-given dataset URL)
-            data = json.loads(r.read())
-        tars = [url + s["tar"] for s in data["shards"]]
-    except Exception as exn:  # noqa: BLE001 (network, JSON or layout errors all mean the same to the user)
-        raise FileNotFoundError(f"--shards {url}: cannot read the committed-shard index {index} ({exn}); "
-                                f"run `pipeline status DIR` on the served folder to write it") from None
-    if not tars:
-        raise FileNotFoundError(f"--shards {url}: {index} lists no committed shards")
-    return tars
-
-
-def _is_committed_tar(path: str) -> bool:
-    n = shard_number(path)
-    if n is None:
-        return True  # not in the project's naming: nothing to check against, trust the user
-    return layout.is_committed(os.path.dirname(path) or ".", n)
-
-
-class Weights(dict):
-    """Sample key -> draw weight, from a manifest's `weight` column (DESIGN.md §3), plus each key's
-    shard in that manifest (`home`). A clip re-rendered by `pipeline mine` has its row moved to the new
-    shard while its old render stays in the old one under the same key: the copy in `home` is the
-    clip's render, and a copy in any other shard only stands in while `home` is not among the shards
-    read (WeightedRepeat)."""
-
-    def __init__(self, weights: Mapping[str, float], home: Mapping[str, int] | None = None):
-        super().__init__(weights)
-        self.home: dict[str, int] = dict(home or {})
-
-
-def load_weights(path: str | os.PathLike) -> Weights:
-    """The sampling weights of a manifest with the `weight` column (DESIGN.md §3)."""
-    from manifests.schema import read_manifest
-    from manifests.uids import sample_key
-
-    df = read_manifest(path)
-    keys = [sample_key(u, int(c)) for u, c in zip(df["uid"], df["clip"])]
-    return Weights(dict(zip(keys, df["weight"].astype(float))), dict(zip(keys, df["shard"].astype(int))))
-
-
-def shard_number(url: str) -> int | None:
-    """N of a `shard-N.tar` URL or path (None for other names)."""
-    m = layout.SHARD_RE.match(url.rstrip("/").rsplit("/", 1)[-1])
-    return int(m.group(1)) if m and m.group(2) == "tar" else None
 
 
 # -- error policy ----------------------------------------------------------------------------------
@@ -201,16 +93,6 @@ def reraise(exn: BaseException) -> bool:
 # -- stages ----------------------------------------------------------------------------------------
 
 
-def _worker() -> tuple[int, int]:
-    info = torch.utils.data.get_worker_info()
-    return (0, 1) if info is None else (info.id, info.num_workers)
-
-
-def _rng(seed: int, rank: int, epoch: int, salt: int) -> random.Random:
-    worker, _ = _worker()
-    return random.Random(hash((seed, rank, worker, epoch, salt)) & 0xFFFFFFFFFFFF)
-
-
 class ShardSource(torch.utils.data.IterableDataset):
     """First stage: shard urls for this rank and DataLoader worker.
 
@@ -253,53 +135,6 @@ def open_shards(src: Iterable[dict], handler: Callable) -> Iterator[dict]:
                 continue
             break
         yield {"url": url, "stream": stream}
-
-
-class WeightedRepeat:
-    """Emit each sample a random number of times with mean weight/mean_weight, so that (with shards
-    drawn uniformly and samples spread evenly) a sample's draw frequency is proportional to its weight.
-    Keys absent from the weights get `default`.
-
-    Superseded renders: when the weights know a key's home shard (Weights.home) and that shard is among
-    `shards` (the shard numbers this run reads), a copy of the key from any other shard (the render a
-    re-render replaced) is not emitted, so a re-rendered clip is drawn as often as its weight says,
-    not twice. While the home shard is not read (a re-render not committed yet), the old copy stands in."""
-
-    def __init__(self, weights: Mapping[str, float], *, seed: int, rank: int, epoch: int, default: float = 1.0,
-                 shards: Iterable[int] = ()):
-        vals = [w for w in weights.values()]
-        self.weights, self.default = weights, default
-        self.mean = (sum(vals) / len(vals)) if vals else 1.0
-        if self.mean <= 0:
-            raise ValueError("--weights: all weights are zero")
-        self.seed, self.rank, self.epoch = seed, rank, epoch
-        read = set(shards)
-        self.home = {k: n for k, n in getattr(weights, "home", {}).items() if n in read}
-        self.unweighted = 0
-        self.superseded = 0
-
-    def __call__(self, src: Iterable[dict]) -> Iterator[dict]:
-        rng = _rng(self.seed, self.rank, self.epoch, 2)
-        for sample in src:
-            key = sample["__key__"]
-            home = self.home.get(key)
-            if home is not None and shard_number(sample.get("__url__", "")) not in (home, None):
-                self.superseded += 1
-                if self.superseded == 1:
-                    log.info("--weights: %s from %s is superseded by its render in shard %d; "
-                             "copies outside a clip's manifest shard are not drawn", key, sample.get("__url__"), home)
-                continue
-            w = self.weights.get(key)
-            if w is None:
-                w = self.default
-                self.unweighted += 1
-                if self.unweighted == 1:
-                    log.warning("--weights: key %s not in the weights manifest; using weight %s",
-                                key, self.default)
-            r = w / self.mean
-            n = int(r) + (1 if rng.random() < r - int(r) else 0)
-            for _ in range(n):
-                yield sample
 
 
 class PickViews:
@@ -357,49 +192,6 @@ class PickViews:
         return out
 
 
-def parse_sample(sample: dict) -> tuple[str, dict, int, int, dict[tuple[int, int], str]]:
-    """A grouped tar sample -> (key, meta, T, V, {(frame, view): image member suffix}).
-
-    Checks the JSON against the shard contract; raises SampleError when a sample cannot be used."""
-    key = sample["__key__"]
-    if "json" not in sample:
-        raise SampleError("missing_member", f"{key}: no {key}.json in {sample.get('__url__')}")
-    try:
-        meta = json.loads(sample["json"])
-    except (ValueError, UnicodeDecodeError) as exn:
-        raise SampleError("bad_json", f"{key}.json: not JSON ({exn})") from None
-    T, V = _check_meta(key, meta)
-    members = {}
-    for suffix in sample:
-        m = IMAGE_RE.match(suffix)
-        if m and int(m.group(1)) < T and int(m.group(2)) < V:
-            members[(int(m.group(1)), int(m.group(2)))] = suffix
-    if not members:
-        raise SampleError("missing_member", f"{key}: no image members")
-    return key, meta, T, V, members
-
-
-def _check_meta(key: str, meta: Any) -> tuple[int, int]:
-    if not isinstance(meta, dict):
-        raise SampleError("bad_json", f"{key}.json: not an object")
-    if meta.get("schema_version") != layout.SCHEMA_VERSION:
-        raise SampleError("schema", f"{key}.json: schema_version {meta.get('schema_version')!r}, "
-                                    f"expected {layout.SCHEMA_VERSION}")
-    try:
-        T, V = int(meta["num_frames"]), int(meta["num_views"])
-        c2w = np.asarray(meta["c2w"], dtype=np.float64)
-        K = np.asarray(meta["K"], dtype=np.float64)
-        times = meta["times"]
-    except (KeyError, TypeError, ValueError) as exn:
-        raise SampleError("bad_json", f"{key}.json: missing or malformed field ({exn})") from None
-    if T < 1 or V < 1 or c2w.shape != (T, V, 4, 4) or K.shape != (V, 3, 3) or len(times) != T:
-        raise SampleError("bad_json", f"{key}.json: shapes disagree (num_frames={T}, num_views={V}, "
-                                      f"c2w {c2w.shape}, K {K.shape}, times {len(times)})")
-    if not (np.isfinite(c2w).all() and np.isfinite(K).all()):
-        raise SampleError("bad_json", f"{key}.json: non-finite camera values")
-    return T, V
-
-
 def _choose(rng: random.Random, items: list, n: int) -> list:
     """n items without replacement when there are enough, else with replacement."""
     if n <= 0 or not items:
@@ -407,31 +199,6 @@ def _choose(rng: random.Random, items: list, n: int) -> list:
     if len(items) >= n:
         return rng.sample(items, n)
     return [rng.choice(items) for _ in range(n)]
-
-
-def decode_rgba(data: bytes, where: str) -> np.ndarray:
-    """PNG/WebP bytes -> straight RGBA float32 [H, W, 4] in [0, 1]."""
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            rgba = np.asarray(im.convert("RGBA"), dtype=np.float32) / 255.0
-    except Exception as exn:  # noqa: BLE001 (PIL raises many types)
-        raise SampleError("bad_image", f"{where}: cannot decode image ({exn})") from None
-    return rgba
-
-
-def decode_depth(data: bytes, depth_scale: float, where: str) -> np.ndarray:
-    """16-bit greyscale PNG -> depth float32 [H, W] = value * depth_scale (0 = no surface).
-    Decoded here because WebDataset's generic image decoders reduce 16-bit PNGs to 8 bits."""
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            if im.mode not in ("I;16", "I;16B", "I;16L", "I"):
-                raise ValueError(f"mode {im.mode}, expected 16-bit greyscale")
-            v = np.asarray(im).astype(np.float32)
-    except Exception as exn:  # noqa: BLE001
-        raise SampleError("bad_depth", f"{where}: cannot decode 16-bit depth ({exn})") from None
-    return v * np.float32(depth_scale)
 
 
 class BuildSample:
@@ -596,5 +363,3 @@ def make_loader(urls: list[str], cfg: DataConfig, *, batch_size: int, seed: int,
                                        persistent_workers=False, prefetch_factor=2 if workers > 0 else None)
 
 
-def shard_dir_of(url: str) -> Path | None:
-    return Path(url).parent if not url.startswith(("http://", "https://")) else None

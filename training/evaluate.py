@@ -36,6 +36,8 @@ import torch
 
 from training import checkpoint as ckpt
 from training import data as data_mod
+from training import shardspec
+from training import decode
 from training.baselines import nearest_input
 from training.config import DataConfig, TrainConfig
 from training.losses import psnr, reconstruction_losses, ssim
@@ -113,7 +115,7 @@ def choose_pairs(protocol: Protocol, key: str, pairs: list[tuple[int, int]]) -> 
         if p in have and p not in inputs:
             inputs.append(p)
     if not inputs:
-        raise data_mod.SampleError("missing_member", f"{key}: no input pair available")
+        raise decode.SampleError("missing_member", f"{key}: no input pair available")
     while len(inputs) < protocol.n_in:  # fewer distinct pairs than inputs: repeat (tiny samples only)
         inputs.append(inputs[len(inputs) % max(1, len(inputs))])
     seen_t = {t for t, _ in inputs}
@@ -158,7 +160,7 @@ class ProtocolPick:
                     break
 
     def pick(self, sample: dict) -> dict:
-        key, meta, T, V, members = data_mod.parse_sample(sample)
+        key, meta, T, V, members = decode.parse_sample(sample)
         inputs, targets, kinds = choose_pairs(self.protocol, key, sorted(members))
         times = meta["times"]
         return {"key": key, "url": sample.get("__url__"), "meta": meta, "static": bool(meta.get("static")) or T == 1,
@@ -172,7 +174,7 @@ class BuildEvalSample(data_mod.BuildSample):
 
     def build(self, item: dict, rng: random.Random) -> dict:
         out = super().build(item, rng)
-        n = data_mod.shard_number(str(item.get("url") or ""))
+        n = shardspec.shard_number(str(item.get("url") or ""))
         out["shard"] = torch.tensor(-1 if n is None else n)
         out["clip"] = torch.tensor(int(item["meta"].get("clip", -1)))
         out["kind"] = torch.tensor([KINDS.index(k) if k in KINDS else len(KINDS) for k in item["kinds"]])
@@ -255,7 +257,7 @@ def evaluate(checkpoint: str | os.PathLike, shards: str, out: str | os.PathLike,
     lp = load_lpips(lpips_weights, dev) if lpips_weights else None
     if lpips_weights is None:
         log.info("no --lpips-weights: the lpips column stays null")
-    urls = data_mod.resolve_shards(shards)
+    urls = shardspec.resolve_shards(shards)
     handler = data_mod.SkipAndCount(max_consecutive=10**9)
     autocast = autocast_for(cfg, dev)
     rows: list[dict] = []

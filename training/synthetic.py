@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pipeline import layout
+from contracts import layout
 
 DEPTH_SCALE = 1.0 / 8192.0  # 16-bit depth: 0.12 mm steps in normalised units, up to 8.0 units away
 

@@ -25,6 +25,8 @@ from torch import nn
 
 from training import checkpoint as ckpt
 from training import data as data_mod
+from training import weights as weights_mod
+from training import shardspec
 from training import ddp
 from training.config import OptimConfig, TrainConfig
 from training.losses import reconstruction_losses
@@ -165,8 +167,8 @@ class Trainer:
         self.model = ddp.wrap(model, info)
         self.backend = resolve_backend(cfg.render, info.device)
         self.lpips = load_lpips(cfg.loss.lpips_weights, info.device) if cfg.loss.lpips > 0 else None
-        self.urls = data_mod.resolve_shards(shards)
-        self.weights = data_mod.load_weights(cfg.data.weights) if cfg.data.weights else None
+        self.urls = shardspec.resolve_shards(shards)
+        self.weights = weights_mod.load_weights(cfg.data.weights) if cfg.data.weights else None
         if info.device.type == "cuda":  # float32 matrix products (LPIPS, slicing) on tensor cores
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True

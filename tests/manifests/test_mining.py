@@ -387,13 +387,15 @@ def test_trainer_draws_hard_samples_boost_times_as_often(scene, caplog):
     the tars nor in next.parquet, so every drawn key has a weight.
     """
     from training import data
+    from training import weights as weights_mod
+    from training import shardspec
     from training.config import DataConfig
 
     df, res = run(scene, fraction=0.3, boost=4.0, rerender_fraction=0.1, preset="debug")
     rows = by_uid(df)
     assert {u for u, r in rows.items() if r["weight"] == 4.0} == {"a0", "b0"} and rows["a0"]["parent_shard"] == 0
-    weights = data.load_weights(res.out)
-    urls = data.resolve_shards(str(scene["renders"]))
+    weights = weights_mod.load_weights(res.out)
+    urls = shardspec.resolve_shards(str(scene["renders"]))
     cfg = DataConfig(image_size=8, n_in=1, n_target=1, num_workers=0, batches_per_epoch=4, shuffle_buffer=16)
 
     def draws(w):
@@ -424,7 +426,7 @@ def test_a_rerender_row_renders_denser_through_the_real_worker(tmp_path):
     from pipeline.shardread import iter_shard
     from pipeline.shards import render_shard
     from tests.render import glb
-    from training import data
+    from training import shardspec
 
     b = glb.GlbBuilder()
     node = b.add_mesh(*glb.box(0.25))
@@ -449,4 +451,4 @@ def test_a_rerender_row_renders_denser_through_the_real_worker(tmp_path):
     assert old.key == new.key == "cube_000"
     assert (old.meta["num_frames"], old.meta["num_views"]) == (2, 2)
     assert (new.meta["num_frames"], new.meta["num_views"]) == (4, 6)
-    assert data.resolve_shards(str(out)) == [str(out / "shard-000000.tar"), str(out / "shard-000001.tar")]
+    assert shardspec.resolve_shards(str(out)) == [str(out / "shard-000000.tar"), str(out / "shard-000001.tar")]

@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.layout import committed_shards, parquet_name
+from contracts.layout import committed_shards, parquet_name
 from tests.conftest import GLTF_DIR
 from tests.pipeline.conftest import run_cli
 

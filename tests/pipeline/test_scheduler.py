@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from manifests import read_manifest, sample_key
-from pipeline.layout import committed_shards, parquet_name, stats_name, tar_name
+from contracts.layout import committed_shards, parquet_name, stats_name, tar_name
 from pipeline.scheduler import PoolConfig, RenderPool, parse_faults
 from pipeline.shardread import iter_shard
 from pipeline.shards import render_shard

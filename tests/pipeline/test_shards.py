@@ -12,7 +12,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.layout import MEMBER_RE, committed_shards, is_committed, parquet_name, read_stats, stats_name, tar_name
+from contracts.layout import MEMBER_RE, committed_shards, is_committed, parquet_name, read_stats, stats_name, tar_name
 from pipeline.shards import ShardWriter, render_shard
 from render.result import SampleResult
 

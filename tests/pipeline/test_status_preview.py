@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from manifests import read_manifest, sample_key
-from pipeline.layout import INDEX_NAME, parquet_name, stats_name, tar_name
+from contracts.layout import INDEX_NAME, parquet_name, stats_name, tar_name
 from pipeline.runner import rows_by_shard
 from pipeline.shards import render_shard
 from tests.pipeline.conftest import run_cli

@@ -18,6 +18,10 @@ import torch
 from PIL import Image
 
 from training import data, synthetic
+
+from training import weights as weights_mod
+
+from training import shardspec
 from training.config import DataConfig
 from training.geometry import plucker_image
 
@@ -49,28 +53,28 @@ def _member(shard_dir: Path, key: str, suffix: str) -> bytes:
 
 def test_dataset_folder_means_committed_shards_only(analytic_shards, tmp_path):
     d, _ = analytic_shards
-    assert data.resolve_shards(str(d)) == [str(d / f"shard-00000{i}.tar") for i in range(3)]
+    assert shardspec.resolve_shards(str(d)) == [str(d / f"shard-00000{i}.tar") for i in range(3)]
     # a tar without its stats.json is a crash leftover: not part of the dataset
     (tmp_path / "shard-000000.tar").write_bytes((d / "shard-000000.tar").read_bytes())
     synthetic.commit_shard(tmp_path, 1, [synthetic.make_sample("u1", 1, views=2, frames=1, size=8)])
-    assert data.resolve_shards(str(tmp_path)) == [str(tmp_path / "shard-000001.tar")]
+    assert shardspec.resolve_shards(str(tmp_path)) == [str(tmp_path / "shard-000001.tar")]
 
 
 def test_brace_patterns_expand_and_skip_uncommitted_tars(analytic_shards, tmp_path, caplog):
     d, _ = analytic_shards
-    assert len(data.resolve_shards(f"{d}/shard-{{000000..000002}}.tar")) == 3
+    assert len(shardspec.resolve_shards(f"{d}/shard-{{000000..000002}}.tar")) == 3
     (tmp_path / "shard-000000.tar").write_bytes((d / "shard-000000.tar").read_bytes())
     synthetic.commit_shard(tmp_path, 1, [synthetic.make_sample("u1", 1, views=2, frames=1, size=8)])
     with caplog.at_level(logging.WARNING):
-        got = data.resolve_shards(f"{tmp_path}/shard-{{000000..000001}}.tar")
+        got = shardspec.resolve_shards(f"{tmp_path}/shard-{{000000..000001}}.tar")
     assert got == [f"{tmp_path}/shard-000001.tar"]
     assert "uncommitted" in caplog.text
     with pytest.raises(FileNotFoundError, match="missing"):
-        data.resolve_shards(f"{d}/shard-{{000000..000009}}.tar")
+        shardspec.resolve_shards(f"{d}/shard-{{000000..000009}}.tar")
 
 
 def test_http_urls_expand_and_specs_join():
-    urls = data.resolve_shards("https://host/x/shard-{000000..000002}.tar::http://other/shard-000007.tar")
+    urls = shardspec.resolve_shards("https://host/x/shard-{000000..000002}.tar::http://other/shard-000007.tar")
     assert urls == ["https://host/x/shard-000000.tar", "https://host/x/shard-000001.tar",
                     "https://host/x/shard-000002.tar", "http://other/shard-000007.tar"]
 
@@ -80,7 +84,7 @@ def test_http_urls_expand_and_specs_join():
 
 def test_decoded_inputs_are_the_chosen_members_composited_with_their_cameras(analytic_shards):
     d, _ = analytic_shards
-    urls = data.resolve_shards(str(d))
+    urls = shardspec.resolve_shards(str(d))
     b = _batches(urls, _cfg(background="white"), 3)[2]
     for s in range(2):
         key = b["key"][s]
@@ -101,7 +105,7 @@ def test_decoded_inputs_are_the_chosen_members_composited_with_their_cameras(ana
 
 def test_resizing_scales_the_intrinsics(analytic_shards):
     d, _ = analytic_shards
-    b = _batches(data.resolve_shards(str(d)), _cfg(image_size=16), 1)[0]
+    b = _batches(shardspec.resolve_shards(str(d)), _cfg(image_size=16), 1)[0]
     assert b["in_rgb"].shape == (2, 2, 3, 16, 16) and b["tg_rgb"].shape == (2, 4, 3, 16, 16)
     meta = json.loads(_member(d, b["key"][0], "json"))
     v = int(b["in_pairs"][0, 0, 1])
@@ -113,7 +117,7 @@ def test_targets_include_times_no_input_shows_and_static_samples_serve_any_time(
     d, keys = analytic_shards
     static = {k for i, k in enumerate(keys) if i % 3 == 2}
     novel, dynamic, static_times = 0, 0, []
-    for b in _batches(data.resolve_shards(str(d)), _cfg(), 12):
+    for b in _batches(shardspec.resolve_shards(str(d)), _cfg(), 12):
         for s, key in enumerate(b["key"]):
             if key in static:
                 assert (b["in_pairs"][s, :, 0] == 0).all()  # one frame
@@ -131,7 +135,7 @@ def test_targets_include_times_no_input_shows_and_static_samples_serve_any_time(
 
 def test_depth_is_decoded_at_16_bits(analytic_shards):
     d, _ = analytic_shards
-    b = _batches(data.resolve_shards(str(d)), _cfg(load_depth=True), 1)[0]
+    b = _batches(shardspec.resolve_shards(str(d)), _cfg(load_depth=True), 1)[0]
     key, (t, v) = b["key"][0], b["tg_pairs"][0, 0].tolist()
     raw = np.asarray(Image.open(io.BytesIO(_member(d, key, f"t{t:03d}.v{v:03d}.depth.png"))))
     assert raw.dtype == np.uint16 and raw.max() > 255  # really 16-bit data
@@ -142,7 +146,7 @@ def test_depth_is_decoded_at_16_bits(analytic_shards):
 
 def test_webp_members_are_accepted(tmp_path):
     synthetic.commit_shard(tmp_path, 0, [synthetic.make_sample("w1", 3, views=3, frames=2, size=16, fmt="webp")])
-    b = _batches(data.resolve_shards(str(tmp_path)), _cfg(image_size=16), 1, batch_size=1)[0]
+    b = _batches(shardspec.resolve_shards(str(tmp_path)), _cfg(image_size=16), 1, batch_size=1)[0]
     assert b["key"] == ["w1_000"] and float(b["tg_alpha"].max()) == 1.0
 
 
@@ -164,7 +168,7 @@ def test_members_with_pickles_are_never_unpickled(tmp_path):
     for ext in ("pyd", "pickle", "pth", "t000.v000.pth"):
         sample[f"p1_000.{ext}"] = payload
     synthetic.commit_shard(tmp_path / "ds", 0, [sample])
-    b = _batches(data.resolve_shards(str(tmp_path / "ds")), _cfg(image_size=16), 3, batch_size=1)
+    b = _batches(shardspec.resolve_shards(str(tmp_path / "ds")), _cfg(image_size=16), 3, batch_size=1)
     assert [x["key"] for x in b] == [["p1_000"]] * 3
     assert not marker.exists()
 
@@ -185,7 +189,7 @@ def test_corrupt_samples_and_shards_are_skipped_and_counted(tmp_path):
     tar1 = ds / "shard-000001.tar"
     tar1.write_bytes(tar1.read_bytes()[:2000])  # a shard cut short mid-member
     handler = data.SkipAndCount()
-    batches = _batches(data.resolve_shards(str(ds)), _cfg(image_size=16), 8, handler=handler)
+    batches = _batches(shardspec.resolve_shards(str(ds)), _cfg(image_size=16), 8, handler=handler)
     keys = {k for b in batches for k in b["key"]}
     assert keys <= {"good_000", "cut_000"} and "good_000" in keys
     for reason in ("bad_image", "bad_json", "missing_member", "schema", "tar_read"):
@@ -198,7 +202,7 @@ def test_a_stream_of_nothing_but_errors_stops_with_a_clear_error(tmp_path):
     sample = {k: (b"x" if k.endswith(".png") else v) for k, v in synthetic.make_sample("bad", 1, views=2, frames=1, size=8).items()}
     synthetic.commit_shard(ds, 0, [sample])
     with pytest.raises(data.DataStreamError, match="errors in a row"):
-        _batches(data.resolve_shards(str(ds)), _cfg(image_size=8), 1, handler=data.SkipAndCount(max_consecutive=20))
+        _batches(shardspec.resolve_shards(str(ds)), _cfg(image_size=8), 1, handler=data.SkipAndCount(max_consecutive=20))
 
 
 # -- sampling --------------------------------------------------------------------------------------------
@@ -216,16 +220,16 @@ def test_draw_frequencies_follow_manifest_weights(tmp_path):
                              "uri": [f"{u}.glb" for u in weights], "sha256": None, "license": "cc0",
                              "shard": [0, 0, 1, 1], "weight": list(weights.values()), "round": 0})
     write_manifest(manifest, tmp_path / "m.parquet")
-    w = data.load_weights(tmp_path / "m.parquet")
+    w = weights_mod.load_weights(tmp_path / "m.parquet")
     assert w == {"wa_000": 1.0, "wb_000": 2.0, "wc_000": 4.0, "wd_000": 0.0}
     cfg = _cfg(image_size=8, n_in=1, n_target=1, shuffle_buffer=16)
-    counts = Counter(k for b in _batches(data.resolve_shards(str(ds)), cfg, 100, batch_size=10, weights=w)
+    counts = Counter(k for b in _batches(shardspec.resolve_shards(str(ds)), cfg, 100, batch_size=10, weights=w)
                      for k in b["key"])
     n = sum(counts.values())
     assert counts["wd_000"] == 0
     for u, wt in (("wa", 1), ("wb", 2), ("wc", 4)):
         assert abs(counts[f"{u}_000"] / n - wt / 7) < 0.045, counts
-    uniform = Counter(k for b in _batches(data.resolve_shards(str(ds)), cfg, 60, batch_size=10) for k in b["key"])
+    uniform = Counter(k for b in _batches(shardspec.resolve_shards(str(ds)), cfg, 60, batch_size=10) for k in b["key"])
     assert all(abs(c / 600 - 0.25) < 0.06 for c in uniform.values()) and len(uniform) == 4
 
 
@@ -243,7 +247,7 @@ def _rerendered_dataset(tmp_path):
                              "shard": [1, 0, 1], "weight": 1.0, "round": [1, 0, 0]})
     manifest["parent_shard"] = pd.array([0, None, None], dtype="Int32")
     write_manifest(manifest, tmp_path / "m.parquet")
-    return ds, data.load_weights(tmp_path / "m.parquet")
+    return ds, weights_mod.load_weights(tmp_path / "m.parquet")
 
 
 def test_a_rerendered_clip_is_drawn_from_its_manifest_shard_only(tmp_path):
@@ -255,16 +259,16 @@ def test_a_rerendered_clip_is_drawn_from_its_manifest_shard_only(tmp_path):
 
     def one_pass(urls):  # the loader's first stages, each shard once, then the weighted repeat
         kw = dict(seed=0, rank=0, epoch=0)
-        stage = data.WeightedRepeat(w, shards=[data.shard_number(u) for u in urls], **kw)
+        stage = weights_mod.WeightedRepeat(w, shards=[shardspec.shard_number(u) for u in urls], **kw)
         pipe = wds.DataPipeline(data.ShardSource(urls, resampled=False, world_size=1, **kw),
                                 functools.partial(data.open_shards, handler=data.SkipAndCount()),
                                 tar_file_expander, group_by_keys, stage)
-        return sorted((x["__key__"], data.shard_number(x["__url__"])) for x in pipe), stage.superseded
+        return sorted((x["__key__"], shardspec.shard_number(x["__url__"])) for x in pipe), stage.superseded
 
-    urls = data.resolve_shards(str(ds))
+    urls = shardspec.resolve_shards(str(ds))
     assert one_pass(urls) == ([("ra_000", 1), ("rb_000", 0), ("rc_000", 1)], 1)  # the first render is not drawn
     # The re-render not read (not committed yet, or left out of --shards): the first render stands in.
-    assert one_pass([u for u in urls if data.shard_number(u) == 0]) == ([("ra_000", 0), ("rb_000", 0)], 0)
+    assert one_pass([u for u in urls if shardspec.shard_number(u) == 0]) == ([("ra_000", 0), ("rb_000", 0)], 0)
     # Through the whole loader: the re-rendered clip is drawn as often as the others, not twice as often.
     cfg = _cfg(image_size=8, n_in=1, n_target=1, shuffle_buffer=16)
     counts = Counter(k for b in _batches(urls, cfg, 60, batch_size=10, weights=w) for k in b["key"])
@@ -278,13 +282,13 @@ def test_every_sample_is_equally_likely_when_shards_differ_in_size(tmp_path):
     synthetic.commit_shard(ds, 1, [synthetic.make_sample(u, i, views=2, frames=1, size=8, depth=False)
                                    for i, u in enumerate(("m1", "m2", "m3"))])
     cfg = _cfg(image_size=8, n_in=1, n_target=1, shuffle_buffer=8)
-    counts = Counter(k for b in _batches(data.resolve_shards(str(ds)), cfg, 40, batch_size=10) for k in b["key"])
+    counts = Counter(k for b in _batches(shardspec.resolve_shards(str(ds)), cfg, 40, batch_size=10) for k in b["key"])
     assert all(abs(c / 400 - 0.25) < 0.06 for c in counts.values()) and len(counts) == 4, counts
 
 
 def test_ranks_and_workers_split_shards_without_overlap(analytic_shards):
     d, keys = analytic_shards
-    urls = data.resolve_shards(str(d))
+    urls = shardspec.resolve_shards(str(d))
     cfg = _cfg(num_workers=2)
     seen = []
     for rank in range(2):
@@ -298,7 +302,7 @@ def test_ranks_and_workers_split_shards_without_overlap(analytic_shards):
 def test_an_epoch_has_a_fixed_number_of_batches_with_workers(analytic_shards):
     d, _ = analytic_shards
     cfg = _cfg(num_workers=2, batches_per_epoch=5)
-    loader = data.make_loader(data.resolve_shards(str(d)), cfg, batch_size=3, seed=0)
+    loader = data.make_loader(shardspec.resolve_shards(str(d)), cfg, batch_size=3, seed=0)
     batches = list(loader)
     assert len(batches) == 6  # 5 rounded up to a multiple of 2 workers; resampled streams never run dry
     assert {b["worker"] for b in batches} == {0, 1}
@@ -307,7 +311,7 @@ def test_an_epoch_has_a_fixed_number_of_batches_with_workers(analytic_shards):
 def test_streams_over_http_from_a_loopback_server(analytic_shards):
     d, keys = analytic_shards
     with serve_directory(d) as base:
-        urls = data.resolve_shards(base + "/shard-{000000..000002}.tar")
+        urls = shardspec.resolve_shards(base + "/shard-{000000..000002}.tar")
         batches = _batches(urls, _cfg(), 6)
     assert {k for b in batches for k in b["key"]} <= set(keys)
     assert len({k for b in batches for k in b["key"]}) >= 3
@@ -316,7 +320,7 @@ def test_streams_over_http_from_a_loopback_server(analytic_shards):
 def test_a_dataset_folder_served_over_http_is_read_through_its_index(analytic_shards, tmp_path):
     import shutil
 
-    from pipeline.layout import write_index
+    from contracts.layout import write_index
 
     d, keys = analytic_shards
     served = tmp_path / "ds"
@@ -324,9 +328,9 @@ def test_a_dataset_folder_served_over_http_is_read_through_its_index(analytic_sh
     (served / "shard-000002.stats.json").unlink()  # an uncommitted shard: not in the index, never read
     write_index(served)
     with serve_directory(tmp_path) as base:
-        urls = data.resolve_shards(base + "/ds/")
+        urls = shardspec.resolve_shards(base + "/ds/")
         assert urls == [f"{base}/ds/shard-000000.tar", f"{base}/ds/shard-000001.tar"]
         batches = _batches(urls, _cfg(), 4)
         with pytest.raises(FileNotFoundError, match="committed-shard index"):
-            data.resolve_shards(base + "/nothing-here/")
+            shardspec.resolve_shards(base + "/nothing-here/")
     assert {k for b in batches for k in b["key"]} <= set(keys)

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from training import checkpoint as ckpt
 from training import data
+from training import shardspec
 from training.baselines import evaluate
 from training.config import apply_overrides, tiny
 from training.model import Reconstructor
@@ -32,7 +33,7 @@ def test_tiny_overfits_one_procedural_sample_well_above_the_mean_colour_baseline
     _, state = ckpt.load_latest(run)
     model = Reconstructor(cfg.model)
     model.load_state_dict(state["model"])
-    held = data.make_dataset(data.resolve_shards(str(procedural_one)), cfg.data, batch_size=2, seed=123, epoch=99)
+    held = data.make_dataset(shardspec.resolve_shards(str(procedural_one)), cfg.data, batch_size=2, seed=123, epoch=99)
     it = iter(held)
     res = evaluate(model, [next(it) for _ in range(4)], cfg, "torch", torch.device("cpu"))
     # 200 CPU steps give a blurred but well-placed, moving object (~22 dB on this clip): MSE less than
