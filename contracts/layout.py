@@ -1,20 +1,24 @@
-"""Shard layout (DESIGN.md §4): file names, member names, and what counts as committed.
+"""Shard layout (DESIGN.md §4): file names, member names, the member index, and what counts as committed.
 
-Light on purpose (stdlib only): the render side writes with these names, the training side and
-`pipeline status` read with them.
+Light on purpose (stdlib; fsspec only for URLs, pyarrow only for the member index, both imported
+lazily): the render side writes with these names, the training side and `pipeline status` read with
+them. Every function taking a `directory` accepts a local folder or an object-store URL
+(`s3://bucket/prefix`, DESIGN.md §6) through `contracts.storage`.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import numbers
 import os
 import re
-from pathlib import Path
+
+from contracts import storage
 
 SCHEMA_VERSION = 1
 
-SHARD_RE = re.compile(r"^shard-(\d{6})\.(tar|parquet|stats\.json)$")
+SHARD_RE = re.compile(r"^shard-(\d{6})\.(tar|parquet|members\.parquet|stats\.json)$")
 MEMBER_RE = re.compile(r"^(?P<key>.+?)\.t(?P<t>\d{3})\.v(?P<v>\d{3})\.(?P<kind>png|webp|depth\.png|normal\.png)$")
 
 # Sample status values in the shard parquet (DESIGN.md §4).
@@ -43,6 +47,11 @@ def stats_name(n: int) -> str:
     return f"{shard_stem(n)}.stats.json"
 
 
+def members_name(n: int) -> str:
+    """The member index `shard-N.members.parquet`: name, offset, size per tar member (DESIGN.md §4)."""
+    return f"{shard_stem(n)}.members.parquet"
+
+
 def image_member(key: str, t: int, v: int, ext: str = "png") -> str:
     """`{key}.t{TTT}.v{VVV}.png` (or `.webp`)."""
     return f"{key}.t{t:03d}.v{v:03d}.{ext}"
@@ -62,31 +71,73 @@ def json_member(key: str) -> str:
 
 def is_committed(directory: str | os.PathLike, n: int) -> bool:
     """A shard is committed when its stats.json exists (it is written last)."""
-    return (Path(directory) / stats_name(n)).is_file()
+    return storage.open_store(directory).exists(stats_name(n))
 
 
 def committed_shards(directory: str | os.PathLike) -> list[int]:
     """Shard numbers whose stats.json exists, sorted. Tars without one are crash leftovers."""
-    d = Path(directory)
-    if not d.is_dir():
-        raise FileNotFoundError(f"{d}: no such dataset folder")
+    store = storage.open_store(directory)
+    if not store.remote and not store.is_dir():
+        raise FileNotFoundError(f"{directory}: no such dataset folder")
+    names = set(store.listdir())
     out = []
-    for name in os.listdir(d):
+    for name in names:
         m = SHARD_RE.match(name)
-        if m and m.group(2) == "stats.json" and (d / tar_name(int(m.group(1)))).is_file():
+        if m and m.group(2) == "stats.json" and tar_name(int(m.group(1))) in names:
             out.append(int(m.group(1)))
     return sorted(out)
 
 
 def committed_tars(directory: str | os.PathLike) -> list[str]:
-    """Paths of the committed shards' tars: what a dataset folder means as a shard spec (DESIGN.md §6)."""
-    d = Path(directory)
-    return [str(d / tar_name(n)) for n in committed_shards(d)]
+    """Paths (or URLs) of the committed shards' tars: what a dataset folder means as a shard spec (DESIGN.md §6)."""
+    store = storage.open_store(directory)
+    return [store.child(tar_name(n)) for n in committed_shards(directory)]
 
 
 def read_stats(directory: str | os.PathLike, n: int) -> dict:
-    with open(Path(directory) / stats_name(n), encoding="utf-8") as f:
-        return json.load(f)
+    return json.loads(storage.open_store(directory).read_bytes(stats_name(n)))
+
+
+# ---------------------------------------------------------------------------------------------
+# The member index (DESIGN.md §4): one row per tar member, `name`, `offset` of its data in the tar
+# (after its header), `size`. Written by the shard writer with the tar, before stats.json.
+
+MEMBER_COLUMNS = ("name", "offset", "size")
+
+
+def write_member_index(entries: list[tuple[str, int, int]], path: str | os.PathLike) -> None:
+    """[(name, offset, size), ...] in tar order -> a Parquet file at the local `path`."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    names, offsets, sizes = (list(c) for c in zip(*entries)) if entries else ([], [], [])
+    table = pa.Table.from_arrays([pa.array(names, pa.string()), pa.array(offsets, pa.int64()),
+                                  pa.array(sizes, pa.int64())], names=list(MEMBER_COLUMNS))
+    pq.write_table(table, path)
+
+
+def read_member_index(data: bytes, where: str) -> list[tuple[str, int, int]]:
+    """Parse a members.parquet's bytes -> [(name, offset, size), ...] in tar order; ValueError naming
+    `where` when columns are missing or values are impossible."""
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(io.BytesIO(data), columns=list(MEMBER_COLUMNS))
+    except Exception as exn:  # noqa: BLE001 (pyarrow raises several kinds for a bad file)
+        raise ValueError(f"{where}: not a member index ({type(exn).__name__}: {exn})"[:500]) from None
+    rows = list(zip(*(table.column(c).to_pylist() for c in MEMBER_COLUMNS)))
+    for name, off, size in rows:
+        if not isinstance(name, str) or off is None or size is None or off < 0 or size < 0:
+            raise ValueError(f"{where}: bad member row ({name!r}, {off!r}, {size!r})")
+    return rows
+
+
+def tar_member_offsets(tar_path: str | os.PathLike) -> list[tuple[str, int, int]]:
+    """The member index of an existing local tar, from its headers (for shards written before the index)."""
+    import tarfile
+
+    with tarfile.open(tar_path, "r:") as tf:
+        return [(m.name, m.offset_data, m.size) for m in tf.getmembers() if m.isfile()]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -98,21 +149,33 @@ INDEX_NAME = "index.json"
 
 
 def build_index(directory: str | os.PathLike) -> dict:
-    d = Path(directory)
     shards = []
-    for n in committed_shards(d):
+    for n in committed_shards(directory):
         try:
-            st = read_stats(d, n)
+            st = read_stats(directory, n)
         except (OSError, ValueError):
             continue  # a stats.json being rewritten right now; the next index picks it up
         shards.append({"shard": n, "tar": tar_name(n), "samples": st.get("ok", st.get("samples"))})
     return {"schema_version": SCHEMA_VERSION, "shards": shards}
 
 
-def write_index(directory: str | os.PathLike) -> Path:
-    d = Path(directory)
-    data = build_index(d)
-    tmp = d / f".{INDEX_NAME}.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, d / INDEX_NAME)
-    return d / INDEX_NAME
+def write_index(directory: str | os.PathLike) -> str:
+    """Rewrite DIR/index.json (a local atomic rename, or one whole-object PUT); returns its path or URL."""
+    store = storage.open_store(directory)
+    data = build_index(directory)
+    store.write_bytes(INDEX_NAME, json.dumps(data, indent=1, sort_keys=True).encode("utf-8"))
+    return store.child(INDEX_NAME)
+
+
+def index_tars(data: dict, where: str) -> list[str]:
+    """The tar names an index.json lists, each checked to be a plain `shard-N.tar` name: an index
+    cannot point outside its dataset."""
+    try:
+        names = [s["tar"] for s in data["shards"]]
+    except (KeyError, TypeError) as exn:
+        raise ValueError(f"{where}: not a committed-shard index ({exn!r})") from None
+    for name in names:
+        m = SHARD_RE.match(name) if isinstance(name, str) else None
+        if not m or m.group(2) != "tar":
+            raise ValueError(f"{where}: refused entry {name!r} (must be a shard-NNNNNN.tar name inside the dataset)")
+    return names

@@ -9,11 +9,14 @@ next plain run renders again from scratch (no duplicates, no gaps).
 
 from __future__ import annotations
 
+import io
 import logging
 import math
+import os
 from pathlib import Path
 from typing import Any, Mapping
 
+from contracts import storage
 from contracts.layout import STATUS_FAILED, STATUS_OK, is_committed, parquet_name, stats_name, tar_name
 from pipeline.shards import BASE_COLUMNS, ShardStats, ShardWriter
 from pipeline.shardread import iter_shard
@@ -22,15 +25,16 @@ from render.result import SampleResult
 log = logging.getLogger(__name__)
 
 
-def read_shard_rows(out_dir: Path, shard: int) -> list[dict[str, Any]]:
-    """The shard parquet as a list of dicts (NaN -> None)."""
+def read_shard_rows(out_dir: str | os.PathLike, shard: int) -> list[dict[str, Any]]:
+    """The shard parquet (in a folder or under an object-store URL) as a list of dicts (NaN -> None)."""
     import pyarrow.parquet as pq
 
-    rows = pq.read_table(out_dir / parquet_name(shard)).to_pylist()
+    data = storage.open_store(out_dir).read_bytes(parquet_name(shard))
+    rows = pq.read_table(io.BytesIO(data)).to_pylist()
     return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in rows]
 
 
-def failed_keys(out_dir: Path, shard: int) -> set[str]:
+def failed_keys(out_dir: str | os.PathLike, shard: int) -> set[str]:
     """Keys whose status is `failed` (not `rejected`: those are verdicts, not accidents)."""
     return {r["key"] for r in read_shard_rows(out_dir, shard) if r["status"] == STATUS_FAILED}
 
@@ -43,7 +47,8 @@ class RetryShardWriter:
     """A ShardWriter for committed shard N that starts with N's samples except `replace_keys`."""
 
     def __init__(self, out_dir: str | Path, shard: int, replace_keys: set[str]):
-        self.dir = Path(out_dir)
+        self.store = storage.open_store(out_dir)
+        self.dir = out_dir if self.store.remote else Path(out_dir)
         self.shard = shard
         if not is_committed(self.dir, shard):
             raise FileNotFoundError(f"shard {shard} in {self.dir} is not committed: nothing to retry")
@@ -55,7 +60,7 @@ class RetryShardWriter:
         self.writer = ShardWriter(self.dir, shard)
         kept = {r["key"]: r for r in old_rows if r["key"] not in self.replace_keys}
         copied = set()
-        for sample in iter_shard(self.dir / tar_name(shard), keys=set(kept)):
+        for sample in iter_shard(self.store.child(tar_name(shard)), keys=set(kept)):
             row = kept[sample.key]
             self.writer.add(SampleResult(uid=row["uid"], clip=int(row["clip"]), key=sample.key, status=STATUS_OK,
                                          reason=None, detail=row.get("detail"), seconds=float(row["seconds"]),
@@ -77,7 +82,7 @@ class RetryShardWriter:
 
     def commit(self, extra: Mapping[str, Any] | None = None) -> ShardStats:
         # Uncommit, then commit the rebuilt shard: never a stats.json beside a half-replaced pair.
-        (self.dir / stats_name(self.shard)).unlink(missing_ok=True)
+        self.store.remove(stats_name(self.shard))
         return self.writer.commit({**dict(extra or {}), "retried": sorted(self.replace_keys)})
 
     def abort(self) -> None:

@@ -5,6 +5,9 @@
 - `--retry-failed`: committed shards get only their `failed` samples re-rendered (pipeline.retry);
   uncommitted shards in the selection are rendered in full as usual.
 - After every commit DIR/index.json (the committed-shard index) is rewritten.
+- DIR may be an object-store URL (`s3://bucket/prefix`, DESIGN.md §6): it is checked (reachable,
+  credentials accepted, bucket present) before any rendering starts, and shards are uploaded whole with
+  stats.json last (pipeline.shards.ShardWriter).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from contracts import storage
 from contracts.layout import is_committed, write_index
 
 log = logging.getLogger(__name__)
@@ -92,7 +96,7 @@ class RunSummary:
     counters: dict[str, int] = field(default_factory=dict)  # scheduler events (crashes, timeouts, recycles)
 
 
-def plan(manifest: Any, selection: list[int], out_dir: Path, force: bool, retry_failed: bool
+def plan(manifest: Any, selection: list[int], out_dir: str | Path, force: bool, retry_failed: bool
          ) -> tuple[dict[int, list[dict[str, Any]]], dict[int, set[str]], list[int]]:
     """(work: shard -> rows to render, retry: shard -> keys being replaced, skipped shards)."""
     from manifests.uids import sample_key
@@ -120,9 +124,10 @@ def plan(manifest: Any, selection: list[int], out_dir: Path, force: bool, retry_
 def run_render(manifest: Any, selection: list[int], spec: Any, out_dir: str | Path, *, use_ray: bool = True,
                pool_cfg: Any = None, force: bool = False, retry_failed: bool = False,
                threads: int | None = None, progress: bool = True, cache_dir: str | None = None) -> RunSummary:
-    """Render the selected shards of `manifest` into `out_dir`."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    """Render the selected shards of `manifest` into `out_dir` (a folder or an object-store URL)."""
+    store = storage.open_store(out_dir)
+    store.ensure()  # a bad URL, endpoint or credentials fail here: nothing rendered, nothing written
+    out = store.url if store.remote else Path(out_dir)
     work, retry, skipped = plan(manifest, selection, out, force, retry_failed)
     summary = RunSummary(selected=selection, skipped=skipped)
     if skipped:
@@ -147,17 +152,21 @@ def run_render(manifest: Any, selection: list[int], spec: Any, out_dir: str | Pa
     return summary
 
 
-def _tally(summary: RunSummary, out: Path, work: dict[int, list], retry: dict[int, set[str]]) -> None:
+def _tally(summary: RunSummary, out: str | Path, work: dict[int, list], retry: dict[int, set[str]]) -> None:
+    import io
+
     import pyarrow.parquet as pq
 
     from manifests.uids import sample_key
     from contracts.layout import parquet_name, read_stats
 
+    store = storage.open_store(out)
     for n, rows in work.items():
         if not is_committed(out, n):
             continue
         keys = {sample_key(r["uid"], int(r["clip"])) for r in rows}
-        for r in pq.read_table(out / parquet_name(n), columns=["key", "status"]).to_pylist():
+        table = pq.read_table(io.BytesIO(store.read_bytes(parquet_name(n))), columns=["key", "status"])
+        for r in table.to_pylist():
             if r["key"] in keys:
                 summary.samples[r["status"]] = summary.samples.get(r["status"], 0) + 1
         if n not in retry:
@@ -169,11 +178,11 @@ def _run_ray(work, retry, spec, out, pool_cfg, on_commit) -> dict[str, int]:
     from pipeline.retry import RetryShardWriter
     from pipeline.shards import ShardWriter, clear_shard
 
-    def factory(d: Path, n: int) -> Any:
+    def factory(_d: Path, n: int) -> Any:  # `out` itself: the pool's Path() would mangle a URL
         if n in retry:
-            return RetryShardWriter(d, n, retry[n])
-        clear_shard(d, n)
-        return ShardWriter(d, n)
+            return RetryShardWriter(out, n, retry[n])
+        clear_shard(out, n)
+        return ShardWriter(out, n)
 
     scheduler.init_ray(pool_cfg.address, pool_cfg.num_cpus)
     log.info("Ray: %s", scheduler.cluster_summary())

@@ -1,7 +1,8 @@
 """Read samples back out of a shard tar without WebDataset and without unpickling anything.
 
-Used by `pipeline preview`, `pipeline status --verify` and tests. Members of one sample are
-contiguous in the tar (WebDataset's convention), keyed by the name up to the first dot.
+Used by `pipeline preview`, `pipeline --retry-failed` and tests. Members of one sample are
+contiguous in the tar (WebDataset's convention), keyed by the name up to the first dot. A tar is a
+local path or a URL (http(s), s3://...), streamed once through `contracts.storage`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Iterator
 
 import numpy as np
 
+from contracts import storage
 from contracts.layout import MEMBER_RE
 
 
@@ -52,9 +54,9 @@ class ShardSample:
 
 
 def iter_shard(tar_path: str | Path, keys: set[str] | None = None) -> Iterator[ShardSample]:
-    """Yield the samples of a shard tar in order; only those in `keys` when given."""
+    """Yield the samples of a shard tar (path or URL) in order; only those in `keys` when given."""
     current: ShardSample | None = None
-    with tarfile.open(tar_path, mode="r|") as tf:
+    with storage.open_stream(str(tar_path)) as stream, tarfile.open(fileobj=stream, mode="r|") as tf:
         for info in tf:
             if not info.isfile():
                 continue

@@ -1,10 +1,19 @@
-"""Writing and committing one shard (DESIGN.md §4), and rendering one shard without Ray.
+"""Writing and committing one shard (DESIGN.md §4, §6), and rendering one shard without Ray.
 
-`ShardWriter` writes the tar and the parquet under temporary names in DIR, renames them into place,
-and writes `shard-N.stats.json` last: its presence is what makes the shard committed. Tar members are
-written deterministically (sorted names, fixed mtime/uid/gid/mode), so the same renders give the same
-bytes. `render_shard` is the plain function the Ray layer schedules: skip a committed shard (unless
-force), clear leftovers of a crashed run, render each row, commit.
+`ShardWriter` builds the tar, the parquet and the member index (`shard-N.members.parquet`: name,
+offset, size of every tar member) under temporary names, moves them into the dataset, and writes
+`shard-N.stats.json` last: its presence is what makes the shard committed. In a local folder the
+files are built in place and renamed; under an object-store URL (`s3://bucket/prefix`) they are built
+in a local scratch folder and uploaded whole, tar, parquet and member index first, stats.json last,
+so a killed upload never looks committed. Tar members are written deterministically (sorted names,
+fixed mtime/uid/gid/mode), so the same renders give the same bytes. `render_shard` is the plain
+function the Ray layer schedules: skip a committed shard (unless force), clear leftovers of a
+crashed run, render each row, commit.
+
+Test-only (documented, like the scheduler's fault injection): with `PIPELINE_TEST_UPLOAD_PAUSE=DIR`
+in the environment, a writer uploading to an object store stops after the tar is uploaded, creates
+`DIR/reached-shard-N` and waits (up to 300 s) for `DIR/release` before uploading the rest, so a test
+can stop the object store in the middle of a shard upload.
 
 No bpy and no ray at module level: the worker is imported only when `render_shard` has to make one.
 """
@@ -15,6 +24,7 @@ import io
 import json
 import logging
 import os
+import shutil
 import socket
 import tarfile
 import time
@@ -22,11 +32,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from contracts.layout import SCHEMA_VERSION, STATUSES, is_committed, parquet_name, read_stats, shard_stem, stats_name, tar_name
+from contracts import storage
+from contracts.layout import (SCHEMA_VERSION, STATUSES, is_committed, members_name, parquet_name, read_stats, shard_stem,
+                              stats_name, tar_name, write_member_index)
 
 log = logging.getLogger(__name__)
 
 TAR_MTIME = 0  # fixed member metadata: a tar depends only on its members' names and bytes
+UPLOAD_PAUSE_ENV = "PIPELINE_TEST_UPLOAD_PAUSE"
 
 # Shard parquet columns and their Arrow type names; statistics unknown here are appended, inferred.
 BASE_COLUMNS = {"uid": "string", "clip": "int32", "key": "string", "status": "string", "reason": "string",
@@ -64,15 +77,19 @@ class ShardStats:
 
 
 class ShardWriter:
-    """Collects samples of shard N in DIR; `commit()` makes them visible, `abort()` drops them."""
+    """Collects samples of shard N for DIR (a folder or an object-store URL); `commit()` makes them
+    visible, `abort()` drops them."""
 
     def __init__(self, out_dir: str | os.PathLike, shard: int):
-        self.dir = Path(out_dir)
+        self.store = storage.open_store(out_dir)
+        self.dir = out_dir if self.store.remote else Path(out_dir)
         self.shard = shard
         self.stem = shard_stem(shard)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self._tmp_tar = self.dir / f".{tar_name(shard)}.tmp-{os.getpid()}"
+        self.store.ensure()
+        self._scratch = self.store.scratch_dir()  # the folder itself, or a private local folder for uploads
+        self._tmp_tar = self._scratch / f".{tar_name(shard)}.tmp-{os.getpid()}"
         self._tar = tarfile.open(self._tmp_tar, "w", format=tarfile.GNU_FORMAT)
+        self.members: list[tuple[str, int, int]] = []  # (name, data offset, size): the member index
         self.rows: list[dict[str, Any]] = []
         self.images = 0
         self._keys: set[str] = set()
@@ -96,6 +113,9 @@ class ShardWriter:
             info.uid = info.gid = 0
             info.uname = info.gname = ""
             self._tar.addfile(info, io.BytesIO(data))
+            # addfile leaves the archive offset after the data padded to 512-byte blocks
+            padded = -(-len(data) // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+            self.members.append((name, self._tar.offset - padded, len(data)))
             if not name.endswith(".json") and ".depth." not in name and ".normal." not in name:
                 self.images += 1
         row = {"uid": result.uid, "clip": result.clip, "key": result.key, "status": result.status,
@@ -106,16 +126,19 @@ class ShardWriter:
         self.rows.append(row)
 
     def commit(self, extra: Mapping[str, Any] | None = None) -> ShardStats:
-        """Close and rename the tar and the parquet into place, then write stats.json (last)."""
+        """Move (or upload) the tar, the parquet and the member index into place, then write stats.json (last)."""
         self._tar.close()
-        _fsync(self._tmp_tar)
-        tmp_pq = self.dir / f".{parquet_name(self.shard)}.tmp-{os.getpid()}"
+        tar_bytes = self._tmp_tar.stat().st_size
+        pid = os.getpid()
+        tmp_pq = self._scratch / f".{parquet_name(self.shard)}.tmp-{pid}"
+        tmp_members = self._scratch / f".{members_name(self.shard)}.tmp-{pid}"
         write_rows_parquet(self.rows, tmp_pq)
-        _fsync(tmp_pq)
-        os.replace(self._tmp_tar, self.dir / tar_name(self.shard))
-        os.replace(tmp_pq, self.dir / parquet_name(self.shard))
-        stats = ShardStats(shard=self.shard, rows=len(self.rows), images=self.images,
-                           tar_bytes=(self.dir / tar_name(self.shard)).stat().st_size,
+        write_member_index(self.members, tmp_members)
+        self.store.put_file(self._tmp_tar, tar_name(self.shard))
+        _maybe_pause(self.store, self.shard)
+        self.store.put_file(tmp_pq, parquet_name(self.shard))
+        self.store.put_file(tmp_members, members_name(self.shard))
+        stats = ShardStats(shard=self.shard, rows=len(self.rows), images=self.images, tar_bytes=tar_bytes,
                            seconds=time.perf_counter() - self._t0)
         for r in self.rows:
             setattr(stats, r["status"], getattr(stats, r["status"]) + 1)
@@ -129,25 +152,36 @@ class ShardWriter:
                   "committed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": socket.gethostname(),
                   **dict(extra or {})}
         record.pop("skipped", None)
-        tmp = self.dir / f".{stats_name(self.shard)}.tmp-{os.getpid()}"
-        tmp.write_text(json.dumps(record, indent=1, sort_keys=True, default=str))
-        _fsync(tmp)
-        os.replace(tmp, self.dir / stats_name(self.shard))
+        self.store.write_bytes(stats_name(self.shard),
+                               json.dumps(record, indent=1, sort_keys=True, default=str).encode("utf-8"))
+        self._drop_scratch()
         return stats
 
     def abort(self) -> None:
         try:
             self._tar.close()
         finally:
-            self._tmp_tar.unlink(missing_ok=True)
+            pid = os.getpid()
+            for name in (tar_name(self.shard), parquet_name(self.shard), members_name(self.shard)):
+                (self._scratch / f".{name}.tmp-{pid}").unlink(missing_ok=True)
+            self._drop_scratch()
+
+    def _drop_scratch(self) -> None:
+        if self.store.remote:
+            shutil.rmtree(self._scratch, ignore_errors=True)
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _maybe_pause(store: Any, shard: int) -> None:
+    """The test-only pause between the tar and the rest of an upload (module docstring)."""
+    where = os.environ.get(UPLOAD_PAUSE_ENV)
+    if not where or not store.remote:
+        return
+    d = Path(where)
+    (d / f"reached-shard-{shard}").touch()
+    log.warning("test pause: shard %d's tar is uploaded, waiting for %s", shard, d / "release")
+    deadline = time.monotonic() + 300
+    while not (d / "release").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def write_rows_parquet(rows: list[dict[str, Any]], path: Path) -> None:
@@ -168,14 +202,15 @@ def write_rows_parquet(rows: list[dict[str, Any]], path: Path) -> None:
     pq.write_table(pa.Table.from_arrays(arrays, schema=pa.schema(fields)), path)
 
 
-def clear_shard(out_dir: Path, shard: int) -> None:
+def clear_shard(out_dir: str | os.PathLike, shard: int) -> None:
     """Remove shard N's files, stats.json first (so it is never committed with stale parts)."""
-    stem = shard_stem(shard)
-    (out_dir / stats_name(shard)).unlink(missing_ok=True)
-    for name in (tar_name(shard), parquet_name(shard)):
-        (out_dir / name).unlink(missing_ok=True)
-    for leftover in out_dir.glob(f".{stem}.*.tmp-*"):
-        leftover.unlink(missing_ok=True)
+    store = storage.open_store(out_dir)
+    store.remove(stats_name(shard))
+    for name in (tar_name(shard), parquet_name(shard), members_name(shard)):
+        store.remove(name)
+    if not store.remote and store.is_dir():
+        for leftover in store.root.glob(f".{shard_stem(shard)}.*.tmp-*"):
+            leftover.unlink(missing_ok=True)
 
 
 def render_row(worker: Any, row: Mapping[str, Any], cache_dir: str | None = None) -> Any:
@@ -210,8 +245,8 @@ def render_shard(rows: Iterable[Mapping[str, Any]], spec: Any, out_dir: str | os
     when given, else one is made and closed here. `on_sample(result)` is called after each sample.
     `cache_dir` is the Objaverse cache for rows whose file must be fetched (default ~/.objaverse).
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = out_dir if storage.is_url(str(out_dir)) else Path(out_dir)
+    storage.open_store(out).ensure()
     if is_committed(out, shard) and not force:
         log.info("shard %d already committed in %s; skipping (use --force to redo)", shard, out)
         return ShardStats.from_json(read_stats(out, shard), skipped=True)

@@ -52,7 +52,8 @@ def shard_rows(manifest: str, shard: int) -> list[dict[str, Any]]:
               help="Manifest Parquet (pipeline curate / pipeline mine).")
 @click.option("--shard", "shard", type=click.IntRange(0, 999_999), default=None, help="One shard number to render.")
 @click.option("--shards", "shards_sel", default=None, help="Shards to render: A-B, a comma list (0,3,7-9), or all.")
-@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Dataset folder for the shard files.")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False),
+              help="Dataset folder for the shard files, or an object-store URL (s3://bucket/prefix).")
 @click.option("--preset", type=click.Choice(PRESET_NAMES), default="lrm4d", show_default=True,
               help="Render preset; the flags below override its fields.")
 @click.option("--resolution", type=int, default=None, help="Image side in pixels.")
@@ -68,6 +69,11 @@ def shard_rows(manifest: str, shard: int) -> list[dict[str, Any]]:
 @click.option("--normals/--no-normals", default=None, help="Also write world-space normal maps.")
 @click.option("--lighting", type=click.Choice(["neutral", "random"]), default=None, help="Even white or randomised light.")
 @click.option("--allow-static", is_flag=True, default=None, help="Render clips without motion as one static frame.")
+@click.option("--framing", type=click.Choice(["union", "track"]), default=None,
+              help="union: fixed cameras, scale from the clip's union box; track (default): cameras follow the "
+                   "object's per-time box, scale from the largest per-time box (DESIGN.md §2).")
+@click.option("--min-coverage", "min_coverage", type=float, default=None,
+              help="Reject samples whose best view covers less than this fraction of the image (0 = off).")
 @click.option("--force", is_flag=True, help="Render again even if a shard is committed.")
 @click.option("--retry-failed", is_flag=True,
               help="For committed shards, re-render only their failed samples (good samples are kept as they are).")
@@ -130,9 +136,13 @@ def command(manifest: str, shard: int | None, shards_sel: str | None, out: str, 
                                   cache_dir=cache_dir, progress=progress)
         except ValueError as exc:
             raise click.UsageError(str(exc)) from None
+    from contracts.storage import StorageError
+
     try:
         summary = run_render(df, selection, spec, out, use_ray=use_ray, pool_cfg=pool_cfg, force=force,
                              retry_failed=retry_failed, threads=threads, progress=progress, cache_dir=cache_dir)
+    except StorageError as exc:  # --out URL refused, store unreachable, credentials rejected, upload cut off
+        raise click.ClickException(f"--out {exc}") from None
     except ValueError as exc:  # e.g. --device gpu without a GPU: raised before any row is rendered
         raise click.UsageError(str(exc)) from None
     _report(summary, out)

@@ -38,7 +38,8 @@ def test_writer_commits_tar_parquet_then_stats(tmp_path):
     assert is_committed(tmp_path, 3) and committed_shards(tmp_path) == [3]
     assert (stats.ok, stats.failed, stats.rejected, stats.images) == (1, 1, 0, 1)
     assert stats.reasons == {"import_failed": 1}
-    assert sorted(os.listdir(tmp_path)) == [parquet_name(3), stats_name(3), tar_name(3)]  # no temporary files left
+    assert sorted(os.listdir(tmp_path)) == sorted([parquet_name(3), stats_name(3), tar_name(3),
+                                                   "shard-000003.members.parquet"])  # no temporary files left
     on_disk = read_stats(tmp_path, 3)
     assert on_disk["ok"] == 1 and on_disk["note"] == "x" and on_disk["schema_version"] == 1
 
@@ -201,7 +202,8 @@ def test_leftovers_of_a_crashed_run_are_discarded(manifest, tmp_path):
     (tmp_path / f".{tar_name(1)}.tmp-12345").write_bytes(b"another shard's")
     rows = [r for r in _rows(manifest) if r["uid"] == "gone"]
     render_shard(rows, get_preset("debug", **TINY), tmp_path, 0)
-    assert sorted(os.listdir(tmp_path)) == sorted([f".{tar_name(1)}.tmp-12345", parquet_name(0), stats_name(0), tar_name(0)])
+    assert sorted(os.listdir(tmp_path)) == sorted([f".{tar_name(1)}.tmp-12345", parquet_name(0), stats_name(0), tar_name(0),
+                                                   "shard-000000.members.parquet"])
     assert _read_tar(tmp_path / tar_name(0)) == {}
 
 
