@@ -36,6 +36,7 @@ shards follow manifests.shards.assign_shards; the same inputs and settings give 
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
@@ -248,18 +249,25 @@ def read_renders(directory: str | os.PathLike) -> Renders:
 
     from contracts import layout
 
-    d = Path(directory)
-    if not d.is_dir():
-        raise MiningError(f"--renders {d}: no such dataset folder")
-    names = os.listdir(d)
+    from contracts import storage
+
+    try:  # a folder or an object-store URL (DESIGN.md §6)
+        store = storage.open_store(directory)
+        if not store.is_dir():
+            raise MiningError(f"--renders {directory}: no such dataset folder")
+        names = store.listdir()
+    except storage.StorageError as exn:
+        raise MiningError(f"--renders {exn}") from None
+    d = store.url if store.remote else Path(directory)
     existing = {int(m.group(1)) for m in map(_ANY_SHARD_FILE.match, names) if m}
     committed = layout.committed_shards(d)
     frames, specs = [], {}
     for n in committed:
-        pq_path = d / layout.parquet_name(n)
-        if not pq_path.is_file():
+        pq_path = store.child(layout.parquet_name(n))
+        if layout.parquet_name(n) not in names:
             raise MiningError(f"{pq_path}: committed shard {n} has no parquet (DESIGN.md §4)")
-        t = pq.read_table(pq_path, columns=["uid", "clip", "status", "reason"]).to_pandas()
+        t = pq.read_table(io.BytesIO(store.read_bytes(layout.parquet_name(n))),
+                          columns=["uid", "clip", "status", "reason"]).to_pandas()
         frames.append(t.assign(shard=n))
         try:
             spec = layout.read_stats(d, n).get("spec")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from contracts import storage
 from contracts.layout import is_committed, tar_name
 from pipeline.shardread import ShardSample, iter_shard
 
@@ -105,14 +106,17 @@ def animation_frames(sample: ShardSample, max_views: int = 8):
 
 def preview_shard(directory: str | Path, shard: int, out_dir: str | Path | None = None,
                   keys: list[str] | None = None, limit: int | None = 8, with_depth: bool = True) -> list[Path]:
-    """Write `{key}.png` (contact sheet) and `{key}.gif` per sample; return the written paths."""
-    directory = Path(directory)
-    tar = directory / tar_name(shard)
-    if not tar.is_file():
+    """Write `{key}.png` (contact sheet) and `{key}.gif` per sample; return the written paths.
+    `directory` is a folder or an object-store URL; the default output folder of a URL is
+    ./previews/shard-NNNNNN (previews are for eyes, always local)."""
+    store = storage.open_store(directory)
+    tar = store.child(tar_name(shard))
+    if not store.exists(tar_name(shard)):
         raise FileNotFoundError(f"{tar}: no such shard tar")
     if not is_committed(directory, shard):
         log.warning("shard %d in %s is not committed (no stats.json): previewing what is there", shard, directory)
-    out = Path(out_dir) if out_dir else directory / "previews" / f"shard-{shard:06d}"
+    base = Path("previews") if store.remote else Path(directory) / "previews"
+    out = Path(out_dir) if out_dir else base / f"shard-{shard:06d}"
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     wanted = set(keys) if keys else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import io
 import json
 import os
 import re
@@ -18,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from contracts import storage
 from contracts.layout import committed_shards, parquet_name, read_stats, write_index
 
 _ANY_SHARD_FILE = re.compile(r"^\.?shard-(\d{6})\.")
@@ -49,14 +51,15 @@ class StatusReport:
 
 
 def collect_status(directory: str | os.PathLike, manifest: Any | None = None, update_index: bool = True) -> StatusReport:
-    """Scan DIR (and compare with `manifest`, a DataFrame, when given)."""
+    """Scan DIR, a folder or an object-store URL (and compare with `manifest`, a DataFrame, when given)."""
     import pyarrow.parquet as pq
 
-    d = Path(directory)
+    store = storage.open_store(directory)
+    d = store.url if store.remote else Path(directory)
     rep = StatusReport(directory=str(d))
     rep.committed = committed_shards(d)
     committed = set(rep.committed)
-    seen = {int(m.group(1)) for name in os.listdir(d) if (m := _ANY_SHARD_FILE.match(name))}
+    seen = {int(m.group(1)) for name in store.listdir() if (m := _ANY_SHARD_FILE.match(name))}
     rep.partial = sorted(seen - committed)
     expected: dict[int, set[str]] = {}
     if manifest is not None:
@@ -77,7 +80,8 @@ def collect_status(directory: str | os.PathLike, manifest: Any | None = None, up
         if st.get("committed_at"):
             stamps.append(st["committed_at"])
         try:
-            table = pq.read_table(d / parquet_name(n), columns=["key", "status", "reason", "seconds"])
+            table = pq.read_table(io.BytesIO(store.read_bytes(parquet_name(n))),
+                                  columns=["key", "status", "reason", "seconds"])
         except (OSError, ValueError) as exc:
             rep.problems.append(f"shard {n}: unreadable parquet ({exc})")
             continue

@@ -47,8 +47,8 @@ Then: pipeline render --manifest next.parquet --shard N --out data      (each ne
               help="Cap on a boosted weight (weights compound over rounds; a cap never lowers a weight).")
 @click.option("--rerender-fraction", type=float, default=0.02, show_default=True,
               help="Share of the scored samples (the hardest of the hard) re-rendered denser, in new shards; 0 = none.")
-@click.option("--renders", type=click.Path(file_okay=False, exists=True),
-              help="Dataset folder the manifest was rendered into: failed/rejected rows are left out, and new shard "
+@click.option("--renders", type=click.Path(file_okay=False),
+              help="Dataset folder (or s3://bucket/prefix URL) the manifest was rendered into: failed/rejected rows are left out, and new shard "
                    "numbers come after every shard in it.")
 @click.option("--preset", help="Render preset the re-render settings are validated on (debug, lrm4d, l4gm). "
                                "[default: the preset recorded in the old shard's stats.json under --renders]")

@@ -8,13 +8,14 @@ import click
 
 
 @click.command("status")
-@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("directory", metavar="DIR")
 @click.option("--manifest", "manifest_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Compare with this manifest: missing shards, missing or superseded samples.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--no-index", is_flag=True, help="Do not rewrite DIR/index.json (the committed-shard index trainers read over HTTP).")
-def command(directory: Path, manifest_path: Path | None, as_json: bool, no_index: bool) -> None:
-    """Report what DIR holds. Only committed shards (stats.json written last) count as data.
+def command(directory: str, manifest_path: Path | None, as_json: bool, no_index: bool) -> None:
+    """Report what DIR (a folder or an s3://bucket/prefix URL) holds. Only committed shards
+    (stats.json written last) count as data.
 
     Also rewrites DIR/index.json, the list of committed shards that `pipeline train --shards URL/`
     reads when the dataset folder is served over HTTP.
@@ -28,5 +29,10 @@ def command(directory: Path, manifest_path: Path | None, as_json: bool, no_index
             manifest = read_manifest(manifest_path)
         except ManifestError as exc:
             raise click.ClickException(str(exc)) from None
-    rep = collect_status(directory, manifest, update_index=not no_index)
+    from contracts.storage import StorageError
+
+    try:
+        rep = collect_status(directory, manifest, update_index=not no_index)
+    except (StorageError, FileNotFoundError) as exc:
+        raise click.ClickException(f"DIR {exc}") from None
     click.echo(rep.to_json() if as_json else format_report(rep))
