@@ -15,6 +15,7 @@ from typing import Any
 
 BACKGROUNDS = ("white", "black", "random")
 RENDER_BACKENDS = ("auto", "gsplat", "torch")
+FAMILIES = ("lrm4d", "l4gm")  # model families (DESIGN.md §5); l4gm's pieces live in training/l4gm_*.py
 
 
 class ConfigError(ValueError):
@@ -38,6 +39,10 @@ class DataConfig:
     batches_per_epoch: int = 500    # per rank, fixed: resampled shards never run dry, so DDP ranks never wait
     load_depth: bool = False        # also decode 16-bit target depth (for depth metrics); off saves decode time
     weights: str | None = None      # manifest Parquet whose `weight` column sets draw probabilities (None = uniform)
+    # l4gm family only (n_in and novel_time_fraction are lrm4d's; n_target is per time of the window there):
+    window: int = 8                 # T consecutive rendered times per sample (L4GM trains on 8)
+    n_t0_views: int = 3             # extra input views at the window's first time (4 views at t0 in all)
+    interp: bool = False            # interpolation model: the video's middle frames are blends of the window's ends
 
     def __post_init__(self) -> None:
         _check(self.image_size >= 8, f"--set data.image_size={self.image_size}: must be >= 8")
@@ -49,10 +54,15 @@ class DataConfig:
         _check(self.shuffle_buffer >= 1, f"--set data.shuffle_buffer={self.shuffle_buffer}: must be >= 1")
         _check(self.num_workers >= 0, f"--num-workers {self.num_workers}: must be >= 0")
         _check(self.batches_per_epoch >= 1, f"--set data.batches_per_epoch={self.batches_per_epoch}: must be >= 1")
+        _check(self.window >= 1, f"--set data.window={self.window}: must be >= 1")
+        _check(self.n_t0_views >= 0, f"--set data.n_t0_views={self.n_t0_views}: must be >= 0")
+        _check(not self.interp or self.window >= 3,
+               f"--set data.interp=true needs --set data.window >= 3 (two ends and a middle), got {self.window}")
 
 
 @dataclass
 class ModelConfig:
+    family: str = "lrm4d"           # lrm4d: posed timed views -> 4D Gaussians; l4gm: video + t0 views -> 3D Gaussians per time
     patch_size: int = 8             # 8x8 patches at 256 px = 1024 tokens per view, GS-LRM/4D-LRM's choice
     width: int = 1024               # transformer width (base: ~300M parameters with 24 layers)
     depth: int = 24                 # transformer blocks
@@ -66,9 +76,15 @@ class ModelConfig:
     time_scale_init: float = 0.25   # initial temporal std (in clip-time units): a Gaussian first lives ~half a clip
     opacity_init: float = 0.1       # initial opacity: low, so early renders are not a wall of overlapping splats
     grad_checkpoint: bool = False   # recompute blocks in backward: ~30% slower, much less activation memory
+    # l4gm family only:
+    temporal_attention: bool = True  # a temporal block (one view index over the window) after every multi-view block
+    gauss_stride: int = 1           # one Gaussian per gauss_stride^2 input pixels (2 at 256 px = L4GM's 128^2 per view)
 
     def __post_init__(self) -> None:
+        _check(self.family in FAMILIES, f"--set model.family={self.family!r}: one of {FAMILIES}")
         _check(self.patch_size >= 1, f"--set model.patch_size={self.patch_size}: must be >= 1")
+        _check(self.gauss_stride >= 1 and self.patch_size % self.gauss_stride == 0,
+               f"--set model.gauss_stride={self.gauss_stride}: must divide --set model.patch_size={self.patch_size}")
         _check(self.width % self.heads == 0,
                f"--set model.width={self.width} must be divisible by --set model.heads={self.heads}")
         _check((self.width // self.heads) % 2 == 0, "--set model.width/heads: head dim must be even")
@@ -138,6 +154,8 @@ class TrainConfig:
     keep_checkpoints: int = 3       # older checkpoints are deleted after a new one is complete
     max_minutes: float = 0.0        # stop cleanly (with a checkpoint) after this wall time; 0 = no limit.
                                     # For leases and queues with time limits: the rerun resumes
+    init_from: str | None = None    # checkpoint (file or run folder) whose model weights start a new run, e.g. the
+                                    # l4gm interpolation fine-tune; must be of the same model family
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
@@ -273,7 +291,40 @@ def base() -> TrainConfig:
     )
 
 
-PRESETS = {"tiny": tiny, "small": small, "base": base}
+def l4gm_tiny() -> TrainConfig:
+    """The L4GM family on a CPU in tests: 32 px, 4-frame windows, video + 2 t0 views, 2 block pairs of width 64."""
+    cfg = tiny()
+    cfg.preset = "l4gm-tiny"
+    cfg.data = DataConfig(image_size=32, n_target=2, window=4, n_t0_views=2, shuffle_buffer=8, num_workers=0,
+                          batches_per_epoch=50)
+    cfg.model = ModelConfig(family="l4gm", patch_size=4, width=64, depth=2, heads=4, gauss_stride=2)
+    return cfg
+
+
+def l4gm_small() -> TrainConfig:
+    """The L4GM family on one GPU: 128 px, 8-frame windows, video + 3 t0 views, 6 block pairs of width 512."""
+    return TrainConfig(
+        preset="l4gm-small", steps=20_000, batch_size=4, log_every=20, grid_every=500, ckpt_every=1000,
+        data=DataConfig(image_size=128, n_target=4, window=8, n_t0_views=3, num_workers=6, batches_per_epoch=500),
+        model=ModelConfig(family="l4gm", patch_size=8, width=512, depth=6, heads=8, gauss_stride=1),
+        optim=OptimConfig(lr=4e-4, warmup_steps=500),
+    )
+
+
+def l4gm_base() -> TrainConfig:
+    """L4GM's setting at 256 px: 8-frame windows, video + 3 t0 views, 4 targets per time, 12 pairs of
+    (multi-view, temporal) blocks of width 1024 (~300M parameters, as the 4D-LRM base), 128^2 Gaussians per view."""
+    return TrainConfig(
+        preset="l4gm-base", steps=100_000, batch_size=1, log_every=20, grid_every=1000, ckpt_every=1000,
+        data=DataConfig(image_size=256, n_target=4, window=8, n_t0_views=3, num_workers=8, batches_per_epoch=1000),
+        model=ModelConfig(family="l4gm", patch_size=8, width=1024, depth=12, heads=16, gauss_stride=2,
+                          grad_checkpoint=True),
+        optim=OptimConfig(lr=4e-4, warmup_steps=3000),
+    )
+
+
+PRESETS = {"tiny": tiny, "small": small, "base": base,
+           "l4gm-tiny": l4gm_tiny, "l4gm-small": l4gm_small, "l4gm-base": l4gm_base}
 
 
 def preset(name: str) -> TrainConfig:

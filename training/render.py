@@ -47,3 +47,30 @@ def render_gaussians(g: Gaussians4D, c2w: Tensor, K: Tensor, times: Tensor, heig
                                             max_elems=cfg.max_elems, use_checkpoint=cfg.checkpoint)
     # [B, T, 1, H, W, C] -> [B, T, C, H, W]
     return rgb[:, :, 0].permute(0, 1, 4, 2, 3), alpha[:, :, 0].permute(0, 1, 4, 2, 3)
+
+
+def render_frames(g, c2w: Tensor, K: Tensor, height: int, width: int, background: Tensor, cfg: RenderConfig,
+                  backend: str) -> tuple[Tensor, Tensor]:
+    """Render per-time 3D Gaussians (training/gaussians3d.py), each time's set only at that time's cameras.
+
+    g: Gaussians3D [B, T, N, ...]; c2w [B, T, M, 4, 4], K [B, T, M, 3, 3], background [B, 3].
+    Returns rgb [B, T, M, 3, H, W] and alpha [B, T, M, 1, H, W].
+    """
+    g = g.float()
+    viewmats = world_to_camera(c2w.float())  # [B, T, M, 4, 4]: batch dims (sample, time), M cameras each
+    Ks = K.float()
+    B, T, M = c2w.shape[:3]
+    bg = background.float()[:, None, None, :].expand(B, T, M, 3)  # [B, T, M, 3]
+    covars = g.covars()  # [B, T, N, 3, 3]
+    if backend == "gsplat":
+        from training import raster_gsplat
+
+        rgb, alpha = raster_gsplat.rasterize(g.means, covars, g.opacity, g.rgb, viewmats, Ks, width, height,
+                                             near_plane=cfg.near_plane, backgrounds=bg, tile_size=cfg.tile_size,
+                                             packed=cfg.packed)
+    else:
+        rgb, alpha = raster_torch.rasterize(g.means, covars, g.opacity, g.rgb, viewmats, Ks, width, height,
+                                            near_plane=cfg.near_plane, backgrounds=bg, tile_size=cfg.tile_size,
+                                            max_elems=cfg.max_elems, use_checkpoint=cfg.checkpoint)
+    # [B, T, M, H, W, C] -> [B, T, M, C, H, W]
+    return rgb.permute(0, 1, 2, 5, 3, 4), alpha.permute(0, 1, 2, 5, 3, 4)
