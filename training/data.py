@@ -304,9 +304,11 @@ class Collate:
 
 def make_dataset(urls: list[str], cfg: DataConfig, *, batch_size: int, seed: int = 0, rank: int = 0,
                  world_size: int = 1, epoch: int = 0, resampled: bool = True, handler: Callable | None = None,
-                 weights: Mapping[str, float] | None = None, batches_per_worker: int | None = None):
+                 weights: Mapping[str, float] | None = None, batches_per_worker: int | None = None,
+                 family: str = "lrm4d"):
     """The WebDataset pipeline for one rank (see module docstring). Returns a wds.DataPipeline that
-    yields batches; with `batches_per_worker` it yields exactly that many per iteration (per worker)."""
+    yields batches; with `batches_per_worker` it yields exactly that many per iteration (per worker).
+    `family` (model.family) chooses the sample picker and builder (training/families.py)."""
     import webdataset as wds
     from webdataset.tariterators import group_by_keys, tar_file_expander
 
@@ -320,11 +322,16 @@ def make_dataset(urls: list[str], cfg: DataConfig, *, batch_size: int, seed: int
     ]
     if weights is not None:
         stages.append(WeightedRepeat(weights, shards=[n for n in map(shard_number, urls) if n is not None], **kw))
-    stages.append(PickViews(cfg, handler, **kw))
+    pick_cls, build_cls = (PickViews, BuildSample)
+    if family != "lrm4d":
+        from training.families import get_family
+
+        pick_cls, build_cls = get_family(family).sample_stages()
+    stages.append(pick_cls(cfg, handler, **kw))
     if resampled:
         stages.append(wds.shuffle(cfg.shuffle_buffer, initial=cfg.shuffle_buffer,
                                   rng=_LazyRng(seed, rank, epoch)))
-    stages.append(BuildSample(cfg, handler, **kw))
+    stages.append(build_cls(cfg, handler, **kw))
     stages.append(wds.batched(batch_size, collation_fn=Collate(handler), partial=not resampled))
     pipe = wds.DataPipeline(*stages)
     if batches_per_worker is not None:
@@ -352,13 +359,13 @@ class _LazyRng(random.Random):
 
 def make_loader(urls: list[str], cfg: DataConfig, *, batch_size: int, seed: int, rank: int = 0,
                 world_size: int = 1, epoch: int = 0, weights: Mapping[str, float] | None = None,
-                handler: Callable | None = None, pin_memory: bool = False):
+                handler: Callable | None = None, pin_memory: bool = False, family: str = "lrm4d"):
     """A DataLoader over one epoch of `cfg.batches_per_epoch` batches (rounded up to a multiple of
     the worker count) for this rank; every rank gets the same count, so DDP never waits on data."""
     workers = cfg.num_workers
     per_worker = math.ceil(cfg.batches_per_epoch / max(1, workers))
     ds = make_dataset(urls, cfg, batch_size=batch_size, seed=seed, rank=rank, world_size=world_size, epoch=epoch,
-                      handler=handler, weights=weights, batches_per_worker=per_worker)
+                      handler=handler, weights=weights, batches_per_worker=per_worker, family=family)
     return torch.utils.data.DataLoader(ds, batch_size=None, num_workers=workers, pin_memory=pin_memory,
                                        persistent_workers=False, prefetch_factor=2 if workers > 0 else None)
 

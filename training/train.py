@@ -31,7 +31,8 @@ from training import ddp
 from training.config import OptimConfig, TrainConfig
 from training.losses import reconstruction_losses
 from training.lpips import load_lpips
-from training.model import Reconstructor, count_parameters
+from training.blocks import count_parameters
+from training.families import build_model, require_family
 from training.render import render_gaussians, resolve_backend
 from training.viz import save_grid
 
@@ -74,7 +75,17 @@ def autocast_for(cfg: TrainConfig, device: torch.device) -> Any:
 def forward_render(model: nn.Module, batch: dict, cfg: TrainConfig, backend: str, autocast: Any,
                    size: int | None = None):
     """Reconstruct Gaussians from the inputs and render every target at `size` (default: the config's
-    image size). Returns (gaussians, rgb, alpha)."""
+    image size), the way the config's model family does. Returns (gaussians, rgb, alpha)."""
+    if cfg.model.family != "lrm4d":
+        from training.families import get_family
+
+        return get_family(cfg.model.family).forward_render(model, batch, cfg, backend, autocast, size)
+    return lrm4d_forward_render(model, batch, cfg, backend, autocast, size)
+
+
+def lrm4d_forward_render(model: nn.Module, batch: dict, cfg: TrainConfig, backend: str, autocast: Any,
+                         size: int | None = None):
+    """The 4D-LRM family: one set of 4D Gaussians from all inputs, sliced at every target's time."""
     with autocast:
         g = model(batch["in_rgb"], batch["in_cond"], batch["in_c2w"], batch["in_K"], batch["in_time"])
     S = size or cfg.data.image_size
@@ -83,9 +94,27 @@ def forward_render(model: nn.Module, batch: dict, cfg: TrainConfig, backend: str
     return g, rgb, alpha
 
 
+def load_init_weights(model: nn.Module, cfg: TrainConfig) -> None:
+    """Start a new run from another run's model weights (--set init_from=CKPT_OR_RUN), same family only."""
+    src = Path(cfg.init_from)
+    if src.is_dir():
+        found = ckpt.load_latest(src)
+    else:
+        found = (src, torch.load(src, map_location="cpu", weights_only=True)) if src.is_file() else None
+    if found is None:
+        raise FileNotFoundError(f"--set init_from={cfg.init_from}: no checkpoint file or run folder with checkpoints")
+    path, state = found
+    require_family(state, cfg.model.family, f"--set init_from={path}")
+    model.load_state_dict(state["model"])
+    log.info("model weights from %s (step %s)", path, state.get("step"))
+
+
 def resolve_resume(cfg: TrainConfig, saved: dict) -> TrainConfig:
     """The saved config with this invocation's harmless changes (e.g. a higher --steps) applied."""
     old = TrainConfig.from_dict(saved)
+    if old.model.family != cfg.model.family:
+        raise ValueError(f"--preset {cfg.preset} (model family {cfg.model.family!r}): this run holds "
+                         f"{old.model.family!r} checkpoints; use a new --out for another family")
     if old.preset != cfg.preset:
         raise ValueError(f"--preset {cfg.preset}: this run was started with preset {old.preset!r}; "
                          f"use a new --out for a different preset")
@@ -153,7 +182,9 @@ class Trainer:
             tmp.write_text(cfg.to_json())
             os.replace(tmp, self.out / "config.json")
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-        model = Reconstructor(cfg.model).to(info.device)
+        model = build_model(cfg.model).to(info.device)
+        if resumed is None and cfg.init_from:
+            load_init_weights(model, cfg)
         self.model_single = model
         self.optimizer = build_optimizer(model, cfg.optim, info.device)
         total = cfg.optim.schedule_steps
@@ -201,7 +232,7 @@ class Trainer:
             loader = data_mod.make_loader(self.urls, cfg.data, batch_size=cfg.batch_size, seed=cfg.seed,
                                           rank=info.rank, world_size=info.world_size, epoch=self.epoch,
                                           weights=self.weights, handler=handler,
-                                          pin_memory=info.device.type == "cuda")
+                                          pin_memory=info.device.type == "cuda", family=cfg.model.family)
             epoch_skips: dict[int, dict] = {}
             t_wait = time.perf_counter()
             for batch in loader:
