@@ -128,3 +128,20 @@ def forward_flops(cfg: ModelConfig, window: int, n_views: int, image_size: int) 
 def train_flops_per_sample(cfg: ModelConfig, window: int, n_views: int, image_size: int) -> float:
     """Forward + backward (3x forward) model FLOPs of one training sample, for MFU."""
     return 3.0 * forward_flops(cfg, window, n_views, image_size)
+
+
+def forward_render(model: nn.Module, batch: dict, cfg, backend: str, autocast, size: int | None = None):
+    """The family's step: reconstruct each window time's Gaussians from the flat inputs and render every
+    target at its own time. Returns (Gaussians3D, rgb [B, T*M, 3, S, S], alpha [B, T*M, 1, S, S]) with the
+    targets in the loader's time-major order, so losses and metrics read them like 4D-LRM targets."""
+    from training.render import render_frames
+
+    W = int(batch["window"].reshape(-1)[0])
+    with autocast:
+        g = model(batch["in_rgb"], batch["in_cond"], batch["in_c2w"], batch["in_K"], window=W)
+    B, n = batch["tg_c2w"].shape[:2]
+    M = n // W
+    S = size or cfg.data.image_size
+    rgb, alpha = render_frames(g, batch["tg_c2w"].reshape(B, W, M, 4, 4), batch["tg_K"].reshape(B, W, M, 3, 3),
+                               S, S, batch["background"], cfg.render, backend)
+    return g, rgb.flatten(1, 2), alpha.flatten(1, 2)
