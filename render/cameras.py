@@ -7,6 +7,9 @@ Conventions:
   column 3 its position. `K` maps camera coordinates to pixels with pixel centres at +0.5.
 - Fixed views sit on orbits and stay put over time; random views are drawn anew at every time.
   Everything random is seeded by (spec.seed, sample key): the same seed gives the same cameras.
+- Framing `track` (DESIGN.md §2): every camera at time t is translated by `offsets[t]`, the per-time
+  box centre's offset from the normalisation centre, so the orbits (fixed and random) are centred on
+  the object at every time; `union` has no offsets (all zero).
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ class CameraSet:
     azimuth_deg: np.ndarray    # [T, V]
     elevation_deg: np.ndarray  # [T, V]
     radius: np.ndarray         # [T, V]
-    fixed: np.ndarray          # [V] bool: True for orbit views constant over time
+    fixed: np.ndarray          # [V] bool: True for orbit views constant over time (up to `offsets`)
+    offsets: np.ndarray        # [T, 3] orbit centre at each time (zeros for framing 'union')
 
     @property
     def num_frames(self) -> int:
@@ -76,9 +80,16 @@ def sample_rng(seed: int, key: str, stream: str) -> np.random.Generator:
     return np.random.default_rng([seed, int.from_bytes(digest[:8], "little")])
 
 
-def make_cameras(spec: RenderSpec, key: str, num_frames: int) -> CameraSet:
-    """Fixed orbit views followed by random per-time views, for `num_frames` times."""
+def make_cameras(spec: RenderSpec, key: str, num_frames: int, offsets: np.ndarray | None = None) -> CameraSet:
+    """Fixed orbit views followed by random per-time views, for `num_frames` times.
+
+    `offsets` [T, 3] (normalised units) moves every camera of time t by offsets[t] (framing 'track');
+    None keeps every orbit around the origin. Random draws do not depend on the offsets.
+    """
     T, Vf, Vr = num_frames, spec.fixed_views, spec.random_views
+    offsets = np.zeros((T, 3)) if offsets is None else np.asarray(offsets, dtype=np.float64)
+    if offsets.shape != (T, 3) or not np.isfinite(offsets).all():
+        raise ValueError(f"camera offsets must be finite [T={T}, 3], got shape {offsets.shape}")
     V = Vf + Vr
     az = np.zeros((T, V))
     el = np.zeros((T, V))
@@ -96,9 +107,10 @@ def make_cameras(spec: RenderSpec, key: str, num_frames: int) -> CameraSet:
     for t in range(T):
         for v in range(V):
             c2w[t, v] = look_at_c2w(orbit_position(az[t, v], el[t, v], rad[t, v]))
+            c2w[t, v, :3, 3] += offsets[t]  # a pure translation: the view direction is the orbit's
     K = np.repeat(intrinsics(spec.fov_deg, spec.resolution, spec.resolution)[None], V, axis=0)  # [V, 3, 3]
     fixed = np.array([True] * Vf + [False] * Vr)
-    return CameraSet(c2w=c2w, K=K, azimuth_deg=az, elevation_deg=el, radius=rad, fixed=fixed)
+    return CameraSet(c2w=c2w, K=K, azimuth_deg=az, elevation_deg=el, radius=rad, fixed=fixed, offsets=offsets)
 
 
 def to_blender(c2w: np.ndarray) -> np.ndarray:
@@ -129,3 +141,34 @@ def unproject(depth: np.ndarray, c2w: np.ndarray, K: np.ndarray) -> np.ndarray:
     y = (i - K[1, 2]) / K[1, 1] * depth
     cam = np.stack([x, y, depth], axis=-1)  # [H, W, 3]
     return cam @ c2w[:3, :3].T + c2w[:3, 3]
+
+
+def normalisation(boxes: list[tuple[np.ndarray, np.ndarray] | None], framing: str) -> tuple[np.ndarray, float, np.ndarray]:
+    """(center [3], scale, camera offsets [T, 3]) from world boxes (lo [3], hi [3]) at each time (DESIGN.md §2).
+
+    `center` is the union box's centre in both framings. 'union': scale = 1 / the union box's largest
+    side, no offsets. 'track': scale = 1 / the largest side of any per-time box, and offsets[t] =
+    scale * (per-time box centre - center), zero at a time without geometry. Raises ValueError when
+    there is no box or the geometry has zero size.
+    """
+    have = [b for b in boxes if b is not None]
+    if not have:
+        raise ValueError("no geometry at any time")
+    lo = np.min([b[0] for b in have], axis=0)
+    hi = np.max([b[1] for b in have], axis=0)
+    center = (lo + hi) / 2.0
+    if framing == "union":
+        extent = float(np.max(hi - lo))
+    elif framing == "track":
+        extent = max(float(np.max(b[1] - b[0])) for b in have)
+    else:
+        raise ValueError(f"unknown framing {framing!r}")
+    if not extent > 1e-9:
+        raise ValueError("geometry has zero size")
+    scale = 1.0 / extent
+    offsets = np.zeros((len(boxes), 3))
+    if framing == "track":
+        for t, b in enumerate(boxes):
+            if b is not None:
+                offsets[t] = scale * ((b[0] + b[1]) / 2.0 - center)
+    return center, scale, offsets

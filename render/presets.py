@@ -17,6 +17,7 @@ ENGINES = ("cycles", "eevee")
 DEVICES = ("cpu", "gpu")
 IMAGE_FORMATS = ("png", "webp")
 LIGHTINGS = ("neutral", "random")
+FRAMINGS = ("union", "track")
 
 # Field -> the command-line flag that sets it (for error messages); other fields come from presets
 # or a row's render_settings.
@@ -24,7 +25,7 @@ FLAGS = {
     "resolution": "--resolution", "num_frames": "--frames", "fixed_views": "--views",
     "random_views": "--random-views", "samples": "--samples", "device": "--device", "engine": "--engine",
     "seed": "--seed", "image_format": "--format", "normals": "--normals", "lighting": "--lighting",
-    "allow_static": "--allow-static",
+    "allow_static": "--allow-static", "framing": "--framing", "min_coverage": "--min-coverage",
 }
 
 
@@ -51,6 +52,10 @@ class RenderSpec:
     webp_quality: int = 100               # 100 = lossless webp; lower is lossy
     normals: bool = False                 # world-space normals as an extra .normal.png member
     lighting: str = "neutral"             # neutral: uniform white environment; random: tinted env + a sun (recorded)
+    framing: str = "track"                # DESIGN §2; track: cameras follow the per-time box, scale from the largest per-time box
+                                          # (median coverage of travelling glTF models 4-9x union's, BENCHMARKS.md "Framing")
+    min_coverage: float = 0.005           # best view's mean alpha coverage below this -> rejected 'too_small' (0 = off);
+                                          # 0.5 % is ~20 px at 64 px, under every ok asset measured (BENCHMARKS.md)
     max_faces: int = 1_000_000            # evaluated faces above this are rejected: render time and memory blow up
     allow_static: bool = False            # render clips without motion as one frame (static: true) instead of rejecting
     motion_threshold: float = 0.005       # largest vertex displacement (normalised units) below which a clip "does not move"
@@ -87,6 +92,9 @@ class RenderSpec:
         _check(self, "image_format", self.image_format in IMAGE_FORMATS, f"one of {IMAGE_FORMATS}")
         _check(self, "webp_quality", isinstance(self.webp_quality, int) and 1 <= self.webp_quality <= 100, "an int in 1..100")
         _check(self, "lighting", self.lighting in LIGHTINGS, f"one of {LIGHTINGS}")
+        _check(self, "framing", self.framing in FRAMINGS, f"one of {FRAMINGS}")
+        _check(self, "min_coverage", isinstance(self.min_coverage, (int, float)) and 0 <= self.min_coverage < 1,
+               "a fraction of the image in [0, 1)")
         _check(self, "max_faces", isinstance(self.max_faces, int) and self.max_faces >= 1, "an int >= 1")
         _check(self, "motion_threshold", self.motion_threshold >= 0, ">= 0")
         _check(self, "max_seconds", self.max_seconds > 0, "> 0")

@@ -20,6 +20,7 @@ REASONS: dict[str, tuple[str, str]] = {
     "clip_out_of_range": ("failed", "the row's clip index is not one of the file's animations"),
     "no_motion": ("rejected", "the clip's evaluated geometry does not move over the rendered times (or 9 probe times when fewer)"),
     "empty_render": ("rejected", "every rendered image is fully transparent"),
+    "too_small": ("rejected", "the object covers less of the image than the preset's min_coverage, in its best view on average over time"),
     "render_failed": ("failed", "Blender raised while rendering or while writing the passes"),
     "timeout": ("failed", "the sample took longer than the preset's max_seconds"),
     "worker_crashed": ("failed", "the render process died while it held the sample"),

@@ -1,7 +1,8 @@
 """`RenderWorker`: one long-lived bpy process that turns (manifest row, asset file) into a sample.
 
 Per asset: reset the scene, import, pick the clip, sample T times over it, check motion, normalise
-over all sampled times, place cameras, light, render every (time, view), encode the members. A bad
+over all sampled times (framing 'union' or 'track', DESIGN §2), place cameras (per time when tracking),
+light, render every (time, view), check coverage, encode the members. A bad
 asset never raises: it comes back as a failed or rejected `SampleResult` with a reason.
 """
 
@@ -24,7 +25,7 @@ import numpy as np
 from manifests.uids import sample_key
 from contracts.layout import SCHEMA_VERSION, depth_member, image_member, json_member, normal_member
 from render import passes, scene
-from render.cameras import CameraSet, make_cameras, sample_rng, to_blender
+from render.cameras import CameraSet, make_cameras, normalisation, sample_rng, to_blender
 from render.clips import ClipSet
 from render.presets import RenderSpec, with_row_settings
 from render.reasons import AssetProblem
@@ -165,13 +166,10 @@ class RenderWorker:
                 if g.faces > spec.max_faces:
                     raise AssetProblem("too_many_faces", f"{g.faces} evaluated faces > max_faces {spec.max_faces}")
             geoms.append(g)
-        bounds = [g.bounds() for g in geoms if g.bounds() is not None]
-        lo = np.min([b[0] for b in bounds], axis=0)
-        hi = np.max([b[1] for b in bounds], axis=0)
-        extent = float(np.max(hi - lo))
-        if not extent > 1e-9:
-            raise AssetProblem("empty_scene", f"{path.name}: geometry has zero size")
-        center, norm_scale = (lo + hi) / 2.0, 1.0 / extent
+        try:  # union box centre; scale and per-time camera offsets by the framing (DESIGN §2)
+            center, norm_scale, offsets = normalisation([g.bounds() for g in geoms], spec.framing)  # offsets [T, 3]
+        except ValueError as exc:
+            raise AssetProblem("empty_scene", f"{path.name}: {exc}") from None
         motion = dict(_motion(geoms, norm_scale), motion_times=len(geoms))
         if not static and motion["motion_max"] < spec.motion_threshold and len(frames) < MOTION_PROBES:
             # Few rendered times can all fall on one pose (a looping clip's two ends, a periodic one at its
@@ -187,19 +185,20 @@ class RenderWorker:
             if not static_ok:
                 raise AssetProblem("no_motion", f"clip {clip} moves at most {motion['motion_max']:.2e} "
                                    f"normalised units over {motion['motion_times']} times (< motion_threshold {spec.motion_threshold})")
-            frames, times_s, static, window_s = frames[:1], [0.0], True, 0.0
+            frames, times_s, static, window_s, offsets = frames[:1], [0.0], True, 0.0, offsets[:1]
         scene.normalise(center, norm_scale)
         stats["prepare_s"] = time.perf_counter() - t
 
         t = time.perf_counter()
         T = len(frames)
-        cams = make_cameras(spec, key, T)
+        cams = make_cameras(spec, key, T, offsets)
         render_info = scene.configure_render(spec, self.threads)
         lighting = scene.set_lighting(spec.lighting, sample_rng(spec.seed, key, "lighting"))
         pass_paths = passes.setup_compositor(self.workdir, spec.normals)
         cam = scene.add_camera()
         bpy.context.scene.render.filepath = str(self.workdir / "rgba.png")
-        max_dist = float(np.linalg.norm(cams.c2w[..., :3, 3], axis=-1).max()) + UNIT_BOX_RADIUS
+        # farthest surface: camera to its orbit centre plus the (per-time) box's radius
+        max_dist = float(np.linalg.norm(cams.c2w[..., :3, 3] - offsets[:, None], axis=-1).max()) + UNIT_BOX_RADIUS
         depth_scale = passes.depth_scale_for(max_dist)
         stats["scene_s"] = time.perf_counter() - t
 
@@ -207,16 +206,22 @@ class RenderWorker:
                                                          t0, log_path)
         coverage = np.array(quality["coverage"])  # [T, V]
         border = np.array(quality["touches_border"])  # [T, V]
-        per_view = coverage.mean(axis=0)  # [V]
+        per_view = coverage.mean(axis=0)  # [V]: each view's mean coverage over time
         stats.update(
             static=static, duration_s=window_s, num_frames=T, num_views=cams.num_views, resolution=spec.resolution,
             coverage_mean=float(coverage.mean()), coverage_min_view=float(per_view.min()),
+            coverage_median_view=float(np.median(per_view)),
             coverage_max_view=float(per_view.max()), empty_views=int((coverage.max(axis=0) == 0).sum()),
             border_fraction=float(border.mean()), touches_border=bool(border.any()),
-            normalization_scale=float(norm_scale), render_s=render_s, images=T * cams.num_views,
+            normalization_scale=float(norm_scale), framing=spec.framing,
+            track_travel=float(np.linalg.norm(offsets, axis=-1).max()),
+            render_s=render_s, images=T * cams.num_views,
         )
         if coverage.max() == 0:
             raise AssetProblem("empty_render", f"all {T * cams.num_views} images are fully transparent")
+        if per_view.max() < spec.min_coverage:
+            raise AssetProblem("too_small", f"the best view covers {per_view.max():.2%} of the image on average over "
+                               f"{T} times (< min_coverage {spec.min_coverage:.2%}; framing {spec.framing})")
 
         meta = {
             "schema_version": SCHEMA_VERSION,
@@ -232,9 +237,11 @@ class RenderWorker:
             "depth_scale": depth_scale,
             "normalization": {"center": [float(c) for c in center], "scale": float(norm_scale)},
             "cameras": {"fixed": cams.fixed.tolist(), "azimuth_deg": cams.azimuth_deg.tolist(),
-                        "elevation_deg": cams.elevation_deg.tolist(), "radius": cams.radius.tolist()},
+                        "elevation_deg": cams.elevation_deg.tolist(), "radius": cams.radius.tolist(),
+                        "offsets": cams.offsets.tolist()},
             "render": {**render_info, "blender_version": self.blender_version, "seed": spec.seed,
-                       "preset": spec.name, "image_format": spec.image_format, "normals": spec.normals,
+                       "preset": spec.name, "framing": spec.framing,
+                       "image_format": spec.image_format, "normals": spec.normals,
                        "view_transform": "Standard", "lighting": lighting, "spec": spec.to_dict()},
             "quality": {"coverage": quality["coverage"], "touches_border": quality["touches_border"],
                         **{k: stats[k] for k in ("motion_max", "motion_mean", "scale_change")}},

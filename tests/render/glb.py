@@ -105,3 +105,49 @@ def gltf_to_blender(p: np.ndarray) -> np.ndarray:
     """glTF (y up) -> Blender world (z up) as the importer converts: (x, y, z) -> (x, -z, y)."""
     p = np.asarray(p, dtype=np.float64)
     return np.stack([p[..., 0], -p[..., 2], p[..., 1]], axis=-1)
+
+
+def read_glb(path: Path) -> tuple[dict, bytearray]:
+    """(JSON document, binary chunk) of a .glb file."""
+    data = Path(path).read_bytes()
+    magic, _version, _length = struct.unpack_from("<4sII", data, 0)
+    if magic != b"glTF":
+        raise ValueError(f"{path}: not a binary glTF")
+    js_len, _ = struct.unpack_from("<II", data, 12)
+    doc = json.loads(data[20:20 + js_len])
+    rest = 20 + js_len
+    bin_chunk = bytearray()
+    if rest + 8 <= len(data):
+        bin_len, _ = struct.unpack_from("<II", data, rest)
+        bin_chunk = bytearray(data[rest + 8:rest + 8 + bin_len])
+    return doc, bin_chunk
+
+
+def with_travel(src: Path, dst: Path, distance: float, axis: int = 0) -> Path:
+    """A copy of `src` whose whole scene travels `distance` (glTF units) along glTF `axis` in every clip.
+
+    The scene's root nodes go under a new root node; every animation gets one more channel that moves
+    that node linearly from 0 to `distance` over the animation's own time span (its samplers' min/max),
+    so the clip spans are unchanged and each clip's own motion plays on top of the travel.
+    """
+    doc, binary = read_glb(src)
+    if not doc.get("animations"):
+        raise ValueError(f"{src}: no animations to add travel to")
+    b = GlbBuilder()
+    b.doc, b.bin = doc, binary
+    scene = doc["scenes"][doc.get("scene", 0)]
+    root = {"name": "travel_root", "children": list(scene["nodes"])}
+    doc["nodes"].append(root)
+    scene["nodes"] = [len(doc["nodes"]) - 1]
+    for anim in doc["animations"]:
+        ins = [doc["accessors"][s["input"]] for s in anim["samplers"]]
+        t0, t1 = min(a["min"][0] for a in ins), max(a["max"][0] for a in ins)
+        end = [0.0, 0.0, 0.0]
+        end[axis] = float(distance)
+        t = b._accessor(np.asarray([t0, t1], np.float32).reshape(-1, 1), "SCALAR", 5126, minmax=True)
+        v = b._accessor(np.asarray([[0.0, 0.0, 0.0], end], np.float32), "VEC3", 5126)
+        anim["samplers"].append({"input": t, "output": v, "interpolation": "LINEAR"})
+        anim["channels"].append({"sampler": len(anim["samplers"]) - 1,
+                                 "target": {"node": len(doc["nodes"]) - 1, "path": "translation"}})
+    doc.pop("buffers", None)
+    return b.write(dst)

@@ -57,7 +57,7 @@ def test_depth_is_planar_z_not_ray_distance_on_a_tilted_plane_near_the_corner(wo
 
 def test_sliding_cube_normalisation_motion_and_subframe_times(worker, synthetic):
     # 0.5-wide cube sliding 0.5 units/s along x; a 0.9 s window at 4 times hits frames 0, 7.2, 14.4, 21.6.
-    r = render_row(worker, synthetic["sliding_cube"], clip=0, max_window_s=0.9)
+    r = render_row(worker, synthetic["sliding_cube"], clip=0, max_window_s=0.9, framing="union")
     assert r.status == "ok", r.detail
     m = json.loads(r.members[f"{r.key}.json"])
     assert m["clip_name"] == "slide" and m["static"] is False
@@ -75,7 +75,7 @@ def test_sliding_cube_normalisation_motion_and_subframe_times(worker, synthetic)
 
 
 def test_cameras_in_the_json_are_the_preset_orbit(worker, synthetic):
-    r = render_row(worker, synthetic["sliding_cube"], clip=0, fixed_views=3, fixed_elevations_deg=[10])
+    r = render_row(worker, synthetic["sliding_cube"], clip=0, fixed_views=3, fixed_elevations_deg=[10], framing="union")
     m = json.loads(r.members[f"{r.key}.json"])
     c2w = np.array(m["c2w"])
     for v, az in enumerate([0.0, 120.0, 240.0]):
