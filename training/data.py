@@ -3,7 +3,8 @@
 The pipeline, one small generator stage each, with the error policy passed in as `handler`:
 
     shard urls (resampled per rank and worker, or split by rank then worker)
-    -> open (local file or http(s) stream) -> tar members -> samples grouped by key
+    -> samples grouped by key (training.shardstream: through the shard's member index, JSON read and
+       images left as ranged-read references; or the tar streamed whole: local, http(s), s3://)
     -> weighted repeat (--weights) -> pick (view, time) pairs and keep only their members
     -> shuffle (still undecoded) -> decode the picked images, resize, composite, Plücker rays
     -> batches, a fixed number per epoch
@@ -18,7 +19,6 @@ import functools
 import logging
 import math
 import random
-import urllib.request
 from collections import Counter
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from training.config import DataConfig
 from training.decode import DEPTH_FMT, SampleError, decode_depth, decode_rgba, parse_sample
 from training.geometry import plucker_image, scale_intrinsics
-from training.shardspec import HTTP_TIMEOUT_S, shard_number
+from training.shardspec import shard_number
+from training.shardstream import open_shards, shard_samples  # noqa: F401 (open_shards: the streaming stage, re-exported)
 from training.rng import stream_rng as _rng
 from training.rng import worker_slot as _worker
 from training.weights import WeightedRepeat
@@ -119,22 +120,6 @@ class ShardSource(torch.utils.data.IterableDataset):
         worker, nworkers = _worker()
         for url in urls[worker::nworkers]:  # worker splitting
             yield {"url": url}
-
-
-def open_shards(src: Iterable[dict], handler: Callable) -> Iterator[dict]:
-    """Open each url as a byte stream: local files directly, http(s) through urllib (no curl needed)."""
-    for item in src:
-        url = item["url"]
-        try:
-            if url.startswith(("http://", "https://")):
-                stream = urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_S)  # noqa: S310 (user-given shard URL)
-            else:
-                stream = open(url, "rb")
-        except Exception as exn:  # noqa: BLE001 (policy is the handler's)
-            if handler(SampleError("shard_open", f"{url}: cannot open ({exn})")):
-                continue
-            break
-        yield {"url": url, "stream": stream}
 
 
 class PickViews:
@@ -310,15 +295,12 @@ def make_dataset(urls: list[str], cfg: DataConfig, *, batch_size: int, seed: int
     yields batches; with `batches_per_worker` it yields exactly that many per iteration (per worker).
     `family` (model.family) chooses the sample picker and builder (training/families.py)."""
     import webdataset as wds
-    from webdataset.tariterators import group_by_keys, tar_file_expander
 
     handler = handler if handler is not None else SkipAndCount()
     kw = dict(seed=seed, rank=rank, epoch=epoch)
     stages: list[Any] = [
         ShardSource(urls, resampled=resampled, world_size=world_size, **kw),
-        functools.partial(open_shards, handler=handler),
-        functools.partial(tar_file_expander, handler=handler),
-        functools.partial(group_by_keys, handler=handler),
+        functools.partial(shard_samples, handler=handler, ranged=cfg.ranged_reads),
     ]
     if weights is not None:
         stages.append(WeightedRepeat(weights, shards=[n for n in map(shard_number, urls) if n is not None], **kw))

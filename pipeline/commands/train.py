@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-PRESETS = ("tiny", "small", "base")
+PRESETS = ("tiny", "small", "base", "l4gm-tiny", "l4gm-small", "l4gm-base")  # = training.config.PRESETS
 
 
 @click.command("train")
@@ -18,7 +18,8 @@ PRESETS = ("tiny", "small", "base")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), metavar="RUN",
               help="Run folder; rerunning with the same RUN resumes from its newest checkpoint.")
 @click.option("--preset", type=click.Choice(PRESETS), default="small", show_default=True,
-              help="tiny: CPU tests; small: one GPU; base: ~300M parameters (GS-LRM/4D-LRM scale).")
+              help="tiny: CPU tests; small: one GPU; base: ~300M parameters (GS-LRM/4D-LRM scale). "
+                   "l4gm-*: the L4GM family (monocular video + t0 views -> 3D Gaussians per time), same sizes.")
 @click.option("--steps", type=int, default=None, help="Global step to train to (default: the preset's).")
 @click.option("--batch-size", type=int, default=None, help="Samples per rank per step (default: the preset's).")
 @click.option("--lr", type=float, default=None, help="Peak learning rate (default: the preset's).")
