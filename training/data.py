@@ -28,8 +28,9 @@ import torch.nn.functional as F
 from training.config import DataConfig
 from training.decode import DEPTH_FMT, SampleError, decode_depth, decode_rgba, parse_sample
 from training.geometry import plucker_image, scale_intrinsics
+from training import shardstream
 from training.shardspec import shard_number
-from training.shardstream import open_shards, shard_samples  # noqa: F401 (open_shards: the streaming stage, re-exported)
+from training.shardstream import shard_samples
 from training.rng import stream_rng as _rng
 from training.rng import worker_slot as _worker
 from training.weights import WeightedRepeat
@@ -120,6 +121,9 @@ class ShardSource(torch.utils.data.IterableDataset):
         worker, nworkers = _worker()
         for url in urls[worker::nworkers]:  # worker splitting
             yield {"url": url}
+
+
+open_shards = shardstream.open_shards  # the streaming stage, kept under its old name
 
 
 class PickViews:

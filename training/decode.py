@@ -1,6 +1,9 @@
 """One sample's members (DESIGN.md §4): contract checks of `{key}.json`, image and depth decoding.
 
-Nothing is ever unpickled: `.json` goes through json.loads, images through PIL.
+Nothing is ever unpickled: `.json` goes through json.loads, images through PIL. A member's value is
+its bytes, or a `MemberRef` (where in which tar, from the shard's member index) that the decoders
+fetch with a ranged read right before decoding: after picking and shuffling, so only the members a
+sample uses are ever read.
 """
 
 from __future__ import annotations
@@ -8,12 +11,13 @@ from __future__ import annotations
 import io
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from contracts import layout
+from contracts import layout, storage
 
 IMAGE_RE = re.compile(r"^t(\d{3})\.v(\d{3})\.(png|webp)$")  # member suffix after the key
 DEPTH_FMT = "t{t:03d}.v{v:03d}.depth.png"
@@ -70,8 +74,30 @@ def _check_meta(key: str, meta: Any) -> tuple[int, int]:
     return T, V
 
 
-def decode_rgba(data: bytes, where: str) -> np.ndarray:
-    """PNG/WebP bytes -> straight RGBA float32 [H, W, 4] in [0, 1]."""
+@dataclass(frozen=True)
+class MemberRef:
+    """A tar member not read yet: `size` bytes at `offset` of the tar at `url` (DESIGN.md §4 member index)."""
+
+    url: str
+    name: str
+    offset: int
+    size: int
+
+    def read(self) -> bytes:
+        try:
+            return storage.read_range(self.url, self.offset, self.size)
+        except Exception as exn:  # noqa: BLE001 (network, storage and file errors all skip the sample)
+            raise SampleError("member_read", f"{self.url}#{self.name}: ranged read failed ({exn})"[:500]) from None
+
+
+def member_bytes(data: bytes | MemberRef) -> bytes:
+    """A member's bytes: as given, or fetched now (one ranged read) for a MemberRef."""
+    return data.read() if isinstance(data, MemberRef) else data
+
+
+def decode_rgba(data: bytes | MemberRef, where: str) -> np.ndarray:
+    """PNG/WebP bytes (or a MemberRef, fetched here) -> straight RGBA float32 [H, W, 4] in [0, 1]."""
+    data = member_bytes(data)
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.load()
@@ -81,9 +107,10 @@ def decode_rgba(data: bytes, where: str) -> np.ndarray:
     return rgba
 
 
-def decode_depth(data: bytes, depth_scale: float, where: str) -> np.ndarray:
-    """16-bit greyscale PNG -> depth float32 [H, W] = value * depth_scale (0 = no surface).
-    Decoded here because WebDataset's generic image decoders reduce 16-bit PNGs to 8 bits."""
+def decode_depth(data: bytes | MemberRef, depth_scale: float, where: str) -> np.ndarray:
+    """16-bit greyscale PNG (or a MemberRef, fetched here) -> depth float32 [H, W] = value * depth_scale
+    (0 = no surface). Decoded here because WebDataset's generic image decoders reduce 16-bit PNGs to 8 bits."""
+    data = member_bytes(data)
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.load()

@@ -1,0 +1,149 @@
+"""The shard-opening stage: shard urls -> samples grouped by key, read by index or by streaming.
+
+A shard with a member index (`shard-N.members.parquet`, DESIGN.md §4) is not streamed: its samples
+come out with `{key}.json` read (one ranged read each) and every other member as a `MemberRef`
+(url, offset, size) that `training.decode` fetches with one ranged read only if the sample's picker
+kept it; so a sample moves its JSON and the dozen images it uses instead of its ~600 members. Ranged
+reads are seeks on local files, HTTP Range requests and S3 ranged GETs (`contracts.storage`).
+A shard without an index (written before the index existed), or whose index cannot be read, is
+streamed whole through WebDataset's tar reader, as before. Both paths give the same samples:
+`{"__key__", "__url__", suffix: bytes | MemberRef}`, with suffixes as WebDataset names them (the
+member name after the key's first dot, lower case).
+
+Errors go to the handler (skip-and-count): an unreadable index is counted (`member_index`) and the
+shard is streamed; a JSON that cannot be fetched skips its sample (`member_read`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import urllib.error
+from typing import Any, Callable, Iterable, Iterator
+
+from contracts import layout, storage
+from training.decode import MemberRef, SampleError
+
+log = logging.getLogger(__name__)
+
+INDEX_TTL_S = 120.0   # a member index is reused this long per process (a shard drawn again costs no request);
+                      # bounded because `--retry-failed` / `--force` may rewrite a committed shard under a trainer
+_index_cache: dict[str, tuple[float, list[tuple[str, int, int]] | None]] = {}
+_cache_lock = threading.Lock()
+
+
+def members_url(tar_url: str) -> str | None:
+    """`.../shard-N.tar` -> `.../shard-N.members.parquet` (None for tars outside the project's naming)."""
+    head, name = storage.parent_and_name(tar_url)
+    m = layout.SHARD_RE.match(name)
+    if not m or m.group(2) != "tar":
+        return None
+    return f"{head}/{layout.members_name(int(m.group(1)))}"
+
+
+def load_member_index(tar_url: str) -> list[tuple[str, int, int]] | None:
+    """The shard's member index, or None when it has none. Raises (ValueError, OSError) when it exists
+    but cannot be read or parsed. Cached per process for INDEX_TTL_S."""
+    now = time.monotonic()
+    with _cache_lock:
+        hit = _index_cache.get(tar_url)
+        if hit is not None and now - hit[0] < INDEX_TTL_S:
+            return hit[1]
+    url = members_url(tar_url)
+    index = None
+    if url is not None:
+        try:
+            data = storage.read_bytes(url)
+        except FileNotFoundError:
+            data = None
+        except urllib.error.HTTPError as exn:
+            if exn.code != 404:
+                raise
+            data = None
+        if data is not None:
+            index = layout.read_member_index(data, url)
+    with _cache_lock:
+        if len(_index_cache) > 256:
+            _index_cache.clear()
+        _index_cache[tar_url] = (now, index)
+    return index
+
+
+def _split(name: str) -> tuple[str, str] | None:
+    """WebDataset's key rule: key = the name up to the first dot of its last path part; suffix = the rest."""
+    head, _, base = name.rpartition("/")
+    if "." not in base:
+        return None
+    stem, suffix = base.split(".", 1)
+    return (f"{head}/{stem}" if head else stem), suffix.lower()
+
+
+def indexed_samples(url: str, index: list[tuple[str, int, int]], handler: Callable) -> Iterator[dict]:
+    """Samples of one indexed shard: `json` read now, other members as MemberRefs."""
+    current: dict[str, Any] | None = None
+    for name, offset, size in index:
+        parts = _split(name)
+        if parts is None or name.startswith("__"):
+            continue
+        key, suffix = parts
+        if current is not None and current["__key__"] != key:
+            yield from _finish(current, handler)
+            current = None
+        if current is None:
+            current = {"__key__": key, "__url__": url}
+        if suffix in current:
+            if not handler(ValueError(f"{name}: duplicate file name in the member index of {url}")):
+                return
+            continue
+        current[suffix] = MemberRef(url, name, int(offset), int(size))
+    if current is not None:
+        yield from _finish(current, handler)
+
+
+def _finish(sample: dict, handler: Callable) -> Iterator[dict]:
+    ref = sample.get("json")
+    if isinstance(ref, MemberRef):
+        try:
+            sample["json"] = ref.read()
+        except SampleError as exn:
+            handler(exn)
+            return
+    yield sample
+
+
+def streamed_samples(url: str, handler: Callable) -> Iterator[dict]:
+    """Samples of one shard streamed whole (no index): WebDataset's tar reader and key grouping."""
+    from webdataset.tariterators import group_by_keys, tar_file_expander
+
+    yield from group_by_keys(tar_file_expander(open_shards([{"url": url}], handler), handler=handler), handler=handler)
+
+
+def open_shards(src: Iterable[dict], handler: Callable) -> Iterator[dict]:
+    """Open each url as a byte stream: local files, http(s) through urllib, object stores through fsspec."""
+    for item in src:
+        url = item["url"]
+        try:
+            stream = storage.open_stream(url)
+        except Exception as exn:  # noqa: BLE001 (policy is the handler's)
+            if handler(SampleError("shard_open", f"{url}: cannot open ({exn})")):
+                continue
+            break
+        yield {"url": url, "stream": stream}
+
+
+def shard_samples(src: Iterable[dict], handler: Callable, ranged: bool = True) -> Iterator[dict]:
+    """Pipeline stage: {"url"} items -> grouped samples, through the member index when there is one."""
+    for item in src:
+        url = item["url"]
+        index = None
+        if ranged:
+            try:
+                index = load_member_index(url)
+            except Exception as exn:  # noqa: BLE001 (a bad index is counted; the tar itself may be fine)
+                if not handler(SampleError("member_index", f"{url}: member index unreadable, streaming instead ({exn})"[:500])):
+                    return
+        if index is not None:
+            yield from indexed_samples(url, index, handler)
+        else:
+            yield from streamed_samples(url, handler)
