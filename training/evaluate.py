@@ -184,16 +184,13 @@ class BuildEvalSample(data_mod.BuildSample):
 def make_eval_dataset(urls: list[str], protocol: Protocol, image_size: int, batch_size: int, handler):
     """Every sample of every shard once, in order, with the protocol's pairs, in batches."""
     import webdataset as wds
-    from webdataset.tariterators import group_by_keys, tar_file_expander
 
     cfg = DataConfig(image_size=image_size, n_in=protocol.n_in, n_target=protocol.n_target, background="white",
                      num_workers=0)
     kw = dict(seed=protocol.seed, rank=0, epoch=0)
     return wds.DataPipeline(
         data_mod.ShardSource(urls, resampled=False, world_size=1, **kw),
-        functools.partial(data_mod.open_shards, handler=handler),
-        functools.partial(tar_file_expander, handler=handler),
-        functools.partial(group_by_keys, handler=handler),
+        functools.partial(data_mod.shard_samples, handler=handler),  # member index + ranged reads, or streamed
         ProtocolPick(protocol, handler),
         BuildEvalSample(cfg, handler, **kw),
         wds.batched(batch_size, collation_fn=data_mod.Collate(handler), partial=True),
