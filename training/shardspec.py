@@ -1,6 +1,7 @@
-"""Shard SPEC resolution (DESIGN.md §6): a dataset folder, brace patterns, http(s) URLs, joined by '::'.
+"""Shard SPEC resolution (DESIGN.md §6): a dataset folder or object-store prefix, brace patterns,
+http(s) URLs, joined by '::'.
 
-Only committed shards (stats.json present, DESIGN.md §4) come out of a folder or a served index.
+Only committed shards (stats.json present, DESIGN.md §4) come out of a folder, a prefix or a served index.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ import os
 import urllib.request
 from pathlib import Path
 
-from contracts import layout
+from contracts import layout, storage
 
 log = logging.getLogger(__name__)
 
-HTTP_TIMEOUT_S = 60
+HTTP_TIMEOUT_S = storage.HTTP_TIMEOUT_S
 
 
 def resolve_shards(spec: str) -> list[str]:
@@ -25,9 +26,12 @@ def resolve_shards(spec: str) -> list[str]:
     - `http://` / `https://` URLs, with brace patterns: taken as given (the server is trusted);
     - an `http(s)://.../` URL ending in '/': a dataset folder served over HTTP; its committed shards
       are read from the folder's index.json (written by `pipeline render` and `pipeline status`);
+    - an object-store URL (`s3://bucket/prefix`, with or without a trailing '/'): the dataset under
+      that prefix, its committed shards found by listing (index.json when listing is not allowed);
+      a URL whose last part ends in `.tar` or holds a brace pattern names tars, checked like local ones;
     - local brace patterns: expanded; a missing tar is an error, a tar without its stats.json is an
       uncommitted crash leftover and is skipped with a warning.
-    Several specs may be joined with '::'.
+    Several specs may be joined with '::'. URLs with `..` or empty components are refused.
     """
     import braceexpand
 
@@ -38,6 +42,9 @@ def resolve_shards(spec: str) -> list[str]:
             continue
         if part.startswith(("http://", "https://")):
             out.extend(_http_dataset(part) if part.endswith("/") else braceexpand.braceexpand(part))
+            continue
+        if storage.is_url(part):
+            out.extend(_store_dataset(part, braceexpand.braceexpand))
             continue
         if os.path.isdir(part):
             tars = layout.committed_tars(part)
@@ -65,7 +72,7 @@ def _http_dataset(url: str) -> list[str]:
     try:
         with urllib.request.urlopen(index, timeout=HTTP_TIMEOUT_S) as r:  # noqa: S310 (user-given dataset URL)
             data = json.loads(r.read())
-        tars = [url + s["tar"] for s in data["shards"]]
+        tars = [url + name for name in layout.index_tars(data, index)]
     except Exception as exn:  # noqa: BLE001 (network, JSON or layout errors all mean the same to the user)
         raise FileNotFoundError(f"--shards {url}: cannot read the committed-shard index {index} ({exn}); "
                                 f"run `pipeline status DIR` on the served folder to write it") from None
@@ -74,11 +81,43 @@ def _http_dataset(url: str) -> list[str]:
     return tars
 
 
+def _store_dataset(part: str, expand) -> list[str]:
+    """Committed tars of an object-store dataset prefix, or the committed ones among named tar URLs."""
+    last = part.rstrip("/").rsplit("/", 1)[-1]
+    if last.endswith(".tar") or "{" in part:
+        urls = list(expand(part))
+        for u in urls:
+            storage.split_url(u)  # refuse '..' and empty components before touching the store
+        committed = [u for u in urls if _is_committed_tar(u)]
+        if len(committed) < len(urls):
+            log.warning("--shards %s: skipping %d uncommitted or missing tar(s) (no stats.json), e.g. %s", part,
+                        len(urls) - len(committed), next(u for u in urls if u not in committed))
+        return committed
+    store = storage.open_store(part)
+    try:
+        tars = layout.committed_tars(store.url)
+    except FileNotFoundError:
+        tars = []
+    except storage.StorageError:
+        if not store.exists(layout.INDEX_NAME):  # listing refused: the index is the fallback
+            raise
+        tars = []
+    if not tars and store.exists(layout.INDEX_NAME):
+        index = store.child(layout.INDEX_NAME)
+        try:
+            tars = [store.child(n) for n in layout.index_tars(json.loads(store.read_bytes(layout.INDEX_NAME)), index)]
+        except ValueError as exn:
+            raise FileNotFoundError(f"--shards {part}: {exn}") from None
+    if not tars:
+        raise FileNotFoundError(f"--shards {part}: no committed shards under this prefix (no shard-*.stats.json)")
+    return tars
+
+
 def _is_committed_tar(path: str) -> bool:
     n = shard_number(path)
     if n is None:
         return True  # not in the project's naming: nothing to check against, trust the user
-    return layout.is_committed(os.path.dirname(path) or ".", n)
+    return layout.is_committed(storage.parent_and_name(path)[0] or ".", n)
 
 
 def shard_number(url: str) -> int | None:
@@ -88,4 +127,4 @@ def shard_number(url: str) -> int | None:
 
 
 def shard_dir_of(url: str) -> Path | None:
-    return Path(url).parent if not url.startswith(("http://", "https://")) else None
+    return Path(url).parent if not storage.is_url(url) else None
