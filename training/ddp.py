@@ -7,6 +7,7 @@ group: NCCL on GPUs, gloo on CPUs. Started plainly, it is a world of one and wra
 from __future__ import annotations
 
 import datetime
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -86,6 +87,20 @@ def any_true(flag: bool, info: DistInfo) -> bool:
     if info.world_size == 1:
         return flag
     return total(1.0 if flag else 0.0, info) > 0
+
+
+def broadcast_json(value, info: DistInfo):
+    """Rank 0's JSON-serialisable `value` on every rank (as UTF-8 bytes in a tensor: nothing is pickled)."""
+    if info.world_size == 1:
+        return value
+    dev = _comm_device(info)
+    data = json.dumps(value).encode("utf-8") if info.rank == 0 else b""
+    n = torch.tensor([len(data)], dtype=torch.int64, device=dev)
+    dist.broadcast(n, src=0)
+    buf = (torch.frombuffer(bytearray(data), dtype=torch.uint8).to(dev) if info.rank == 0
+           else torch.empty(int(n.item()), dtype=torch.uint8, device=dev))
+    dist.broadcast(buf, src=0)
+    return json.loads(bytes(buf.cpu().tolist()).decode("utf-8"))
 
 
 def barrier(info: DistInfo) -> None:

@@ -26,7 +26,7 @@ from torch import nn
 from training import checkpoint as ckpt
 from training import data as data_mod
 from training import weights as weights_mod
-from training import shardspec
+from training.follow import ShardFollower
 from training import ddp
 from training.config import OptimConfig, TrainConfig
 from training.losses import reconstruction_losses
@@ -198,7 +198,8 @@ class Trainer:
         self.model = ddp.wrap(model, info)
         self.backend = resolve_backend(cfg.render, info.device)
         self.lpips = load_lpips(cfg.loss.lpips_weights, info.device) if cfg.loss.lpips > 0 else None
-        self.urls = shardspec.resolve_shards(shards)
+        self.follower = ShardFollower(shards, cfg.data.follow_interval_s, info)  # --follow: re-reads the SPEC
+        self.urls = self.follower.initial()
         self.weights = weights_mod.load_weights(cfg.data.weights) if cfg.data.weights else None
         if info.device.type == "cuda":  # float32 matrix products (LPIPS, slicing) on tensor cores
             torch.backends.cuda.matmul.allow_tf32 = True
@@ -265,6 +266,10 @@ class Trainer:
                     log.info("--max-minutes %.1f reached at step %d; stopping (a rerun resumes)", cfg.max_minutes, step)
                     return last
                 if step >= cfg.steps:
+                    break
+                new_urls = self.follower.poll(self.urls)  # --follow: shards committed since -> a new epoch
+                if new_urls is not None:
+                    self.urls = new_urls
                     break
                 t_wait = time.perf_counter()
             for counts in epoch_skips.values():

@@ -14,7 +14,8 @@ PRESETS = ("tiny", "small", "base", "l4gm-tiny", "l4gm-small", "l4gm-base")  # =
 @click.command("train")
 @click.option("--shards", "shards", required=True, metavar="SPEC",
               help="Shard tars: a dataset folder (committed shards only), a brace pattern "
-                   "DIR/shard-{000000..000099}.tar, or http(s):// URLs; join several with '::'.")
+                   "DIR/shard-{000000..000099}.tar, http(s):// URLs, or an object-store dataset "
+                   "s3://bucket/prefix; join several with '::'.")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), metavar="RUN",
               help="Run folder; rerunning with the same RUN resumes from its newest checkpoint.")
 @click.option("--preset", type=click.Choice(PRESETS), default="small", show_default=True,
@@ -34,25 +35,37 @@ PRESETS = ("tiny", "small", "base", "l4gm-tiny", "l4gm-small", "l4gm-base")  # =
 @click.option("--ckpt-every", type=int, default=None, help="Steps between checkpoints.")
 @click.option("--max-minutes", type=float, default=None,
               help="Stop cleanly with a checkpoint after this many minutes (rerun to resume).")
+@click.option("--follow", is_flag=True, default=False,
+              help="Keep re-reading the committed shards of --shards while training (a dataset still being "
+                   "rendered); waits for the first shard. A resumed run keeps following.")
+@click.option("--follow-interval", type=click.FloatRange(min=0.1), default=None, metavar="SECONDS",
+              help="Seconds between looks at the dataset with --follow.  [default: 60]")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Any other setting, e.g. --set model.depth=12 --set data.n_in=6 (names as in RUN/config.json).")
 def command(shards: str, out: str, preset: str, steps: int | None, batch_size: int | None, lr: float | None,
             num_workers: int | None, weights: str | None, lpips_weights: str | None, device: str | None,
             log_every: int | None, grid_every: int | None, ckpt_every: int | None, max_minutes: float | None,
-            overrides: tuple[str, ...]) -> None:
+            follow: bool, follow_interval: float | None, overrides: tuple[str, ...]) -> None:
     """Train the 4D Gaussian reconstructor until global step --steps (resumes from RUN)."""
     from training.config import ConfigError, apply_overrides
     from training.config import preset as make_preset
 
     flags = {"steps": steps, "batch_size": batch_size, "optim.lr": lr, "data.num_workers": num_workers,
              "data.weights": weights, "loss.lpips_weights": lpips_weights, "log_every": log_every,
-             "grid_every": grid_every, "ckpt_every": ckpt_every, "max_minutes": max_minutes}
+             "grid_every": grid_every, "ckpt_every": ckpt_every, "max_minutes": max_minutes,
+             "data.follow_interval_s": (follow_interval or 60.0) if follow else None}
+    if follow_interval is not None and not follow:
+        raise click.UsageError("--follow-interval needs --follow")
     sets = [f"{k}={v}" for k, v in flags.items() if v is not None] + list(overrides)
     try:
         cfg = apply_overrides(make_preset(preset), sets)
     except ConfigError as exn:
         raise click.BadParameter(str(exn)) from None
 
+    from contracts.storage import StorageError
     from training.train import train
 
-    train(cfg, shards, out, device=device)
+    try:
+        train(cfg, shards, out, device=device)
+    except (StorageError, FileNotFoundError) as exn:  # a refused URL, an unreachable store, no shards
+        raise click.ClickException(str(exn)) from None
