@@ -1,7 +1,9 @@
 """Checkpoints: atomic writes, newest-first discovery, loading with weights_only=True.
 
 RUN/checkpoints/step-00001000.pt holds model, optimiser, scheduler, step, data epoch, RNG state and
-the resolved config. A file is written to a temporary name, flushed to disk and renamed, so a crash
+the resolved config, plus the model family and `trained_on`: the shards (and weight manifests) the
+run has trained on so far, over all its invocations, so that `pipeline eval` can tell clips the
+checkpoint has seen from held-out ones. A file is written to a temporary name, flushed to disk and renamed, so a crash
 leaves either the previous checkpoint or the new one, never half of one.
 """
 
@@ -63,3 +65,38 @@ def load_latest(run: str | os.PathLike, map_location: str | torch.device = "cpu"
             raise ValueError(f"{path}: checkpoint format {state.get('format_version')!r}, expected {FORMAT_VERSION}")
         return path, state
     return None
+
+
+def shard_id(url: str) -> str:
+    """How a shard is named in `trained_on`: the real path of a local tar, a URL as given."""
+    if "://" in url:
+        return url
+    return os.path.realpath(url)
+
+
+def _manifest_entry(path: str) -> dict[str, Any]:
+    import hashlib
+
+    p = Path(path)
+    digest = None
+    if p.is_file():
+        h = hashlib.sha256()
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        digest = h.hexdigest()
+    return {"path": os.path.realpath(path) if "://" not in path else path, "sha256": digest}
+
+
+def trained_on(previous: dict[str, Any] | None, urls: list[str], weights: str | None) -> dict[str, Any]:
+    """The record stored in a checkpoint: `previous` (the resumed checkpoint's record) plus the shards
+    of this invocation and its weight manifest. {'shards': [shard ids, sorted], 'manifests': [{'path',
+    'sha256'}, in first-use order]}."""
+    prev = previous if isinstance(previous, dict) else {}
+    shards = set(prev.get("shards", [])) | {shard_id(u) for u in urls}
+    manifests = [m for m in prev.get("manifests", []) if isinstance(m, dict)]
+    if weights:
+        entry = _manifest_entry(weights)
+        if entry not in manifests:
+            manifests.append(entry)
+    return {"shards": sorted(shards), "manifests": manifests}

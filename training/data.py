@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from training.config import DataConfig
 from training.decode import DEPTH_FMT, SampleError, decode_depth, decode_rgba, parse_sample
 from training.geometry import plucker_image, scale_intrinsics
+from training.protocol import fixed_views, target_kind
 from training import shardstream
 from training.shardspec import shard_number
 from training.shardstream import shard_samples
@@ -129,9 +130,13 @@ open_shards = shardstream.open_shards  # the streaming stage, kept under its old
 class PickViews:
     """Choose input and target (view, time) pairs per sample and keep only those members' bytes.
 
-    Inputs are n_in distinct pairs. A share `novel_time_fraction` of the targets comes from frames no
-    input shows; the rest from pairs that are not inputs. Static samples (one frame) serve any time:
-    each pair gets a uniformly random time. Runs before the shuffle so the buffer holds little.
+    Inputs are n_in distinct pairs. A share `novel_time_fraction` of the targets are novel-time targets
+    by camera (training.protocol.target_kind): a fixed camera some input uses, at a frame no input
+    shows. Random views are redrawn at every time, so a random view at an unseen frame is a novel view
+    at a novel time, not a novel time; when there are too few novel-time pairs the share is filled
+    from other unseen-frame pairs, then (like the other targets) from distinct pairs that are not
+    inputs; repeats only when every pair is used. Static samples (one frame) serve any time: each pair
+    gets a uniformly random time. Runs before the shuffle so the buffer holds little.
     """
 
     def __init__(self, cfg: DataConfig, handler: Callable, *, seed: int, rank: int, epoch: int):
@@ -158,12 +163,15 @@ class PickViews:
             targets = _choose(rng, [p for p in pairs if p not in inputs] or pairs, cfg.n_target)
             tg_times = [rng.random() for _ in targets]
         else:
-            seen = {t for t, _ in inputs}
-            novel = [p for p in pairs if p[0] not in seen]
-            n_novel = round(cfg.n_target * cfg.novel_time_fraction) if novel else 0
-            targets = _choose(rng, novel, n_novel)
-            rest = [p for p in pairs if p not in inputs and p not in targets] or [p for p in pairs if p not in inputs] or pairs
-            targets += _choose(rng, rest, cfg.n_target - n_novel)
+            fixed = fixed_views(meta, T, V)
+            kind = {p: target_kind(p, inputs, fixed) for p in pairs}
+            n_novel = round(cfg.n_target * cfg.novel_time_fraction)
+            targets = _distinct(rng, [p for p in pairs if kind[p] == "novel_time"], n_novel)
+            targets += _distinct(rng, [p for p in pairs if kind[p] == "novel_view_time"], n_novel - len(targets))
+            rest = [p for p in pairs if p not in inputs and p not in targets]
+            targets += _distinct(rng, rest, cfg.n_target - len(targets))
+            if len(targets) < cfg.n_target:  # every held-out pair is a target already: repeat some
+                targets += _choose(rng, [p for p in pairs if p not in inputs] or pairs, cfg.n_target - len(targets))
             times = meta["times"]
             in_times = [float(times[t]) for t, _ in inputs]
             tg_times = [float(times[t]) for t, _ in targets]
@@ -179,6 +187,11 @@ class PickViews:
                 depth.append(sample[name])
             out["depth"] = depth
         return out
+
+
+def _distinct(rng: random.Random, items: list, n: int) -> list:
+    """Up to n of `items`, without replacement (fewer when there are fewer)."""
+    return rng.sample(items, min(n, len(items))) if n > 0 else []
 
 
 def _choose(rng: random.Random, items: list, n: int) -> list:
@@ -267,7 +280,7 @@ class BuildSample:
             ds = []
             for (t, v, _, _), data in zip(item["targets"], item["depth"]):
                 d = torch.from_numpy(decode_depth(data, scale, f"{key}.t{t:03d}.v{v:03d}.depth"))[None, None]
-                ds.append(F.interpolate(d, size=(S, S), mode="nearest")[0] if d.shape[-2:] != (S, S) else d[0])
+                ds.append(F.interpolate(d, size=(S, S), mode="nearest-exact")[0] if d.shape[-2:] != (S, S) else d[0])
             out["tg_depth"] = torch.stack(ds)
         return out
 

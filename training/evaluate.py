@@ -1,18 +1,21 @@
 """`pipeline eval`: score a checkpoint on shards with a fixed, seeded protocol -> metrics.parquet.
 
+Each model family has its evaluation protocol; `EVALUATORS` below is where a family chooses it (the
+checkpoint records its family). What every family shares (the tag `NAME-vN/FAMILY@SIZE`, target kinds by
+camera, the protocol-owned loss, psnr_obj and the baselines, seen_in_training, the metrics file) lives
+in training/protocol.py. This module is the 4D-LRM family's protocol, `sparse4`:
+
 The protocol decides, per sample and from nothing but (protocol name, version, seed, sample key) and
 the sample's own frame/view layout, which (view, time) pairs the model sees and which held-out pairs
 it is scored on. Two checkpoints evaluated with the same protocol are therefore scored on exactly the
-same pairs, whatever their training settings. Target pairs come in three kinds:
+same pairs, whatever their training settings. Target kinds (by camera, training/protocol.py):
+`novel_view_time`, `novel_time` (a fixed camera an input uses, at a time no input shows), `novel_view`.
 
-- `novel_view_time`: a time no input shows, from a view no input uses (the hardest);
-- `novel_time`: a time no input shows, from a view some input uses;
-- `novel_view`: a time an input shows, from another view.
-
-One row per sample (DESIGN.md §5): uid, clip, key, shard, psnr, ssim, lpips (null without local
-LPIPS weights), loss, step, protocol; plus PSNR per kind, two baselines (nearest input frame, mean
-colour), and the number of targets. The GPU path batches samples; the CPU path uses the pure-torch
-renderer. Broken samples are skipped and counted, never fatal.
+One row per sample (DESIGN.md §5): uid, clip, key, shard, psnr, ssim, lpips (null without local LPIPS
+weights), loss (PROTOCOL_LOSS), step, protocol, psnr_obj, seen_in_training; plus SSIM/LPIPS in the
+object box, PSNR per kind, two baselines (nearest input frame, mean colour) in full and in the box, and
+the number of scored targets. The GPU path batches samples; the CPU path uses the pure-torch renderer.
+Broken samples, and samples with a single (view, time) pair, are skipped and counted, never fatal.
 """
 
 from __future__ import annotations
@@ -20,44 +23,44 @@ from __future__ import annotations
 import functools
 import hashlib
 import heapq
+import importlib
 import json
 import logging
 import math
 import os
 import random
-import sys
-from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 import torch
 
 from training import checkpoint as ckpt
 from training import data as data_mod
-from training import shardspec
-from training import decode
+from training import decode, shardspec
 from training.baselines import nearest_input
 from training.config import DataConfig, TrainConfig
-from training.losses import psnr, reconstruction_losses, ssim
-from training.model import Reconstructor
-from training.render import resolve_backend
-from training.train import autocast_for, forward_render, to_device
+from training.protocol import (ALL_KINDS, KINDS, baseline_scores, fixed_views, format_summary as _fmt,
+                               protocol_tag, sample_row, score_targets, seen_in_training, summarize, target_kind,
+                               write_metrics)
 
 log = logging.getLogger(__name__)
 
-KINDS = ("novel_view_time", "novel_time", "novel_view")
+__all__ = ["KINDS", "Protocol", "choose_pairs", "evaluate", "format_summary", "EVALUATORS", "EvalResult"]
 
 
 @dataclass(frozen=True)
 class Protocol:
-    name: str = "sparse4"      # recorded in every row as name-vVERSION
-    version: int = 1           # bump when the pair choice below changes; old and new scores don't mix
+    """The 4D-LRM family's protocol (sparse inputs at spread times and views)."""
+
+    name: str = "sparse4"      # recorded in every row as NAME-vVERSION/FAMILY@SIZE
+    version: int = 2           # bump when the pair choice or the scoring changes; old and new scores don't mix
     seed: int = 2026           # with the sample key, seeds the choice of views
     n_in: int = 4              # input (view, time) pairs: 4D-LRM's sparse setting
     per_kind: int = 2          # targets of each kind (novel_view_time, novel_time, novel_view)
     image_size: int | None = None  # evaluation resolution; None: the checkpoint's own
+    family: str = "lrm4d"      # the model family this protocol scores
 
     def __post_init__(self) -> None:
         if self.n_in < 1:
@@ -66,11 +69,10 @@ class Protocol:
             raise ValueError(f"--per-kind must be >= 1, got {self.per_kind}")
         if self.image_size is not None and self.image_size < 8:
             raise ValueError(f"--image-size must be >= 8, got {self.image_size}")
+        protocol_tag(self.name, self.version, self.family, 8)  # validates the name
 
-    @property
-    def tag(self) -> str:
-        size = f"@{self.image_size}" if self.image_size else ""
-        return f"{self.name}-v{self.version}{size}"
+    def tag(self, image_size: int) -> str:
+        return protocol_tag(self.name, self.version, self.family, self.image_size or image_size)
 
     @property
     def n_target(self) -> int:
@@ -81,64 +83,77 @@ class Protocol:
         return random.Random(int.from_bytes(digest[:8], "little"))
 
 
-def choose_pairs(protocol: Protocol, key: str, pairs: list[tuple[int, int]]) -> tuple[list, list, list[str]]:
-    """(input pairs, target pairs, target kinds) for a sample whose members are `pairs` (frame, view).
+def choose_pairs(protocol: Protocol, key: str, pairs: list[tuple[int, int]],
+                 fixed: list[bool] | None = None) -> tuple[list, list, list[str]]:
+    """(input pairs, target pairs, target kinds) for a sample whose members are `pairs` (frame, view);
+    `fixed[v]` says whether view v is a fixed camera (default: all are).
 
-    Input frames are spread evenly over the clip and input views drawn (seeded by the key), at most
-    half of each, min(n_in, ceil(T/2)) frames and min(n_in, ceil(V/2)) views, so that unseen times,
-    unseen views and unseen views at unseen times all remain; the n_in inputs cycle over both.
+    Input frames are spread evenly over the clip and input views drawn (seeded by the key) from the
+    fixed cameras when there are any, at most half of the frames and half of those cameras, so that
+    unseen times, unseen cameras and both together remain. At most len(pairs) - 1 distinct inputs, so at least one pair is held out; a sample with a
+    single pair raises SampleError('too_few_pairs'). Inputs are padded by repeating when there are
+    fewer distinct ones than n_in. Targets are distinct held-out pairs, `per_kind` of each kind where
+    there are enough, the shortfall filled (without replacement) from the other held-out pairs; when
+    even those run out the list is padded with repeats of kind `pad`, which never count.
     """
+    if len(set(pairs)) < 2:
+        raise decode.SampleError("too_few_pairs", f"{key}: {len(set(pairs))} (view, time) pair(s); evaluation needs "
+                                                  f"an input and a held-out target")
     rng = protocol.rng(key)
     frames = sorted({t for t, _ in pairs})
     views = sorted({v for _, v in pairs})
+    fixed = fixed if fixed is not None else [True] * (max(views) + 1)
     have = set(pairs)
-    n_frames = min(protocol.n_in, max(1, math.ceil(len(frames) / 2)))
+    cap = min(protocol.n_in, len(have) - 1)  # distinct inputs: one pair at least stays held out
+    n_frames = min(cap, max(1, math.ceil(len(frames) / 2)))
     idx = sorted(set(np.linspace(0, len(frames) - 1, n_frames).round().astype(int).tolist()))
     in_frames = [frames[i] for i in idx]
-    order = views[:]
-    rng.shuffle(order)
-    in_views = order[: min(protocol.n_in, max(1, math.ceil(len(views) / 2)))]
-    # Too few (frame, view) combinations for n_in distinct inputs: use more views, then more frames.
-    while len(in_frames) * len(in_views) < protocol.n_in and len(in_views) < len(views):
+    fixed_order = [v for v in views if fixed[v]]
+    random_order = [v for v in views if not fixed[v]]
+    rng.shuffle(fixed_order)
+    rng.shuffle(random_order)
+    order = fixed_order + random_order  # fixed cameras first: a novel-time target needs an input's camera
+    pool = fixed_order or random_order  # half the fixed cameras (random views are never an input's camera)
+    in_views = order[: min(cap, max(1, math.ceil(len(pool) / 2)))]
+    # Too few (frame, view) combinations for the inputs: use more views, then more frames.
+    while len(in_frames) * len(in_views) < cap and len(in_views) < len(views):
         in_views = order[: len(in_views) + 1]
     spare = [t for t in frames if t not in in_frames]
-    while len(in_frames) * len(in_views) < protocol.n_in and spare:
+    while len(in_frames) * len(in_views) < cap and spare:
         in_frames = sorted(in_frames + [spare.pop(len(spare) // 2)])
     nf, nv = len(in_frames), len(in_views)
     # Round-robin over (frame, view) so every input frame and every input view is used early.
     combos = [(in_frames[i % nf], in_views[(i + i // nf) % nv]) for i in range(nf * nv)]
-    combos += [(t, v) for t in in_frames for v in in_views]
+    combos += [(t, v) for t in in_frames for v in in_views] + sorted(have)
     inputs: list[tuple[int, int]] = []
     for p in combos:
-        if len(inputs) == protocol.n_in:
+        if len(inputs) == cap:
             break
         if p in have and p not in inputs:
             inputs.append(p)
-    if not inputs:
-        raise decode.SampleError("missing_member", f"{key}: no input pair available")
-    while len(inputs) < protocol.n_in:  # fewer distinct pairs than inputs: repeat (tiny samples only)
-        inputs.append(inputs[len(inputs) % max(1, len(inputs))])
-    seen_t = {t for t, _ in inputs}
-    seen_v = {v for _, v in inputs}
+    distinct = list(inputs)
+    while len(inputs) < protocol.n_in:  # fewer distinct pairs than inputs: repeat (small samples only)
+        inputs.append(distinct[len(inputs) % len(distinct)])
 
-    def kind_of(p: tuple[int, int]) -> str:
-        if p[0] not in seen_t:
-            return "novel_view_time" if p[1] not in seen_v else "novel_time"
-        return "novel_view" if p not in inputs else "seen"
-
-    held_out = [p for p in pairs if p not in inputs] or list(pairs)
+    held_out = [p for p in sorted(have) if p not in distinct]
+    kind_of = {p: target_kind(p, distinct, fixed) for p in held_out}
     targets: list[tuple[int, int]] = []
     kinds: list[str] = []
     for kind in KINDS:
-        pool = [p for p in pairs if kind_of(p) == kind]
+        pool = [p for p in held_out if kind_of[p] == kind]
         rng.shuffle(pool)
         for p in pool[: protocol.per_kind]:
             targets.append(p)
             kinds.append(kind)
-        for _ in range(protocol.per_kind - min(protocol.per_kind, len(pool))):
-            p = held_out[rng.randrange(len(held_out))]  # too few pairs of this kind: any held-out pair
-            targets.append(p)
-            kinds.append(kind_of(p))
+    rest = [p for p in held_out if p not in targets]
+    rng.shuffle(rest)
+    for p in rest[: protocol.n_target - len(targets)]:  # too few of some kind: other held-out pairs, no repeats
+        targets.append(p)
+        kinds.append(kind_of[p])
+    real = len(targets)
+    while len(targets) < protocol.n_target:  # fewer held-out pairs than targets: pad (never scored)
+        targets.append(targets[len(targets) % real])
+        kinds.append("pad")
     return inputs, targets, kinds
 
 
@@ -161,7 +176,7 @@ class ProtocolPick:
 
     def pick(self, sample: dict) -> dict:
         key, meta, T, V, members = decode.parse_sample(sample)
-        inputs, targets, kinds = choose_pairs(self.protocol, key, sorted(members))
+        inputs, targets, kinds = choose_pairs(self.protocol, key, sorted(members), fixed_views(meta, T, V))
         times = meta["times"]
         return {"key": key, "url": sample.get("__url__"), "meta": meta, "static": bool(meta.get("static")) or T == 1,
                 "inputs": [(t, v, float(times[t]), sample[members[(t, v)]]) for t, v in inputs],
@@ -170,38 +185,48 @@ class ProtocolPick:
 
 
 class BuildEvalSample(data_mod.BuildSample):
-    """The training sample builder plus what a metrics row needs (shard, clip, target kinds)."""
+    """The training sample builder plus what a metrics row needs (shard, clip, target kinds, seen in
+    training). The background is the checkpoint's training background; a `random` one is a grey drawn
+    from the protocol and the sample key, so every checkpoint sees the same one."""
+
+    def __init__(self, cfg: DataConfig, handler, protocol: Protocol, trained: Mapping[str, Any] | None, **kw):
+        super().__init__(cfg, handler, **kw)
+        self.protocol, self.trained = protocol, trained
 
     def build(self, item: dict, rng: random.Random) -> dict:
-        out = super().build(item, rng)
-        n = shardspec.shard_number(str(item.get("url") or ""))
+        out = super().build(item, self.protocol.rng(f"{item['key']}:background"))
+        url = str(item.get("url") or "")
+        n = shardspec.shard_number(url)
         out["shard"] = torch.tensor(-1 if n is None else n)
         out["clip"] = torch.tensor(int(item["meta"].get("clip", -1)))
-        out["kind"] = torch.tensor([KINDS.index(k) if k in KINDS else len(KINDS) for k in item["kinds"]])
+        out["kind"] = torch.tensor([ALL_KINDS.index(k) for k in item["kinds"]])
+        seen = seen_in_training(url, self.trained)
+        out["seen"] = torch.tensor(-1 if seen is None else int(seen))
         return out
 
 
-def make_eval_dataset(urls: list[str], protocol: Protocol, image_size: int, batch_size: int, handler):
+def make_eval_dataset(urls: list[str], protocol: Protocol, image_size: int, batch_size: int, handler,
+                      background: str = "white", trained: Mapping[str, Any] | None = None):
     """Every sample of every shard once, in order, with the protocol's pairs, in batches."""
     import webdataset as wds
 
-    cfg = DataConfig(image_size=image_size, n_in=protocol.n_in, n_target=protocol.n_target, background="white",
+    cfg = DataConfig(image_size=image_size, n_in=protocol.n_in, n_target=protocol.n_target, background=background,
                      num_workers=0)
     kw = dict(seed=protocol.seed, rank=0, epoch=0)
     return wds.DataPipeline(
         data_mod.ShardSource(urls, resampled=False, world_size=1, **kw),
         functools.partial(data_mod.shard_samples, handler=handler),  # member index + ranged reads, or streamed
         ProtocolPick(protocol, handler),
-        BuildEvalSample(cfg, handler, **kw),
+        BuildEvalSample(cfg, handler, protocol, trained, **kw),
         wds.batched(batch_size, collation_fn=data_mod.Collate(handler), partial=True),
     )
 
 
-# -- model ----------------------------------------------------------------------------------------
+# -- checkpoints and the family's choice of protocol -------------------------------------------------
 
 
-def load_checkpoint(path: str | os.PathLike, device: torch.device) -> tuple[Reconstructor, TrainConfig, int, Path]:
-    """A checkpoint file, or a run folder (its newest checkpoint); loaded with weights_only=True."""
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict, Path]:
+    """A checkpoint file, or a run folder (its newest checkpoint), loaded with weights_only=True, on CPU."""
     p = Path(path)
     if p.is_dir():
         found = ckpt.load_latest(p, map_location="cpu")
@@ -215,17 +240,28 @@ def load_checkpoint(path: str | os.PathLike, device: torch.device) -> tuple[Reco
             raise ValueError(f"--checkpoint {p}: not a readable checkpoint ({type(exn).__name__}: {exn})"[:500]) from None
     else:
         raise FileNotFoundError(f"--checkpoint {p}: no such file or run folder")
-    for field in ("model", "config", "step"):
-        if not isinstance(state, dict) or field not in state:
-            raise ValueError(f"--checkpoint {p}: not a training checkpoint (no {field!r})")
+    for key in ("model", "config", "step"):
+        if not isinstance(state, dict) or key not in state:
+            raise ValueError(f"--checkpoint {p}: not a training checkpoint (no {key!r})")
+    return state, p
+
+
+def checkpoint_family(state: Mapping[str, Any]) -> str:
+    """The model family a checkpoint records (checkpoints from before the field are lrm4d)."""
+    fam = state.get("family") or (state.get("config", {}).get("model", {}) or {}).get("family")
+    return str(fam or "lrm4d")
+
+
+def load_checkpoint(path: str | os.PathLike, device: torch.device):
+    """(4D-LRM model, config, step, path) of a checkpoint file or run folder."""
+    from training.model import Reconstructor
+
+    state, p = read_checkpoint(path)
     cfg = TrainConfig.from_dict(state["config"])
     model = Reconstructor(cfg.model)
     model.load_state_dict(state["model"])
     model.to(device).eval()
     return model, cfg, int(state["step"]), p
-
-
-# -- scoring --------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -234,62 +270,101 @@ class EvalResult:
     skipped: dict[str, int]
     worst: list[Path]
     summary: dict[str, Any]
+    tag: str = ""
+    family: str = "lrm4d"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# Where a model family chooses its evaluation protocol: family -> "module:function". The function is
+# called as fn(state, checkpoint_path, shards, out, protocol, **options) -> EvalResult, where `protocol`
+# is a dict of the command's protocol options (name, seed, n_in, per_kind, image_size; a family may
+# ignore or reinterpret them) or a family-specific protocol object. It builds its own model from the
+# state and writes the metrics file with training.protocol.write_metrics.
+EVALUATORS: dict[str, str] = {
+    "lrm4d": "training.evaluate:evaluate_lrm4d",
+}
+
+
+def evaluate(checkpoint: str | os.PathLike, shards: str, out: str | os.PathLike,
+             protocol: Protocol | Mapping[str, Any] | None = None, **options: Any) -> EvalResult:
+    """Score `checkpoint` on every sample of `shards` with its family's protocol; write `out`."""
+    state, path = read_checkpoint(checkpoint)
+    family = checkpoint_family(state)
+    target = EVALUATORS.get(family)
+    if target is None:
+        raise ValueError(f"--checkpoint {path}: model family {family!r} has no evaluation protocol "
+                         f"(known: {', '.join(sorted(EVALUATORS))})")
+    module, fn = target.split(":")
+    return getattr(importlib.import_module(module), fn)(state, path, shards, out, protocol, **options)
+
+
+# -- the 4D-LRM evaluator -------------------------------------------------------------------------------
 
 
 @torch.no_grad()
-def evaluate(checkpoint: str | os.PathLike, shards: str, out: str | os.PathLike, protocol: Protocol = Protocol(),
-             *, device: str | None = None, batch_size: int | None = None, lpips_weights: str | None = None,
-             worst: int = 8, grids_dir: str | os.PathLike | None = None, progress: bool = True) -> EvalResult:
-    """Score `checkpoint` on every sample of `shards`; write `out` (Parquet) and grids of the worst."""
+def evaluate_lrm4d(state: dict, ckpt_path: Path, shards: str, out: str | os.PathLike,
+                   protocol: Protocol | Mapping[str, Any] | None = None, *, device: str | None = None,
+                   batch_size: int | None = None, lpips_weights: str | None = None, worst: int = 8,
+                   grids_dir: str | os.PathLike | None = None, progress: bool = True) -> EvalResult:
+    """Score a 4D-LRM checkpoint (its loaded `state`) on every sample of `shards`; write `out` (Parquet)
+    and grids of the worst."""
     from tqdm import tqdm
 
     from training.lpips import load_lpips
+    from training.model import Reconstructor
+    from training.render import resolve_backend
+    from training.train import autocast_for, forward_render, to_device
     from training.viz import save_grid
 
+    if protocol is None or isinstance(protocol, Mapping):
+        protocol = Protocol(**{k: v for k, v in (protocol or {}).items() if v is not None})
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model, cfg, step, ckpt_path = load_checkpoint(checkpoint, dev)
+    cfg = TrainConfig.from_dict(state["config"])
+    model = Reconstructor(cfg.model)
+    model.load_state_dict(state["model"])
+    model.to(dev).eval()
+    step = int(state["step"])
+    trained = state.get("trained_on")
+    if trained is None:
+        log.warning("%s records no training shards (written before the record): seen_in_training stays null",
+                    ckpt_path)
     backend = resolve_backend(cfg.render, dev)
     size = protocol.image_size or cfg.data.image_size
+    tag = protocol.tag(size)
     bs = batch_size or (8 if dev.type == "cuda" else 2)
     lp = load_lpips(lpips_weights, dev) if lpips_weights else None
     if lpips_weights is None:
-        log.info("no --lpips-weights: the lpips column stays null")
+        log.info("no --lpips-weights: the lpips columns stay null")
     urls = shardspec.resolve_shards(shards)
     handler = data_mod.SkipAndCount(max_consecutive=10**9)
     autocast = autocast_for(cfg, dev)
     rows: list[dict] = []
     heap: list[tuple[float, int, dict]] = []  # the `worst` highest losses: (loss, counter, saved batch slice)
     bar = tqdm(unit="sample", desc="eval", disable=not progress, dynamic_ncols=True)
-    for batch in make_eval_dataset(urls, protocol, size, bs, handler):
+    for batch in make_eval_dataset(urls, protocol, size, bs, handler, cfg.data.background, trained):
         batch.pop("skipped", None)
         batch.pop("worker", None)
         b = to_device(batch, dev)
         _g, pred, alpha = forward_render(model, b, cfg, backend, autocast, size)
-        pred = pred.float().clamp(0, 1)
+        pred = pred.float().clamp(0, 1)  # [B, T, 3, S, S]
         tg = b["tg_rgb"]
-        p_img = psnr(pred, tg)  # [B, T]
-        B, T = p_img.shape
-        s_img = ssim(pred.flatten(0, 1), tg.flatten(0, 1)).view(B, T)
-        l_img = lp(pred.flatten(0, 1), tg.flatten(0, 1)).view(B, T) if lp is not None else None
-        p_near = psnr(nearest_input(b), tg)
-        p_mean = psnr(tg.mean(dim=(-1, -2), keepdim=True).expand_as(tg), tg)
+        B, T = tg.shape[:2]
+        flat = lambda x: x.flatten(0, 1)  # noqa: E731  [B, T, ...] -> [B*T, ...]
+        scores = score_targets(flat(pred), flat(tg), flat(alpha), flat(b["tg_alpha"]), lp)
+        scores.update(baseline_scores(flat(tg), flat(b["tg_alpha"]), flat(nearest_input(b))))
+        scores = {k: v.view(B, T).cpu() for k, v in scores.items()}
         for i in range(B):
-            losses = reconstruction_losses(pred[i:i + 1], alpha[i:i + 1], tg[i:i + 1], b["tg_alpha"][i:i + 1],
-                                           cfg.loss, lp)
             key = batch["key"][i]
             clip = int(batch["clip"][i])
             uid = key[: -len(f"_{clip:03d}")] if clip >= 0 and key.endswith(f"_{clip:03d}") else key.rsplit("_", 1)[0]
-            kinds = batch["kind"][i].tolist()
-            row = {"uid": uid, "clip": clip, "key": key, "shard": int(batch["shard"][i]),
-                   "psnr": float(p_img[i].mean()), "ssim": float(s_img[i].mean()),
-                   "lpips": float(l_img[i].mean()) if l_img is not None else None,
-                   "loss": float(losses["loss"]), "step": step, "protocol": protocol.tag}
-            for k, kind in enumerate(KINDS):
-                sel = [j for j in range(T) if kinds[j] == k]
-                row[f"psnr_{kind}"] = float(p_img[i, sel].mean()) if sel else None
-            row.update(psnr_nearest_input=float(p_near[i].mean()), psnr_mean_colour=float(p_mean[i].mean()),
-                       n_targets=T, image_size=size, pairs=json.dumps({"inputs": batch["in_pairs"][i].tolist(),
-                                                            "targets": batch["tg_pairs"][i].tolist()}))
+            kinds = [ALL_KINDS[k] for k in batch["kind"][i].tolist()]
+            seen = int(batch["seen"][i])
+            row = {"uid": uid, "clip": clip, "key": key, "shard": int(batch["shard"][i]), "step": step,
+                   "protocol": tag, "seen_in_training": None if seen < 0 else bool(seen)}
+            row.update(sample_row({k: v[i] for k, v in scores.items()}, kinds))
+            row.update(image_size=size, family=protocol.family,
+                       pairs=json.dumps({"inputs": batch["in_pairs"][i].tolist(), "targets": batch["tg_pairs"][i].tolist(),
+                                         "kinds": kinds}))
             rows.append(row)
             if worst > 0:
                 saved = {k: (v[i:i + 1].cpu() if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
@@ -304,66 +379,20 @@ def evaluate(checkpoint: str | os.PathLike, shards: str, out: str | os.PathLike,
     if not rows:
         raise RuntimeError(f"--shards {shards}: no sample could be evaluated (skipped: {dict(handler.counts)})")
     rows.sort(key=lambda r: (r["shard"], r["key"]))
-    write_metrics(rows, out, protocol, checkpoint=str(ckpt_path), step=step, skipped=dict(handler.counts))
+    write_metrics(rows, out, tag=tag, protocol=asdict(protocol), background=cfg.data.background,
+                  checkpoint=str(ckpt_path), step=step, family=protocol.family, skipped=dict(handler.counts),
+                  trained_on=trained)
     grid_paths = []
     gdir = Path(grids_dir) if grids_dir else Path(out).with_name(Path(out).stem + "_worst")
     for rank, (loss, _, saved) in enumerate(sorted(heap, key=lambda x: -x[0])):
         gp = gdir / f"{rank:02d}_{saved['key'][0]}.png"
         save_grid(gp, saved, saved["pred"])
         grid_paths.append(gp)
-    return EvalResult(rows=rows, skipped=dict(handler.counts), worst=grid_paths, summary=summarize(rows))
-
-
-def write_metrics(rows: list[dict], out: str | os.PathLike, protocol: Protocol, **meta: Any) -> Path:
-    """metrics.parquet (DESIGN.md §5 columns first), atomically, with the protocol in the metadata."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    types = {"uid": pa.string(), "clip": pa.int32(), "key": pa.string(), "shard": pa.int32(), "psnr": pa.float64(),
-             "ssim": pa.float64(), "lpips": pa.float64(), "loss": pa.float64(), "step": pa.int64(),
-             "protocol": pa.string()}
-    extra = [k for k in rows[0] if k not in types]
-    extra_types = {"n_targets": pa.int32(), "image_size": pa.int32(), "pairs": pa.string()}
-    fields = [pa.field(k, t) for k, t in types.items()] + [pa.field(k, extra_types.get(k, pa.float64())) for k in extra]
-    schema = pa.schema(fields)
-    table = pa.Table.from_pylist(rows, schema=schema)
-    info = {"protocol": asdict(protocol), "protocol_tag": protocol.tag, "command": " ".join(sys.argv), **meta}
-    table = table.replace_schema_metadata({b"objaverse4d.metrics": json.dumps(info, default=str).encode()})
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    pq.write_table(table, tmp)
-    os.replace(tmp, out)
-    return out
-
-
-def summarize(rows: list[dict]) -> dict[str, Any]:
-    """Means over samples of every metric; None where no sample has a value."""
-    cols = defaultdict(list)
-    for r in rows:
-        for k, v in r.items():
-            if isinstance(v, float) and not math.isnan(v):
-                cols[k].append(v)
-    out: dict[str, Any] = {"samples": len(rows)}
-    for k in ("psnr", "ssim", "lpips", "loss", *[f"psnr_{k}" for k in KINDS], "psnr_nearest_input", "psnr_mean_colour"):
-        out[k] = float(np.mean(cols[k])) if cols.get(k) else None
-    return out
+    return EvalResult(rows=rows, skipped=dict(handler.counts), worst=grid_paths, summary=summarize(rows), tag=tag,
+                      family=protocol.family)
 
 
 def format_summary(res: EvalResult, top: int = 5) -> str:
-    s = res.summary
-    f = lambda v, d=2: "n/a" if v is None else f"{v:.{d}f}"  # noqa: E731
-    lines = [f"evaluated {s['samples']} sample(s) with protocol {res.rows[0]['protocol']} at step {res.rows[0]['step']}",
-             f"  psnr {f(s['psnr'])} dB  ssim {f(s['ssim'], 3)}  lpips {f(s['lpips'], 3)}  loss {f(s['loss'], 4)}",
-             f"  psnr by target kind: novel view+time {f(s['psnr_novel_view_time'])}, novel time "
-             f"{f(s['psnr_novel_time'])}, novel view {f(s['psnr_novel_view'])}",
-             f"  baselines: nearest input frame {f(s['psnr_nearest_input'])} dB, mean colour {f(s['psnr_mean_colour'])} dB"]
-    if res.skipped:
-        lines.append("  skipped: " + ", ".join(f"{k} {v}" for k, v in sorted(res.skipped.items())))
-    worst = sorted(res.rows, key=lambda r: -r["loss"])[:top]
-    lines.append(f"  worst {len(worst)} by loss:")
-    for r in worst:
-        lines.append(f"    {r['key']:<32} shard {r['shard']:>4}  loss {r['loss']:.4f}  psnr {r['psnr']:.2f}")
-    if res.worst:
-        lines.append(f"  grids of the worst: {res.worst[0].parent}")
-    return "\n".join(lines)
+    """The printed summary: held-out and seen-in-training clips apart, baselines, the worst samples."""
+    return _fmt(res.rows, res.summary, res.skipped, res.worst[0].parent if res.worst else None, top)
+

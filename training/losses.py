@@ -59,3 +59,59 @@ def reconstruction_losses(pred_rgb: Tensor, pred_alpha: Tensor, tg_rgb: Tensor, 
     with torch.no_grad():
         out["psnr"] = psnr(pr.clamp(0, 1), tr).mean()
     return out
+
+
+# -- object-region metrics (DESIGN.md §5: psnr_obj and its SSIM/LPIPS twins) ----------------------------
+
+OBJ_ALPHA = 0.1      # a pixel belongs to the object when the target's alpha exceeds this
+LPIPS_MIN_BOX = 16   # VGG's deepest LPIPS tap needs 16 px: smaller boxes grow (centred, inside the image)
+
+
+def object_boxes(alpha: Tensor, threshold: float = OBJ_ALPHA) -> list[tuple[int, int, int, int]]:
+    """Per image, (y0, y1, x0, x1) (end exclusive) of the bounding box of alpha > threshold; the whole
+    image when no pixel qualifies. alpha: [N, 1, H, W]."""
+    N, _, H, W = alpha.shape
+    on = alpha.detach()[:, 0] > threshold  # [N, H, W]
+    rows, cols = on.any(-1), on.any(-2)  # [N, H], [N, W]
+    out = []
+    for i in range(N):
+        ys, xs = rows[i].nonzero().flatten(), cols[i].nonzero().flatten()
+        if len(ys) == 0:
+            out.append((0, H, 0, W))
+        else:
+            out.append((int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1))
+    return out
+
+
+def psnr_in_boxes(pred: Tensor, target: Tensor, boxes: list[tuple[int, int, int, int]]) -> Tensor:
+    """PSNR over the pixels inside each image's box. pred, target: [N, C, H, W] -> [N]."""
+    mse = torch.stack([(pred[i, :, y0:y1, x0:x1].float() - target[i, :, y0:y1, x0:x1].float()).pow(2).mean()
+                       for i, (y0, y1, x0, x1) in enumerate(boxes)]) if boxes else pred.new_zeros(0)
+    return -10.0 * torch.log10(mse.clamp_min(1e-10))
+
+
+def ssim_in_boxes(pred: Tensor, target: Tensor, boxes: list[tuple[int, int, int, int]]) -> Tensor:
+    """SSIM of each image's box crop (the window shrinks to fit a small box). [N, C, H, W] -> [N]."""
+    return torch.stack([ssim(pred[i:i + 1, :, y0:y1, x0:x1], target[i:i + 1, :, y0:y1, x0:x1])[0]
+                        for i, (y0, y1, x0, x1) in enumerate(boxes)]) if boxes else pred.new_zeros(0)
+
+
+def _grow(lo: int, hi: int, size: int, need: int) -> tuple[int, int]:
+    """[lo, hi) widened to at least `need` (centred, shifted to stay inside [0, size))."""
+    if hi - lo >= need or size <= need:
+        return (lo, hi) if hi - lo >= need else (0, size)
+    c = (lo + hi) / 2
+    lo = int(round(c - need / 2))
+    lo = min(max(0, lo), size - need)
+    return lo, lo + need
+
+
+def lpips_in_boxes(net: LPIPS, pred: Tensor, target: Tensor, boxes: list[tuple[int, int, int, int]]) -> Tensor:
+    """LPIPS of each image's box crop, the box grown to at least LPIPS_MIN_BOX px. [N, 3, H, W] -> [N]."""
+    H, W = pred.shape[-2:]
+    out = []
+    for i, (y0, y1, x0, x1) in enumerate(boxes):
+        y0, y1 = _grow(y0, y1, H, LPIPS_MIN_BOX)
+        x0, x1 = _grow(x0, x1, W, LPIPS_MIN_BOX)
+        out.append(net(pred[i:i + 1, :, y0:y1, x0:x1], target[i:i + 1, :, y0:y1, x0:x1])[0])
+    return torch.stack(out) if out else pred.new_zeros(0)
