@@ -168,6 +168,7 @@ class Trainer:
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
         resumed = ckpt.load_latest(self.out, map_location="cpu")
         self.start_step, self.epoch = 0, 0
+        self.trained_before = resumed[1].get("trained_on") if resumed is not None else None  # earlier invocations
         if resumed is not None:
             path, state = resumed
             cfg = resolve_resume(cfg, state["config"])
@@ -315,6 +316,8 @@ class Trainer:
                 "scheduler": self.scheduler.state_dict(), "step": step, "epoch": self.epoch,
                 "config": self.cfg.to_dict(), "world_size": self.info.world_size,
                 "rng": {"torch": torch.get_rng_state()},
+                "family": getattr(self.cfg.model, "family", "lrm4d"),
+                "trained_on": ckpt.trained_on(self.trained_before, self.urls, self.cfg.data.weights),
             }
             path = ckpt.save(self.out, step, state, keep=self.cfg.keep_checkpoints)
             log.info("checkpoint %s", path)
