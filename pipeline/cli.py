@@ -24,6 +24,7 @@ COMMANDS = {
     "eval": "evaluate",
     "mine": "mine",
     "demo": "demo",
+    "reconstruct": "reconstruct",
 }
 
 

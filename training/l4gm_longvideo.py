@@ -1,0 +1,82 @@
+"""L4GM-family inference on videos longer than one window: autoregressive windows that overlap by one
+frame. The first window takes the given t0 views; every later window's t0 views are renders of the
+previous window's last-frame Gaussians from the same t0 cameras (as in L4GM), so the reconstruction
+carries on without new multi-view input. The overlapping frame is kept from the earlier window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from training.config import RenderConfig
+from training.gaussians3d import Gaussians3D
+from training.geometry import plucker_image
+from training.render import render_frames
+
+
+def window_spans(n_frames: int, window: int) -> list[tuple[int, int]]:
+    """[start, end) of each window: length `window` (the last may be shorter), consecutive windows sharing
+    one frame. 10 frames, window 4 -> (0, 4), (3, 7), (6, 10)."""
+    if window < 2 and n_frames > 1:
+        raise ValueError(f"--window {window}: windows that overlap by one frame need at least 2 frames")
+    spans, start = [], 0
+    while True:
+        end = min(start + window, n_frames)
+        spans.append((start, end))
+        if end >= n_frames:
+            return spans
+        start = end - 1
+
+
+@dataclass
+class Views:
+    """Posed, timed images of one clip: rgb [n, 3, S, S] (composited on the background), c2w [n, 4, 4],
+    K [n, 3, 3] (at S), time [n]."""
+
+    rgb: Tensor
+    c2w: Tensor
+    K: Tensor
+    time: Tensor
+
+    def take(self, idx: slice | list[int]) -> "Views":
+        return Views(self.rgb[idx], self.c2w[idx], self.K[idx], self.time[idx])
+
+    def cond(self) -> Tensor:
+        """Plücker rays + the time plane: [n, 7, S, S]."""
+        S = self.rgb.shape[-1]
+        return torch.cat([plucker_image(self.c2w, self.K, S, S), self.time[:, None, None, None].expand(-1, 1, S, S)], 1)
+
+
+@torch.no_grad()
+def reconstruct_video(model: nn.Module, video: Views, t0: Views, window: int, render_cfg: RenderConfig, backend: str,
+                      background: Tensor, autocast=None) -> tuple[Gaussians3D, list[dict]]:
+    """Gaussians for every video frame ([1, T_video, N, ...]) and a record of each window (its span and
+    the t0 images it was given, [n0, 3, S, S], for inspection and tests). background [3]."""
+    import contextlib
+
+    autocast = autocast or contextlib.nullcontext()
+    dev = next(model.parameters()).device
+    T = video.rgb.shape[0]
+    S = video.rgb.shape[-1]
+    parts: list[Gaussians3D] = []
+    record: list[dict] = []
+    t0_now = t0
+    for i, (a, b) in enumerate(window_spans(T, window)):
+        vid = video.take(slice(a, b))
+        if i > 0:  # the t0 views of this window: renders of the previous window's last frame
+            last = parts[-1].frames([-1])  # [1, 1, N, ...]
+            rgb, _alpha = render_frames(last, t0.c2w[None, None].to(dev), t0.K[None, None].to(dev), S, S,
+                                        background[None].to(dev), render_cfg, backend)  # [1, 1, n0, 3, S, S]
+            t0_now = Views(rgb[0, 0].clamp(0, 1).cpu(), t0.c2w, t0.K, torch.full_like(t0.time, float(vid.time[0])))
+        flat = lambda x, y: torch.cat([x, y])[None].to(dev)  # noqa: E731  video frames, then t0 views
+        with autocast:
+            g = model(flat(vid.rgb, t0_now.rgb), flat(vid.cond(), t0_now.cond()), flat(vid.c2w, t0_now.c2w),
+                      flat(vid.K, t0_now.K), window=b - a)
+        g = g.float()
+        parts.append(g if i == 0 else g.frames(slice(1, None)))
+        record.append({"span": (a, b), "t0_rgb": t0_now.rgb.clone()})
+    out = Gaussians3D(**{k: torch.cat([getattr(p, k) for p in parts], dim=1) for k in Gaussians3D.__dataclass_fields__})
+    return out, record

@@ -1,0 +1,391 @@
+"""`pipeline reconstruct`: a checkpoint of either model family + one input clip -> Gaussians per output
+frame as 3D Gaussian Splatting .ply files, a turntable animation through time (GIF), and a JSON of what
+was run (DESIGN.md §6).
+
+Input (`--input`): a rendered sample `DIR_OR_TAR#KEY` (a dataset folder or one shard tar, local), or a
+folder of the user's own images with a `cameras.json` ({"frames": [{"file", "c2w", "K", "time", "view"}]},
+OpenCV cameras in the normalised space, time in [0, 1]; RGBA, or RGB on a white background).
+
+- lrm4d: inputs are n_in (view, time) pairs (from a sample: frames spread over the clip, fixed views
+  spread around it; from a folder: every image). The 4D Gaussians are sliced at `--times` (default: the
+  clip's rendered times), one .ply per time.
+- l4gm: the video is one fixed view at every rendered time (a folder: view 0) and the t0 views are other
+  fixed views of the first time (a folder: the other views); one .ply per video frame. Videos longer
+  than `--window` run as autoregressive windows overlapping by one frame (training/l4gm_longvideo.py).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+import tarfile
+import time as _time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from training import checkpoint as ckpt
+from training import shardspec
+from training.config import TrainConfig
+from training.decode import IMAGE_RE, SampleError, decode_rgba, parse_sample
+from training.families import build_model, checkpoint_family
+from training.geometry import intrinsics, look_at, scale_intrinsics
+from training.l4gm_longvideo import Views, reconstruct_video
+from training.ply import covariance_to_scale_rot, write_ply
+from training.render import render_frames, render_gaussians, resolve_backend
+
+log = logging.getLogger(__name__)
+
+
+class InputError(ValueError):
+    """A bad --input, --times or --checkpoint; the message names it."""
+
+
+# -- arguments -------------------------------------------------------------------------------------
+
+
+def parse_times(text: str | None) -> list[float] | None:
+    """'0.1,0.35,0.6' -> [0.1, 0.35, 0.6]; every value a finite real in [0, 1]."""
+    if text is None:
+        return None
+    out = []
+    for part in text.split(","):
+        try:
+            v = float(part.strip())
+        except ValueError:
+            raise InputError(f"--times {text!r}: {part.strip()!r} is not a number (want e.g. 0.1,0.35,0.6)") from None
+        if not (math.isfinite(v) and 0.0 <= v <= 1.0):
+            raise InputError(f"--times {text!r}: {v} is outside [0, 1] (clip time is normalised)")
+        out.append(v)
+    if not out:
+        raise InputError(f"--times {text!r}: no times given")
+    return out
+
+
+# -- input clips -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Frame:
+    frame: int          # rendered frame index (a folder: rank of its time)
+    view: int           # view index (a folder: the `view` field)
+    time: float         # normalised clip time
+    rgba: np.ndarray    # [H, W, 4] straight alpha in [0, 1]
+    c2w: np.ndarray     # [4, 4]
+    K: np.ndarray       # [3, 3] at the image's own size
+    fixed: bool = True  # a fixed camera (a video can be made of it); random views are redrawn per time
+    source: str = ""    # member or file name
+
+
+@dataclass
+class Clip:
+    frames: list[Frame]
+    name: str
+    kind: str                                   # "sample" or "folder"
+    times: list[float] = field(default_factory=list)  # the clip's rendered / given times, sorted
+
+
+def load_input(spec: str) -> Clip:
+    """`DIR_OR_TAR#KEY` or a folder holding cameras.json."""
+    if "#" in spec:
+        where, key = spec.rsplit("#", 1)
+        return _load_sample(where, key, spec)
+    p = Path(spec)
+    if (p / "cameras.json").is_file():
+        return _load_folder(p)
+    raise InputError(f"--input {spec}: neither DIR_OR_TAR#KEY (a rendered sample) nor a folder with cameras.json")
+
+
+def _load_sample(where: str, key: str, spec: str) -> Clip:
+    p = Path(where)
+    if "://" in where:
+        raise InputError(f"--input {spec}: reconstruct reads local shards only; copy the shard first")
+    if p.is_dir():
+        tars = shardspec.resolve_shards(str(p))
+    elif p.is_file():
+        tars = [str(p)]
+    else:
+        raise InputError(f"--input {spec}: {where} is not a dataset folder or shard tar")
+    for tar in tars:
+        sample = _read_key(tar, key)
+        if sample is not None:
+            break
+    else:
+        raise InputError(f"--input {spec}: no sample with key {key!r} in {len(tars)} shard(s) of {where}")
+    try:
+        key, meta, T, V, members = parse_sample(sample)
+    except SampleError as exn:
+        raise InputError(f"--input {spec}: {exn}") from None
+    fixed = (meta.get("cameras") or {}).get("fixed")
+    fixed = fixed if isinstance(fixed, list) and len(fixed) == V else [True] * V
+    c2w, K = np.asarray(meta["c2w"], np.float64), np.asarray(meta["K"], np.float64)
+    frames = []
+    for (t, v), suffix in sorted(members.items()):
+        rgba = decode_rgba(sample[suffix], f"{key}.{suffix}")
+        frames.append(Frame(t, v, float(meta["times"][t]), rgba, c2w[t, v], K[v], bool(fixed[v]), f"{key}.{suffix}"))
+    times = [float(x) for x in meta["times"]] if not meta.get("static") else [0.0]
+    return Clip(frames, key, "sample", times)
+
+
+def _read_key(tar: str, key: str) -> dict | None:
+    """The members of sample `key` in one shard tar ({'__key__', 'json', suffix: bytes}), or None."""
+    out: dict[str, Any] = {}
+    with tarfile.open(tar) as tf:
+        for m in tf:
+            if m.isfile() and m.name.startswith(key + "."):
+                suffix = m.name[len(key) + 1:]
+                if suffix == "json" or IMAGE_RE.match(suffix):
+                    out[suffix] = tf.extractfile(m).read()
+    if not out:
+        return None
+    out["__key__"] = key
+    return out
+
+
+def _load_folder(p: Path) -> Clip:
+    where = p / "cameras.json"
+    try:
+        doc = json.loads(where.read_text())
+        entries = doc["frames"]
+        assert isinstance(entries, list) and entries
+    except Exception as exn:  # noqa: BLE001
+        raise InputError(f"--input {where}: expected {{\"frames\": [{{file, c2w, K, time, view}}, ...]}} ({exn})") from None
+    frames = []
+    for i, e in enumerate(entries):
+        at = f"--input {where}: frames[{i}]"
+        try:
+            c2w = np.asarray(e["c2w"], np.float64)
+            K = np.asarray(e["K"], np.float64)
+            t = float(e["time"])
+            v = int(e.get("view", 0))
+            name = str(e["file"])
+        except (KeyError, TypeError, ValueError) as exn:
+            raise InputError(f"{at}: missing or malformed field ({exn})") from None
+        if c2w.shape != (4, 4) or K.shape != (3, 3) or not (np.isfinite(c2w).all() and np.isfinite(K).all()):
+            raise InputError(f"{at}: c2w must be 4x4 and K 3x3, finite")
+        if not 0.0 <= t <= 1.0:
+            raise InputError(f"{at}: time {t} outside [0, 1]")
+        if v < 0:
+            raise InputError(f"{at}: view {v} must be >= 0")
+        f = (p / name).resolve()
+        if p.resolve() not in f.parents or not f.is_file():
+            raise InputError(f"{at}: file {name!r} is not an image inside {p}")
+        try:
+            with Image.open(f) as im:
+                im.load()
+                rgba = np.asarray(im.convert("RGBA"), np.float32) / 255.0  # RGB images: opaque (white backgrounds stay)
+        except Exception as exn:  # noqa: BLE001
+            raise InputError(f"{at}: cannot read image {name} ({exn})") from None
+        frames.append(Frame(-1, v, t, rgba, c2w, K, True, name))
+    times = sorted({fr.time for fr in frames})
+    for fr in frames:
+        fr.frame = times.index(fr.time)
+    return Clip(frames, p.name, "folder", times)
+
+
+def to_views(frames: list[Frame], size: int, background: torch.Tensor) -> Views:
+    """Composite on the background, resize to size x size, scale K to match."""
+    rgbs, c2ws, Ks = [], [], []
+    for fr in frames:
+        x = torch.from_numpy(fr.rgba).permute(2, 0, 1).float()  # [4, h, w]
+        h, w = x.shape[-2:]
+        rgb = x[:3] * x[3:] + background[:, None, None] * (1 - x[3:])
+        if (h, w) != (size, size):
+            rgb = F.interpolate(rgb[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
+        rgbs.append(rgb.clamp(0, 1))
+        c2ws.append(torch.from_numpy(fr.c2w).float())
+        Ks.append(scale_intrinsics(torch.from_numpy(fr.K).float(), size / w, size / h))
+    return Views(torch.stack(rgbs), torch.stack(c2ws), torch.stack(Ks),
+                 torch.tensor([fr.time for fr in frames], dtype=torch.float32))
+
+
+def _spread(items: list, n: int, skip_first: bool = False) -> list:
+    """n items evenly spread over `items` (cyclically), e.g. fixed views around the object."""
+    m = len(items)
+    offset = 1 if skip_first else 0
+    return [items[(round((i + offset) * m / (n + offset))) % m] for i in range(n)]
+
+
+def choose_lrm4d_inputs(clip: Clip, n_in: int) -> list[Frame]:
+    if clip.kind == "folder":
+        return clip.frames
+    by = {(fr.frame, fr.view): fr for fr in clip.frames}
+    frames = sorted({fr.frame for fr in clip.frames})
+    fixed = sorted({fr.view for fr in clip.frames if fr.fixed}) or sorted({fr.view for fr in clip.frames})
+    idx = np.linspace(0, len(frames) - 1, n_in).round().astype(int)
+    views = _spread(fixed, n_in)
+    chosen = [by.get((frames[i], v)) for i, v in zip(idx, views)]
+    return [c for c in chosen if c is not None] or clip.frames[:n_in]
+
+
+def choose_l4gm_inputs(clip: Clip, n_t0: int) -> tuple[list[Frame], list[Frame]]:
+    """(video frames in time order, t0 views)."""
+    if clip.kind == "folder":
+        video = sorted([fr for fr in clip.frames if fr.view == 0], key=lambda f: f.time)
+        if not video:
+            raise InputError(f"--input {clip.name}: no frames of view 0 (the video) in cameras.json")
+        t0 = [fr for fr in clip.frames if fr.view != 0]
+        bad = [fr.source for fr in t0 if abs(fr.time - video[0].time) > 1e-6]
+        if bad:
+            raise InputError(f"--input {clip.name}: views other than 0 must show the video's first time "
+                             f"{video[0].time}; {bad[:3]} do not")
+        return video, t0
+    fixed = sorted({fr.view for fr in clip.frames if fr.fixed})
+    if len(fixed) < 1 + n_t0:
+        raise InputError(f"--input {clip.name}: {len(fixed)} fixed view(s); the video and {n_t0} t0 views need {1 + n_t0}")
+    by = {(fr.frame, fr.view): fr for fr in clip.frames}
+    v0 = fixed[0]
+    frames = sorted({fr.frame for fr in clip.frames if fr.view == v0})
+    t0_views = _spread(fixed, n_t0, skip_first=True)
+    return [by[(t, v0)] for t in frames], [by[(frames[0], v)] for v in t0_views]
+
+
+# -- checkpoint ------------------------------------------------------------------------------------
+
+
+def load_model(path: str | os.PathLike, device: torch.device) -> tuple[torch.nn.Module, TrainConfig, dict, Path]:
+    p = Path(path)
+    if p.is_dir():
+        found = ckpt.load_latest(p)
+        if found is None:
+            raise InputError(f"--checkpoint {p}: run folder has no checkpoints (checkpoints/step-*.pt)")
+        p, state = found
+    elif p.is_file():
+        try:
+            state = torch.load(p, map_location="cpu", weights_only=True)
+        except Exception as exn:  # noqa: BLE001
+            raise InputError(f"--checkpoint {p}: not a readable checkpoint ({type(exn).__name__}: {exn})"[:500]) from None
+    else:
+        raise InputError(f"--checkpoint {p}: no such file or run folder")
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        raise InputError(f"--checkpoint {p}: not a training checkpoint")
+    cfg = TrainConfig.from_dict(state["config"])
+    if cfg.model.family != checkpoint_family(state):
+        raise InputError(f"--checkpoint {p}: family {checkpoint_family(state)!r} disagrees with its config")
+    model = build_model(cfg.model)
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), cfg, state, p
+
+
+# -- outputs ---------------------------------------------------------------------------------------
+
+
+def turntable_cameras(n: int, radius: float, size: int, elevation_deg: float = 15.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """n cameras once around the object (world +Z up): c2w [n, 4, 4], K [n, 3, 3]."""
+    az = torch.arange(n, dtype=torch.float32) * (2 * math.pi / n)
+    el = math.radians(elevation_deg)
+    eye = torch.stack([radius * math.cos(el) * torch.cos(az), radius * math.cos(el) * torch.sin(az),
+                       torch.full_like(az, radius * math.sin(el))], -1)
+    return look_at(eye, torch.zeros_like(eye)), intrinsics(49.1, size, size).expand(n, 3, 3).clone()
+
+
+def save_gif(path: Path, frames: torch.Tensor, fps: float = 12.0) -> Path:
+    """frames [n, 3, H, W] in [0, 1] -> an endlessly looping GIF, atomically."""
+    imgs = [Image.fromarray((f.permute(1, 2, 0).clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8)) for f in frames]
+    tmp = path.with_name(f".{path.name}.tmp")
+    imgs[0].save(tmp, format="GIF", save_all=True, append_images=imgs[1:], duration=int(1000 / fps), loop=0)
+    os.replace(tmp, path)
+    return path
+
+
+@dataclass
+class Result:
+    plys: list[Path]
+    animation: Path
+    record: Path
+    summary: dict
+
+
+@torch.no_grad()
+def reconstruct(checkpoint: str, spec: str, out: str | os.PathLike, *, times: str | None = None,
+                device: str | None = None, window: int | None = None, anim_frames: int = 24,
+                anim_size: int | None = None) -> Result:
+    """Run one reconstruction and write OUT/frame-NNN.ply, OUT/turntable.gif, OUT/reconstruct.json."""
+    t_start = _time.perf_counter()
+    req_times = parse_times(times)
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model, cfg, state, ckpt_path = load_model(checkpoint, dev)
+    family = cfg.model.family
+    if family == "l4gm" and req_times is not None:
+        raise InputError("--times applies to the lrm4d family (4D Gaussians sliced at any time); an l4gm "
+                         "checkpoint outputs one frame per video frame")
+    if window is not None and (family != "l4gm" or window < 2):
+        raise InputError(f"--window {window}: an l4gm option, at least 2")
+    backend = resolve_backend(cfg.render, dev)
+    clip = load_input(spec)
+    S = cfg.data.image_size
+    bg = torch.ones(3)  # white, as the models train
+    outdir = Path(out)
+    outdir.mkdir(parents=True, exist_ok=True)
+    t_model = _time.perf_counter()
+    if family == "lrm4d":
+        chosen = choose_lrm4d_inputs(clip, cfg.data.n_in)
+        v = to_views(chosen, S, bg)
+        x = lambda t: t[None].to(dev)  # noqa: E731
+        g4 = model(x(v.rgb), x(v.cond()), x(v.c2w), x(v.K), x(v.time)).float()
+        out_times = req_times if req_times is not None else clip.times
+        from training.slicing import slice_at
+
+        sl = slice_at(g4, torch.tensor([out_times], device=dev))  # [1, F, N, ...]
+        scales, quats = covariance_to_scale_rot(sl.covars[0, 0].cpu())  # time-independent covariance
+        frames = [dict(means=sl.means[0, k].cpu(), rgb=sl.colors[0, k].cpu(), opacity=sl.opacities[0, k].cpu(),
+                       scales=scales, quats=quats) for k in range(len(out_times))]
+        inputs_used = [{"frame": f.frame, "view": f.view, "time": f.time, "source": f.source} for f in chosen]
+    else:
+        video, t0 = choose_l4gm_inputs(clip, cfg.data.n_t0_views)
+        W = window or cfg.data.window
+        g3, windows = reconstruct_video(model, to_views(video, S, bg), to_views(t0, S, bg), W, cfg.render,
+                                        backend, bg)
+        out_times = [f.time for f in video]
+        frames = [dict(means=g3.means[0, k].cpu(), rgb=g3.rgb[0, k].cpu(), opacity=g3.opacity[0, k].cpu(),
+                       scales=g3.scales[0, k].cpu(), quats=g3.quats[0, k].cpu()) for k in range(len(video))]
+        inputs_used = {"video": [{"frame": f.frame, "view": f.view, "time": f.time, "source": f.source} for f in video],
+                       "t0": [{"frame": f.frame, "view": f.view, "time": f.time, "source": f.source} for f in t0],
+                       "windows": [list(w["span"]) for w in windows]}
+    model_s = _time.perf_counter() - t_model
+    plys = []
+    for k, fr in enumerate(frames):
+        plys.append(write_ply(outdir / f"frame-{k:03d}.ply", fr["means"], fr["rgb"], fr["opacity"], fr["scales"],
+                              fr["quats"]))
+    # turntable through time: one camera step and one time step per animation frame
+    size = anim_size or S
+    radius = float(np.mean([np.linalg.norm(f.c2w[:3, 3]) for f in clip.frames]))
+    c2w, K = turntable_cameras(anim_frames, radius, size)
+    images = []
+    for j in range(anim_frames):
+        if family == "lrm4d":
+            lo, hi = min(out_times), max(out_times)
+            t = lo + (hi - lo) * j / max(1, anim_frames - 1)
+            rgb, _ = render_gaussians(g4, c2w[j][None, None].to(dev), K[j][None, None].to(dev),
+                                      torch.tensor([[t]], device=dev), size, size, bg[None].to(dev), cfg.render, backend)
+            images.append(rgb[0, 0].cpu())
+        else:
+            k = min(len(frames) - 1, j * len(frames) // anim_frames)
+            rgb, _ = render_frames(g3.frames([k]), c2w[j][None, None, None].to(dev), K[j][None, None, None].to(dev),
+                                   size, size, bg[None].to(dev), cfg.render, backend)
+            images.append(rgb[0, 0, 0].cpu())
+    anim = save_gif(outdir / "turntable.gif", torch.stack(images))
+    summary = {
+        "command": " ".join(sys.argv), "checkpoint": str(ckpt_path), "step": int(state.get("step", -1)),
+        "family": family, "preset": cfg.preset, "input": spec, "input_kind": clip.kind, "clip": clip.name,
+        "image_size": S, "device": str(dev), "backend": backend, "inputs": inputs_used,
+        "outputs": [{"ply": p.name, "time": float(t), "gaussians": int(fr["means"].shape[0])}
+                    for p, t, fr in zip(plys, out_times, frames)],
+        "times_requested": req_times, "animation": anim.name, "animation_frames": anim_frames,
+        "ply_layout": "3DGS: x y z f_dc_0..2 opacity(logit) scale_0..2(log) rot_0..3(wxyz), normalised space",
+        "seconds": {"model": round(model_s, 4), "total": round(_time.perf_counter() - t_start, 4)},
+    }
+    rec = outdir / "reconstruct.json"
+    tmp = rec.with_name(f".{rec.name}.tmp")
+    tmp.write_text(json.dumps(summary, indent=2))
+    os.replace(tmp, rec)
+    log.info("wrote %d .ply frame(s), %s and %s to %s", len(plys), anim.name, rec.name, outdir)
+    return Result(plys, anim, rec, summary)
