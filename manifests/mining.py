@@ -14,7 +14,12 @@ Joins. Metrics rows are keyed by (uid, clip, shard). A sample evaluated in sever
 render and a later re-render carry the same key) is scored by its row in the manifest's shard for it
 when there is one: that is the copy the trainer draws (training.data.WeightedRepeat leaves out copies
 in other shards once that shard is read). Otherwise (the re-render not evaluated yet) it gets the MEAN
-over the shards it was scored in. Two metrics files must share one `protocol`.
+over the shards it was scored in. Two metrics files (reducible) must share one `protocol` tag
+(NAME-vN/FAMILY@SIZE: same pairs, same family, same resolution) and the background their targets were
+composited on; ranked by loss, also the loss formula (`loss_weights` in the file's metadata, written by
+training/protocol.py). Files that differ are refused, never subtracted. RHO-LOSS's reference model is
+meant to be trained on held-out data (other clips than the ones mined), so that a low reference loss
+means "learnable", not "memorised".
 
 Renders (`renders` = the dataset folder). A row whose own shard is committed and lists it as `failed` or
 `rejected` is left out of the output and counted by reason; a failed re-render whose parent shard holds
@@ -82,7 +87,8 @@ class MineConfig:
     metrics: str                            # metrics.parquet of the current model (pipeline eval)
     manifest: str                           # the manifest those samples were rendered from
     out: str                                # next round's manifest
-    reference_metrics: str | None = None    # reducible only: the reference model's metrics, same protocol
+    reference_metrics: str | None = None    # reducible only: metrics of a reference model trained on held-out
+                                            # data (RHO-LOSS), same protocol, background and loss formula
     strategy: str = "topk"                  # topk needs one model; reducible needs a reference model too
     by: str = "loss"                        # loss is what training minimises; psnr ignores the LPIPS/SSIM terms
     fraction: float = 0.1                   # a tenth: enough to shift the draws, few enough to stay "hard"
@@ -136,6 +142,8 @@ class Metrics:
     table: pd.DataFrame          # uid, clip, loss, psnr, n_shards, max_shard
     multi_shard: int             # samples scored in more than one shard
     by_shard: pd.DataFrame       # uid, clip, shard, loss, psnr
+    loss_weights: dict | None = None  # the loss column's formula (metadata); None when the file does not say
+    background: str | None = None     # what the targets were composited on (metadata); None when unknown
 
     def join(self, rows: pd.DataFrame) -> pd.DataFrame:
         """loss, psnr and `found` for each of `rows` (uid, clip, shard), in order: the metrics of the row's
@@ -229,9 +237,45 @@ def read_metrics(path: str | os.PathLike) -> Metrics:
     table = (df.groupby(["uid", "clip"], sort=True)
                .agg(loss=("loss", "mean"), psnr=("psnr", "mean"), n_shards=("shard", "size"), max_shard=("shard", "max"))
                .reset_index())
+    info = _metrics_info(path)
+    lw = info.get("loss_weights")
     return Metrics(path=path, protocol=protocols[0], step=steps[0] if steps else None,
                    table=table, multi_shard=int((table["n_shards"] > 1).sum()),
-                   by_shard=df[["uid", "clip", "shard", "loss", "psnr"]].copy())
+                   by_shard=df[["uid", "clip", "shard", "loss", "psnr"]].copy(),
+                   loss_weights=dict(lw) if isinstance(lw, dict) else None,
+                   background=str(info["background"]) if info.get("background") is not None else None)
+
+
+def _metrics_info(path: Path) -> dict[str, Any]:
+    """The evaluation settings `pipeline eval` stores in the file's metadata ({} when absent)."""
+    import pyarrow.parquet as pq
+
+    raw = (pq.read_schema(path).metadata or {}).get(b"objaverse4d.metrics")
+    try:
+        info = json.loads(raw) if raw else {}
+    except ValueError:
+        info = {}
+    return info if isinstance(info, dict) else {}
+
+
+def check_comparable(cur: Metrics, ref: Metrics, by: str) -> None:
+    """Refuse two metrics files whose numbers are not on one scale: protocol tag, background, and (by
+    loss) the loss formula must agree; a file that does not record a setting cannot be compared on it."""
+    if ref.protocol != cur.protocol:
+        raise MiningError(f"protocol mismatch: {cur.path} was evaluated with {cur.protocol!r}, {ref.path} with "
+                          f"{ref.protocol!r}; evaluate both checkpoints with the same protocol")
+    if cur.background != ref.background:
+        raise MiningError(f"background mismatch: {cur.path} composited its targets on {cur.background!r}, {ref.path} on "
+                          f"{ref.background!r}; their PSNRs and losses are not comparable")
+    if by == "loss":
+        for m in (cur, ref):
+            if m.loss_weights is None:
+                raise MiningError(f"{m.path}: records no loss formula (metadata loss_weights; files written by "
+                                  f"`pipeline eval` have it); --strategy reducible --by loss cannot subtract its "
+                                  f"losses (use --by psnr, or re-evaluate)")
+        if cur.loss_weights != ref.loss_weights:
+            raise MiningError(f"loss formula mismatch: {cur.path} has loss weights {cur.loss_weights}, {ref.path} has "
+                              f"{ref.loss_weights}; losses of different formulas are never subtracted")
 
 
 @dataclass
@@ -362,9 +406,8 @@ def mine(cfg: MineConfig, command: str | None = None) -> MineResult:
     manifest = read_manifest(cfg.manifest)
     cur = read_metrics(cfg.metrics)
     ref = read_metrics(cfg.reference_metrics) if cfg.reference_metrics else None
-    if ref is not None and ref.protocol != cur.protocol:
-        raise MiningError(f"protocol mismatch: {cur.path} was evaluated with {cur.protocol!r}, {ref.path} with "
-                          f"{ref.protocol!r}; evaluate both checkpoints with the same protocol")
+    if ref is not None:
+        check_comparable(cur, ref, cfg.by)
     renders = read_renders(cfg.renders) if cfg.renders else None
     res = MineResult(out=Path(cfg.out), rows_in=len(manifest), rows_out=0, protocol=cur.protocol, step=cur.step,
                      reference_step=ref.step if ref else None, scored=0, hard=0)

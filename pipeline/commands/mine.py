@@ -37,7 +37,10 @@ Then: pipeline render --manifest next.parquet --shard N --out data      (each ne
               help="topk: the worst samples of the current model; reducible: current minus reference loss "
                    "(RHO-LOSS), so samples both models get wrong are not chased.")
 @click.option("--reference-metrics", type=click.Path(dir_okay=False, exists=True),
-              help="reducible: the reference model's metrics file, same evaluation protocol.")
+              help="reducible: metrics of a reference model on the same samples, same protocol tag, background and "
+                   "loss formula. RHO-LOSS needs the reference model trained on held-out data (other clips than "
+                   "those mined, e.g. a run on a disjoint shard set): a model trained on these clips has memorised "
+                   "them, so current minus reference loss no longer separates learnable from noisy.")
 @click.option("--by", type=click.Choice(("loss", "psnr")), default="loss", show_default=True,
               help="Rank by loss (highest = hardest) or PSNR (lowest = hardest).")
 @click.option("--fraction", type=float, default=0.1, show_default=True,

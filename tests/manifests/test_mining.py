@@ -39,8 +39,9 @@ def write_test_manifest(path: Path, layout=LAYOUT, weight=1.0, **columns) -> Pat
 
 
 def write_metrics(path: Path, values: dict[str, float], psnr: dict[str, float] | None = None, protocol="v1-seed0",
-                  step=1000, shard_of=None, drop: tuple[str, ...] = ()) -> Path:
-    """A metrics file in the DESIGN.md §5 layout: uid, clip, key, shard, psnr, ssim, lpips, loss, step, protocol."""
+                  step=1000, shard_of=None, drop: tuple[str, ...] = (), loss_weights=None, background="white") -> Path:
+    """A metrics file in the DESIGN.md §5 layout: uid, clip, key, shard, psnr, ssim, lpips, loss, step, protocol,
+    with the metadata `pipeline eval` writes (loss formula, background; None leaves a key out)."""
     shard_of = shard_of or {u: s for s, us in LAYOUT.items() for u in us}
     psnr = psnr or {u: 30.0 - 10 * v for u, v in values.items()}
     uids = list(values)
@@ -52,7 +53,11 @@ def write_metrics(path: Path, values: dict[str, float], psnr: dict[str, float] |
         "lpips": pa.array([None] * len(uids), pa.float64()), "loss": pa.array([values[u] for u in uids], pa.float64()),
         "step": pa.array([step] * len(uids), pa.int64()), "protocol": pa.array([protocol] * len(uids), pa.string()),
     }
-    pq.write_table(pa.table({k: v for k, v in cols.items() if k not in drop}), path)
+    table = pa.table({k: v for k, v in cols.items() if k not in drop})
+    info = {"loss_weights": loss_weights or {"mse": 1.0, "mask": 0.5}, "background": background}
+    info = {k: v for k, v in info.items() if v is not None and not (k == "loss_weights" and loss_weights is False)}
+    table = table.replace_schema_metadata({b"objaverse4d.metrics": json.dumps(info).encode()})
+    pq.write_table(table, path)
     return path
 
 
@@ -151,6 +156,36 @@ def test_protocol_mismatch_names_both_files(scene, tmp_path):
         run(scene, strategy="reducible", reference_metrics=str(ref))
     msg = str(e.value)
     assert str(scene["metrics"]) in msg and str(ref) in msg and "'v1-seed0'" in msg and "'v2-seed0'" in msg
+
+
+def test_resolutions_loss_formulas_and_backgrounds_never_mix(scene, tmp_path):
+    """Metrics at another image size (another tag), of another loss formula, on another background, or
+    without a recorded formula (ranked by loss) are refused, naming both files."""
+    cur = write_metrics(tmp_path / "cur.parquet", LOSS, protocol="sparse4-v2/lrm4d@256")
+    scene = {**scene, "metrics": cur}
+    ref = write_metrics(tmp_path / "r128.parquet", LOSS, protocol="sparse4-v2/lrm4d@128")
+    with pytest.raises(MiningError, match=r"protocol mismatch.*'sparse4-v2/lrm4d@256'.*'sparse4-v2/lrm4d@128'"):
+        run(scene, strategy="reducible", reference_metrics=str(ref))
+    ref = write_metrics(tmp_path / "rw.parquet", LOSS, protocol="sparse4-v2/lrm4d@256",
+                        loss_weights={"mse": 1.0, "mask": 0.5, "lpips": 0.5})
+    with pytest.raises(MiningError, match=r"loss formula mismatch: .*cur\.parquet.*rw\.parquet"):
+        run(scene, strategy="reducible", reference_metrics=str(ref))
+    run(scene, strategy="reducible", by="psnr", reference_metrics=str(ref))  # PSNR has no formula to differ in
+    ref = write_metrics(tmp_path / "rb.parquet", LOSS, protocol="sparse4-v2/lrm4d@256", background="black")
+    with pytest.raises(MiningError, match=r"background mismatch"):
+        run(scene, strategy="reducible", by="psnr", reference_metrics=str(ref))
+    ref = write_metrics(tmp_path / "rn.parquet", LOSS, protocol="sparse4-v2/lrm4d@256", loss_weights=False)
+    with pytest.raises(MiningError, match=r"rn\.parquet: records no loss formula"):
+        run(scene, strategy="reducible", reference_metrics=str(ref))
+
+
+def test_reference_metrics_help_says_the_reference_trains_on_held_out_data():
+    from click.testing import CliRunner
+
+    from pipeline.cli import cli
+
+    out = CliRunner().invoke(cli, ["mine", "--help"], terminal_width=200).output
+    assert "RHO-LOSS needs the reference model trained on held-out data" in " ".join(out.split())
 
 
 def test_bad_metrics_files_are_named(tmp_path):

@@ -157,6 +157,7 @@ def test_metrics_rows_follow_design_and_checkpoints_share_pairs(two_checkpoints,
         assert r["n_targets"] == len(scored) >= 1 and not set(scored) & {tuple(x) for x in pairs["inputs"]}
     static = [r for r in ra if json.loads(r["pairs"])["inputs"][0][0] == 0 and r["n_targets"] == 1]
     assert static, "the static samples (4 views, 1 frame) keep one held-out pair"
+    assert len(res_a.worst) == 2 and all(p.is_file() for p in res_a.worst)
     meta = json.loads(pq.read_schema(tmp_path / "a.parquet").metadata[b"objaverse4d.metrics"])
     assert meta["protocol_tag"] == TAG and meta["step"] == 4
     assert res_b.summary["samples"] == 6
