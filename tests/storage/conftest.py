@@ -61,7 +61,11 @@ class MotoS3:
                 time.sleep(0.2)
 
     def stop(self) -> None:
+        """Stop serving and close the listening socket, so that clients are refused (as with a dead server)."""
+        wsgi = getattr(self._server, "_server", None)
         self._server.stop()
+        if wsgi is not None:
+            wsgi.server_close()
 
     def _make_user(self) -> tuple[str, str]:
         import boto3
