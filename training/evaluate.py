@@ -282,6 +282,7 @@ class EvalResult:
 # state and writes the metrics file with training.protocol.write_metrics.
 EVALUATORS: dict[str, str] = {
     "lrm4d": "training.evaluate:evaluate_lrm4d",
+    "l4gm": "training.l4gm_eval:evaluate_l4gm",  # monocular video + t0 views (training/l4gm_eval.py)
 }
 
 

@@ -1,0 +1,252 @@
+"""The L4GM family's evaluation protocol, `mono` (monocular video): per sample, a window of `window`
+consecutive rendered times from the clip's start, one fixed view as the video at every time, `n_t0_views`
+other fixed views at the first time, and `per_time` held-out views at every time of the window, scored.
+
+The choice depends on nothing but (name, version, seed, sample key) and the sample's own layout, so two
+checkpoints are scored on the same images. The name carries the window (`mono4` = 4 times) and the tag
+the family and size: `mono4-v1/l4gm@256`. Rows have the columns of every protocol (training/protocol.py:
+psnr, psnr_obj, ssim, lpips, the protocol-owned loss, baselines, seen_in_training) plus `psnr_t0`
+(targets at the window's first time, where the model has 1 + n_t0_views views) and `psnr_later` (the
+other times, where it has the video frame and what temporal attention carries over).
+A static clip fills the window with its one time; a clip with fewer rendered times than the window is
+skipped as `short_clip`.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import heapq
+import json
+import logging
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping
+
+import torch
+
+from training import data as data_mod
+from training import decode, shardspec
+from training.baselines import nearest_input
+from training.config import DataConfig, TrainConfig
+from training.l4gm_samples import BuildWindowSample, pick_window, window_item
+from training.protocol import (ALL_KINDS, baseline_scores, fixed_views, protocol_tag, sample_row, score_targets,
+                               seen_in_training, summarize, target_kind, write_metrics)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class VideoProtocol:
+    name: str = "mono"          # the window length is appended: mono4
+    version: int = 1            # bump when the choice below or the scoring changes
+    seed: int = 2026            # with the sample key, seeds the choice of views
+    window: int = 4             # rendered times per sample, from the clip's first
+    n_t0_views: int = 3         # L4GM's setting: 4 views of the first time in all
+    per_time: int = 2           # held-out views scored at every time
+    image_size: int | None = None  # evaluation resolution; None: the checkpoint's own
+
+    def __post_init__(self) -> None:
+        if self.window < 1:
+            raise ValueError(f"--window must be >= 1, got {self.window}")
+        if self.per_time < 1:
+            raise ValueError(f"--per-kind (held-out views per time) must be >= 1, got {self.per_time}")
+        if self.image_size is not None and self.image_size < 8:
+            raise ValueError(f"--image-size must be >= 8, got {self.image_size}")
+
+    @property
+    def family(self) -> str:
+        return "l4gm"
+
+    def tag(self, image_size: int) -> str:
+        return protocol_tag(f"{self.name}{self.window}", self.version, self.family, image_size)
+
+    def rng(self, key: str) -> random.Random:
+        digest = hashlib.sha256(f"{self.name}{self.window}:{self.version}:{self.seed}:{key}".encode()).digest()
+        return random.Random(int.from_bytes(digest[:8], "little"))
+
+    def data_config(self, image_size: int, background: str) -> DataConfig:
+        return DataConfig(image_size=image_size, n_target=self.per_time, window=self.window,
+                          n_t0_views=self.n_t0_views, background=background, num_workers=0)
+
+
+def protocol_from_options(options: Mapping[str, Any] | VideoProtocol | None) -> VideoProtocol:
+    """`pipeline eval`'s protocol options for this family: name, seed, image_size as given; per_kind is
+    the number of held-out views per time; n_in is 1 + n_t0_views."""
+    if isinstance(options, VideoProtocol):
+        return options
+    o = {k: v for k, v in (options or {}).items() if v is not None}
+    kw: dict[str, Any] = {}
+    if "name" in o:
+        name = str(o["name"])
+        digits = name[len(name.rstrip("0123456789")):]
+        kw["name"] = name.rstrip("0123456789") or "mono"
+        if digits:
+            kw["window"] = int(digits)  # mono8 = the mono protocol with 8-time windows
+    for src, dst in (("seed", "seed"), ("per_kind", "per_time"), ("image_size", "image_size"), ("window", "window")):
+        if src in o:
+            kw[dst] = o[src]
+    if "n_in" in o:
+        kw["n_t0_views"] = int(o["n_in"]) - 1
+        if kw["n_t0_views"] < 0:
+            raise ValueError(f"--n-in {o['n_in']}: the l4gm protocol needs the video view, so >= 1")
+    return VideoProtocol(**kw)
+
+
+class WindowProtocolPick:
+    """Pipeline stage: the protocol's window, video, t0 views and held-out views of each sample."""
+
+    def __init__(self, protocol: VideoProtocol, cfg: DataConfig, handler):
+        self.protocol, self.cfg, self.handler = protocol, cfg, handler
+
+    def __call__(self, src: Iterable[dict]) -> Iterator[dict]:
+        for sample in src:
+            try:
+                yield self.pick(sample)
+            except Exception as exn:  # noqa: BLE001 (the handler decides)
+                if not self.handler(exn):
+                    break
+
+    def pick(self, sample: dict) -> dict:
+        key, meta, T, V, members = decode.parse_sample(sample)
+        rng = self.protocol.rng(key)
+        fixed = fixed_views(meta, T, V)
+        meta = {**meta, "cameras": {**(meta.get("cameras") or {}), "fixed": fixed}}
+        choice = pick_window(rng, key, meta, T, V, members, self.cfg, start=0)
+        item = window_item(sample, key, meta, members, choice, self.cfg)
+        inputs = [(t, v) for t, v, _, _ in item["inputs"]]
+        kinds, used = [], set()
+        for t, v, _, _ in item["targets"]:
+            kind = target_kind((t, v), inputs, fixed)
+            kinds.append("pad" if kind != "seen" and (t, v) in used else kind)  # a repeat when views run short
+            used.add((t, v))
+        item["kinds"] = kinds
+        return item
+
+
+class BuildWindowEvalSample(BuildWindowSample):
+    """The window builder plus shard, clip, target kinds and seen-in-training; a `random` background is
+    a grey drawn from the protocol and the key, the same for every checkpoint."""
+
+    def __init__(self, cfg: DataConfig, handler, protocol: VideoProtocol, trained, **kw):
+        super().__init__(cfg, handler, **kw)
+        self.protocol, self.trained = protocol, trained
+
+    def build(self, item: dict, rng: random.Random) -> dict:
+        out = super().build(item, self.protocol.rng(f"{item['key']}:background"))
+        url = str(item.get("url") or "")
+        n = shardspec.shard_number(url)
+        out["shard"] = torch.tensor(-1 if n is None else n)
+        out["clip"] = torch.tensor(int(item["meta"].get("clip", -1)))
+        out["kind"] = torch.tensor([ALL_KINDS.index(k) for k in item["kinds"]])
+        seen = seen_in_training(url, self.trained)
+        out["seen"] = torch.tensor(-1 if seen is None else int(seen))
+        return out
+
+
+def make_eval_dataset(urls: list[str], protocol: VideoProtocol, image_size: int, batch_size: int, handler,
+                      background: str = "white", trained: Mapping[str, Any] | None = None):
+    """Every sample of every shard once, in order, with the protocol's window, in batches."""
+    import webdataset as wds
+
+    cfg = protocol.data_config(image_size, background)
+    kw = dict(seed=protocol.seed, rank=0, epoch=0)
+    return wds.DataPipeline(
+        data_mod.ShardSource(urls, resampled=False, world_size=1, **kw),
+        functools.partial(data_mod.shard_samples, handler=handler),
+        WindowProtocolPick(protocol, cfg, handler),
+        BuildWindowEvalSample(cfg, handler, protocol, trained, **kw),
+        wds.batched(batch_size, collation_fn=data_mod.Collate(handler), partial=True),
+    )
+
+
+@torch.no_grad()
+def evaluate_l4gm(state: dict, ckpt_path: Path, shards: str, out, protocol=None, *, device: str | None = None,
+                  batch_size: int | None = None, lpips_weights: str | None = None, worst: int = 8,
+                  grids_dir=None, progress: bool = True):
+    """Score an L4GM-family checkpoint (its loaded `state`) on every sample of `shards`; write `out`."""
+    from tqdm import tqdm
+
+    from training.evaluate import EvalResult
+    from training.families import build_model, require_family
+    from training.lpips import load_lpips
+    from training.render import resolve_backend
+    from training.train import autocast_for, forward_render, to_device
+    from training.viz import save_grid
+
+    require_family(state, "l4gm", f"--checkpoint {ckpt_path}")
+    protocol = protocol_from_options(protocol)
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    cfg = TrainConfig.from_dict(state["config"])
+    model = build_model(cfg.model)
+    model.load_state_dict(state["model"])
+    model.to(dev).eval()
+    step = int(state["step"])
+    trained = state.get("trained_on")
+    backend = resolve_backend(cfg.render, dev)
+    size = protocol.image_size or cfg.data.image_size
+    tag = protocol.tag(size)
+    bs = batch_size or (4 if dev.type == "cuda" else 1)
+    lp = load_lpips(lpips_weights, dev) if lpips_weights else None
+    urls = shardspec.resolve_shards(shards)
+    handler = data_mod.SkipAndCount(max_consecutive=10**9)
+    autocast = autocast_for(cfg, dev)
+    rows: list[dict] = []
+    heap: list[tuple[float, int, dict]] = []
+    bar = tqdm(unit="sample", desc="eval", disable=not progress, dynamic_ncols=True)
+    for batch in make_eval_dataset(urls, protocol, size, bs, handler, cfg.data.background, trained):
+        batch.pop("skipped", None)
+        batch.pop("worker", None)
+        b = to_device(batch, dev)
+        _g, pred, alpha = forward_render(model, b, cfg, backend, autocast, size)
+        pred = pred.float().clamp(0, 1)  # [B, W*M, 3, S, S], time-major
+        tg = b["tg_rgb"]
+        B, n = tg.shape[:2]
+        flat = lambda x: x.flatten(0, 1)  # noqa: E731
+        scores = score_targets(flat(pred), flat(tg), flat(alpha), flat(b["tg_alpha"]), lp)
+        scores.update(baseline_scores(flat(tg), flat(b["tg_alpha"]), flat(nearest_input(b))))
+        scores = {k: v.view(B, n).cpu() for k, v in scores.items()}
+        for i in range(B):
+            key = batch["key"][i]
+            clip = int(batch["clip"][i])
+            uid = key[: -len(f"_{clip:03d}")] if clip >= 0 and key.endswith(f"_{clip:03d}") else key.rsplit("_", 1)[0]
+            kinds = [ALL_KINDS[k] for k in batch["kind"][i].tolist()]
+            seen = int(batch["seen"][i])
+            row = {"uid": uid, "clip": clip, "key": key, "shard": int(batch["shard"][i]), "step": step,
+                   "protocol": tag, "seen_in_training": None if seen < 0 else bool(seen)}
+            row.update(sample_row({k: v[i] for k, v in scores.items()}, kinds))
+            if row["psnr"] is None:
+                handler.counts["no_scored_target"] += 1
+                continue
+            frame = batch["tg_frame"][i].tolist()
+            for name, sel in (("psnr_t0", [j for j in range(n) if frame[j] == 0 and kinds[j] not in ("seen", "pad")]),
+                              ("psnr_later", [j for j in range(n) if frame[j] > 0 and kinds[j] not in ("seen", "pad")])):
+                row[name] = float(scores["psnr"][i, sel].mean()) if sel else None
+            row.update(image_size=size, family="l4gm",
+                       pairs=json.dumps({"inputs": batch["in_pairs"][i].tolist(), "targets": batch["tg_pairs"][i].tolist(),
+                                         "kinds": kinds}))
+            rows.append(row)
+            if worst > 0:
+                saved = {k: (v[i:i + 1].cpu() if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+                saved["pred"] = pred[i:i + 1].cpu()
+                item = (row["loss"], len(rows), saved)
+                if len(heap) < worst:
+                    heapq.heappush(heap, item)
+                elif item[0] > heap[0][0]:
+                    heapq.heapreplace(heap, item)
+        bar.update(B)
+    bar.close()
+    if not rows:
+        raise RuntimeError(f"--shards {shards}: no sample could be evaluated (skipped: {dict(handler.counts)})")
+    rows.sort(key=lambda r: (r["shard"], r["key"]))
+    write_metrics(rows, out, tag=tag, protocol=asdict(protocol), background=cfg.data.background,
+                  checkpoint=str(ckpt_path), step=step, family="l4gm", skipped=dict(handler.counts), trained_on=trained)
+    grid_paths = []
+    gdir = Path(grids_dir) if grids_dir else Path(out).with_name(Path(out).stem + "_worst")
+    for rank, (_loss, _, saved) in enumerate(sorted(heap, key=lambda x: -x[0])):
+        gp = gdir / f"{rank:02d}_{saved['key'][0]}.png"
+        save_grid(gp, saved, saved["pred"])
+        grid_paths.append(gp)
+    return EvalResult(rows=rows, skipped=dict(handler.counts), worst=grid_paths, summary=summarize(rows), tag=tag,
+                      family="l4gm")
