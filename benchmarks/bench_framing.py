@@ -6,8 +6,9 @@ characters and the procedural assets with the whole scene carried --travel times
 glTF x over each clip, tests/render/glb.py `with_travel`), once per framing, with the lrm4d camera
 layout (8 fixed views on two rings, radius 2.1, fov 49.1) at a small size. Coverage is the fraction of
 pixels with alpha > 0; per sample it reports the mean over all images, the median view and the best
-view (each view's mean over time), the per-time camera travel, and how often the object touches the
-image border. Prints a Markdown table of the median and 10th percentile per group and framing, and
+view (each view's mean over time), the per-time camera travel, how often the object touches the
+image border, and where the surfaces lie along the pixel rays against the reconstructor's distance bound
+(|camera| +- model.dist_span, training/blocks.py). Prints a Markdown table of the median and 10th percentile per group and framing, and
 writes every row to --out (JSON lines).
 
     nice python benchmarks/bench_framing.py --out .scratch/framing.jsonl
@@ -38,12 +39,37 @@ STATS = ("coverage_mean", "coverage_median_view", "coverage_max_view", "touches_
          "normalization_scale")
 
 
-def render(worker, path: Path, clip: int, uid: str, framing: str) -> dict:
+def ray_span(members: dict[str, bytes], key: str, dist_span: float) -> dict:
+    """Where the surfaces lie along the pixel rays against the reconstructor's bound |camera| +- dist_span
+    (training/blocks.py ray_depth_means): the largest | ray distance - |camera| | over all surface pixels
+    (the smallest dist_span that holds every surface) and the fraction of surface pixels outside the bound."""
+    from render import passes
+
+    meta = json.loads(members[f"{key}.json"])
+    c2w, K = np.array(meta["c2w"]), np.array(meta["K"])  # [T, V, 4, 4], [V, 3, 3]
+    need, outside, total = 0.0, 0, 0
+    for t in range(meta["num_frames"]):
+        for v in range(meta["num_views"]):
+            depth = passes.decode_depth(members[f"{key}.t{t:03d}.v{v:03d}.depth.png"], meta["depth_scale"])
+            H, W = depth.shape
+            j, i = np.meshgrid(np.arange(W) + 0.5, np.arange(H) + 0.5)
+            stretch = np.sqrt(1 + ((j - K[v, 0, 2]) / K[v, 0, 0]) ** 2 + ((i - K[v, 1, 2]) / K[v, 1, 1]) ** 2)
+            ray = (depth * stretch)[depth > 0]  # distance along the unit pixel ray
+            gap = np.abs(ray - np.linalg.norm(c2w[t, v, :3, 3]))
+            if len(gap):
+                need = max(need, float(gap.max()))
+                outside += int((gap > dist_span).sum())
+                total += len(gap)
+    return {"span_needed": need, "outside_default_span": outside / total if total else 0.0}
+
+
+def render(worker, path: Path, clip: int, uid: str, framing: str, dist_span: float) -> dict:
     row = {"uid": uid, "clip": clip, "source": "local",
            "render_settings": json.dumps({"framing": framing, "min_coverage": 0.0})}
     r = worker.render(row, path)
+    span = ray_span(r.members, r.key, dist_span) if r.status == "ok" else {}
     return {"uid": uid, "clip": clip, "framing": framing, "status": r.status, "reason": r.reason,
-            "seconds": round(r.seconds, 2), **{k: r.stats.get(k) for k in STATS}}
+            "seconds": round(r.seconds, 2), **{k: r.stats.get(k) for k in STATS}, **span}
 
 
 def pct(values: list[float], q: float) -> float:
@@ -59,6 +85,7 @@ def main() -> int:
     ap.add_argument("--travel", type=float, default=3.0, help="travelling copies move this many times their size")
     ap.add_argument("--max-clips", type=int, default=3, help="clips per shared file (InterpolationTest has 9)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--dist-span", type=float, default=1.0, help="the reconstructor's model.dist_span to check against")
     args = ap.parse_args()
 
     from manifests.gltf_info import read_gltf_info
@@ -84,13 +111,13 @@ def main() -> int:
         def run(group: str, uid: str, path: Path, clip: int) -> list[dict]:
             out = []
             for framing in FRAMINGS:
-                r = {"group": group, **render(worker, path, clip, uid, framing)}
+                r = {"group": group, **render(worker, path, clip, uid, framing, args.dist_span)}
                 f.write(json.dumps(r) + "\n")
                 f.flush()
                 out.append(r)
                 print(f"{group:<12} {uid:<24} clip {clip} {framing:<6} {r['status']:<8} "
                       f"mean {r['coverage_mean'] or 0:.4f} best {r['coverage_max_view'] or 0:.4f} "
-                      f"travel {r['track_travel'] or 0:.2f}", file=sys.stderr)
+                      f"travel {r['track_travel'] or 0:.2f} span {r.get('span_needed', 0):.2f}", file=sys.stderr)
             return out
 
         for job in jobs:
@@ -108,8 +135,8 @@ def main() -> int:
           f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, {wall:.0f} s wall; "
           f"{args.resolution} px, {args.frames} times, {spec.fixed_views} views, travel x{args.travel}\n")
     print("| group | framing | n ok | coverage mean: median | p10 | median view: median | p10 | best view: median | p10 "
-          "| touches border | camera travel: median | max |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| touches border | camera travel: median | max | span needed: max | outside span: max |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for group in dict.fromkeys(r["group"] for r in rows):
         for framing in FRAMINGS:
             ok = [r for r in rows if r["group"] == group and r["framing"] == framing and r["status"] == "ok"]
@@ -118,7 +145,9 @@ def main() -> int:
                   f"| {pct(col['coverage_median_view'], 50):.4f} | {pct(col['coverage_median_view'], 10):.4f} "
                   f"| {pct(col['coverage_max_view'], 50):.4f} | {pct(col['coverage_max_view'], 10):.4f} "
                   f"| {np.mean(col['touches_border']) if ok else float('nan'):.2f} "
-                  f"| {pct(col['track_travel'], 50):.2f} | {max(col['track_travel'], default=float('nan')):.2f} |")
+                  f"| {pct(col['track_travel'], 50):.2f} | {max(col['track_travel'], default=float('nan')):.2f} "
+                  f"| {max((r['span_needed'] for r in ok), default=float('nan')):.2f} "
+                  f"| {max((r['outside_default_span'] for r in ok), default=float('nan')):.3f} |")
     bad = [r for r in rows if r["status"] != "ok"]
     for r in bad:
         print(f"not ok: {r['group']} {r['uid']} clip {r['clip']} {r['framing']}: {r['status']} {r['reason']}")

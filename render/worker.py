@@ -215,6 +215,9 @@ class RenderWorker:
             border_fraction=float(border.mean()), touches_border=bool(border.any()),
             normalization_scale=float(norm_scale), framing=spec.framing,
             track_travel=float(np.linalg.norm(offsets, axis=-1).max()),
+            # the smallest model.dist_span (training/blocks.py: |camera| +- dist_span along each pixel ray)
+            # that holds every rendered surface; tracked travellers need more than the default 1.0
+            dist_span_needed=quality["ray_span"],
             render_s=render_s, images=T * cams.num_views,
         )
         if coverage.max() == 0:
@@ -276,6 +279,9 @@ class RenderWorker:
         border = [[False] * cams.num_views for _ in frames]
         rgba_path = self.workdir / "rgba.png"
         render_s = 0.0
+        ray_span = 0.0  # largest |distance along the pixel ray - |camera|| over surface pixels
+        H = W = spec.resolution
+        j, i = np.meshgrid(np.arange(W) + 0.5, np.arange(H) + 0.5)  # pixel centres [H, W]
         for t, f in enumerate(frames):
             scene.set_time(f)
             for v in range(cams.num_views):
@@ -295,6 +301,11 @@ class RenderWorker:
                 mask = passes.surface_mask(depth, alpha)
                 s = passes.image_stats(alpha)
                 coverage[t][v], border[t][v] = s["coverage"], s["touches_border"]
+                if mask.any():
+                    K = cams.K[v]  # planar z -> distance along the pixel ray: z * |(x/z, y/z, 1)|
+                    stretch = np.sqrt(1 + ((j[mask] - K[0, 2]) / K[0, 0]) ** 2 + ((i[mask] - K[1, 2]) / K[1, 1]) ** 2)
+                    gap = np.abs(depth[mask] * stretch - np.linalg.norm(cams.c2w[t, v, :3, 3]))
+                    ray_span = max(ray_span, float(gap.max()))
                 ext = spec.image_format
                 members[image_member(key, t, v, ext)] = png if ext == "png" else passes.to_webp(png, spec.webp_quality)
                 members[depth_member(key, t, v)] = passes.encode_depth(depth, alpha, depth_scale)
@@ -302,7 +313,7 @@ class RenderWorker:
                     normal = passes.read_exr(pass_paths["normal"], 3)
                     members[normal_member(key, t, v)] = passes.encode_normal(normal, mask)
                 rgba_path.unlink()
-        return members, {"coverage": coverage, "touches_border": border}, render_s
+        return members, {"coverage": coverage, "touches_border": border, "ray_span": ray_span}, render_s
 
 
 def _motion(geoms: list, scale: float) -> dict[str, float]:

@@ -42,12 +42,18 @@ def _erode(mask: np.ndarray) -> np.ndarray:
 
 
 def pixel_footprint(s: Sample, v: int) -> float:
-    """Width of one pixel (normalised units) at the origin's distance from view v."""
-    return float(np.linalg.norm(s.c2w[0, v, :3, 3]) / s.K[v][0, 0])
+    """Width of one pixel (normalised units) at the orbit centre's distance from view v at time 0
+    (the origin under framing 'union', the object's per-time box centre under 'track')."""
+    centre = np.array(s.meta["cameras"].get("offsets", [[0.0, 0.0, 0.0]])[0])
+    return float(np.linalg.norm(s.c2w[0, v, :3, 3] - centre) / s.K[v][0, 0])
 
 
-def reprojection(s: Sample, t: int, va: int, vb: int, c2w_b: np.ndarray | None = None, tol: float | None = None) -> dict:
+def reprojection(s: Sample, t: int, va: int, vb: int, c2w_b: np.ndarray | None = None, tol: float | None = None,
+                 tb: int | None = None, shift: np.ndarray | None = None) -> dict:
     """Unproject view va's depth, project into view vb; how well vb's depth and alpha agree.
+
+    Across times: `tb` compares with view vb at time tb (camera c2w[tb, vb] unless `c2w_b` is given),
+    after moving the points by `shift` [3] (normalised units), the object's known motion from t to tb.
 
     Uses va's pixels away from its silhouette, and compares each point with vb's depths in the 3 x 3
     pixels around where it lands (a point on a slope seen at a grazing angle may land next to the
@@ -61,16 +67,19 @@ def reprojection(s: Sample, t: int, va: int, vb: int, c2w_b: np.ndarray | None =
     d_a, a_a = s.depth[t][va], s.rgba[t][va][..., 3]
     keep = _erode((a_a == 255) & (d_a > 0))
     pts = unproject(d_a, s.c2w[t, va], s.K[va])[keep]
-    c2w_b = s.c2w[t, vb] if c2w_b is None else c2w_b
+    tb = t if tb is None else tb
+    if shift is not None:
+        pts = pts + np.asarray(shift, dtype=np.float64)
+    c2w_b = s.c2w[tb, vb] if c2w_b is None else c2w_b
     uv, z = project(pts, c2w_b, s.K[vb])
-    d_b = s.depth[t][vb]
+    d_b = s.depth[tb][vb]
     H, W = d_b.shape
     ij = np.floor(uv).astype(int)
     inside = (z > 0) & (ij[:, 0] >= 0) & (ij[:, 0] < W) & (ij[:, 1] >= 0) & (ij[:, 1] < H)
     ij, z = ij[inside], z[inside]
     i, j = ij[:, 1], ij[:, 0]
-    ab = s.rgba[t][vb][i, j, 3]
-    interior_b = _erode((s.rgba[t][vb][..., 3] == 255) & (d_b > 0))[i, j]
+    ab = s.rgba[tb][vb][i, j, 3]
+    interior_b = _erode((s.rgba[tb][vb][..., 3] == 255) & (d_b > 0))[i, j]
     padded = np.pad(np.where(d_b > 0, d_b, np.nan), 1, constant_values=np.nan)
     window = np.stack([padded[i + 1 + di, j + 1 + dj] for di in (-1, 0, 1) for dj in (-1, 0, 1)], 1)  # [N, 9]
     with np.errstate(invalid="ignore"):

@@ -88,3 +88,33 @@ def test_same_seed_same_cameras_other_seed_or_key_other_cameras():
     np.testing.assert_array_equal(a, make_cameras(spec, "uid_000", 3).c2w)
     assert not np.allclose(a, make_cameras(spec.replace(seed=1), "uid_000", 3).c2w)
     assert not np.allclose(a, make_cameras(spec, "uid_001", 3).c2w)
+
+
+def test_normalisation_union_and_track_from_per_time_boxes():
+    from render.cameras import normalisation
+
+    # a 1 x 2 x 0.5 box whose centre moves from x = 0 to x = 4 (and is missing at one time)
+    half = np.array([0.5, 1.0, 0.25])
+    boxes = [(np.array([x, 0, 0]) - half, np.array([x, 0, 0]) + half) for x in (0.0, 2.0, 4.0)] + [None]
+    c, s, off = normalisation(boxes, "union")
+    np.testing.assert_allclose(c, [2, 0, 0])
+    assert s == pytest.approx(1 / 5) and not off.any() and off.shape == (4, 3)
+    c, s, off = normalisation(boxes, "track")
+    np.testing.assert_allclose(c, [2, 0, 0])  # the union box's centre in both framings
+    assert s == pytest.approx(1 / 2)          # the largest side of one time's box
+    np.testing.assert_allclose(off, [[-1, 0, 0], [0, 0, 0], [1, 0, 0], [0, 0, 0]])
+    with pytest.raises(ValueError, match="no geometry"):
+        normalisation([None, None], "track")
+    with pytest.raises(ValueError, match="zero size"):
+        normalisation([(np.zeros(3), np.zeros(3))], "track")
+
+
+def test_offsets_translate_every_camera_of_their_time():
+    spec = get_preset("debug", fixed_views=2, random_views=2, seed=3)
+    offsets = np.array([[0, 0, 0], [1, 2, 3], [-1, 0, 0.5], [0, 0, 0]], dtype=float)
+    a, b = make_cameras(spec, "k_000", 4), make_cameras(spec, "k_000", 4, offsets)
+    np.testing.assert_allclose(b.c2w[..., :3, :3], a.c2w[..., :3, :3])
+    np.testing.assert_allclose(b.c2w[..., :3, 3], a.c2w[..., :3, 3] + offsets[:, None])
+    np.testing.assert_allclose(b.offsets, offsets)
+    with pytest.raises(ValueError, match="offsets"):
+        make_cameras(spec, "k_000", 4, offsets[:3])

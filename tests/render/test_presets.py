@@ -38,6 +38,7 @@ def test_overrides_apply_and_none_means_not_given():
 @pytest.mark.parametrize("field, value, flag", [
     ("resolution", 3, "--resolution"), ("num_frames", 0, "--frames"), ("samples", 0, "--samples"),
     ("device", "tpu", "--device"), ("engine", "workbench", "--engine"), ("fixed_views", -1, "--views"),
+    ("framing", "follow", "--framing"), ("min_coverage", 1.5, "--min-coverage"), ("min_coverage", -0.1, "--min-coverage"),
 ])
 def test_bad_values_name_the_flag(field, value, flag):
     with pytest.raises(ValueError, match=flag):
@@ -79,3 +80,10 @@ def test_spec_round_trips_through_a_dict():
     for make in PRESETS.values():
         s = make()
         assert RenderSpec.from_dict(json.loads(json.dumps(s.to_dict()))) == s
+
+
+def test_framing_defaults_to_track_in_every_preset_and_union_can_be_asked_for():
+    for make in PRESETS.values():
+        assert make().framing == "track" and 0 < make().min_coverage < 0.05
+    assert get_preset("lrm4d", framing="union").framing == "union"
+    assert with_row_settings(get_preset("debug"), '{"framing": "union", "min_coverage": 0}').min_coverage == 0

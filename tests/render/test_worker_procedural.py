@@ -19,12 +19,12 @@ pytestmark = pytest.mark.blender
 DENSE = {"fixed_views": 8, "fixed_elevations_deg": [15, 30], "resolution": 96, "fixed_radius": 1.6}
 
 
-@pytest.fixture(scope="module")
-def rendered(worker, procedural_assets):
-    """Clip 0 of each procedural asset (one per kind of motion), 8 views, 4 times."""
+@pytest.fixture(scope="module", params=["union", "track"])
+def rendered(request, worker, procedural_assets):
+    """Clip 0 of each procedural asset (one per kind of motion), 8 views, 4 times, under each framing."""
     out = []
     for path in procedural_assets:
-        r = render_row(worker, path, **DENSE)
+        r = render_row(worker, path, framing=request.param, **DENSE)
         assert r.status == "ok", f"{path.name}: {r.reason}: {r.detail}"
         out.append(Sample(r))
     return out
@@ -39,8 +39,14 @@ def test_depth_reprojects_into_the_neighbouring_view(rendered):
 
 
 def test_surface_points_fall_inside_the_normalised_box(rendered):
+    # union: the unit box around the origin; track: the per-time unit box around the orbit centre
+    # cameras.offsets[t] (zeros under union), which moves with the object.
     for s in rendered:
-        pts = np.concatenate([s.points(t, v) for t in range(s.T) for v in range(s.V)])
+        offsets = np.array(s.meta["cameras"]["offsets"])  # [T, 3]
+        assert s.meta["render"]["framing"] in ("union", "track")
+        if s.meta["render"]["framing"] == "union":
+            assert not offsets.any()
+        pts = np.concatenate([s.points(t, v) - offsets[t] for t in range(s.T) for v in range(s.V)])
         assert np.abs(pts).max() < 0.515, s.key
         assert np.abs(pts).max(axis=0).max() > 0.45, s.key
 
