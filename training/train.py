@@ -177,6 +177,8 @@ class Trainer:
         if cfg.optim.schedule_steps == 0:
             cfg.optim.schedule_steps = cfg.steps  # fixed at the first invocation, kept on resume
         self.cfg = cfg
+        self.follower = ShardFollower(shards, cfg.data.follow_interval_s, info)  # --follow: re-reads the SPEC
+        self.urls = self.follower.initial()  # before RUN is written: a bad SPEC leaves nothing behind
         if info.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             tmp = self.out / ".config.json.tmp"
@@ -199,8 +201,6 @@ class Trainer:
         self.model = ddp.wrap(model, info)
         self.backend = resolve_backend(cfg.render, info.device)
         self.lpips = load_lpips(cfg.loss.lpips_weights, info.device) if cfg.loss.lpips > 0 else None
-        self.follower = ShardFollower(shards, cfg.data.follow_interval_s, info)  # --follow: re-reads the SPEC
-        self.urls = self.follower.initial()
         self.weights = weights_mod.load_weights(cfg.data.weights) if cfg.data.weights else None
         if info.device.type == "cuda":  # float32 matrix products (LPIPS, slicing) on tensor cores
             torch.backends.cuda.matmul.allow_tf32 = True
