@@ -17,6 +17,7 @@ offset, size)` (seek on a local file, an HTTP Range request, an S3 ranged GET).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import re
@@ -33,6 +34,11 @@ _S3_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 # Environment a filesystem instance depends on (keys of the cache, never logged or written).
 _ENV_KEYS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
              "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_REGION", "AWS_REGION")
+
+
+# Bytes and requests this process read from shard files, by kind (`range`, `stream`, `whole`): what the
+# ranged-read benchmark and tests compare. Counts only; never URLs or credentials.
+io_counts: collections.Counter[str] = collections.Counter()
 
 
 class StorageError(OSError):
@@ -305,14 +311,36 @@ def parent_and_name(url: str) -> tuple[str, str]:
 # -- reading one file: streaming or ranged -------------------------------------------------------------
 
 
+class _Counted:
+    """A read-only byte stream that adds what is read to `io_counts["stream"]`."""
+
+    def __init__(self, raw: IO[bytes]):
+        self.raw = raw
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        io_counts["stream"] += len(data)
+        return data
+
+    def close(self) -> None:
+        self.raw.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def open_stream(url: str) -> IO[bytes]:
     """A whole shard file as a byte stream: local path, http(s) (urllib), or an fsspec URL."""
+    io_counts["stream_opens"] += 1
     if is_http(url):
-        return urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_S)  # noqa: S310 (user-given shard URL)
+        return _Counted(urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_S))  # noqa: S310 (user-given shard URL)
     if is_url(url):
         head, name = parent_and_name(url)
-        return FsspecStore(head).open(name)
-    return open(url, "rb")
+        return _Counted(FsspecStore(head).open(name))
+    return _Counted(open(url, "rb"))
 
 
 _local_files: dict[tuple[int, str], IO[bytes]] = {}
@@ -348,6 +376,8 @@ def read_range(url: str, offset: int, size: int) -> bytes:
             f = _local_files[k] = open(url, "rb")
         f.seek(offset)
         data = f.read(size)
+    io_counts["range"] += len(data)
+    io_counts["range_requests"] += 1
     if len(data) != size:
         raise StorageError(f"{url}: short read at offset {offset}: {len(data)} of {size} bytes (truncated object?)")
     return data
@@ -357,11 +387,14 @@ def read_bytes(url: str) -> bytes:
     """A whole small file (an index, a parquet) at a local path, http(s) URL or fsspec URL."""
     if is_http(url):
         with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_S) as r:  # noqa: S310
-            return r.read()
-    if is_url(url):
+            data = r.read()
+    elif is_url(url):
         head, name = parent_and_name(url)
-        return FsspecStore(head).read_bytes(name)
-    return Path(url).read_bytes()
+        data = FsspecStore(head).read_bytes(name)
+    else:
+        data = Path(url).read_bytes()
+    io_counts["whole"] += len(data)
+    return data
 
 
 def exists(url: str) -> bool:
