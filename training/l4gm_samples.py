@@ -2,9 +2,9 @@
 the video view at every time, n_t0_views other views at the window's first time, and n_target
 held-out views at every time. Works on `l4gm` and `lrm4d` preset shards and on static samples.
 
-Fixed vs random views come from the sample's JSON (`cameras.fixed`, written by the renderer): fixed
-views stay put over time and make a video; random views are drawn anew at every time, so they serve
-only as targets. Samples without that record (older or analytic shards) count every view as fixed.
+Fixed vs random views come from the sample's JSON (`cameras.fixed`, written by the renderer; else the
+render settings or the cameras, see training/protocol.fixed_views): fixed views stay put over time and
+make a video; random views are drawn anew at every time, so they serve only as targets.
 
 The picker keeps only the members it uses (the values of `sample[suffix]`, passed through untouched:
 they may be bytes or lazy references that training/decode.py resolves); the builder decodes them.
@@ -23,14 +23,13 @@ import torch
 from training.config import DataConfig
 from training.data import BuildSample
 from training.decode import DEPTH_FMT, SampleError, parse_sample
+from training.protocol import fixed_views
 from training.rng import stream_rng
 
 
 def view_kinds(meta: dict, V: int) -> tuple[list[int], list[int]]:
-    """(fixed views, random views) of a sample, from its JSON's `cameras.fixed` ([V] booleans)."""
-    fixed = (meta.get("cameras") or {}).get("fixed")
-    if not isinstance(fixed, list) or len(fixed) != V:
-        return list(range(V)), []
+    """(fixed views, random views) of a sample, by training/protocol.py's reading of its JSON."""
+    fixed = fixed_views(meta, int(meta.get("num_frames", 1)), V)
     return [v for v in range(V) if fixed[v]], [v for v in range(V) if not fixed[v]]
 
 
