@@ -70,7 +70,7 @@ class ShardFollower:
         if not added:
             return None
         self.added_total += len(added)
-        if self.info.is_main:
-            names = ", ".join(u.rsplit("/", 1)[-1] for u in added[:8]) + (" ..." if len(added) > 8 else "")
-            log.info("--follow: +%d shard(s) (%s); now training on %d", len(added), names, len(new))
+        names = ", ".join(u.rsplit("/", 1)[-1] for u in added[:8]) + (" ..." if len(added) > 8 else "")
+        who = f"rank {self.info.rank}: " if self.info.world_size > 1 else ""
+        log.info("%s--follow: +%d shard(s) (%s); now training on %d", who, len(added), names, len(new))
         return list(new)
