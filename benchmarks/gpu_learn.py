@@ -1,14 +1,17 @@
-"""Does it learn? Train a preset on rendered procedural clips, then score held-out clips.
+"""Does it learn? Train a preset on rendered procedural clips, then score held-out clips with `pipeline eval`.
 
     python benchmarks/gpu_learn.py --train DIR_OR_SPEC --heldout DIR_OR_SPEC --out OUTDIR \
-        [--minutes 3] [--preset small] [--set data.image_size=64 ...]
+        [--minutes 3 | --steps N] [--preset small] [--set data.image_size=64 ...]
 
-A short calibration run measures the step time; the real run then gets as many steps as fit in the
-time budget, with its cosine schedule over exactly those steps (and --max-minutes as a safety). The
-held-out clips (other procedural assets, never trained on) are scored with a fixed seed: PSNR of the
-model on novel-view and novel-time targets next to the mean-colour and nearest-input baselines
-(training/baselines.py); the same on a few training clips for reference. Writes OUTDIR/learn.json,
-OUTDIR/learn_grid.png (held-out: inputs, predictions, ground truth) and OUTDIR/learn_metrics.jsonl.
+With --minutes, a short calibration run measures the step time and the real run gets as many steps as
+fit (cosine schedule over exactly those steps, --max-minutes as a safety); --steps skips the
+calibration. The checkpoint is then scored with the evaluation protocol (training/evaluate.py:
+`sparse4-v2/<family>@<size>`, fixed seeded pairs, target kinds by camera) on the held-out clips (other
+procedural assets, never trained on: `seen_in_training` false) and on the training clips: PSNR and
+psnr_obj (inside the target's object box) of the model next to the nearest-input and mean-colour
+baselines. Writes OUTDIR/learn.json (summaries per group), OUTDIR/heldout_metrics.parquet,
+OUTDIR/train_metrics.parquet, OUTDIR/learn_grid.png (the worst held-out sample: inputs, predictions,
+ground truth) and OUTDIR/learn_metrics.jsonl (the training log).
 """
 
 from __future__ import annotations
@@ -25,26 +28,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from training import checkpoint as ckpt  # noqa: E402
-from training import data  # noqa: E402
 from training import shardspec  # noqa: E402
-from training.baselines import evaluate  # noqa: E402
 from training.config import apply_overrides, preset  # noqa: E402
-from training.model import Reconstructor  # noqa: E402
-from training.render import render_gaussians, resolve_backend  # noqa: E402
+from training.evaluate import evaluate  # noqa: E402
 from training.train import train  # noqa: E402
-from training.viz import save_grid  # noqa: E402
 
 log = logging.getLogger("gpu_learn")
-
-
-def eval_batches(spec: str, cfg, seed: int, passes: int, limit: int | None = None) -> list[dict]:
-    """Every clip of `spec` once per pass, with seeded (view, time) picks: the same pairs for any model."""
-    out = []
-    for p in range(passes):
-        ds = data.make_dataset(shardspec.resolve_shards(spec), cfg.data, batch_size=8, seed=seed, epoch=p, resampled=False)
-        out += list(ds)
-    return out[:limit] if limit else out
 
 
 def main() -> None:
@@ -54,6 +43,7 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--run", default="/tmp/gpu_learn_run")
     ap.add_argument("--minutes", type=float, default=3.0, help="training time budget (calibration included)")
+    ap.add_argument("--steps", type=int, default=0, help="train exactly this many steps (no calibration run)")
     ap.add_argument("--preset", default="small")
     ap.add_argument("--set", dest="sets", action="append", default=[])
     a = ap.parse_args()
@@ -63,15 +53,18 @@ def main() -> None:
     t_start = time.monotonic()
     base_sets = ["grid_every=0", "log_every=50", "data.batches_per_epoch=2000", *a.sets]
 
-    calib = apply_overrides(preset(a.preset), [*base_sets, "steps=60", "ckpt_every=1000", "optim.warmup_steps=10"])
-    shutil.rmtree(a.run + "_calib", ignore_errors=True)
-    t0 = time.monotonic()
-    m = train(calib, a.train, a.run + "_calib")
-    calib_s = time.monotonic() - t0
-    step_s = m["step_time_s"]  # the last logging window: loader warm, kernels compiled
-    remaining = a.minutes * 60 - (time.monotonic() - t_start)
-    steps = max(100, int(remaining / step_s * 0.85))
-    log.info("calibration: %.3f s/step (%.0f s in all); training %d steps", step_s, calib_s, steps)
+    step_s = None
+    if a.steps:
+        steps = a.steps
+        remaining = a.minutes * 60
+    else:
+        calib = apply_overrides(preset(a.preset), [*base_sets, "steps=60", "ckpt_every=1000", "optim.warmup_steps=10"])
+        shutil.rmtree(a.run + "_calib", ignore_errors=True)
+        m = train(calib, a.train, a.run + "_calib")
+        step_s = m["step_time_s"]  # the last logging window: loader warm, kernels compiled
+        remaining = a.minutes * 60 - (time.monotonic() - t_start)
+        steps = max(100, int(remaining / step_s * 0.85))
+        log.info("calibration: %.3f s/step; training %d steps", step_s, steps)
 
     cfg = apply_overrides(preset(a.preset), [*base_sets, f"steps={steps}", f"ckpt_every={steps}",
                                              f"max_minutes={max(0.5, remaining / 60)}",
@@ -82,27 +75,19 @@ def main() -> None:
     train_s = time.monotonic() - t0
     shutil.copy(Path(a.run) / "metrics.jsonl", out / "learn_metrics.jsonl")
 
-    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    _, state = ckpt.load_latest(a.run)
-    model = Reconstructor(cfg.model).to(dev)
-    model.load_state_dict(state["model"])
-    backend = resolve_backend(cfg.render, dev)
-    held = eval_batches(a.heldout, cfg, seed=1234, passes=3)
-    seen = eval_batches(a.train, cfg, seed=1234, passes=1, limit=len(held))
+    t0 = time.monotonic()
+    held = evaluate(a.run, a.heldout, out / "heldout_metrics.parquet", worst=1, grids_dir=out / "grids", progress=False)
+    seen = evaluate(a.run, a.train, out / "train_metrics.parquet", worst=0, progress=False)
+    eval_s = time.monotonic() - t0
+    if held.worst:
+        shutil.copy(held.worst[0], out / "learn_grid.png")
     res = {
-        "preset": a.preset, "overrides": a.sets, "steps": int(state["step"]), "train_s": round(train_s, 1),
-        "step_s_calibration": step_s, "final_train_metrics": last, "device": str(dev),
-        "heldout": evaluate(model, held, cfg, backend, dev), "train_clips": evaluate(model, seen, cfg, backend, dev),
-        "heldout_clips": len({k for b in held for k in b["key"]}),
+        "preset": a.preset, "overrides": a.sets, "steps": int(last.get("step", steps)), "train_s": round(train_s, 1),
+        "eval_s": round(eval_s, 1), "step_s_calibration": step_s, "final_train_metrics": last,
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu", "protocol": held.tag,
+        "heldout": held.summary, "train_clips": seen.summary, "heldout_skipped": held.skipped,
+        "train_shards": len(shardspec.resolve_shards(a.train)), "heldout_shards": len(shardspec.resolve_shards(a.heldout)),
     }
-    b = {k: (v.to(dev) if isinstance(v, torch.Tensor) else v) for k, v in held[0].items()}
-    with torch.no_grad():
-        model.eval()
-        g = model(b["in_rgb"], b["in_cond"], b["in_c2w"], b["in_K"], b["in_time"])
-        S = cfg.data.image_size
-        pred, _ = render_gaussians(g, b["tg_c2w"], b["tg_K"], b["tg_time"], S, S, b["background"], cfg.render, backend)
-    save_grid(out / "learn_grid.png", {k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in b.items()},
-              pred.cpu())
     (out / "learn.json").write_text(json.dumps(res, indent=1))
     print(json.dumps({k: v for k, v in res.items() if k != "final_train_metrics"}, indent=1))
 

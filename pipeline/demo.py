@@ -9,6 +9,11 @@ talk through the files they write (manifests, shards, checkpoints, metrics). The
   -> train on, drawing hard samples more often -> eval again (same protocol, same pairs)
   -> control: the same extra steps from the same checkpoint without mining -> eval -> report
 
+A few procedural assets (--heldout) are kept out of training: their clips get shards of their own that
+no training run reads, every evaluation scores them too (`seen_in_training` false in the metrics),
+and the report's "mined vs control" line is stated on them, next to the training clips. Mining reads
+the training manifest only, so a held-out clip is never up-weighted or re-rendered into training.
+
 Every stage is resumable on its own, so a killed demo run again with the same --out picks up where
 it stopped. DIR/report.html shows what happened; DIR/demo.json holds the numbers.
 """
@@ -38,7 +43,8 @@ class DemoError(RuntimeError):
 class DemoConfig:
     out: str                        # the demo folder (everything goes below it)
     assets: str | None = None       # a folder of the user's .glb/.gltf files, added to the procedural ones
-    count: int = 16                 # procedural assets: ~30 clips, enough for a ranking of hard samples
+    count: int = 20                 # procedural assets: 16 trained on (~30 clips, a ranking of hard samples)
+    heldout: int = 4                # of them kept out of training, scored by every evaluation (0 = none)
     seed: int = 0                   # procedural seed: the same demo every time
     shard_size: int = 8             # several shards, so the Ray pool and the mining have something to spread
     resolution: int = 64            # render size; the tiny model trains at 32 px, renders are resized to it
@@ -60,6 +66,9 @@ class DemoConfig:
                      "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.heldout < self.count:
+            raise ValueError(f"--heldout must be in [0, --count={self.count}) (some assets must be trained on), "
+                             f"got {self.heldout}")
         if self.more_steps < 0:
             raise ValueError(f"--more-steps must be >= 0, got {self.more_steps}")
         if self.frames < 3:
@@ -70,7 +79,7 @@ class DemoConfig:
 
 def smoke(out: str, **kw: Any) -> DemoConfig:
     """The smallest loop that still exercises every stage (for CI)."""
-    base = dict(count=4, shard_size=3, resolution=32, frames=4, views=4, samples=1, workers=2, steps=24,
+    base = dict(count=5, heldout=1, shard_size=3, resolution=32, frames=4, views=4, samples=1, workers=2, steps=24,
                 more_steps=12, fraction=0.5, rerender_fraction=0.25, batch_size=2, worst=2, size="smoke")
     base.update(kw)
     return DemoConfig(out=out, **base)
@@ -104,6 +113,8 @@ class Demo:
         self.data = self.dir / "data"
         self.run_dir = self.dir / "run"
         self.stages: list[Stage] = []
+        self.train_manifest = self.dir / "manifest.parquet"            # the rows training and mining see
+        self.heldout_manifest = self.dir / "manifest_heldout.parquet"  # clips never trained on
         self.state_path = self.dir / "demo_state.json"
         self.done: dict[str, dict[str, Any]] = {}
 
@@ -184,21 +195,24 @@ class Demo:
         self.dir.mkdir(parents=True, exist_ok=True)
         self._load_state()
         t_start = time.perf_counter()
-        manifest = self.dir / "manifest.parquet"
-        self._curate(manifest)
+        manifest = self.train_manifest
+        everything = self.dir / "manifest_all.parquet"
+        self._curate(everything)
 
         def render0() -> Stage:
-            st = self._pipeline("render", "render", "--manifest", str(manifest), "--shards", "all", "--out",
+            st = self._pipeline("render", "render", "--manifest", str(everything), "--shards", "all", "--out",
                                 str(self.data), *self._render_flags())
             st.counts = self._render_counts(committed_shards(self.data))
             st.counts["shard_list"] = committed_shards(self.data)
             return st
 
         round0 = self._stage("render0", render0).counts["shard_list"]
-        round0_spec = "::".join(str(self.data / f"shard-{n:06d}.tar") for n in round0)
+        train_shards, heldout_shards = self._split_shards(round0)
+        round0_spec = self._spec(train_shards)  # what training reads in round 0 (and the control)
+        scored_spec = self._spec(train_shards + heldout_shards)  # what every evaluation scores
 
         def train0() -> Stage:
-            st = self._train("train round 0", c.steps, None)
+            st = self._train("train round 0", c.steps, None, shards=round0_spec)
             st.counts = self._train_counts()
             return st
 
@@ -206,7 +220,7 @@ class Demo:
         before = self.dir / "eval" / "round0.parquet"
 
         def eval0() -> Stage:  # the round-0 checkpoint by name: a rerun must not score a later one
-            st = self._eval("eval round 0", before, round0_spec, self._checkpoint(c.steps))
+            st = self._eval("eval round 0", before, scored_spec, self._checkpoint(c.steps))
             st.counts = self._eval_counts(before)
             return st
 
@@ -226,7 +240,7 @@ class Demo:
         def render1() -> Stage:
             st = self._pipeline("render re-render requests", "render", "--manifest", str(nxt), "--shards", "all",
                                 "--out", str(self.data), *self._render_flags())
-            new = sorted(set(committed_shards(self.data)) - set(round0))
+            new = sorted(set(committed_shards(self.data)) - set(round0) - set(heldout_shards))
             st.counts = self._render_counts(new)
             st.counts["shard_list"] = new
             return st
@@ -234,7 +248,8 @@ class Demo:
         new = self._stage("render1", render1).counts["shard_list"]
 
         def train1() -> Stage:
-            st = self._train("train round 1 (mined weights)", c.steps + c.more_steps, nxt)
+            st = self._train("train round 1 (mined weights)", c.steps + c.more_steps, nxt,
+                             shards=self._spec(train_shards + new))
             st.counts = self._train_counts()
             return st
 
@@ -243,7 +258,7 @@ class Demo:
         last = self._checkpoint(c.steps + c.more_steps)
 
         def eval1() -> Stage:
-            st = self._eval("eval round 1 (same protocol, same samples)", after, round0_spec, last)
+            st = self._eval("eval round 1 (same protocol, same samples)", after, scored_spec, last)
             st.counts = self._eval_counts(after)
             return st
 
@@ -252,14 +267,13 @@ class Demo:
             rer = self.dir / "eval" / "round1_rerendered.parquet"
 
             def eval_rer() -> Stage:
-                spec = "::".join(str(self.data / f"shard-{n:06d}.tar") for n in new)
-                st = self._eval("eval round 1 on the re-rendered shards", rer, spec, last)
+                st = self._eval("eval round 1 on the re-rendered shards", rer, self._spec(new), last)
                 st.counts = self._eval_counts(rer)
                 return st
 
             self._stage("eval1_rerendered", eval_rer)
         if c.more_steps:
-            self._control(round0_spec)
+            self._control(round0_spec, scored_spec)
         total = time.perf_counter() - t_start
         from pipeline.report import write_report
 
@@ -267,7 +281,17 @@ class Demo:
         print(f"\n== done in {total / 60:.1f} min: {report}", flush=True)
         return report
 
-    def _control(self, round0_spec: str) -> None:
+    def _split_shards(self, committed: list[int]) -> tuple[list[int], list[int]]:
+        """(training shards, held-out shards) among `committed`, from the two manifests' shard numbers."""
+        import pandas as pd
+
+        held = set(pd.read_parquet(self.heldout_manifest, columns=["shard"])["shard"]) if self.cfg.heldout else set()
+        return [n for n in committed if n not in held], [n for n in committed if n in held]
+
+    def _spec(self, shards: list[int]) -> str:
+        return "::".join(str(self.data / f"shard-{n:06d}.tar") for n in shards)
+
+    def _control(self, round0_spec: str, scored_spec: str) -> None:
         """The same extra steps without mining (round-0 data, uniform draws), from the same round-0
         checkpoint, scored with the same protocol: what the mined round bought over training longer."""
         import shutil
@@ -290,7 +314,7 @@ class Demo:
 
         def eval_control() -> Stage:
             ckpt = str(control / "checkpoints" / f"step-{c.steps + c.more_steps:08d}.pt")
-            st = self._eval("eval control (same protocol, same samples)", out, round0_spec, ckpt)
+            st = self._eval("eval control (same protocol, same samples)", out, scored_spec, ckpt)
             st.counts = self._eval_counts(out)
             return st
 
@@ -327,7 +351,8 @@ class Demo:
             self._stage("curate_local", user_assets)
             parts.append(local)
         if "merge" not in self.done:
-            merge_manifests(parts, manifest, c.shard_size)
+            merge_manifests(parts, manifest, c.shard_size, heldout=c.heldout, train_out=self.train_manifest,
+                            heldout_out=self.heldout_manifest)
             self.done["merge"] = {"name": "merge", "command": "", "seconds": 0.0}
             self._save_state()
 
@@ -371,9 +396,11 @@ class Demo:
         import pandas as pd
 
         d = pd.read_parquet(path)
-        return {"samples": len(d), "psnr": float(d["psnr"].mean()), "loss": float(d["loss"].mean()),
-                "psnr_nearest_input": float(d["psnr_nearest_input"].mean()),
-                "psnr_mean_colour": float(d["psnr_mean_colour"].mean())}
+        out: dict[str, Any] = {"samples": len(d), "seen": int((d["seen_in_training"] == True).sum()),  # noqa: E712
+                               "heldout": int((d["seen_in_training"] == False).sum())}  # noqa: E712
+        for col in ("psnr", "psnr_obj", "loss", "psnr_nearest_input", "psnr_obj_nearest_input", "psnr_mean_colour"):
+            out[col] = float(d[col].mean())
+        return out
 
     @staticmethod
     def _mine_counts(before: Path, after: Path) -> dict[str, Any]:
@@ -394,8 +421,18 @@ def read_train_metrics(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(x) for x in text.splitlines() if x.strip()]
 
 
-def merge_manifests(parts: list[Path], out: Path, shard_size: int) -> Path:
-    """One manifest over several curated ones, shards assigned over the union (deterministic)."""
+def heldout_uids(uids: list[str], n: int) -> set[str]:
+    """The `n` assets kept out of training: the first by sha256 of the uid (deterministic, no order bias)."""
+    import hashlib
+
+    return set(sorted(set(uids), key=lambda u: hashlib.sha256(u.encode()).hexdigest())[:n])
+
+
+def merge_manifests(parts: list[Path], out: Path, shard_size: int, heldout: int = 0, train_out: Path | None = None,
+                    heldout_out: Path | None = None) -> Path:
+    """One manifest over several curated ones (deterministic). With `heldout`, that many procedural
+    assets are held out: the training rows get shards 0.., the held-out rows the shards after them (so
+    no shard mixes the two); `train_out` and `heldout_out` get the two parts, `out` the union."""
     import pandas as pd
 
     from manifests import read_manifest, write_manifest
@@ -407,6 +444,18 @@ def merge_manifests(parts: list[Path], out: Path, shard_size: int) -> Path:
     if dup.any():
         log.warning("%d clip(s) of --assets share a uid with another source; keeping the first", int(dup.sum()))
         df = df[~dup]
-    df = assign_shards(df, shard_size)
-    return write_manifest(df, out, command="pipeline demo (merged " + ", ".join(p.name for p in parts) + ")",
-                          settings={"parts": [str(p) for p in parts], "shard_size": shard_size})
+    command = "pipeline demo (merged " + ", ".join(p.name for p in parts) + ")"
+    held = heldout_uids(df.loc[df["source"] == "procedural", "uid"].tolist(), heldout)
+    is_held = df["uid"].isin(held)
+    train = assign_shards(df[~is_held], shard_size)
+    parts_out = [train]
+    settings = {"parts": [str(p) for p in parts], "shard_size": shard_size, "heldout_uids": sorted(held)}
+    if held:
+        first = int(train["shard"].max()) + 1 if len(train) else 0
+        test = assign_shards(df[is_held], shard_size, first_shard=first)
+        parts_out.append(test)
+        if heldout_out is not None:
+            write_manifest(test, heldout_out, command=command, settings=settings)
+    if train_out is not None:
+        write_manifest(train, train_out, command=command, settings=settings)
+    return write_manifest(pd.concat(parts_out, ignore_index=True), out, command=command, settings=settings)

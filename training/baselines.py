@@ -5,6 +5,10 @@
   copied as is: what a model that ignores 3D and motion would do.
 A target is "novel time" when no input shows its frame, else "novel view" when no input shows its
 view at that frame, else "seen" (an input pair rendered again).
+
+`evaluate` below is a quick check on loader batches for tests of learning (analytic and procedural
+clips with fixed cameras only: it classifies by view index). Numbers to report come from `pipeline eval`
+(training/evaluate.py, training/protocol.py): targets by camera, psnr_obj, seen and held-out clips apart.
 """
 
 from __future__ import annotations

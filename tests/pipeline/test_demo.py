@@ -1,4 +1,5 @@
-"""`pipeline demo --smoke`: the whole loop end to end at the smallest size, as a user runs it."""
+"""`pipeline demo --smoke`: the whole loop end to end at the smallest size, as a user runs it; held-out
+clips never trained on, scored by every evaluation and reported apart."""
 
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ def test_demo_says_what_it_will_do_and_writes_the_report(demo_dir):
     assert "Expect about" in r.stdout and "minutes on 2 CPU cores" in r.stdout
     report = (out / "report.html").read_text()
     for section in ("<h2>Stages</h2>", "<h2>Training</h2>", "Per-sample PSNR before and after", "The hardest samples",
-                    "(checked: identical pairs)", "<polyline", "<circle"):
+                    "(checked: identical pairs)", "<polyline", "<circle", "Mined round vs control on the 1 held-out",
+                    "psnr_obj round 1 vs control"):
         assert section in report, section
     for img in (out / "report_files").iterdir():  # every picture the report shows exists
         assert img.stat().st_size > 0
@@ -53,7 +55,7 @@ def test_every_stage_ran_and_counts_add_up(demo_dir):
                   "train control (no mining, round-0 data)", "eval control (same protocol, same samples)"):
         assert stage in names
     st = {s["name"]: s for s in d["stages"]}
-    manifest = pd.read_parquet(out / "manifest.parquet")
+    manifest = pd.read_parquet(out / "manifest_all.parquet")
     assert st["render"]["counts"]["ok"] + st["render"]["counts"]["failed"] + st["render"]["counts"]["rejected"] == len(manifest)
     if with_assets:
         assert "BoxAnimated" in set(manifest["uid"])
@@ -63,7 +65,30 @@ def test_every_stage_ran_and_counts_add_up(demo_dir):
     assert st["train round 1 (mined weights)"]["counts"]["step"] == 36
     assert st["train control (no mining, round-0 data)"]["counts"]["step"] == 36
     assert d["same_pairs"] is True
-    assert d["summary"]["all"]["psnr_control"] is not None and d["summary"]["all"]["vs_control"] is not None
+    for group in ("training: all", "held-out (never trained on)"):
+        g = d["summary"][group]
+        assert g["samples"] >= 1 and g["vs_control"] is not None and g["vs_control_obj"] is not None, group
+    assert st["eval round 0"]["counts"]["heldout"] == d["summary"]["held-out (never trained on)"]["samples"]
+
+
+def test_heldout_clips_are_never_trained_on_nor_mined(demo_dir):
+    out, _, _ = demo_dir
+    import torch
+
+    held = pd.read_parquet(out / "manifest_heldout.parquet")
+    train = pd.read_parquet(out / "manifest.parquet")
+    assert held["uid"].nunique() == 1 and (held["source"] == "procedural").all()
+    assert not set(held["uid"]) & set(train["uid"]) and not set(held["shard"]) & set(train["shard"])
+    nxt = pd.read_parquet(out / "manifest_round1.parquet")
+    assert not set(held["uid"]) & set(nxt["uid"])  # mining never sees them
+    for run in ("run", "run_control"):
+        for ck in (out / run / "checkpoints").glob("*.pt"):
+            trained = torch.load(ck, map_location="cpu", weights_only=True)["trained_on"]["shards"]
+            assert not any(f"shard-{n:06d}.tar" in s for n in set(held["shard"]) for s in trained), (ck, trained)
+    for name in ("round0", "round1", "control"):
+        m = pd.read_parquet(out / "eval" / f"{name}.parquet")
+        assert set(m.loc[~m["seen_in_training"], "uid"]) == set(held["uid"]), name
+        assert m["psnr_obj"].notna().all()
 
 
 def test_loop_state_on_disk(demo_dir):
@@ -109,5 +134,5 @@ def test_rerunning_the_demo_resumes_without_redoing_anything(demo_dir):
 
 def test_a_demo_folder_refuses_other_settings(demo_dir):
     out, _, _ = demo_dir
-    r = run_cli("demo", "--out", str(out), "--smoke", "--count", "5", check=False)
+    r = run_cli("demo", "--out", str(out), "--smoke", "--count", "6", check=False)
     assert r.returncode == 1 and "other settings (" in r.stderr and "count" in r.stderr
