@@ -247,7 +247,8 @@ class RenderWorker:
                        "image_format": spec.image_format, "normals": spec.normals,
                        "view_transform": "Standard", "lighting": lighting, "spec": spec.to_dict()},
             "quality": {"coverage": quality["coverage"], "touches_border": quality["touches_border"],
-                        **{k: stats[k] for k in ("motion_max", "motion_mean", "scale_change")}},
+                        **{k: stats[k] for k in ("motion_max", "motion_mean", "scale_change", "track_travel",
+                                                  "dist_span_needed")}},
         }
         members[json_member(key)] = json.dumps(meta, sort_keys=True, separators=(",", ":")).encode()
         stats["bytes"] = sum(len(b) for b in members.values())

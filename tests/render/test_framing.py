@@ -195,6 +195,7 @@ def test_the_reconstructors_distance_bound_holds_tracked_surfaces_only_when_wide
     union, track = box["union"], box["track"]
     assert union.result.stats["dist_span_needed"] < 1.0 and outside(union, 1.0) == 0.0
     need = track.result.stats["dist_span_needed"]
+    assert track.meta["quality"]["dist_span_needed"] == need  # in the JSON too, for a loader to check
     assert need > 2.0  # the box's cameras travel 2.5 units from the origin
     assert outside(track, 1.0) > 0.2
     assert outside(track, need + 0.01) == 0.0
