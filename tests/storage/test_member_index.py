@@ -1,0 +1,56 @@
+"""The member index (DESIGN.md §4) that ShardWriter writes, checked against Python's tarfile as an
+independent reader: long (GNU) names, empty and block-sized members, every row exact; and the commit
+order in a local folder (no stats.json before the index)."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+
+import pyarrow.parquet as pq
+
+from contracts import layout
+from pipeline.shards import ShardWriter
+from render.result import SampleResult
+
+
+def _result(uid: str, sizes: dict[str, int]) -> SampleResult:
+    key = f"{uid}_000"
+    members = {f"{key}.{suffix}": bytes((i * 7 + j) % 251 for j in range(n)) for i, (suffix, n) in enumerate(sizes.items())}
+    return SampleResult(uid, 0, key, "ok", None, None, 0.5, members, {})
+
+
+def test_every_row_gives_its_member_exactly_as_tarfile_reads_it(tmp_path):
+    w = ShardWriter(tmp_path, 7)
+    w.add(_result("a", {"json": 10, "t000.v000.png": 512, "t000.v000.depth.png": 0, "t000.v001.png": 513}))
+    w.add(_result("b" * 120, {"json": 1000, "t000.v000.png": 1}))  # names over 100 bytes: GNU long-name headers
+    w.add(SampleResult.problem("c", 0, "c_000", "import_failed", "x", 0.1))  # a failed row has no members
+    w.commit()
+    data = (tmp_path / layout.tar_name(7)).read_bytes()
+    table = pq.read_table(tmp_path / layout.members_name(7))
+    assert table.column_names == ["name", "offset", "size"]
+    assert [str(t) for t in table.schema.types] == ["string", "int64", "int64"]
+    rows = table.to_pylist()
+    with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+        infos = [m for m in tf.getmembers() if m.isfile()]
+        truth = {m.name: tf.extractfile(m).read() for m in infos}
+    assert [(r["name"], r["offset"], r["size"]) for r in rows] == [(m.name, m.offset_data, m.size) for m in infos]
+    assert len(rows) == 6 and any(len(r["name"]) > 100 for r in rows)
+    for r in rows:
+        assert data[r["offset"]: r["offset"] + r["size"]] == truth[r["name"]]
+    assert layout.read_member_index((tmp_path / layout.members_name(7)).read_bytes(), "x") == \
+        [(r["name"], r["offset"], r["size"]) for r in rows]
+    assert layout.tar_member_offsets(tmp_path / layout.tar_name(7)) == [(r["name"], r["offset"], r["size"]) for r in rows]
+
+
+def test_an_aborted_writer_leaves_no_index_and_a_commit_writes_stats_last(tmp_path):
+    w = ShardWriter(tmp_path, 1)
+    w.add(_result("a", {"json": 3}))
+    w.abort()
+    assert list(tmp_path.iterdir()) == []
+    w = ShardWriter(tmp_path, 1)
+    w.add(_result("a", {"json": 3}))
+    w.commit()
+    mtimes = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+    assert mtimes[layout.stats_name(1)] >= max(mtimes[layout.tar_name(1)], mtimes[layout.parquet_name(1)],
+                                               mtimes[layout.members_name(1)])
