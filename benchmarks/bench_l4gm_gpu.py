@@ -90,11 +90,19 @@ def bench_training(name: str, steps: int, dev) -> dict:
             "mfu": round(flops / st / PEAK_BF16, 4), "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 1)}
 
 
-def bench_inference(name: str, dev, frames: int = 16, size: int = 256, reps: int = 5, temporal: bool | None = None) -> dict:
+def bench_inference(name: str, dev, frames: int = 16, size: int = 256, reps: int = 5, temporal: bool | None = None,
+                    heads: int | None = None, backend: str | None = None) -> dict:
+    """`backend`: an SDPA backend to force (flash, cudnn, efficient); None = PyTorch's choice."""
+    import contextlib
+
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
     cfg = preset(name)
     m = cfg.model
     if temporal is not None:
         m.temporal_attention = temporal
+    if heads is not None:
+        m.heads = heads
     m.grad_checkpoint = False
     n0 = 3
     torch.manual_seed(0)
@@ -106,8 +114,11 @@ def bench_inference(name: str, dev, frames: int = 16, size: int = 256, reps: int
     autocast = torch.autocast("cuda", dtype=torch.bfloat16)
     state = {}
 
+    kernel = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION,
+              "efficient": SDPBackend.EFFICIENT_ATTENTION}.get(backend or "")
+
     def recon():
-        with torch.no_grad(), autocast:
+        with torch.no_grad(), autocast, (sdpa_kernel(kernel) if kernel else contextlib.nullcontext()):
             state["g"] = model(b["in_rgb"], b["in_cond"], b["in_c2w"], b["in_K"], window=frames)
 
     def render():
@@ -120,7 +131,8 @@ def bench_inference(name: str, dev, frames: int = 16, size: int = 256, reps: int
     t_d = statistics.median(_sync_time(render, reps))
     t_all = statistics.median(_sync_time(lambda: (recon(), render()), reps))
     flops = forward_flops(m, frames, 1 + n0, size)
-    return {"preset": name, "temporal_attention": m.temporal_attention, "frames": frames, "image_size": size,
+    return {"preset": name, "temporal_attention": m.temporal_attention, "heads": m.heads, "sdpa": backend or "auto",
+            "frames": frames, "image_size": size,
             "gaussians_per_frame": int(state["g"].means.shape[2]), "forward_tflop": round(flops / 1e12, 2),
             "flop_floor_s": round(flops / PEAK_BF16, 4), "reconstruct_s": round(t_r, 4),
             "render_16_s": round(t_d, 4), "total_s": round(t_all, 4),
@@ -132,6 +144,8 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--presets", default="l4gm-small,l4gm-base")
     ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--variants", action="store_true",
+                    help="also the base preset's inference with 8 heads (head dim 128) and each SDPA backend")
     a = ap.parse_args()
     dev = torch.device("cuda")
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -139,6 +153,10 @@ def main() -> None:
     jobs = [("training", lambda n=n: bench_training(n, a.steps, dev)) for n in a.presets.split(",")]
     jobs += [("inference", lambda n=n: bench_inference(n, dev)) for n in a.presets.split(",")]
     jobs += [("inference", lambda: bench_inference("l4gm-base", dev, temporal=False))]
+    if a.variants:
+        for heads in (16, 8):
+            for be in ("flash", "cudnn", "efficient"):
+                jobs.append(("inference", lambda h=heads, be=be: bench_inference("l4gm-base", dev, heads=h, backend=be)))
     for kind, fn in jobs:
         try:
             r = fn()
