@@ -35,6 +35,11 @@ row's (boosted) weight, only while the new shard is not among the shards it read
 committed and read, only the re-render is drawn. A row whose re-render is still pending (its shard is not
 committed under `renders`) is not requested again, only up-weighted.
 
+Pool selection (`pool` + `render_budget`, manifests/pool.py): up to `render_budget` rows of a curated,
+not yet rendered pool manifest are appended as new rows to render (new shards after every other, `round`
++1, `mine_reason` `pool:similar` or `pool:random`, `pool_reason` the explanation), chosen from
+pre-render features to resemble the hard examples (or at random, the control).
+
 Deterministic: rows keep the input manifest's order, ties in the ranking break by (uid, clip), new
 shards follow manifests.shards.assign_shards; the same inputs and settings give the same file.
 """
@@ -99,6 +104,11 @@ class MineConfig:
     preset: str | None = None               # render preset the re-renders are validated on (default: the recorded one)
     shard_size: int = 64                    # rows per new re-render shard, as `pipeline curate`'s default
     densify: Densify = field(default_factory=Densify)  # how much denser a re-render is
+    pool: str | None = None                 # curated, not yet rendered manifest to choose new rows from
+    render_budget: int = 0                  # pool rows to add (the next round's new renders); needs --pool
+    pool_strategy: str = "similar"          # similar: like the hard examples (pre-render features); random: control
+    pool_seed: int = 0                      # seed of the random control's draw
+    pool_probe: bool = True                 # read skinned/morphed from local glTF files of the pool (no Blender)
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -120,6 +130,14 @@ class MineConfig:
             raise ValueError(f"--max-weight must be a finite number > 0, got {self.max_weight}")
         if self.shard_size < 1:
             raise ValueError(f"--shard-size must be >= 1, got {self.shard_size}")
+        from manifests.pool import POOL_STRATEGIES
+
+        if self.pool_strategy not in POOL_STRATEGIES:
+            raise ValueError(f"--pool-strategy must be one of {POOL_STRATEGIES}, got {self.pool_strategy!r}")
+        if self.pool and self.render_budget < 1:
+            raise ValueError("--pool needs --render-budget K >= 1 (how many pool rows to render next)")
+        if self.render_budget and not self.pool:
+            raise ValueError("--render-budget is used only with --pool (the manifest to choose from)")
         if self.preset is not None:
             from render.presets import PRESETS
 
@@ -181,6 +199,10 @@ class MineResult:
     weights_after: dict[str, float] = field(default_factory=dict)
     hard_share_before: float = 0.0                     # share of all weight on the hard rows, before / after
     hard_share_after: float = 0.0
+    pool_rows: int = 0                                 # pool rows considered (not already in the manifest)
+    pool_in_manifest: int = 0                          # pool rows left out: already in the manifest
+    pool_picks: list[dict[str, Any]] = field(default_factory=list)  # uid, clip, shard, gain, reason
+    pool_features: list[str] = field(default_factory=list)
 
     @property
     def new_shards(self) -> list[int]:
@@ -472,12 +494,70 @@ def mine(cfg: MineConfig, command: str | None = None) -> MineResult:
     res.hard_share_before = float(w_before[mask].sum() / w_before.sum()) if w_before.sum() > 0 else 0.0
     w_after = df["weight"].to_numpy(dtype="float64")
     res.hard_share_after = float(w_after[mask].sum() / w_after.sum()) if w_after.sum() > 0 else 0.0
+    if cfg.pool:
+        cut = order["score"].to_numpy()
+        threshold = float(cut[len(hard)]) if len(cut) > len(hard) else None
+        first = max([max(known)] + res.new_shards) + 1
+        df = _add_pool(df, hard, score[hard], threshold, cfg, first, int(manifest["round"].max()) + 1, res)
     res.rows_out = len(df)
     settings = {**asdict(cfg), "protocol": cur.protocol, "step": cur.step,
                 "reference_step": res.reference_step, "scored": res.scored, "hard": res.hard,
-                "dropped": dict(sorted(res.dropped.items())), "new_shards": res.new_shards}
+                "dropped": dict(sorted(res.dropped.items())), "new_shards": res.new_shards,
+                "pool_picks": len(res.pool_picks)}
     write_manifest(df, cfg.out, command=command, settings=settings)
     return res
+
+
+def _add_pool(df: pd.DataFrame, hard: np.ndarray, scores: np.ndarray, threshold: float | None, cfg: MineConfig,
+              first_shard: int, next_round: int, res: MineResult) -> pd.DataFrame:
+    """Append the pool rows chosen under the render budget (manifests/pool.py) as new rows to render."""
+    from manifests import pool as pool_mod
+
+    pool = read_manifest(cfg.pool)
+    cand, res.pool_in_manifest = pool_mod.prepare_pool(pool, df, cfg.pool_probe)
+    res.pool_rows = len(cand)
+    hard_rows = df.iloc[hard]
+    if cfg.pool_probe:
+        hard_rows = pool_mod.probe_gltf(hard_rows)
+    res.pool_features = pool_mod.describe_features([hard_rows, cand, df])
+    if cfg.pool_strategy == "random":
+        picks = pool_mod.select_random(cand, cfg.render_budget, cfg.pool_seed)
+    else:
+        if not len(hard_rows):
+            raise MiningError(f"--pool-strategy similar: no hard example to resemble ({res.scored} row(s) scored); "
+                              f"use --pool-strategy random")
+        picks = pool_mod.select_similar(hard_rows, pool_mod.hardness_weights(scores, threshold), cand,
+                                        cfg.render_budget, cfg.reason, scores, df)
+    if not picks:
+        return df
+    by_key = {(p.uid, p.clip): p for p in picks}
+    chosen = cand[[(u, int(c)) in by_key for u, c in zip(cand["uid"], cand["clip"])]]
+    chosen = assign_shards(chosen, cfg.shard_size, first_shard=first_shard)
+    chosen["round"] = next_round
+    chosen["mine_reason"] = f"pool:{cfg.pool_strategy}"
+    chosen["pool_reason"] = [by_key[(u, int(c))].reason for u, c in zip(chosen["uid"], chosen["clip"])]
+    chosen["render_settings"] = None
+    chosen["parent_shard"] = pd.Series([pd.NA] * len(chosen), dtype="Int32", index=chosen.index)
+    order = {(p.uid, p.clip): k for k, p in enumerate(picks)}
+    res.pool_picks = sorted(({"uid": str(u), "clip": int(c), "shard": int(n), "gain": by_key[(u, int(c))].gain,
+                              "reason": by_key[(u, int(c))].reason}
+                             for u, c, n in zip(chosen["uid"], chosen["clip"], chosen["shard"])),
+                            key=lambda r: order[(r["uid"], r["clip"])])
+    res.changes[f"pool:{cfg.pool_strategy}"] += len(chosen)
+    if "pool_reason" not in df.columns:
+        df = df.assign(pool_reason=pd.Series([None] * len(df), dtype=object))
+    for c in chosen.columns:  # the manifest's column types win (e.g. nullable ints stay nullable ints)
+        if c in df.columns and chosen[c].dtype != df[c].dtype:
+            try:
+                chosen[c] = chosen[c].astype(df[c].dtype)
+            except (TypeError, ValueError):
+                pass
+    out = pd.concat([df, chosen], ignore_index=True)
+    for c in out.columns:  # a column only one side has: missing values as None, which Arrow understands
+        if c not in df.columns or out[c].dtype == object:
+            out[c] = out[c].astype(object).map(lambda v: None if v is pd.NA or (isinstance(v, float) and math.isnan(v))
+                                               else v)
+    return out
 
 
 def _apply_renders(df: pd.DataFrame, renders: Renders, res: MineResult) -> pd.DataFrame:

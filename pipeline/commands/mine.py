@@ -20,6 +20,8 @@ Examples:
       --by psnr --fraction 0.2 --boost 3 --rerender-fraction 0.05 --preset lrm4d
   pipeline mine --strategy reducible --metrics run/metrics.parquet --reference-metrics ref/metrics.parquet \\
       --manifest m.parquet --renders data --out next.parquet
+  pipeline mine --metrics run/metrics.parquet --manifest m.parquet --renders data --out next.parquet \\
+      --pool pool.parquet --render-budget 500                 (render next the 500 pool clips most like the hard ones)
 
 \b
 Then: pipeline render --manifest next.parquet --shard N --out data      (each new shard N printed below)
@@ -55,10 +57,22 @@ Then: pipeline render --manifest next.parquet --shard N --out data      (each ne
                    "numbers come after every shard in it.")
 @click.option("--preset", help="Render preset the re-render settings are validated on (debug, lrm4d, l4gm). "
                                "[default: the preset recorded in the old shard's stats.json under --renders]")
-@click.option("--shard-size", type=int, default=64, show_default=True, help="Rows per new re-render shard.")
+@click.option("--shard-size", type=int, default=64, show_default=True, help="Rows per new re-render or pool shard.")
+@click.option("--pool", type=click.Path(dir_okay=False, exists=True),
+              help="A curated manifest of clips not rendered yet: add --render-budget of its rows to render next.")
+@click.option("--render-budget", type=click.IntRange(0), default=0, show_default=True,
+              help="Pool rows to add (each gets a new shard, round +1, mine_reason pool:*, and pool_reason).")
+@click.option("--pool-strategy", type=click.Choice(("similar", "random")), default="similar", show_default=True,
+              help="similar: the pool rows most like the hard examples in pre-render features (duration, faces, "
+                   "vertices, clips, static, skin/morph, source, licence, file type), weighted by how hard; "
+                   "random: a seeded uniform draw of the same budget (the control).")
+@click.option("--pool-seed", type=int, default=0, show_default=True, help="Seed of --pool-strategy random.")
+@click.option("--pool-probe/--no-pool-probe", default=True, show_default=True,
+              help="Read skinned/morphed from local glTF files (no Blender) for rows that lack them.")
 @click.pass_context
 def command(ctx: click.Context, metrics, manifest, out, strategy, reference_metrics, by, fraction, boost,
-            max_weight, rerender_fraction, renders, preset, shard_size) -> None:
+            max_weight, rerender_fraction, renders, preset, shard_size, pool, render_budget, pool_strategy,
+            pool_seed, pool_probe) -> None:
     """Mine hard examples: write the next round's manifest with weights and re-render requests."""
     from manifests.mining import MineConfig, MiningError, mine
     from manifests.schema import ManifestError
@@ -67,7 +81,8 @@ def command(ctx: click.Context, metrics, manifest, out, strategy, reference_metr
         cfg = MineConfig(metrics=metrics, manifest=manifest, out=out, reference_metrics=reference_metrics,
                          strategy=strategy, by=by, fraction=fraction, boost=boost, max_weight=max_weight,
                          rerender_fraction=rerender_fraction,
-                         renders=renders, preset=preset, shard_size=shard_size)
+                         renders=renders, preset=preset, shard_size=shard_size, pool=pool, render_budget=render_budget,
+                         pool_strategy=pool_strategy, pool_seed=pool_seed, pool_probe=pool_probe)
     except ValueError as exc:
         raise click.UsageError(str(exc), ctx) from None
     try:
@@ -96,7 +111,8 @@ def _print_table(r, cfg) -> None:
                f"re-render {len(r.rerenders)} (--rerender-fraction {cfg.rerender_fraction})")
     click.echo(f"{'changed (mine_reason)':<44}{'rows':>6}")
     for reason, n in sorted(r.changes.items()):
-        what = f"weight x{cfg.boost:g}" if reason.startswith(("upweight", "rerender:")) else "shard = parent_shard"
+        what = (f"weight x{cfg.boost:g}" if reason.startswith(("upweight", "rerender:")) else
+                "new rows to render" if reason.startswith("pool:") else "shard = parent_shard")
         click.echo(f"  {reason:<42}{n:>6}  {what}")
     if not r.changes:
         click.echo("  nothing")
@@ -122,6 +138,14 @@ def _print_table(r, cfg) -> None:
             click.echo(f"  {q['uid']} clip {q['clip']}: shard {q['parent_shard']} -> {q['shard']}  {q['render_settings']}")
         if len(r.rerenders) > SHOW_RERENDERS:
             click.echo(f"  ... and {len(r.rerenders) - SHOW_RERENDERS} more (rows with mine_reason rerender:* in {r.out})")
+    if cfg.pool:
+        click.echo(f"pool selection ({cfg.pool_strategy}): {len(r.pool_picks)} of {r.pool_rows} pool row(s) "
+                   f"(--render-budget {cfg.render_budget}; {r.pool_in_manifest} already in the manifest left out); "
+                   f"features: {', '.join(r.pool_features) or 'none'}")
+        for q in r.pool_picks[:SHOW_RERENDERS]:
+            click.echo(f"  {q['uid']} clip {q['clip']} -> shard {q['shard']}: {q['reason']}")
+        if len(r.pool_picks) > SHOW_RERENDERS:
+            click.echo(f"  ... and {len(r.pool_picks) - SHOW_RERENDERS} more (column pool_reason in {r.out})")
     b, a = r.weights_before, r.weights_after
     click.echo(f"weights: min/mean/max {b['min']:g}/{b['mean']:.3g}/{b['max']:g} -> {a['min']:g}/{a['mean']:.3g}/{a['max']:g}; "
                f"hard rows carry {100 * r.hard_share_before:.1f}% -> {100 * r.hard_share_after:.1f}% of the draws")

@@ -487,3 +487,114 @@ def test_a_rerender_row_renders_denser_through_the_real_worker(tmp_path):
     assert (old.meta["num_frames"], old.meta["num_views"]) == (2, 2)
     assert (new.meta["num_frames"], new.meta["num_views"]) == (4, 6)
     assert shardspec.resolve_shards(str(out)) == [str(out / "shard-000000.tar"), str(out / "shard-000001.tar")]
+
+
+# -- pool selection (--pool, --render-budget): which unrendered clips to render next ---------------------
+
+POOL_LAYOUT = {0: ["h0", "h1", "e0", "e1", "e2", "e3"]}  # rendered: two hard, four easy
+POOL_LOSS = {"h0": 0.9, "h1": 0.5, "e0": 0.1, "e1": 0.1, "e2": 0.12, "e3": 0.08}
+FEATS = {  # duration_s, face_count, skinned
+    "h0": (4.0, 20000, True), "h1": (1.0, 300, False), "e0": (2.0, 2000, False), "e1": (2.1, 2100, False),
+    "e2": (1.9, 1900, False), "e3": (2.0, 2050, False),
+    "p_like_h0_a": (4.1, 21000, True), "p_like_h0_b": (3.9, 19000, True), "p_like_h0_c": (4.0, 20500, True),
+    "p_like_h1": (1.0, 310, False), "p_easy_0": (2.0, 2000, False), "p_easy_1": (2.05, 1950, False),
+    "p_easy_2": (2.0, 2020, False), "p_easy_3": (1.95, 2000, False),
+}
+
+
+def _feature_manifest(path: Path, uids: list[str], shard: int = 0) -> Path:
+    return write_test_manifest(path, layout={shard: uids}, duration_s=[FEATS[u][0] for u in uids],
+                               face_count=[FEATS[u][1] for u in uids], vertex_count=[FEATS[u][1] // 2 for u in uids],
+                               skinned=[FEATS[u][2] for u in uids])
+
+
+@pytest.fixture
+def pool_scene(tmp_path):
+    pool_uids = [u for u in FEATS if u.startswith("p_")] + ["e0"]  # e0 is rendered already: never picked again
+    return {"manifest": _feature_manifest(tmp_path / "m.parquet", POOL_LAYOUT[0]),
+            "metrics": write_metrics(tmp_path / "metrics.parquet", POOL_LOSS, shard_of={u: 0 for u in POOL_LOSS}),
+            "pool": _feature_manifest(tmp_path / "pool.parquet", pool_uids, shard=0), "tmp": tmp_path}
+
+
+def _mine_pool(s, out="next.parquet", **kw):
+    cfg = dict(metrics=str(s["metrics"]), manifest=str(s["manifest"]), out=str(s["tmp"] / out), pool=str(s["pool"]),
+               fraction=0.34, rerender_fraction=0.0, render_budget=2)
+    res = mine(MineConfig(**{**cfg, **kw}), command="pipeline mine (test)")
+    return read_manifest(res.out), res
+
+
+def test_pool_picks_resemble_the_hard_examples_and_spread_over_them(pool_scene):
+    """Two hard examples (h0 harder); budget 2: one clip like h0 first, then one like h1, not a second
+    near-copy of h0; easy-looking clips are not picked; each pick explains itself."""
+    df, res = _mine_pool(pool_scene)
+    new = df[df["mine_reason"] == "pool:similar"]
+    assert [p["uid"] for p in res.pool_picks][0].startswith("p_like_h0")
+    assert {p["uid"] for p in res.pool_picks} == {res.pool_picks[0]["uid"], "p_like_h1"}
+    assert len(new) == 2 and set(new["uid"]) == {p["uid"] for p in res.pool_picks}
+    assert (new["round"] == 1).all() and (new["shard"] > df.loc[df["mine_reason"] != "pool:similar", "shard"].max()).all()
+    assert all("like hard h0:0" in r or "like hard h1:0" in r for r in new["pool_reason"])
+    assert "face_count" in res.pool_features and "skinned" in res.pool_features
+    assert res.pool_in_manifest == 1 and "e0" not in set(new["uid"])
+    assert df["pool_reason"].notna().sum() == 2  # only the new rows carry a reason
+
+
+def test_pool_selection_is_deterministic_and_respects_the_budget(pool_scene):
+    a, ra = _mine_pool(pool_scene, out="a.parquet", render_budget=5)
+    b, rb = _mine_pool(pool_scene, out="b.parquet", render_budget=5)
+    assert ra.pool_picks == rb.pool_picks and a.equals(b)
+    assert len(ra.pool_picks) == 5 and (a["mine_reason"] == "pool:similar").sum() == 5
+    big, rbig = _mine_pool(pool_scene, out="c.parquet", render_budget=100)
+    assert len(rbig.pool_picks) == rbig.pool_rows == 8  # the whole pool, never more
+
+
+def test_random_pool_control_is_seeded(pool_scene):
+    _, r0 = _mine_pool(pool_scene, out="r0.parquet", pool_strategy="random", render_budget=3)
+    _, r0b = _mine_pool(pool_scene, out="r0b.parquet", pool_strategy="random", render_budget=3)
+    picks = {tuple(sorted(p["uid"] for p in _mine_pool(pool_scene, out=f"s{s}.parquet", pool_strategy="random",
+                                                       render_budget=3, pool_seed=s)[1].pool_picks)) for s in range(6)}
+    assert r0.pool_picks == r0b.pool_picks and len(r0.pool_picks) == 3
+    assert len(picks) > 1  # other seeds draw other rows
+    assert all(p["reason"].startswith("random control: seed 0") for p in r0.pool_picks)
+
+
+def test_pool_flags_are_checked():
+    with pytest.raises(ValueError, match="--pool needs --render-budget"):
+        MineConfig(metrics="m", manifest="m", out="o", pool="p.parquet")
+    with pytest.raises(ValueError, match="--render-budget is used only with --pool"):
+        MineConfig(metrics="m", manifest="m", out="o", render_budget=3)
+
+
+def test_pool_selection_on_real_curated_manifests(tmp_path, gltf_dir):
+    """`pipeline curate --source local` on the real glTF files: the rendered half has CesiumMan (skinned,
+    thousands of faces) as its hard sample; the pool half is probed for skin/morph from the files, and
+    the picks are the skinned assets, explained in the printed table and the pool_reason column."""
+    r = CliRunner().invoke(cli, ["curate", "--source", "local", "--dir", str(gltf_dir), "--out",
+                                 str(tmp_path / "all.parquet")])
+    assert r.exit_code == 0, r.output
+    df = read_manifest(tmp_path / "all.parquet")
+    rendered = df["uid"].isin(["CesiumMan", "BoxAnimated"]) | ((df["uid"] == "InterpolationTest") & (df["clip"] < 4))
+    write_manifest(df[rendered], tmp_path / "m.parquet", command="test")
+    write_manifest(df[~rendered], tmp_path / "pool.parquet", command="test")
+    loss = {"CesiumMan": 0.9, "BoxAnimated": 0.1}
+    rows = df[rendered]
+    cols = {"uid": pa.array(rows["uid"].tolist()), "clip": pa.array(rows["clip"].astype(int).tolist(), pa.int32()),
+            "key": pa.array([f"{u}_{int(c):03d}" for u, c in zip(rows["uid"], rows["clip"])]),
+            "shard": pa.array(rows["shard"].astype(int).tolist(), pa.int32()),
+            "psnr": pa.array([20.0] * len(rows)), "ssim": pa.array([0.9] * len(rows)),
+            "lpips": pa.array([None] * len(rows), pa.float64()),
+            "loss": pa.array([loss.get(u, 0.2) for u in rows["uid"]]), "step": pa.array([10] * len(rows), pa.int64()),
+            "protocol": pa.array(["sparse4-v2/lrm4d@64"] * len(rows))}
+    pq.write_table(pa.table(cols), tmp_path / "metrics.parquet")
+    args = ["mine", "--metrics", str(tmp_path / "metrics.parquet"), "--manifest", str(tmp_path / "m.parquet"),
+            "--out", str(tmp_path / "next.parquet"), "--fraction", "0.1", "--rerender-fraction", "0",
+            "--pool", str(tmp_path / "pool.parquet"), "--render-budget", "2"]
+    r = CliRunner().invoke(cli, args, terminal_width=200)
+    assert r.exit_code == 0, r.output
+    nxt = read_manifest(tmp_path / "next.parquet")
+    new = nxt[nxt["mine_reason"] == "pool:similar"]
+    assert len(new) == 2 and set(new["uid"]) <= {"Fox", "RiggedSimple"}, new[["uid", "clip", "pool_reason"]]
+    assert all("like hard CesiumMan:0" in s and "skinned yes~yes" in s for s in new["pool_reason"])
+    assert "pool selection (similar): 2 of 10 pool row(s)" in r.output
+    assert "features: duration_s, face_count, vertex_count, clip_count, static, skinned, morphed" in r.output
+    for u in new["uid"]:
+        assert f"{u} clip" in r.output
