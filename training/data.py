@@ -31,7 +31,7 @@ from training.geometry import plucker_image, scale_intrinsics
 from training.protocol import fixed_views, target_kind
 from training import shardstream
 from training.shardspec import shard_number
-from training.shardstream import shard_samples
+from training.shardstream import fetch_members, shard_samples
 from training.rng import stream_rng as _rng
 from training.rng import worker_slot as _worker
 from training.weights import WeightedRepeat
@@ -330,6 +330,7 @@ def make_dataset(urls: list[str], cfg: DataConfig, *, batch_size: int, seed: int
     if resampled:
         stages.append(wds.shuffle(cfg.shuffle_buffer, initial=cfg.shuffle_buffer,
                                   rng=_LazyRng(seed, rank, epoch)))
+    stages.append(functools.partial(fetch_members, handler=handler))  # picked members over the network, concurrently
     stages.append(build_cls(cfg, handler, **kw))
     stages.append(wds.batched(batch_size, collation_fn=Collate(handler), partial=not resampled))
     pipe = wds.DataPipeline(*stages)

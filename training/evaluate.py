@@ -217,6 +217,7 @@ def make_eval_dataset(urls: list[str], protocol: Protocol, image_size: int, batc
         data_mod.ShardSource(urls, resampled=False, world_size=1, **kw),
         functools.partial(data_mod.shard_samples, handler=handler),  # member index + ranged reads, or streamed
         ProtocolPick(protocol, handler),
+        functools.partial(data_mod.fetch_members, handler=handler),  # picked members over the network, concurrently
         BuildEvalSample(cfg, handler, protocol, trained, **kw),
         wds.batched(batch_size, collation_fn=data_mod.Collate(handler), partial=True),
     )

@@ -10,16 +10,22 @@ streamed whole through WebDataset's tar reader, as before. Both paths give the s
 `{"__key__", "__url__", suffix: bytes | MemberRef}`, with suffixes as WebDataset names them (the
 member name after the key's first dot, lower case).
 
+`fetch_members` is the stage after the shuffle: it reads the MemberRefs a picked item still holds,
+concurrently (a small thread pool per process) when they live behind a network (http(s), s3), so a
+sample costs one round trip of latency instead of a dozen; local refs are left to the decoders.
+
 Errors go to the handler (skip-and-count): an unreadable index is counted (`member_index`) and the
-shard is streamed; a JSON that cannot be fetched skips its sample (`member_read`).
+shard is streamed; a member that cannot be fetched skips its sample (`member_read`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import urllib.error
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable, Iterator
 
 from contracts import layout, storage
@@ -27,6 +33,7 @@ from training.decode import MemberRef, SampleError
 
 log = logging.getLogger(__name__)
 
+FETCH_THREADS = 8     # concurrent ranged reads per loader worker for one picked sample (network latency bound)
 INDEX_TTL_S = 120.0   # a member index is reused this long per process (a shard drawn again costs no request);
                       # bounded because `--retry-failed` / `--force` may rewrite a committed shard under a trainer
 _index_cache: dict[str, tuple[float, list[tuple[str, int, int]] | None]] = {}
@@ -147,3 +154,56 @@ def shard_samples(src: Iterable[dict], handler: Callable, ranged: bool = True) -
             yield from indexed_samples(url, index, handler)
         else:
             yield from streamed_samples(url, handler)
+
+
+_pools: dict[int, ThreadPoolExecutor] = {}
+
+
+def _pool() -> ThreadPoolExecutor:
+    pid = os.getpid()  # DataLoader workers are forked: each makes its own threads
+    pool = _pools.get(pid)
+    if pool is None:
+        pool = _pools[pid] = ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="member-fetch")
+    return pool
+
+
+def _refs(obj: Any, out: list[MemberRef]) -> None:
+    if isinstance(obj, MemberRef):
+        out.append(obj)
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            if k != "meta":  # the parsed JSON: plain numbers, no refs
+                _refs(v, out)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            _refs(v, out)
+
+
+def _swap(obj: Any, got: dict[int, bytes]) -> Any:
+    if isinstance(obj, MemberRef):
+        return got.get(id(obj), obj)
+    if isinstance(obj, dict):
+        return {k: (v if k == "meta" else _swap(v, got)) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_swap(v, got) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(_swap(v, got) for v in obj)
+    return obj
+
+
+def fetch_members(src: Iterable[dict], handler: Callable) -> Iterator[dict]:
+    """Pipeline stage after the shuffle: network MemberRefs of each picked item read concurrently
+    (whatever structure the family's picker made: dicts, lists and tuples are walked)."""
+    for item in src:
+        refs: list[MemberRef] = []
+        _refs(item, refs)
+        remote = [r for r in refs if storage.is_url(r.url)]
+        if len(remote) > 1:
+            try:
+                data = list(_pool().map(MemberRef.read, remote))
+            except SampleError as exn:
+                if not handler(exn):
+                    return
+                continue
+            item = _swap(item, {id(r): d for r, d in zip(remote, data)})
+        yield item
