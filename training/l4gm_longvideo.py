@@ -80,3 +80,30 @@ def reconstruct_video(model: nn.Module, video: Views, t0: Views, window: int, re
         record.append({"span": (a, b), "t0_rgb": t0_now.rgb.clone()})
     out = Gaussians3D(**{k: torch.cat([getattr(p, k) for p in parts], dim=1) for k in Gaussians3D.__dataclass_fields__})
     return out, record
+
+
+@torch.no_grad()
+def interpolate_video(model: nn.Module, video: Views, t0: Views, render_cfg: RenderConfig, backend: str,
+                      background: Tensor, autocast=None) -> tuple[Gaussians3D, list[dict]]:
+    """The interpolation model at inference: 3x the frame rate. Every pair of consecutive video frames
+    (a, b) becomes a 4-frame window [a, 2/3 a + 1/3 b, 1/3 a + 2/3 b, b] (blends, as in training, at the
+    times in between); consecutive windows share a frame, and each window after the first takes renders
+    of the previous window's last frame as its t0 views. Returns Gaussians for 3 (T - 1) + 1 frames."""
+    T = video.rgb.shape[0]
+    if T < 2:
+        raise ValueError("interpolation needs a video of at least 2 frames")
+    rgb, c2w, K, times = [], [], [], []
+    for k in range(T - 1):
+        for j in range(3):
+            a = j / 3
+            rgb.append((1 - a) * video.rgb[k] + a * video.rgb[k + 1])
+            near = k if a < 0.5 else k + 1  # the camera of the nearer real frame (a fixed view barely moves)
+            c2w.append(video.c2w[near])
+            K.append(video.K[near])
+            times.append((1 - a) * video.time[k] + a * video.time[k + 1])
+    rgb.append(video.rgb[-1])
+    c2w.append(video.c2w[-1])
+    K.append(video.K[-1])
+    times.append(video.time[-1])
+    dense = Views(torch.stack(rgb), torch.stack(c2w), torch.stack(K), torch.stack([torch.as_tensor(t) for t in times]))
+    return reconstruct_video(model, dense, t0, 4, render_cfg, backend, background, autocast)

@@ -38,7 +38,7 @@ from training.config import TrainConfig
 from training.decode import IMAGE_RE, SampleError, decode_rgba, parse_sample
 from training.families import build_model, checkpoint_family
 from training.geometry import intrinsics, look_at, scale_intrinsics
-from training.l4gm_longvideo import Views, reconstruct_video
+from training.l4gm_longvideo import Views, interpolate_video, reconstruct_video
 from training.ply import covariance_to_scale_rot, write_ply
 from training.render import render_frames, render_gaussians, resolve_backend
 
@@ -307,7 +307,7 @@ class Result:
 @torch.no_grad()
 def reconstruct(checkpoint: str, spec: str, out: str | os.PathLike, *, times: str | None = None,
                 device: str | None = None, window: int | None = None, anim_frames: int = 24,
-                anim_size: int | None = None) -> Result:
+                anim_size: int | None = None, interp: bool = False) -> Result:
     """Run one reconstruction and write OUT/frame-NNN.ply, OUT/turntable.gif, OUT/reconstruct.json."""
     t_start = _time.perf_counter()
     req_times = parse_times(times)
@@ -319,6 +319,10 @@ def reconstruct(checkpoint: str, spec: str, out: str | os.PathLike, *, times: st
                          "checkpoint outputs one frame per video frame")
     if window is not None and (family != "l4gm" or window < 2):
         raise InputError(f"--window {window}: an l4gm option, at least 2")
+    if interp and (family != "l4gm" or window is not None):
+        raise InputError("--interp: an l4gm option (windows of 4 frames, so no --window)")
+    if interp and not cfg.data.interp:
+        log.warning("--interp with a checkpoint not trained as an interpolation model (data.interp=false)")
     backend = resolve_backend(cfg.render, dev)
     clip = load_input(spec)
     S = cfg.data.image_size
@@ -342,11 +346,16 @@ def reconstruct(checkpoint: str, spec: str, out: str | os.PathLike, *, times: st
     else:
         video, t0 = choose_l4gm_inputs(clip, cfg.data.n_t0_views)
         W = window or cfg.data.window
-        g3, windows = reconstruct_video(model, to_views(video, S, bg), to_views(t0, S, bg), W, cfg.render,
-                                        backend, bg)
-        out_times = [f.time for f in video]
+        if interp:
+            g3, windows = interpolate_video(model, to_views(video, S, bg), to_views(t0, S, bg), cfg.render, backend, bg)
+            vt = [f.time for f in video]
+            out_times = [vt[k] + j / 3 * (vt[k + 1] - vt[k]) for k in range(len(vt) - 1) for j in range(3)] + vt[-1:]
+        else:
+            g3, windows = reconstruct_video(model, to_views(video, S, bg), to_views(t0, S, bg), W, cfg.render,
+                                            backend, bg)
+            out_times = [f.time for f in video]
         frames = [dict(means=g3.means[0, k].cpu(), rgb=g3.rgb[0, k].cpu(), opacity=g3.opacity[0, k].cpu(),
-                       scales=g3.scales[0, k].cpu(), quats=g3.quats[0, k].cpu()) for k in range(len(video))]
+                       scales=g3.scales[0, k].cpu(), quats=g3.quats[0, k].cpu()) for k in range(len(out_times))]
         inputs_used = {"video": [{"frame": f.frame, "view": f.view, "time": f.time, "source": f.source} for f in video],
                        "t0": [{"frame": f.frame, "view": f.view, "time": f.time, "source": f.source} for f in t0],
                        "windows": [list(w["span"]) for w in windows]}
@@ -379,7 +388,7 @@ def reconstruct(checkpoint: str, spec: str, out: str | os.PathLike, *, times: st
         "image_size": S, "device": str(dev), "backend": backend, "inputs": inputs_used,
         "outputs": [{"ply": p.name, "time": float(t), "gaussians": int(fr["means"].shape[0])}
                     for p, t, fr in zip(plys, out_times, frames)],
-        "times_requested": req_times, "animation": anim.name, "animation_frames": anim_frames,
+        "times_requested": req_times, "interpolated": interp, "animation": anim.name, "animation_frames": anim_frames,
         "ply_layout": "3DGS: x y z f_dc_0..2 opacity(logit) scale_0..2(log) rot_0..3(wxyz), normalised space",
         "seconds": {"model": round(model_s, 4), "total": round(_time.perf_counter() - t_start, 4)},
     }

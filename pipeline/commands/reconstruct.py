@@ -24,19 +24,22 @@ import click
 @click.option("--window", type=int, default=None,
               help="l4gm only: frames per window; longer videos run as windows overlapping by one frame "
                    "[default: the checkpoint's training window].")
+@click.option("--interp", is_flag=True,
+              help="l4gm only: 3x the frame rate with an interpolation model (pipeline train --set data.interp=true): "
+                   "each pair of video frames becomes a 4-frame window whose middle frames are blends.")
 @click.option("--anim-frames", type=click.IntRange(2, 1000), default=24, show_default=True,
               help="Frames of the turntable animation (one turn, moving through the output times).")
 @click.option("--anim-size", type=click.IntRange(8, 4096), default=None,
               help="Animation resolution [default: the model's image size].")
 @click.option("--device", default=None, help="cpu or cuda (default: cuda when available).")
-def command(checkpoint: str, spec: str, out: str, times: str | None, window: int | None, anim_frames: int,
-            anim_size: int | None, device: str | None) -> None:
+def command(checkpoint: str, spec: str, out: str, times: str | None, window: int | None, interp: bool,
+            anim_frames: int, anim_size: int | None, device: str | None) -> None:
     """Reconstruct one clip with a trained checkpoint and write its Gaussians frame by frame."""
     from training.reconstruct import InputError, reconstruct
 
     try:
         res = reconstruct(checkpoint, spec, out, times=times, device=device, window=window, anim_frames=anim_frames,
-                          anim_size=anim_size)
+                          anim_size=anim_size, interp=interp)
     except (InputError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
     s = res.summary

@@ -158,3 +158,36 @@ def test_long_video_windows_overlap_by_one_frame_and_feed_renders_forward():
                                 cfg.render, "torch")
     torch.testing.assert_close(record[1]["t0_rgb"], want[0, 0].clamp(0, 1))
     torch.testing.assert_close(g.means[:, :4], first.means)  # the overlap frame kept from the first window
+
+
+def test_interpolation_inference_triples_the_frame_rate_with_blended_windows(procedural_many, tmp_path):
+    from tests.training.test_l4gm import _inputs
+    from training.l4gm_longvideo import interpolate_video
+
+    cfg = l4gm_tiny()
+    torch.manual_seed(0)
+    model = build_model(cfg.model).eval()
+    rgb, cond, c2w, K = _inputs(T=3, n0=2)
+    times = torch.tensor([0.0, 0.5, 1.0, 0.0, 0.0])
+    video = Views(rgb[0, :3], c2w[0, :3], K[0, :3], times[:3])
+    t0 = Views(rgb[0, 3:], c2w[0, 3:], K[0, 3:], times[3:])
+    g, record = interpolate_video(model, video, t0, cfg.render, "torch", torch.ones(3))
+    assert g.means.shape[1] == 7 and [r["span"] for r in record] == [(0, 4), (3, 7)]
+    a, b = video.rgb[0], video.rgb[1]  # the first window: [a, 2/3 a + 1/3 b, 1/3 a + 2/3 b, b] at times between
+    blends = Views(torch.stack([a, a * 2 / 3 + b / 3, a / 3 + b * 2 / 3, b]), c2w[0, [0, 0, 1, 1]], K[0, [0, 0, 1, 1]],
+                   torch.tensor([0.0, 1 / 6, 2 / 6, 0.5]))
+    with torch.no_grad():
+        first = model(torch.cat([blends.rgb, t0.rgb])[None], torch.cat([blends.cond(), t0.cond()])[None],
+                      torch.cat([blends.c2w, t0.c2w])[None], torch.cat([blends.K, t0.K])[None], window=4)
+    torch.testing.assert_close(g.means[:, :4], first.means)
+    # the command: 4 video frames -> 10 frames
+    path = _save_checkpoint(tmp_path / "run", cfg)
+    meta = _camera_folder(procedural_many, tmp_path / "user", cfg.data.n_t0_views)
+    out = tmp_path / "out"
+    r = _run("--checkpoint", str(path), "--input", str(tmp_path / "user"), "--out", str(out), "--interp",
+             "--anim-frames", "2", "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    rec = json.loads((out / "reconstruct.json").read_text())
+    T = meta["num_frames"]
+    assert rec["interpolated"] and len(rec["outputs"]) == 3 * (T - 1) + 1 and len(list(out.glob("*.ply"))) == 3 * T - 2
+    assert [o["time"] for o in rec["outputs"]][::3] == pytest.approx(meta["times"])
