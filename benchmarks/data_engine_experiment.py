@@ -1,0 +1,314 @@
+"""Does the data engine pay? Arms of one data-engine round at equal budgets, scored on held-out clips.
+
+    python benchmarks/data_engine_experiment.py prepare --out DIR [--size cpu|gpu] [--rare-kind skin]
+    python benchmarks/data_engine_experiment.py arm --out DIR --arm ARM --seed S [--device cpu|cuda]
+    python benchmarks/data_engine_experiment.py report --out DIR
+    python benchmarks/data_engine_experiment.py all --out DIR --seeds 0,1,2 [--size cpu] [--device cpu]
+
+Every step is the real `pipeline` command in a subprocess (printed as it runs), as a user would type it.
+
+prepare: procedural assets (render/procedural.py: asset i of a seed always moves with kind
+KINDS[i % 3] = rigid, morph or skin) in three disjoint sets: a round-0 set skewed so that the rare kind
+(`--rare-kind`, default skin) is rare, a pool of every kind (curated, not rendered), and held-out clips of
+every kind (rendered, never trained on). Renders round 0 and the held-out set into DIR/data.
+
+arm (per seed): round 0 is trained once per seed (`tiny` on CPU, `small` on a GPU, --set seed=S) and
+evaluated on its own clips; then each arm mines from those metrics, renders its extra clips into its own
+folder and trains the same number of further steps from the same round-0 checkpoint:
+
+| arm | extra renders (the render budget, K clips at base density) | weights |
+|---|---|---|
+| control | K pool clips drawn at random (--pool-strategy random, seed S) | uniform |
+| reweight | the same K random pool clips | hard round-0 clips x4 |
+| rerender | K/4 hardest round-0 clips again, denser (2x times, 2x views: ~4x the images each) | uniform |
+| pool | K pool clips most like the hard ones (--pool-strategy similar) | uniform |
+| combo | K pool clips like the hard ones | hard round-0 clips x4 |
+
+Each arm's final checkpoint is scored with `pipeline eval` on the held-out clips; the report gives, per
+kind, PSNR and psnr_obj as mean +- std over seeds, the paired difference to the control, and each arm's
+cost (images rendered, render core-seconds from the shards' own timings, training seconds). Writes
+DIR/experiment.json and prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+KINDS = ("rigid", "morph", "skin")
+ARMS = ("control", "reweight", "rerender", "pool", "combo")
+SIZES = {  # assets per set, render settings, training
+    "cpu": dict(round0=12, rare_keep=1, pool=15, heldout=9, resolution=32, frames=4, views=4, samples=2, shard_size=8,
+                preset="tiny", steps0=150, steps1=100, batch=4, budget=6, image_size=32),
+    "gpu": dict(round0=60, rare_keep=3, pool=60, heldout=18, resolution=64, frames=8, views=8, samples=8, shard_size=16,
+                preset="small", steps0=3000, steps1=1500, batch=16, budget=24, image_size=64),
+}
+
+
+def kind_of(uid: str) -> str:
+    m = re.match(r"^proc_s\d+_(\d+)$", uid)
+    return KINDS[int(m.group(1)) % 3] if m else "other"
+
+
+def sh(args: list[str], log: Path | None = None) -> float:
+    """Run `python -m pipeline ARGS`; returns seconds. Raises with the command on failure."""
+    print("$ pipeline " + shlex.join(args), flush=True)
+    t0 = time.perf_counter()
+    with open(log, "a") if log else open("/dev/null", "w") as f:
+        r = subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=ROOT, stdout=f if log else None,
+                           stderr=subprocess.STDOUT if log else None)
+    if r.returncode != 0:
+        raise SystemExit(f"failed ({r.returncode}): pipeline {shlex.join(args)}" + (f"; log: {log}" if log else ""))
+    return time.perf_counter() - t0
+
+
+def load_cfg(out: Path) -> dict:
+    return json.loads((out / "experiment_config.json").read_text())
+
+
+def spec(folder: Path, shards: list[int]) -> str:
+    return "::".join(str(folder / f"shard-{n:06d}.tar") for n in shards)
+
+
+def committed(folder: Path) -> list[int]:
+    from contracts.layout import committed_shards
+
+    return committed_shards(folder) if folder.is_dir() else []
+
+
+def render_flags(c: dict) -> list[str]:
+    return ["--preset", "debug", "--resolution", str(c["resolution"]), "--frames", str(c["frames"]), "--views",
+            str(c["views"]), "--samples", str(c["samples"]), "--no-ray", "--no-progress"]
+
+
+# -- prepare ------------------------------------------------------------------------------------------
+
+
+def prepare(out: Path, size: str, rare: str) -> None:
+    import pandas as pd
+
+    from manifests import read_manifest, write_manifest
+    from manifests.shards import assign_shards
+
+    c = {**SIZES[size], "size": size, "rare_kind": rare}
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "prepare.log"
+    parts = {}
+    for name, seed, count in (("round0", 300, c["round0"]), ("pool", 301, c["pool"]), ("heldout", 302, c["heldout"])):
+        m = out / f"curated_{name}.parquet"
+        if not m.exists():
+            sh(["curate", "--source", "procedural", "--count", str(count), "--seed", str(seed), "--assets-out",
+                str(out / "assets" / name), "--shard-size", str(c["shard_size"]), "--out", str(m)], log)
+        parts[name] = read_manifest(m)
+    r0 = parts["round0"]
+    rare_uids = sorted(u for u in set(r0["uid"]) if kind_of(u) == rare)[: c["rare_keep"]]
+    r0 = r0[(r0["uid"].map(kind_of) != rare) | r0["uid"].isin(rare_uids)]
+    r0 = assign_shards(r0, c["shard_size"])
+    held = assign_shards(parts["heldout"], c["shard_size"], first_shard=int(r0["shard"].max()) + 1)
+    pool = assign_shards(parts["pool"], c["shard_size"], first_shard=int(held["shard"].max()) + 1)
+    write_manifest(r0, out / "round0.parquet", command="data_engine_experiment prepare", settings=c)
+    write_manifest(held, out / "heldout.parquet", command="data_engine_experiment prepare", settings=c)
+    write_manifest(pool, out / "pool.parquet", command="data_engine_experiment prepare", settings=c)
+    both = pd.concat([r0, held], ignore_index=True)
+    write_manifest(both, out / "rendered.parquet", command="data_engine_experiment prepare", settings=c)
+    t = sh(["render", "--manifest", str(out / "rendered.parquet"), "--shards", "all", "--out", str(out / "data"),
+            *render_flags(c)], log)
+    c.update(round0_shards=sorted({int(s) for s in r0["shard"]}), heldout_shards=sorted({int(s) for s in held["shard"]}),
+             render0_s=round(t, 1), kinds={u: kind_of(u) for u in pd.concat([both, pool])["uid"]},
+             counts={n: {k: int((d["uid"].map(kind_of) == k).sum()) for k in KINDS}
+                     for n, d in (("round0", r0), ("heldout", held), ("pool", pool))})
+    (out / "experiment_config.json").write_text(json.dumps(c, indent=1))
+    print(f"prepared {out}: clips per kind {c['counts']}")
+
+
+# -- one arm --------------------------------------------------------------------------------------------
+
+
+def train_args(c: dict, shards: str, run: Path, steps: int, seed: int, device: str, weights: Path | None) -> list[str]:
+    total = c["steps0"] + c["steps1"]
+    a = ["train", "--shards", shards, "--out", str(run), "--preset", c["preset"], "--steps", str(steps),
+         "--batch-size", str(c["batch"]), "--num-workers", "1" if device == "cpu" else "8", "--device", device,
+         "--log-every", "25", "--grid-every", "0", "--ckpt-every", str(c["steps0"]),
+         "--set", f"seed={seed}", "--set", f"optim.schedule_steps={total}",
+         "--set", f"optim.warmup_steps={max(1, total // 20)}", "--set", f"data.image_size={c['image_size']}",
+         "--set", "data.batches_per_epoch=50", "--set", "keep_checkpoints=100"]
+    return a + (["--weights", str(weights)] if weights else [])
+
+
+def round0(out: Path, seed: int, device: str) -> tuple[Path, Path]:
+    """The seed's round-0 checkpoint and its metrics on the round-0 clips (both made once)."""
+    c = load_cfg(out)
+    d = out / f"seed{seed}"
+    run = d / "round0"
+    ck = run / "checkpoints" / f"step-{c['steps0']:08d}.pt"
+    metrics = d / "round0_metrics.parquet"
+    if not ck.exists():
+        t = sh(train_args(c, spec(out / "data", c["round0_shards"]), run, c["steps0"], seed, device, None), d / "log.txt")
+        (d / "round0_train_s.txt").write_text(f"{t:.1f}")
+    if not metrics.exists():
+        sh(["eval", "--checkpoint", str(ck), "--shards", spec(out / "data", c["round0_shards"]), "--out", str(metrics),
+            "--device", device, "--worst", "0", "--no-progress"], d / "log.txt")
+    return ck, metrics
+
+
+def arm(out: Path, name: str, seed: int, device: str) -> dict:
+    import pandas as pd
+
+    c = load_cfg(out)
+    ck0, m0 = round0(out, seed, device)
+    d = out / f"seed{seed}" / name
+    result = d / "result.json"
+    if result.exists():
+        return json.loads(result.read_text())
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(parents=True)
+    log = d / "log.txt"
+    K = c["budget"]
+    scored = len(pd.read_parquet(m0, columns=["key"]))
+    mine = ["mine", "--metrics", str(m0), "--manifest", str(out / "round0.parquet"), "--renders", str(out / "data"),
+            "--out", str(d / "next.parquet"), "--shard-size", str(c["shard_size"])]
+    if name in ("control", "reweight"):
+        mine += ["--fraction", "0.25", "--pool", str(out / "pool.parquet"), "--render-budget", str(K),
+                 "--pool-strategy", "random", "--pool-seed", str(seed), "--rerender-fraction", "0"]
+    elif name in ("pool", "combo"):
+        mine += ["--fraction", "0.25", "--pool", str(out / "pool.parquet"), "--render-budget", str(K),
+                 "--rerender-fraction", "0"]
+    else:  # rerender: K/4 denser re-renders cost about the images of K base clips
+        n = max(1, round(K / 4))
+        mine += ["--rerender-fraction", f"{n / scored:.6f}", "--fraction", f"{max(0.25, n / scored):.6f}"]
+    mine += ["--boost", "4" if name in ("reweight", "combo") else "1"]
+    sh(mine, log)
+    nxt = pd.read_parquet(d / "next.parquet")
+    new_shards = sorted({int(s) for s in nxt.loc[nxt["round"] > 0, "shard"]})
+    data1 = d / "data"
+    render_s = 0.0
+    if new_shards:
+        render_s = sh(["render", "--manifest", str(d / "next.parquet"), "--shards", ",".join(map(str, new_shards)),
+                       "--out", str(data1), *render_flags(c), "--threads", "1"], log)
+    run = d / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    shutil.copy2(ck0, run / "checkpoints" / ck0.name)
+    shutil.copy2(ck0.parents[1] / "config.json", run / "config.json")
+    shards = spec(out / "data", c["round0_shards"]) + ("::" + spec(data1, committed(data1)) if committed(data1) else "")
+    weights = d / "next.parquet" if name in ("reweight", "combo", "rerender") else None
+    train_s = sh(train_args(c, shards, run, c["steps0"] + c["steps1"], seed, device, weights), log)
+    metrics = d / "heldout_metrics.parquet"
+    sh(["eval", "--checkpoint", str(run), "--shards", spec(out / "data", c["heldout_shards"]), "--out", str(metrics),
+        "--device", device, "--worst", "0", "--no-progress"], log)
+    m = pd.read_parquet(metrics)
+    assert not m["seen_in_training"].any(), "held-out clips must never be trained on"
+    m["kind"] = m["uid"].map(kind_of)
+    images, core_s = 0, 0.0
+    for n in committed(data1):
+        p = pd.read_parquet(data1 / f"shard-{n:06d}.parquet")
+        ok = p[p["status"] == "ok"]
+        images += int((ok["num_frames"] * ok["num_views"]).sum()) if "num_frames" in ok else 0
+        core_s += float(ok["seconds"].sum())  # --threads 1: wall seconds of one core per sample
+    res = {"arm": name, "seed": seed, "new_clips": int((nxt["round"] > 0).sum()), "new_images": images,
+           "render_core_s": round(core_s, 1), "render_wall_s": round(render_s, 1), "train_s": round(train_s, 1),
+           "protocol": str(m["protocol"].iloc[0]),
+           "new_by_kind": {k: int((nxt.loc[nxt["round"] > 0, "uid"].map(kind_of) == k).sum()) for k in KINDS},
+           "heldout": {k: {"clips": int((m["kind"] == k).sum()), "psnr": float(m.loc[m["kind"] == k, "psnr"].mean()),
+                           "psnr_obj": float(m.loc[m["kind"] == k, "psnr_obj"].mean())} for k in KINDS},
+           "heldout_all": {"clips": len(m), "psnr": float(m["psnr"].mean()), "psnr_obj": float(m["psnr_obj"].mean())}}
+    result.write_text(json.dumps(res, indent=1))
+    print(json.dumps(res))
+    return res
+
+
+# -- report -----------------------------------------------------------------------------------------------
+
+
+def report(out: Path) -> dict:
+    results = [json.loads(p.read_text()) for p in sorted(out.glob("seed*/*/result.json"))]
+    if not results:
+        raise SystemExit(f"{out}: no arm results yet")
+    c = load_cfg(out)
+    by = {(r["arm"], r["seed"]): r for r in results}
+    seeds = sorted({r["seed"] for r in results})
+
+    def stat(xs: list[float]) -> str:
+        xs = [x for x in xs if not math.isnan(x)]
+        if not xs:
+            return "n/a"
+        return f"{statistics.mean(xs):.2f} ± {statistics.stdev(xs):.2f}" if len(xs) > 1 else f"{xs[0]:.2f}"
+
+    groups = ["all", *KINDS]
+
+    def val(r: dict, g: str, metric: str) -> float:
+        return r["heldout_all"][metric] if g == "all" else r["heldout"][g][metric]
+
+    lines = [f"Held-out clips per kind: {c['counts']['heldout']}; round 0 per kind: {c['counts']['round0']} "
+             f"(rare: {c['rare_kind']}); size {c['size']}, seeds {seeds}; protocol {results[0]['protocol']}.", ""]
+    for metric in ("psnr_obj", "psnr"):
+        lines.append(f"| arm | {' | '.join(f'{metric} {g}' for g in groups)} | vs control ({metric}, all) | "
+                     f"vs control ({c['rare_kind']}) | new clips | images | render core-s | train s |")
+        lines.append("|" + "---|" * (len(groups) + 7))
+        for a in ARMS:
+            rs = [by[(a, s)] for s in seeds if (a, s) in by]
+            if not rs:
+                continue
+            cells = [stat([val(r, g, metric) for r in rs]) for g in groups]
+            diffs = {g: [val(by[(a, s)], g, metric) - val(by[("control", s)], g, metric) for s in seeds
+                         if (a, s) in by and ("control", s) in by] for g in ("all", c["rare_kind"])}
+            cost = [stat([float(r[k]) for r in rs]) for k in ("new_clips", "new_images", "render_core_s", "train_s")]
+            lines.append(f"| {a} | " + " | ".join(cells) + f" | {stat(diffs['all'])} | {stat(diffs[c['rare_kind']])} | "
+                         + " | ".join(cost) + " |")
+        lines.append("")
+    text = "\n".join(lines)
+    (out / "experiment.json").write_text(json.dumps({"config": c, "results": results, "table": text}, indent=1))
+    print(text)
+    return {"table": text}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("prepare")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--size", choices=sorted(SIZES), default="cpu")
+    p.add_argument("--rare-kind", choices=KINDS, default="skin")
+    p = sub.add_parser("arm")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--arm", required=True, choices=ARMS)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p = sub.add_parser("report")
+    p.add_argument("--out", required=True, type=Path)
+    p = sub.add_parser("all")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--size", choices=sorted(SIZES), default="cpu")
+    p.add_argument("--rare-kind", choices=KINDS, default="skin")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--arms", default=",".join(ARMS))
+    p.add_argument("--device", default="cpu")
+    a = ap.parse_args()
+    if a.cmd == "prepare":
+        prepare(a.out, a.size, a.rare_kind)
+    elif a.cmd == "arm":
+        arm(a.out, a.arm, a.seed, a.device)
+    elif a.cmd == "report":
+        report(a.out)
+    else:
+        if not (a.out / "experiment_config.json").exists():
+            prepare(a.out, a.size, a.rare_kind)
+        for s in (int(x) for x in a.seeds.split(",")):
+            for name in a.arms.split(","):
+                arm(a.out, name, s, a.device)
+        report(a.out)
+
+
+if __name__ == "__main__":
+    main()
