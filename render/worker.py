@@ -215,8 +215,8 @@ class RenderWorker:
             border_fraction=float(border.mean()), touches_border=bool(border.any()),
             normalization_scale=float(norm_scale), framing=spec.framing,
             track_travel=float(np.linalg.norm(offsets, axis=-1).max()),
-            # the smallest model.dist_span (training/blocks.py: |camera| +- dist_span along each pixel ray)
-            # that holds every rendered surface; tracked travellers need more than the default 1.0
+            # the smallest model.dist_span (training/blocks.py: |camera - anchor| +- dist_span along each
+            # pixel ray, the anchor being this time's camera offset) that holds every rendered surface
             dist_span_needed=quality["ray_span"],
             render_s=render_s, images=T * cams.num_views,
         )
@@ -280,7 +280,7 @@ class RenderWorker:
         border = [[False] * cams.num_views for _ in frames]
         rgba_path = self.workdir / "rgba.png"
         render_s = 0.0
-        ray_span = 0.0  # largest |distance along the pixel ray - |camera|| over surface pixels
+        ray_span = 0.0  # largest |distance along the pixel ray - |camera - offset|| over surface pixels
         H = W = spec.resolution
         j, i = np.meshgrid(np.arange(W) + 0.5, np.arange(H) + 0.5)  # pixel centres [H, W]
         for t, f in enumerate(frames):
@@ -305,7 +305,7 @@ class RenderWorker:
                 if mask.any():
                     K = cams.K[v]  # planar z -> distance along the pixel ray: z * |(x/z, y/z, 1)|
                     stretch = np.sqrt(1 + ((j[mask] - K[0, 2]) / K[0, 0]) ** 2 + ((i[mask] - K[1, 2]) / K[1, 1]) ** 2)
-                    gap = np.abs(depth[mask] * stretch - np.linalg.norm(cams.c2w[t, v, :3, 3]))
+                    gap = np.abs(depth[mask] * stretch - np.linalg.norm(cams.c2w[t, v, :3, 3] - cams.offsets[t]))
                     ray_span = max(ray_span, float(gap.max()))
                 ext = spec.image_format
                 members[image_member(key, t, v, ext)] = png if ext == "png" else passes.to_webp(png, spec.webp_quality)

@@ -54,7 +54,8 @@ def evaluate(model: torch.nn.Module, batches: list[dict], cfg: TrainConfig, back
     sums: dict[str, list[float]] = defaultdict(list)
     for batch in batches:
         batch = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
-        g = model(batch["in_rgb"], batch["in_cond"], batch["in_c2w"], batch["in_K"], batch["in_time"])
+        g = model(batch["in_rgb"], batch["in_cond"], batch["in_c2w"], batch["in_K"], batch["in_time"],
+                  in_anchor=batch.get("in_anchor"))
         S = cfg.data.image_size
         pred, _ = render_gaussians(g, batch["tg_c2w"], batch["tg_K"], batch["tg_time"], S, S, batch["background"],
                                    cfg.render, backend)

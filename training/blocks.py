@@ -79,12 +79,17 @@ def unpatchify(x: Tensor, p: int, channels: int) -> Tensor:
 # -- per-pixel Gaussian head pieces ----------------------------------------------------------------
 
 
-def ray_depth_means(raw_dist: Tensor, c2w: Tensor, K: Tensor, dist_span: float) -> tuple[Tensor, Tensor]:
-    """Centres on each pixel's own ray at a bounded distance: |camera| +- dist_span.
-    raw_dist [B, V, S, S, 1], c2w [B, V, 4, 4], K [B, V, 3, 3] -> (means [B, V, S, S, 3], dist [B, V, S, S, 1])."""
+def ray_depth_means(raw_dist: Tensor, c2w: Tensor, K: Tensor, dist_span: float,
+                    anchor: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Centres on each pixel's own ray at a bounded distance: |camera - anchor| +- dist_span.
+    raw_dist [B, V, S, S, 1], c2w [B, V, 4, 4], K [B, V, 3, 3], anchor [B, V, 3] -> (means [B, V, S, S, 3],
+    dist [B, V, S, S, 1]). The anchor is the point a view's camera is framed on: the object's per-time box
+    centre under framing 'track' (DESIGN.md §2, the loader's in_anchor), so the range follows a travelling
+    object; None (or zeros, framing 'union') measures from the origin, bit for bit as before anchors."""
     S = raw_dist.shape[2]
     o, d = pixel_rays(c2w.float(), K.float(), S, S)  # [B, V, S, S, 3] x2
-    cam_dist = o.norm(dim=-1, keepdim=True)  # [B, V, S, S, 1]
+    rel = o if anchor is None else o - anchor.float()[:, :, None, None, :]  # camera relative to its anchor
+    cam_dist = rel.norm(dim=-1, keepdim=True)  # [B, V, S, S, 1]
     lo = (cam_dist - dist_span).clamp_min(0.05)
     hi = cam_dist + dist_span
     dist = lo + (hi - lo) * torch.sigmoid(raw_dist)  # [B, V, S, S, 1]

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from training.config import DataConfig
-from training.decode import DEPTH_FMT, SampleError, decode_depth, decode_rgba, parse_sample
+from training.decode import DEPTH_FMT, SampleError, camera_anchors, decode_depth, decode_rgba, parse_sample
 from training.geometry import plucker_image, scale_intrinsics
 from training.protocol import fixed_views, target_kind
 from training import shardstream
@@ -209,7 +209,8 @@ class BuildSample:
     Returns in_rgb [n_in, 3, S, S], in_cond [n_in, 7, S, S] (Plücker 6 + normalised time 1),
     in_c2w [n_in, 4, 4], in_K [n_in, 3, 3], in_time [n_in]; tg_rgb [n_t, 3, S, S],
     tg_alpha [n_t, 1, S, S], tg_c2w, tg_K, tg_time; optional tg_depth [n_t, 1, S, S]; background [3];
-    in_pairs/tg_pairs [n, 2] (frame, view); key.
+    in_pairs/tg_pairs [n, 2] (frame, view); in_anchor [n_in, 3], tg_anchor [n_t, 3] (the point each
+    pair's cameras are framed on: decode.camera_anchors of its frame, zeros under framing 'union'); key.
     """
 
     def __init__(self, cfg: DataConfig, handler: Callable, *, seed: int, rank: int, epoch: int):
@@ -273,6 +274,8 @@ class BuildSample:
             "in_pairs": torch.tensor([(t, v) for t, v, _, _ in item["inputs"]]),
             "tg_pairs": torch.tensor([(t, v) for t, v, _, _ in item["targets"]]),
         }
+        anchors = torch.from_numpy(camera_anchors(key, meta))  # [T, 3]
+        out["in_anchor"], out["tg_anchor"] = anchors[out["in_pairs"][:, 0]], anchors[out["tg_pairs"][:, 0]]
         if "depth" in item:
             scale = float(meta.get("depth_scale", 0.0))
             if not scale > 0:

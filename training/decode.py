@@ -74,6 +74,25 @@ def _check_meta(key: str, meta: Any) -> tuple[int, int]:
     return T, V
 
 
+def camera_anchors(key: str, meta: dict) -> np.ndarray:
+    """The point each time's cameras are framed on, [T, 3] float32: `cameras.offsets` (framing 'track',
+    DESIGN.md §2: the object's per-time box centre in normalised space), zeros when the JSON has none
+    (framing 'union', shards from before framing existed). A static sample's one entry serves every time."""
+    T = int(meta["num_frames"])
+    cams = meta.get("cameras")
+    offsets = cams.get("offsets") if isinstance(cams, dict) else None
+    if offsets is None:
+        return np.zeros((T, 3), np.float32)
+    try:
+        a = np.asarray(offsets, dtype=np.float64)
+    except (TypeError, ValueError) as exn:
+        raise SampleError("bad_json", f"{key}.json: cameras.offsets is malformed ({exn})") from None
+    if a.shape != (T, 3) or not np.isfinite(a).all():
+        raise SampleError("bad_json", f"{key}.json: cameras.offsets must be finite [num_frames={T}][3], "
+                                      f"got shape {a.shape}")
+    return a.astype(np.float32)
+
+
 @dataclass(frozen=True)
 class MemberRef:
     """A tar member not read yet: `size` bytes at `offset` of the tar at `url` (DESIGN.md §4 member index)."""

@@ -34,15 +34,22 @@ def window_spans(n_frames: int, window: int) -> list[tuple[int, int]]:
 @dataclass
 class Views:
     """Posed, timed images of one clip: rgb [n, 3, S, S] (composited on the background), c2w [n, 4, 4],
-    K [n, 3, 3] (at S), time [n]."""
+    K [n, 3, 3] (at S), time [n], anchor [n, 3] (what each camera is framed on, DESIGN.md §2 offsets;
+    None = the origin)."""
 
     rgb: Tensor
     c2w: Tensor
     K: Tensor
     time: Tensor
+    anchor: Tensor | None = None
 
     def take(self, idx: slice | list[int]) -> "Views":
-        return Views(self.rgb[idx], self.c2w[idx], self.K[idx], self.time[idx])
+        return Views(self.rgb[idx], self.c2w[idx], self.K[idx], self.time[idx],
+                     None if self.anchor is None else self.anchor[idx])
+
+    def anchors(self) -> Tensor:
+        """[n, 3], zeros when no anchor was given."""
+        return self.anchor if self.anchor is not None else torch.zeros(self.c2w.shape[0], 3)
 
     def cond(self) -> Tensor:
         """Plücker rays + the time plane: [n, 7, S, S]."""
@@ -68,13 +75,18 @@ def reconstruct_video(model: nn.Module, video: Views, t0: Views, window: int, re
         vid = video.take(slice(a, b))
         if i > 0:  # the t0 views of this window: renders of the previous window's last frame
             last = parts[-1].frames([-1])  # [1, 1, N, ...]
-            rgb, _alpha = render_frames(last, t0.c2w[None, None].to(dev), t0.K[None, None].to(dev), S, S,
+            # the t0 cameras follow the object as tracked cameras do: moved to the video's anchor now
+            anchor = vid.anchors()[:1].expand(t0.c2w.shape[0], 3)  # [n0, 3]
+            c2w = t0.c2w.clone()
+            c2w[:, :3, 3] += anchor - t0.anchors()
+            rgb, _alpha = render_frames(last, c2w[None, None].to(dev), t0.K[None, None].to(dev), S, S,
                                         background[None].to(dev), render_cfg, backend)  # [1, 1, n0, 3, S, S]
-            t0_now = Views(rgb[0, 0].clamp(0, 1).cpu(), t0.c2w, t0.K, torch.full_like(t0.time, float(vid.time[0])))
+            t0_now = Views(rgb[0, 0].clamp(0, 1).cpu(), c2w, t0.K, torch.full_like(t0.time, float(vid.time[0])),
+                           anchor)
         flat = lambda x, y: torch.cat([x, y])[None].to(dev)  # noqa: E731  video frames, then t0 views
         with autocast:
             g = model(flat(vid.rgb, t0_now.rgb), flat(vid.cond(), t0_now.cond()), flat(vid.c2w, t0_now.c2w),
-                      flat(vid.K, t0_now.K), window=b - a)
+                      flat(vid.K, t0_now.K), window=b - a, in_anchor=flat(vid.anchors(), t0_now.anchors()))
         g = g.float()
         parts.append(g if i == 0 else g.frames(slice(1, None)))
         record.append({"span": (a, b), "t0_rgb": t0_now.rgb.clone()})

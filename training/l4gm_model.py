@@ -56,14 +56,22 @@ class VideoReconstructor(nn.Module):
         nn.init.normal_(self.head.weight, std=1e-3)  # start from the neutral Gaussians the activations define
         nn.init.zeros_(self.head.bias)
 
-    def forward(self, in_rgb: Tensor, in_cond: Tensor, in_c2w: Tensor, in_K: Tensor, window: int) -> Gaussians3D:
+    def forward(self, in_rgb: Tensor, in_cond: Tensor, in_c2w: Tensor, in_K: Tensor, window: int,
+                in_anchor: Tensor | None = None) -> Gaussians3D:
         """The data loader's flat layout: the first `window` entries are the video at each time, the rest
         the t0 views. in_rgb [B, T+n0, 3, S, S] in [0, 1], in_cond [B, T+n0, 7, S, S], in_c2w [B, T+n0, 4, 4],
-        in_K [B, T+n0, 3, 3]. Returns Gaussians3D [B, T, V*(S/stride)^2, ...] with V = 1 + n0."""
-        return self.forward_views(*(expand_window(x, window) for x in (in_rgb, in_cond, in_c2w, in_K)))
+        in_K [B, T+n0, 3, 3], in_anchor [B, T+n0, 3] (what each input's camera is framed on; None = the
+        origin). Returns Gaussians3D [B, T, V*(S/stride)^2, ...] with V = 1 + n0."""
+        views = [expand_window(x, window) for x in (in_rgb, in_cond, in_c2w, in_K)]
+        anchor = None
+        if in_anchor is not None:  # time t's Gaussians show the object at t: every view of t uses the video's anchor
+            anchor = expand_window(in_anchor, window)[:, :, :1].expand(-1, -1, views[0].shape[2], -1)  # [B, T, V, 3]
+        return self.forward_views(*views, anchor=anchor)
 
-    def forward_views(self, rgb: Tensor, cond: Tensor, c2w: Tensor, K: Tensor) -> Gaussians3D:
-        """rgb [B, T, V, 3, S, S], cond [B, T, V, 7, S, S], c2w [B, T, V, 4, 4], K [B, T, V, 3, 3]."""
+    def forward_views(self, rgb: Tensor, cond: Tensor, c2w: Tensor, K: Tensor,
+                      anchor: Tensor | None = None) -> Gaussians3D:
+        """rgb [B, T, V, 3, S, S], cond [B, T, V, 7, S, S], c2w [B, T, V, 4, 4], K [B, T, V, 3, 3],
+        anchor [B, T, V, 3] (training/blocks.ray_depth_means; None = the origin)."""
         cfg = self.cfg
         B, T, V, _, S, _ = rgb.shape
         p = cfg.patch_size
@@ -80,9 +88,11 @@ class VideoReconstructor(nn.Module):
         raw = self.head(self.norm(x)).float()  # [B, T, V, L, 12*q*q]
         q = p // cfg.gauss_stride
         raw = unpatchify(raw.reshape(B * T, V, L, -1), q, GAUSS_CHANNELS)  # [B*T, V, S', S', 12]
-        return self.activate(raw, rgb.flatten(0, 1), c2w.flatten(0, 1), K.flatten(0, 1), B, T)
+        return self.activate(raw, rgb.flatten(0, 1), c2w.flatten(0, 1), K.flatten(0, 1), B, T,
+                             None if anchor is None else anchor.flatten(0, 1))
 
-    def activate(self, raw: Tensor, rgb: Tensor, c2w: Tensor, K: Tensor, B: int, T: int) -> Gaussians3D:
+    def activate(self, raw: Tensor, rgb: Tensor, c2w: Tensor, K: Tensor, B: int, T: int,
+                 anchor: Tensor | None = None) -> Gaussians3D:
         """Bounded, well-initialised Gaussians from raw head outputs [B*T, V, S', S', 12]."""
         cfg = self.cfg
         s = cfg.gauss_stride
@@ -90,7 +100,7 @@ class VideoReconstructor(nn.Module):
         Kg = scale_intrinsics(K.float(), 1.0 / s, 1.0 / s)  # the camera at the Gaussian grid's resolution
         if s > 1:
             rgb = F.avg_pool2d(rgb.float().flatten(0, 1), s).reshape(B * T, V, 3, Sg, Sg)
-        means, dist = ray_depth_means(raw[..., 0:1], c2w, Kg, cfg.dist_span)  # [B*T, V, S', S', 3], [.., 1]
+        means, dist = ray_depth_means(raw[..., 0:1], c2w, Kg, cfg.dist_span, anchor)  # [B*T, V, S', S', 3], [.., 1]
         colour = pixel_colour(raw[..., 1:4], rgb)  # starts as its own pixel's colour
         scales = footprint_scales(raw[..., 4:7], dist, Kg, cfg.scale_log_range)
         quats = unit_quaternion(raw[..., 7:11])
@@ -138,7 +148,8 @@ def forward_render(model: nn.Module, batch: dict, cfg, backend: str, autocast, s
 
     W = int(batch["window"].reshape(-1)[0])
     with autocast:
-        g = model(batch["in_rgb"], batch["in_cond"], batch["in_c2w"], batch["in_K"], window=W)
+        g = model(batch["in_rgb"], batch["in_cond"], batch["in_c2w"], batch["in_K"], window=W,
+                  in_anchor=batch.get("in_anchor"))
     B, n = batch["tg_c2w"].shape[:2]
     M = n // W
     S = size or cfg.data.image_size

@@ -43,9 +43,11 @@ class Reconstructor(nn.Module):
         nn.init.normal_(self.head.weight, std=1e-3)  # start from the neutral Gaussians the activations define
         nn.init.zeros_(self.head.bias)
 
-    def forward(self, in_rgb: Tensor, in_cond: Tensor, in_c2w: Tensor, in_K: Tensor, in_time: Tensor) -> Gaussians4D:
+    def forward(self, in_rgb: Tensor, in_cond: Tensor, in_c2w: Tensor, in_K: Tensor, in_time: Tensor,
+                in_anchor: Tensor | None = None) -> Gaussians4D:
         """in_rgb [B, V, 3, S, S] in [0, 1], in_cond [B, V, 7, S, S] (Plücker + time), in_c2w [B, V, 4, 4],
-        in_K [B, V, 3, 3], in_time [B, V]. Returns B x (V*S*S) Gaussians."""
+        in_K [B, V, 3, 3], in_time [B, V], in_anchor [B, V, 3] (the loader's: what each input's camera is
+        framed on; None = the origin). Returns B x (V*S*S) Gaussians."""
         B, V = in_rgb.shape[:2]
         p = self.cfg.patch_size
         x = patchify(torch.cat([in_rgb * 2 - 1, in_cond], dim=2), p)  # [B, V, n*n, 10*p*p]
@@ -54,13 +56,15 @@ class Reconstructor(nn.Module):
             x = run_block(blk, x, self.cfg.grad_checkpoint)
         raw = self.head(self.norm(x)).float()  # [B, L, 18*p*p]
         raw = unpatchify(raw.reshape(B, V, -1, raw.shape[-1]), p, GAUSS_CHANNELS)  # [B, V, S, S, 18]
-        return self.activate(raw, in_rgb, in_c2w, in_K, in_time)
+        return self.activate(raw, in_rgb, in_c2w, in_K, in_time, in_anchor)
 
-    def activate(self, raw: Tensor, in_rgb: Tensor, in_c2w: Tensor, in_K: Tensor, in_time: Tensor) -> Gaussians4D:
+    def activate(self, raw: Tensor, in_rgb: Tensor, in_c2w: Tensor, in_K: Tensor, in_time: Tensor,
+                 in_anchor: Tensor | None = None) -> Gaussians4D:
         """Bounded, well-initialised Gaussian parameters from raw head outputs [B, V, S, S, 18]."""
         cfg = self.cfg
         B, V, S = raw.shape[:3]
-        means, dist = ray_depth_means(raw[..., 0:1], in_c2w, in_K, cfg.dist_span)  # [B, V, S, S, 3], [.., 1]
+        # centres within |camera - anchor| +- dist_span along each ray  [B, V, S, S, 3], [.., 1]
+        means, dist = ray_depth_means(raw[..., 0:1], in_c2w, in_K, cfg.dist_span, in_anchor)
         t_in = in_time.float()[:, :, None, None, None]  # [B, V, 1, 1, 1]
         mu_t = t_in + cfg.time_span * torch.tanh(raw[..., 1:2])
         rgb = pixel_colour(raw[..., 2:5], in_rgb)  # starts as its own pixel's colour

@@ -5,6 +5,9 @@ was run (DESIGN.md §6).
 Input (`--input`): a rendered sample `DIR_OR_TAR#KEY` (a dataset folder or one shard tar, local), or a
 folder of the user's own images with a `cameras.json` ({"frames": [{"file", "c2w", "K", "time", "view"}]},
 OpenCV cameras in the normalised space, time in [0, 1]; RGBA, or RGB on a white background).
+The model places Gaussians within model.dist_span of each camera's anchor distance (training/blocks.py):
+a sample's anchors are its `cameras.offsets` (framing 'track'); cameras.json has no anchor field
+(DESIGN.md §6), so a folder's anchors are the origin: cameras there should be framed on the origin.
 
 - lrm4d: inputs are n_in (view, time) pairs (from a sample: frames spread over the clip, fixed views
   spread around it; from a folder: every image). The 4D Gaussians are sliced at `--times` (default: the
@@ -35,7 +38,7 @@ from PIL import Image
 from training import checkpoint as ckpt
 from training import shardspec
 from training.config import TrainConfig
-from training.decode import IMAGE_RE, SampleError, decode_rgba, parse_sample
+from training.decode import IMAGE_RE, SampleError, camera_anchors, decode_rgba, parse_sample
 from training.families import build_model, checkpoint_family
 from training.geometry import intrinsics, look_at, scale_intrinsics
 from training.l4gm_longvideo import Views, interpolate_video, reconstruct_video
@@ -83,6 +86,7 @@ class Frame:
     K: np.ndarray       # [3, 3] at the image's own size
     fixed: bool = True  # a fixed camera (a video can be made of it); random views are redrawn per time
     source: str = ""    # member or file name
+    anchor: tuple[float, float, float] = (0.0, 0.0, 0.0)  # what the camera is framed on (cameras.offsets)
 
 
 @dataclass
@@ -122,6 +126,7 @@ def _load_sample(where: str, key: str, spec: str) -> Clip:
         raise InputError(f"--input {spec}: no sample with key {key!r} in {len(tars)} shard(s) of {where}")
     try:
         key, meta, T, V, members = parse_sample(sample)
+        anchors = camera_anchors(key, meta)  # [T, 3]
     except SampleError as exn:
         raise InputError(f"--input {spec}: {exn}") from None
     fixed = (meta.get("cameras") or {}).get("fixed")
@@ -130,7 +135,8 @@ def _load_sample(where: str, key: str, spec: str) -> Clip:
     frames = []
     for (t, v), suffix in sorted(members.items()):
         rgba = decode_rgba(sample[suffix], f"{key}.{suffix}")
-        frames.append(Frame(t, v, float(meta["times"][t]), rgba, c2w[t, v], K[v], bool(fixed[v]), f"{key}.{suffix}"))
+        frames.append(Frame(t, v, float(meta["times"][t]), rgba, c2w[t, v], K[v], bool(fixed[v]), f"{key}.{suffix}",
+                            tuple(float(a) for a in anchors[t])))
     times = [float(x) for x in meta["times"]] if not meta.get("static") else [0.0]
     return Clip(frames, key, "sample", times)
 
@@ -204,7 +210,8 @@ def to_views(frames: list[Frame], size: int, background: torch.Tensor) -> Views:
         c2ws.append(torch.from_numpy(fr.c2w).float())
         Ks.append(scale_intrinsics(torch.from_numpy(fr.K).float(), size / w, size / h))
     return Views(torch.stack(rgbs), torch.stack(c2ws), torch.stack(Ks),
-                 torch.tensor([fr.time for fr in frames], dtype=torch.float32))
+                 torch.tensor([fr.time for fr in frames], dtype=torch.float32),
+                 torch.tensor([fr.anchor for fr in frames], dtype=torch.float32))
 
 
 def _spread(items: list, n: int, skip_first: bool = False) -> list:
@@ -334,7 +341,7 @@ def reconstruct(checkpoint: str, spec: str, out: str | os.PathLike, *, times: st
         chosen = choose_lrm4d_inputs(clip, cfg.data.n_in)
         v = to_views(chosen, S, bg)
         x = lambda t: t[None].to(dev)  # noqa: E731
-        g4 = model(x(v.rgb), x(v.cond()), x(v.c2w), x(v.K), x(v.time)).float()
+        g4 = model(x(v.rgb), x(v.cond()), x(v.c2w), x(v.K), x(v.time), in_anchor=x(v.anchors())).float()
         out_times = req_times if req_times is not None else clip.times
         from training.slicing import slice_at
 

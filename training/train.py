@@ -87,7 +87,8 @@ def lrm4d_forward_render(model: nn.Module, batch: dict, cfg: TrainConfig, backen
                          size: int | None = None):
     """The 4D-LRM family: one set of 4D Gaussians from all inputs, sliced at every target's time."""
     with autocast:
-        g = model(batch["in_rgb"], batch["in_cond"], batch["in_c2w"], batch["in_K"], batch["in_time"])
+        g = model(batch["in_rgb"], batch["in_cond"], batch["in_c2w"], batch["in_K"], batch["in_time"],
+                  in_anchor=batch.get("in_anchor"))
     S = size or cfg.data.image_size
     rgb, alpha = render_gaussians(g, batch["tg_c2w"], batch["tg_K"], batch["tg_time"], S, S, batch["background"],
                                   cfg.render, backend)

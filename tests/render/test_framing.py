@@ -167,38 +167,69 @@ def test_too_small_is_counted_by_pipeline_status(worker, box_path, tmp_path):
     assert any(line.split() == ["too_small", "1"] for line in format_report(rep).splitlines())
 
 
-def test_the_reconstructors_distance_bound_holds_tracked_surfaces_only_when_wide_enough(box):
-    # training/blocks.py puts each Gaussian on its pixel ray at |camera| +- model.dist_span. Under track a
-    # camera's distance to the origin is not its distance to the object, so a traveller needs a wider
-    # span; the worker reports the smallest one that holds every surface (dist_span_needed).
+def _outside_bound(s: Sample, span: float, anchored: bool) -> float:
+    """Fraction of rendered surface pixels whose distance along the pixel ray falls outside the range the
+    reconstructor can place a Gaussian in (the real training/blocks.ray_depth_means at both ends of its
+    sigmoid), with the loader's anchors (training/decode.camera_anchors) or measured from the origin."""
+    import torch
+
+    from training.blocks import ray_depth_means
+    from training.decode import camera_anchors
+
+    anchors = camera_anchors(s.key, s.meta) if anchored else np.zeros((s.T, 3), np.float32)  # [T, 3]
+    S = s.meta["width"]
+    j, i = np.meshgrid(np.arange(S) + 0.5, np.arange(S) + 0.5)
+    bad = total = 0
+    for t in range(s.T):
+        c2w = torch.tensor(s.c2w[t], dtype=torch.float32)[None]  # [1, V, 4, 4]
+        K = torch.tensor(s.K, dtype=torch.float32)[None]  # [1, V, 3, 3]
+        a = torch.from_numpy(anchors[t]).expand(1, s.V, 3)  # [1, V, 3]
+        _, lo = ray_depth_means(torch.full((1, s.V, S, S, 1), -50.0), c2w, K, span, a)  # [1, V, S, S, 1]
+        _, hi = ray_depth_means(torch.full((1, s.V, S, S, 1), 50.0), c2w, K, span, a)
+        for v in range(s.V):
+            d = s.depth[t][v]
+            ray = d * np.sqrt(1 + ((j - s.K[v][0, 2]) / s.K[v][0, 0]) ** 2 + ((i - s.K[v][1, 2]) / s.K[v][1, 1]) ** 2)
+            m = d > 0
+            lo_v, hi_v = lo[0, v, ..., 0].numpy()[m], hi[0, v, ..., 0].numpy()[m]
+            bad += int(((ray[m] < lo_v - 1e-3) | (ray[m] > hi_v + 1e-3)).sum())
+            total += int(m.sum())
+    return bad / total
+
+
+def test_the_reconstructors_distance_bound_holds_tracked_surfaces_through_the_anchors(box):
+    # training/blocks.py puts each Gaussian on its pixel ray at |camera - anchor| +- model.dist_span, the
+    # anchor being the camera's per-time offset (the loader's in_anchor). Measured from the origin (as
+    # before anchors), a traveller's cameras are 2.5 units from it and most surfaces fall outside the
+    # default span; from the anchors they all lie inside, as an in-place clip's do under union.
+    pytest.importorskip("torch")
+    union, track = box["union"], box["track"]
+    assert not np.any(union.meta["cameras"]["offsets"])  # union: anchors 0, the bound as before
+    assert union.result.stats["dist_span_needed"] < 1.0
+    assert _outside_bound(union, 1.0, anchored=True) == _outside_bound(union, 1.0, anchored=False) == 0.0
+    need = track.result.stats["dist_span_needed"]
+    assert track.meta["quality"]["dist_span_needed"] == need  # in the JSON too, for a loader to check
+    assert need < 0.9  # the per-time box fits the unit cube around its anchor: half-diagonal 0.87
+    assert _outside_bound(track, 1.0, anchored=True) == 0.0  # the default model.dist_span holds every surface
+    assert _outside_bound(track, need - 0.05, anchored=True) > 0.0  # dist_span_needed is tight
+    assert _outside_bound(track, 1.0, anchored=False) > 0.2  # without anchors the default span misses them
+    assert _outside_bound(track, 2.0, anchored=False) > 0.0  # the cameras travel 2.5 units
+
+
+def test_anchors_of_zero_leave_the_distance_bound_bit_for_bit_unchanged(box):
+    # Union shards (and shards from before framing) have zero anchors: existing checkpoints keep their meaning.
     torch = pytest.importorskip("torch")
     from training.blocks import ray_depth_means
 
-    def outside(s: Sample, span: float) -> float:
-        bad = total = 0
-        for t in range(s.T):
-            c2w = torch.tensor(s.c2w[t], dtype=torch.float32)[None]  # [1, V, 4, 4]
-            K = torch.tensor(s.K, dtype=torch.float32)[None]  # [1, V, 3, 3]
-            S = s.meta["width"]
-            _, lo = ray_depth_means(torch.full((1, s.V, S, S, 1), -50.0), c2w, K, span)  # [1, V, S, S, 1]
-            _, hi = ray_depth_means(torch.full((1, s.V, S, S, 1), 50.0), c2w, K, span)
-            for v in range(s.V):
-                d = s.depth[t][v]
-                j, i = np.meshgrid(np.arange(S) + 0.5, np.arange(S) + 0.5)
-                ray = d * np.sqrt(1 + ((j - s.K[v][0, 2]) / s.K[v][0, 0]) ** 2 + ((i - s.K[v][1, 2]) / s.K[v][1, 1]) ** 2)
-                m = d > 0
-                lo_v, hi_v = lo[0, v, ..., 0].numpy()[m], hi[0, v, ..., 0].numpy()[m]
-                bad += int(((ray[m] < lo_v - 1e-3) | (ray[m] > hi_v + 1e-3)).sum())
-                total += int(m.sum())
-        return bad / total
-
-    union, track = box["union"], box["track"]
-    assert union.result.stats["dist_span_needed"] < 1.0 and outside(union, 1.0) == 0.0
-    need = track.result.stats["dist_span_needed"]
-    assert track.meta["quality"]["dist_span_needed"] == need  # in the JSON too, for a loader to check
-    assert need > 2.0  # the box's cameras travel 2.5 units from the origin
-    assert outside(track, 1.0) > 0.2
-    assert outside(track, need + 0.01) == 0.0
+    s = box["union"]
+    g = torch.Generator().manual_seed(0)
+    raw = torch.randn(1, s.V, 24, 24, 1, generator=g) * 3  # [1, V, S, S, 1]
+    c2w = torch.tensor(s.c2w[0], dtype=torch.float32)[None]  # [1, V, 4, 4]
+    K = torch.tensor(s.K, dtype=torch.float32)[None] * torch.tensor([24 / 96, 24 / 96, 1.0])[:, None]
+    m0, d0 = ray_depth_means(raw, c2w, K, 1.0)
+    m1, d1 = ray_depth_means(raw, c2w, K, 1.0, torch.zeros(1, s.V, 3))
+    assert torch.equal(m0, m1) and torch.equal(d0, d1)
+    m2, _ = ray_depth_means(raw, c2w, K, 1.0, torch.tensor(s.meta["cameras"]["offsets"][0]).expand(1, s.V, 3).float())
+    assert torch.equal(m0, m2)
 
 
 @pytest.mark.parametrize("framing", ["union", "track"])
