@@ -91,7 +91,7 @@ def bench_training(name: str, steps: int, dev) -> dict:
 
 
 def bench_inference(name: str, dev, frames: int = 16, size: int = 256, reps: int = 5, temporal: bool | None = None,
-                    heads: int | None = None, backend: str | None = None) -> dict:
+                    heads: int | None = None, backend: str | None = None, render_too: bool = True) -> dict:
     """`backend`: an SDPA backend to force (flash, cudnn, efficient); None = PyTorch's choice."""
     import contextlib
 
@@ -126,10 +126,12 @@ def bench_inference(name: str, dev, frames: int = 16, size: int = 256, reps: int
             state["img"] = render_frames(state["g"], cam, Kr, size, size, bg, cfg.render, "gsplat")
 
     for _ in range(2):
-        recon(), render()
+        recon()
+        if render_too:
+            render()
     t_r = statistics.median(_sync_time(recon, reps))
-    t_d = statistics.median(_sync_time(render, reps))
-    t_all = statistics.median(_sync_time(lambda: (recon(), render()), reps))
+    t_d = statistics.median(_sync_time(render, reps)) if render_too else float("nan")
+    t_all = statistics.median(_sync_time(lambda: (recon(), render()), reps)) if render_too else float("nan")
     flops = forward_flops(m, frames, 1 + n0, size)
     return {"preset": name, "temporal_attention": m.temporal_attention, "heads": m.heads, "sdpa": backend or "auto",
             "frames": frames, "image_size": size,
@@ -145,18 +147,22 @@ def main() -> None:
     ap.add_argument("--presets", default="l4gm-small,l4gm-base")
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--variants", action="store_true",
-                    help="also the base preset's inference with 8 heads (head dim 128) and each SDPA backend")
+                    help="also the base preset's inference with 8 heads (head dim 128) and the cuDNN/flash SDPA backends")
+    ap.add_argument("--only-variants", action="store_true", help="the variants alone, reconstruction only "
+                    "(no gsplat: runs while gsplat compiles)")
     a = ap.parse_args()
     dev = torch.device("cuda")
     torch.backends.cuda.matmul.allow_tf32 = True
     res: dict = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "training": [], "inference": []}
-    jobs = [("training", lambda n=n: bench_training(n, a.steps, dev)) for n in a.presets.split(",")]
-    jobs += [("inference", lambda n=n: bench_inference(n, dev)) for n in a.presets.split(",")]
-    jobs += [("inference", lambda: bench_inference("l4gm-base", dev, temporal=False))]
-    if a.variants:
-        for heads in (16, 8):
-            for be in ("flash", "cudnn", "efficient"):
-                jobs.append(("inference", lambda h=heads, be=be: bench_inference("l4gm-base", dev, heads=h, backend=be)))
+    jobs = []
+    if not a.only_variants:
+        jobs += [("training", lambda n=n: bench_training(n, a.steps, dev)) for n in a.presets.split(",")]
+        jobs += [("inference", lambda n=n: bench_inference(n, dev)) for n in a.presets.split(",")]
+        jobs += [("inference", lambda: bench_inference("l4gm-base", dev, temporal=False))]
+    if a.variants or a.only_variants:
+        for heads, be in ((16, None), (16, "cudnn"), (8, "flash"), (8, "cudnn")):
+            jobs.append(("inference", lambda h=heads, be=be: bench_inference("l4gm-base", dev, heads=h, backend=be,
+                                                                            render_too=not a.only_variants)))
     for kind, fn in jobs:
         try:
             r = fn()

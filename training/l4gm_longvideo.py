@@ -104,7 +104,8 @@ def interpolate_video(model: nn.Module, video: Views, t0: Views, render_cfg: Ren
     T = video.rgb.shape[0]
     if T < 2:
         raise ValueError("interpolation needs a video of at least 2 frames")
-    rgb, c2w, K, times = [], [], [], []
+    rgb, c2w, K, times, anchors = [], [], [], [], []
+    anc = video.anchors()  # [T, 3]
     for k in range(T - 1):
         for j in range(3):
             a = j / 3
@@ -113,9 +114,12 @@ def interpolate_video(model: nn.Module, video: Views, t0: Views, render_cfg: Ren
             c2w.append(video.c2w[near])
             K.append(video.K[near])
             times.append((1 - a) * video.time[k] + a * video.time[k + 1])
+            anchors.append((1 - a) * anc[k] + a * anc[k + 1])
+    anchors.append(anc[-1])
     rgb.append(video.rgb[-1])
     c2w.append(video.c2w[-1])
     K.append(video.K[-1])
     times.append(video.time[-1])
-    dense = Views(torch.stack(rgb), torch.stack(c2w), torch.stack(K), torch.stack([torch.as_tensor(t) for t in times]))
+    dense = Views(torch.stack(rgb), torch.stack(c2w), torch.stack(K), torch.stack([torch.as_tensor(t) for t in times]),
+                  torch.stack(anchors))
     return reconstruct_video(model, dense, t0, 4, render_cfg, backend, background, autocast)
