@@ -148,9 +148,22 @@ def tar_member_offsets(tar_path: str | os.PathLike) -> list[tuple[str, int, int]
 INDEX_NAME = "index.json"
 
 
-def build_index(directory: str | os.PathLike) -> dict:
+def build_index(directory: str | os.PathLike, refresh: set[int] | None = None) -> dict:
+    """The index of the committed shards (listed now). With `refresh` (the shards just committed), the
+    entries of the other shards are taken from the current index.json when it has them, so a commit
+    on an object store costs one listing and one stats.json read, not one read per shard."""
+    old: dict[int, dict] = {}
+    if refresh is not None:
+        try:
+            prev = json.loads(storage.open_store(directory).read_bytes(INDEX_NAME))
+            old = {int(e["shard"]): e for e in prev["shards"] if e.get("tar") == tar_name(int(e["shard"]))}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            old = {}  # no index yet, or one we do not trust: rebuild every entry
     shards = []
     for n in committed_shards(directory):
+        if n in old and n not in refresh:
+            shards.append(old[n])
+            continue
         try:
             st = read_stats(directory, n)
         except (OSError, ValueError):
@@ -159,10 +172,11 @@ def build_index(directory: str | os.PathLike) -> dict:
     return {"schema_version": SCHEMA_VERSION, "shards": shards}
 
 
-def write_index(directory: str | os.PathLike) -> str:
-    """Rewrite DIR/index.json (a local atomic rename, or one whole-object PUT); returns its path or URL."""
+def write_index(directory: str | os.PathLike, refresh: set[int] | None = None) -> str:
+    """Rewrite DIR/index.json (a local atomic rename, or one whole-object PUT); returns its path or URL.
+    `refresh`: only these shards' stats.json are read again (see build_index)."""
     store = storage.open_store(directory)
-    data = build_index(directory)
+    data = build_index(directory, refresh)
     store.write_bytes(INDEX_NAME, json.dumps(data, indent=1, sort_keys=True).encode("utf-8"))
     return store.child(INDEX_NAME)
 

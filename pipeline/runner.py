@@ -135,7 +135,7 @@ def run_render(manifest: Any, selection: list[int], spec: Any, out_dir: str | Pa
     t0 = time.perf_counter()
 
     def on_commit(n: int, stats: Any) -> None:
-        write_index(out)
+        write_index(out, refresh={n})  # incremental: one stats.json read per commit, even on S3
         if n in retry:
             summary.retried[n] = len(retry[n])
         else:

@@ -54,3 +54,25 @@ def test_an_aborted_writer_leaves_no_index_and_a_commit_writes_stats_last(tmp_pa
     mtimes = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
     assert mtimes[layout.stats_name(1)] >= max(mtimes[layout.tar_name(1)], mtimes[layout.parquet_name(1)],
                                                mtimes[layout.members_name(1)])
+
+
+def test_the_committed_shard_index_updated_per_commit_equals_a_full_rebuild(tmp_path):
+    import json
+
+    from training import synthetic
+
+    def commit(n: int) -> None:
+        synthetic.commit_shard(tmp_path, n, [synthetic.make_sample(f"u{n}", n, views=2, frames=1, size=8)])
+
+    for n in range(3):
+        commit(n)
+    layout.write_index(tmp_path)
+    commit(5)
+    layout.write_index(tmp_path, refresh={5})  # what pipeline render does after each commit
+    incremental = json.loads((tmp_path / layout.INDEX_NAME).read_text())
+    layout.write_index(tmp_path)
+    assert incremental == json.loads((tmp_path / layout.INDEX_NAME).read_text())
+    assert [s["shard"] for s in incremental["shards"]] == [0, 1, 2, 5]
+    (tmp_path / layout.stats_name(1)).unlink()  # uncommitted (e.g. --force in progress): gone from the index
+    layout.write_index(tmp_path, refresh={5})
+    assert [s["shard"] for s in json.loads((tmp_path / layout.INDEX_NAME).read_text())["shards"]] == [0, 2, 5]
