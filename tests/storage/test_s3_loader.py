@@ -95,3 +95,15 @@ def test_corrupted_objects_in_the_bucket_are_counted_and_skipped(s3_env, s3_data
     keys = {k for x in batches for k in x["key"]}
     rows = pd.read_parquet(io.BytesIO(c.get_object(Bucket=bucket, Key=f"ds/{layout.parquet_name(shards[2])}")["Body"].read()))
     assert set(rows.loc[rows["status"] == "ok", "key"]) <= keys  # the intact shard is read in full
+
+
+def test_forked_dataloader_workers_read_the_bucket(s3_env, s3_dataset):
+    """Workers are forked after the parent has used s3fs (listing): each makes its own client and reads
+    its share of the shards; every sample comes out once."""
+    urls = shardspec.resolve_shards(s3_dataset)
+    cfg = DataConfig(image_size=16, n_in=2, n_target=2, num_workers=2, batches_per_epoch=2, shuffle_buffer=2)
+    ds = data.make_dataset(urls, cfg, batch_size=1, resampled=False)
+    loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2, multiprocessing_context="fork")
+    keys = [k for b in loader for k in b["key"]]
+    ok = sum(layout.read_stats(s3_dataset, n)["ok"] for n in layout.committed_shards(s3_dataset))
+    assert len(keys) == len(set(keys)) == ok
