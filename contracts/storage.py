@@ -45,6 +45,10 @@ class StorageError(OSError):
     """A dataset location that cannot be used; the message names the URL and the problem."""
 
 
+class RangeNotSupported(StorageError):
+    """An HTTP server answered a Range request with the whole file (200): stream that shard instead."""
+
+
 def is_url(target: str | os.PathLike) -> bool:
     """True for `scheme://...` strings other than file:// (those are local paths)."""
     m = _URL_RE.match(str(target))
@@ -357,9 +361,8 @@ def read_range(url: str, offset: int, size: int) -> bytes:
         req = urllib.request.Request(url, headers={"Range": f"bytes={offset}-{offset + size - 1}"})
         with urllib.request.urlopen(req, timeout=HTTP_TIMEOUT_S) as r:  # noqa: S310
             if r.status != 206:
-                raise StorageError(f"{url}: the server ignored the Range request (HTTP {r.status}); "
-                                   f"serve the dataset with a server that supports ranges, or remove its "
-                                   f"members.parquet files to stream whole shards")
+                raise RangeNotSupported(f"{url}: the server ignored the Range request (HTTP {r.status}); "
+                                   f"the shard is streamed whole instead")
             data = r.read()
     elif is_url(url):
         scheme, key = split_url(url)

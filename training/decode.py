@@ -105,6 +105,8 @@ class MemberRef:
     def read(self) -> bytes:
         try:
             return storage.read_range(self.url, self.offset, self.size)
+        except storage.RangeNotSupported:
+            raise  # not this member's fault: the shard reader streams the shard instead
         except Exception as exn:  # noqa: BLE001 (network, storage and file errors all skip the sample)
             raise SampleError("member_read", f"{self.url}#{self.name}: ranged read failed ({exn})"[:500]) from None
 

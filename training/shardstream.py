@@ -15,7 +15,8 @@ concurrently (a small thread pool per process) when they live behind a network (
 sample costs one round trip of latency instead of a dozen; local refs are left to the decoders.
 
 Errors go to the handler (skip-and-count): an unreadable index is counted (`member_index`) and the
-shard is streamed; a member that cannot be fetched skips its sample (`member_read`).
+shard is streamed; a member that cannot be fetched skips its sample (`member_read`). An HTTP server
+that ignores Range requests (answers 200 with the whole file) gets the shard streamed instead.
 """
 
 from __future__ import annotations
@@ -151,9 +152,20 @@ def shard_samples(src: Iterable[dict], handler: Callable, ranged: bool = True) -
                 if not handler(SampleError("member_index", f"{url}: member index unreadable, streaming instead ({exn})"[:500])):
                     return
         if index is not None:
-            yield from indexed_samples(url, index, handler)
-        else:
-            yield from streamed_samples(url, handler)
+            n = 0
+            try:
+                for sample in indexed_samples(url, index, handler):
+                    n += 1
+                    yield sample
+                continue
+            except storage.RangeNotSupported as exn:
+                with _cache_lock:
+                    _index_cache[url] = (time.monotonic(), None)  # stream this shard from now on
+                if n:
+                    handler(SampleError("member_read", str(exn)))
+                    continue
+                log.warning("%s; streaming it", exn)
+        yield from streamed_samples(url, handler)
 
 
 _pools: dict[int, ThreadPoolExecutor] = {}
