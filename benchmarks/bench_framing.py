@@ -8,7 +8,8 @@ layout (8 fixed views on two rings, radius 2.1, fov 49.1) at a small size. Cover
 pixels with alpha > 0; per sample it reports the mean over all images, the median view and the best
 view (each view's mean over time), the per-time camera travel, how often the object touches the
 image border, and where the surfaces lie along the pixel rays against the reconstructor's distance bound
-(|camera| +- model.dist_span, training/blocks.py). Prints a Markdown table of the median and 10th percentile per group and framing, and
+(|camera - anchor| +- model.dist_span, training/blocks.py, the anchor being the time's camera offset; and,
+for comparison, measured from the origin as before anchors). Prints a Markdown table of the median and 10th percentile per group and framing, and
 writes every row to --out (JSON lines).
 
     nice python benchmarks/bench_framing.py --out .scratch/framing.jsonl
@@ -40,14 +41,19 @@ STATS = ("coverage_mean", "coverage_median_view", "coverage_max_view", "touches_
 
 
 def ray_span(members: dict[str, bytes], key: str, dist_span: float) -> dict:
-    """Where the surfaces lie along the pixel rays against the reconstructor's bound |camera| +- dist_span
-    (training/blocks.py ray_depth_means): the largest | ray distance - |camera| | over all surface pixels
-    (the smallest dist_span that holds every surface) and the fraction of surface pixels outside the bound."""
+    """Where the surfaces lie along the pixel rays against the reconstructor's bound |camera - anchor| +-
+    dist_span (training/blocks.py ray_depth_means; anchor = cameras.offsets[t], training/decode.py
+    camera_anchors): the largest | ray distance - |camera - anchor| | over all surface pixels (the smallest
+    dist_span that holds every surface) and the fraction of surface pixels outside the bound; the same
+    measured from the origin (`_origin`: the bound before anchors, what a model given no anchors uses)."""
     from render import passes
+    from training.decode import camera_anchors
 
     meta = json.loads(members[f"{key}.json"])
     c2w, K = np.array(meta["c2w"]), np.array(meta["K"])  # [T, V, 4, 4], [V, 3, 3]
+    anchors = camera_anchors(key, meta)  # [T, 3]
     need, outside, total = 0.0, 0, 0
+    need_o, outside_o = 0.0, 0
     for t in range(meta["num_frames"]):
         for v in range(meta["num_views"]):
             depth = passes.decode_depth(members[f"{key}.t{t:03d}.v{v:03d}.depth.png"], meta["depth_scale"])
@@ -55,12 +61,15 @@ def ray_span(members: dict[str, bytes], key: str, dist_span: float) -> dict:
             j, i = np.meshgrid(np.arange(W) + 0.5, np.arange(H) + 0.5)
             stretch = np.sqrt(1 + ((j - K[v, 0, 2]) / K[v, 0, 0]) ** 2 + ((i - K[v, 1, 2]) / K[v, 1, 1]) ** 2)
             ray = (depth * stretch)[depth > 0]  # distance along the unit pixel ray
-            gap = np.abs(ray - np.linalg.norm(c2w[t, v, :3, 3]))
+            gap = np.abs(ray - np.linalg.norm(c2w[t, v, :3, 3] - anchors[t]))
+            gap_o = np.abs(ray - np.linalg.norm(c2w[t, v, :3, 3]))
             if len(gap):
-                need = max(need, float(gap.max()))
+                need, need_o = max(need, float(gap.max())), max(need_o, float(gap_o.max()))
                 outside += int((gap > dist_span).sum())
+                outside_o += int((gap_o > dist_span).sum())
                 total += len(gap)
-    return {"span_needed": need, "outside_default_span": outside / total if total else 0.0}
+    return {"span_needed": need, "outside_default_span": outside / total if total else 0.0,
+            "span_needed_origin": need_o, "outside_default_span_origin": outside_o / total if total else 0.0}
 
 
 def render(worker, path: Path, clip: int, uid: str, framing: str, dist_span: float) -> dict:
@@ -135,7 +144,8 @@ def main() -> int:
           f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, {wall:.0f} s wall; "
           f"{args.resolution} px, {args.frames} times, {spec.fixed_views} views, travel x{args.travel}\n")
     print("| group | framing | n ok | coverage mean: median | p10 | median view: median | p10 | best view: median | p10 "
-          "| touches border | camera travel: median | max | span needed: max | outside span: max |")
+          "| touches border | camera travel: median | max | span needed: max, anchor / origin "
+          "| outside span: max, anchor / origin |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for group in dict.fromkeys(r["group"] for r in rows):
         for framing in FRAMINGS:
@@ -147,7 +157,9 @@ def main() -> int:
                   f"| {np.mean(col['touches_border']) if ok else float('nan'):.2f} "
                   f"| {pct(col['track_travel'], 50):.2f} | {max(col['track_travel'], default=float('nan')):.2f} "
                   f"| {max((r['span_needed'] for r in ok), default=float('nan')):.2f} "
-                  f"| {max((r['outside_default_span'] for r in ok), default=float('nan')):.3f} |")
+                  f"/ {max((r['span_needed_origin'] for r in ok), default=float('nan')):.2f} "
+                  f"| {max((r['outside_default_span'] for r in ok), default=float('nan')):.3f} "
+                  f"/ {max((r['outside_default_span_origin'] for r in ok), default=float('nan')):.3f} |")
     bad = [r for r in rows if r["status"] != "ok"]
     for r in bad:
         print(f"not ok: {r['group']} {r['uid']} clip {r['clip']} {r['framing']}: {r['status']} {r['reason']}")

@@ -294,6 +294,13 @@ def turntable_cameras(n: int, radius: float, size: int, elevation_deg: float = 1
     return look_at(eye, torch.zeros_like(eye)), intrinsics(49.1, size, size).expand(n, 3, 3).clone()
 
 
+def anchor_at(clip: Clip, t: float) -> np.ndarray:
+    """The clip's camera anchor [3] (float32) at normalised time t: linear between its frames' times."""
+    known = sorted({(fr.time, fr.anchor) for fr in clip.frames})
+    times, anchors = [k[0] for k in known], np.array([k[1] for k in known])  # [n], [n, 3]
+    return np.array([np.interp(t, times, anchors[:, i]) for i in range(3)], np.float32)
+
+
 def save_gif(path: Path, frames: torch.Tensor, fps: float = 12.0) -> Path:
     """frames [n, 3, H, W] in [0, 1] -> an endlessly looping GIF, atomically."""
     imgs = [Image.fromarray((f.permute(1, 2, 0).clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8)) for f in frames]
@@ -371,20 +378,23 @@ def reconstruct(checkpoint: str, spec: str, out: str | os.PathLike, *, times: st
     for k, fr in enumerate(frames):
         plys.append(write_ply(outdir / f"frame-{k:03d}.ply", fr["means"], fr["rgb"], fr["opacity"], fr["scales"],
                               fr["quats"]))
-    # turntable through time: one camera step and one time step per animation frame
+    # turntable through time: one camera step and one time step per animation frame, around the anchor
+    # of that time (a tracked sample's cameras follow the object; the origin otherwise)
     size = anim_size or S
-    radius = float(np.mean([np.linalg.norm(f.c2w[:3, 3]) for f in clip.frames]))
+    radius = float(np.mean([np.linalg.norm(f.c2w[:3, 3] - np.asarray(f.anchor)) for f in clip.frames]))
     c2w, K = turntable_cameras(anim_frames, radius, size)
     images = []
     for j in range(anim_frames):
         if family == "lrm4d":
             lo, hi = min(out_times), max(out_times)
             t = lo + (hi - lo) * j / max(1, anim_frames - 1)
+            c2w[j, :3, 3] += torch.from_numpy(anchor_at(clip, t))
             rgb, _ = render_gaussians(g4, c2w[j][None, None].to(dev), K[j][None, None].to(dev),
                                       torch.tensor([[t]], device=dev), size, size, bg[None].to(dev), cfg.render, backend)
             images.append(rgb[0, 0].cpu())
         else:
             k = min(len(frames) - 1, j * len(frames) // anim_frames)
+            c2w[j, :3, 3] += torch.from_numpy(anchor_at(clip, out_times[k]))  # (interpolated frames too)
             rgb, _ = render_frames(g3.frames([k]), c2w[j][None, None, None].to(dev), K[j][None, None, None].to(dev),
                                    size, size, bg[None].to(dev), cfg.render, backend)
             images.append(rgb[0, 0, 0].cpu())

@@ -169,7 +169,7 @@ def test_the_models_place_gaussians_from_the_anchor(traveller):
 
 
 def test_reconstruct_reads_a_samples_anchors(traveller):
-    from training.reconstruct import load_input, to_views
+    from training.reconstruct import anchor_at, load_input, to_views
 
     meta = _meta(traveller["track"])
     clip = load_input(f"{traveller['track']}#traveller_000")
@@ -178,6 +178,11 @@ def test_reconstruct_reads_a_samples_anchors(traveller):
         assert fr.anchor == pytest.approx(tuple(offsets[fr.frame]), abs=1e-6)
     v = to_views(clip.frames[:3], 16, torch.ones(3))
     assert torch.equal(v.anchors(), torch.tensor([fr.anchor for fr in clip.frames[:3]]))
+    # the turntable follows the anchor through time, linearly between rendered times
+    times = meta["times"]
+    for t, off in zip(times, offsets):
+        np.testing.assert_allclose(anchor_at(clip, t), off, atol=1e-6)
+    np.testing.assert_allclose(anchor_at(clip, (times[0] + times[1]) / 2), (offsets[0] + offsets[1]) / 2, atol=1e-6)
 
 
 def test_camera_anchors_reads_offsets_or_zeros_and_names_bad_ones():
