@@ -31,9 +31,18 @@ class Attention(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         B, L, D = x.shape  # [B, L, D]
         q, k, v = self.qkv(x).reshape(B, L, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)  # [B, h, L, hd] x3
-        q, k = self.q_norm(q), self.k_norm(k)
+        q, k = _qk_norm(q, self.q_norm), _qk_norm(k, self.k_norm)
         y = F.scaled_dot_product_attention(q, k, v)  # [B, h, L, hd]
         return self.proj(y.transpose(1, 2).reshape(B, L, D))
+
+
+def _qk_norm(x: Tensor, norm: nn.Module) -> Tensor:
+    """RMSNorm in float32 (statistics, gain, eps as nn.RMSNorm on a float32 input), rounded once back to
+    x's dtype. Under bf16 autocast this is the fused kernel; nn.RMSNorm itself would meet a bf16 input
+    with a float32 gain and fall back to a slow composite of several kernels (same values)."""
+    if not isinstance(norm, nn.RMSNorm):
+        return norm(x)
+    return F.rms_norm(x.float(), norm.normalized_shape, norm.weight, norm.eps).to(x.dtype)
 
 
 class Block(nn.Module):

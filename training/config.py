@@ -119,6 +119,7 @@ class LossConfig:
     ssim: float = 0.0               # 1 - SSIM; structure term, off by default (LPIPS covers perception)
     lpips: float = 0.5              # perceptual term as in GS-LRM/4D-LRM; used only when the weights file exists
     lpips_weights: str | None = None  # local file (see training/lpips.py); never downloaded; None = no LPIPS
+    lpips_bf16: bool = True         # the LPIPS VGG in bf16, channels-last on CUDA (float32 distances); False = TF32
 
     def __post_init__(self) -> None:
         for name in ("mse", "mask", "ssim", "lpips"):
@@ -151,6 +152,7 @@ class TrainConfig:
     batch_size: int = 8             # samples per rank per step
     seed: int = 0                   # seeds model init and the data stream (with rank, worker and epoch)
     bf16: bool = True               # bf16 autocast for the transformer on CUDA (ignored on CPU)
+    compile: bool = True            # CUDA: torch.compile each transformer block and the slicing (training/fast.py)
     log_every: int = 20             # steps between metrics.jsonl / TensorBoard lines
     grid_every: int = 1000          # steps between image-grid PNGs (0 = never)
     ckpt_every: int = 1000          # steps between checkpoints (a final one is always written)
@@ -275,9 +277,10 @@ def tiny() -> TrainConfig:
 
 
 def small() -> TrainConfig:
-    """One GPU, fast experiments: 128 px, 4 inputs, 12 blocks of width 512 (~39M parameters)."""
+    """One GPU, fast experiments: 128 px, 4 inputs, 12 blocks of width 512 (~39M parameters). Batch 64:
+    the fastest per sample on an H200 (29 GiB; BENCHMARKS.md "Trainer speed")."""
     return TrainConfig(
-        preset="small", steps=20_000, batch_size=8, log_every=20, grid_every=500, ckpt_every=1000,
+        preset="small", steps=20_000, batch_size=64, log_every=20, grid_every=500, ckpt_every=1000,
         data=DataConfig(image_size=128, n_in=4, n_target=4, num_workers=6, batches_per_epoch=500),
         model=ModelConfig(patch_size=8, width=512, depth=12, heads=8),
         optim=OptimConfig(lr=4e-4, warmup_steps=500),
@@ -285,11 +288,13 @@ def small() -> TrainConfig:
 
 
 def base() -> TrainConfig:
-    """The GS-LRM/4D-LRM scale: 256 px, patch 8, 24 blocks of width 1024 (~300M parameters)."""
+    """The GS-LRM/4D-LRM scale: 256 px, patch 8, 24 blocks of width 1024 (~300M parameters). Batch 8 without
+    activation checkpointing: 47 GiB, fits an 80 GiB GPU (batch 16: 88 GiB, H200 only, 2% faster; with
+    --set model.grad_checkpoint=true batch 8 needs 19 GiB at 18% lower speed). BENCHMARKS.md "Trainer speed"."""
     return TrainConfig(
-        preset="base", steps=100_000, batch_size=4, log_every=20, grid_every=1000, ckpt_every=1000,
+        preset="base", steps=100_000, batch_size=8, log_every=20, grid_every=1000, ckpt_every=1000,
         data=DataConfig(image_size=256, n_in=4, n_target=8, num_workers=8, batches_per_epoch=1000),
-        model=ModelConfig(patch_size=8, width=1024, depth=24, heads=16, grad_checkpoint=True),
+        model=ModelConfig(patch_size=8, width=1024, depth=24, heads=16),
         optim=OptimConfig(lr=4e-4, warmup_steps=2000),
     )
 

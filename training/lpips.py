@@ -30,8 +30,15 @@ _SCALE = (0.458, 0.448, 0.450)
 
 
 class LPIPS(nn.Module):
-    def __init__(self):
+    """bf16=True (the trainer's setting) on CUDA: the VGG convolutions under bf16 autocast in channels-last
+    layout, and each tap's distance (unit-normalise, squared difference, weighted channel sum, mean) as
+    one torch.compile'd float32 function instead of a dozen passes over float32 copies of the feature
+    maps; BENCHMARKS.md has its speed and its difference from float32. The target's features are
+    computed without autograd."""
+
+    def __init__(self, bf16: bool = False):
         super().__init__()
+        self.bf16 = bf16
         layers: list[nn.Module] = []
         c_in = 3
         for v in _VGG_CFG:
@@ -49,13 +56,28 @@ class LPIPS(nn.Module):
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         """x, y: [N, 3, H, W] in [0, 1]. Returns the per-image distance [N]."""
-        fx, fy = self._taps((x * 2 - 1 - self.shift) / self.scale), self._taps((y * 2 - 1 - self.shift) / self.scale)
+        fx = self._features(x)
+        with torch.no_grad():  # nothing flows back into the target
+            fy = self._features(y)
         total = x.new_zeros(x.shape[0])
+        fused = self.bf16 and x.is_cuda
         for lin, a, b in zip(self.lin, fx, fy):
-            a = a / (a.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
-            b = b / (b.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
-            total = total + lin((a - b) ** 2).mean(dim=(1, 2, 3))
+            if fused:
+                total = total + _compiled_distance()(a, b, lin.weight)
+            else:
+                a, b = a.float(), b.float()
+                a = a / (a.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+                b = b / (b.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+                total = total + lin((a - b) ** 2).mean(dim=(1, 2, 3))
         return total
+
+    def _features(self, x: Tensor) -> list[Tensor]:
+        x = (x * 2 - 1 - self.shift) / self.scale
+        fast = self.bf16 and x.is_cuda
+        if fast:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=fast):
+            return self._taps(x)
 
     def _taps(self, x: Tensor) -> list[Tensor]:
         out = []
@@ -66,18 +88,40 @@ class LPIPS(nn.Module):
         return out
 
 
-def load_lpips(path: str | os.PathLike | None, device: torch.device | str = "cpu") -> LPIPS | None:
-    """The LPIPS network from a local weights file, or None (with one warning) when it is absent."""
+def _tap_distance(a: Tensor, b: Tensor, w: Tensor) -> Tensor:
+    """One tap's LPIPS distance per image: a, b [N, C, h, w] features, w [1, C, 1, 1] -> [N] (float32)."""
+    a, b = a.float(), b.float()
+    a = a / (a.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+    b = b / (b.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+    return ((a - b) ** 2 * w.float().view(1, -1, 1, 1)).sum(1).mean(dim=(1, 2))
+
+
+_DISTANCE = None
+
+
+def _compiled_distance():
+    global _DISTANCE
+    if _DISTANCE is None:
+        _DISTANCE = torch.compile(_tap_distance, dynamic=False)
+    return _DISTANCE
+
+
+def load_lpips(path: str | os.PathLike | None, device: torch.device | str = "cpu", bf16: bool = False) -> LPIPS | None:
+    """The LPIPS network from a local weights file, or None (with one warning) when it is absent.
+    bf16: see `LPIPS` (training uses it; metrics keep float32)."""
     if not path or not os.path.isfile(path):
         log.warning("LPIPS weights not found (%s): training without the LPIPS term. See training/lpips.py "
                     "to make the file from local VGG/LPIPS weights; nothing is downloaded.", path or "no path set")
         return None
     state = torch.load(path, map_location="cpu", weights_only=True)
-    net = LPIPS()
+    net = LPIPS(bf16=bf16)
     missing, unexpected = net.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ValueError(f"{path}: not an LPIPS weights file (missing {missing[:3]}, unexpected {unexpected[:3]})")
-    return net.to(device)
+    net = net.to(device)
+    if bf16 and torch.device(device).type == "cuda":
+        net = net.to(memory_format=torch.channels_last)
+    return net
 
 
 def convert(vgg_state: dict[str, Tensor], lin_state: dict[str, Tensor]) -> dict[str, Tensor]:

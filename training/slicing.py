@@ -19,6 +19,14 @@ import torch
 from torch import Tensor
 
 _XYZT = [1, 2, 3, 0]  # quaternion order (w, x, y, z) -> 4D order (x, y, z, t), with t on w
+_COMPILED = None  # torch.compile'd _slice_core, used for CUDA tensors when _USE_COMPILED (training/fast.py)
+_USE_COMPILED = False
+
+
+def _matmul_small(a: Tensor, b: Tensor) -> Tensor:
+    """a @ b for stacks of tiny matrices ([..., n, k] @ [..., k, m]) as a broadcast multiply and sum:
+    elementwise work that torch.compile fuses with its neighbours, instead of a batched GEMM of 4x4s."""
+    return (a[..., :, :, None] * b[..., None, :, :]).sum(-2)
 
 
 def quat_left_matrix(q: Tensor) -> Tensor:
@@ -49,7 +57,7 @@ def rotation_4d(q_l: Tensor, q_r: Tensor) -> Tensor:
     """4D rotation P -> q_l * P * q_r in (x, y, z, t) order. q_l, q_r: [..., 4] (normalised here) -> [..., 4, 4]."""
     q_l = q_l / q_l.norm(dim=-1, keepdim=True)
     q_r = q_r / q_r.norm(dim=-1, keepdim=True)
-    M = quat_left_matrix(q_l) @ quat_right_matrix(q_r)  # [..., 4, 4] in (w, x, y, z) order
+    M = _matmul_small(quat_left_matrix(q_l), quat_right_matrix(q_r))  # [..., 4, 4] in (w, x, y, z) order
     return M[..., _XYZT, :][..., :, _XYZT]
 
 
@@ -58,7 +66,7 @@ def covariance_4d(scales: Tensor, scale_t: Tensor, q_l: Tensor, q_r: Tensor) -> 
     R = rotation_4d(q_l, q_r)  # [..., 4, 4]
     s = torch.cat([scales, scale_t[..., None]], dim=-1)  # [..., 4]
     RS = R * s[..., None, :]  # [..., 4, 4] = R @ diag(s)
-    return RS @ RS.transpose(-1, -2)
+    return _matmul_small(RS, RS.transpose(-1, -2))
 
 
 def condition_on_time(cov4: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -105,13 +113,30 @@ class SlicedGaussians:
     colors: Tensor     # [B, T, N, 3] (expanded view)
 
 
+def _slice_core(means: Tensor, mu_t: Tensor, scales: Tensor, scale_t: Tensor, q_l: Tensor, q_r: Tensor,
+                opacity: Tensor, times: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The arithmetic of `slice_at` on plain tensors (what torch.compile sees). Returns means [B, T, N, 3],
+    the time-independent covariance [B, N, 3, 3] and opacities [B, T, N]."""
+    cov4 = covariance_4d(scales, scale_t, q_l, q_r)  # [B, N, 4, 4]
+    cov3, velocity, stt = condition_on_time(cov4)  # [B, N, 3, 3], [B, N, 3], [B, N]
+    dt = times[:, :, None] - mu_t[:, None, :]  # [B, T, N]
+    means_t = means[:, None] + velocity[:, None] * dt[..., None]  # [B, T, N, 3]
+    opac = opacity[:, None] * torch.exp(-0.5 * dt * dt / stt[:, None])  # [B, T, N]
+    return means_t, cov3, opac
+
+
+def use_compiled(on: bool) -> None:
+    """Slice CUDA tensors with a torch.compile'd `_slice_core` (one or two fused kernels each way)."""
+    global _COMPILED, _USE_COMPILED
+    if on and _COMPILED is None:
+        _COMPILED = torch.compile(_slice_core, dynamic=False)
+    _USE_COMPILED = on
+
+
 def slice_at(g: Gaussians4D, times: Tensor) -> SlicedGaussians:
     """Slice every sample's 4D Gaussians at its target times. times: [B, T] -> SlicedGaussians."""
-    cov4 = covariance_4d(g.scales, g.scale_t, g.q_l, g.q_r)  # [B, N, 4, 4]
-    cov3, velocity, stt = condition_on_time(cov4)  # [B, N, 3, 3], [B, N, 3], [B, N]
-    dt = times[:, :, None] - g.mu_t[:, None, :]  # [B, T, N]
-    means = g.means[:, None] + velocity[:, None] * dt[..., None]  # [B, T, N, 3]
-    opac = g.opacity[:, None] * torch.exp(-0.5 * dt * dt / stt[:, None])  # [B, T, N]
+    core = _COMPILED if _USE_COMPILED and times.is_cuda else _slice_core
+    means, cov3, opac = core(g.means, g.mu_t, g.scales, g.scale_t, g.q_l, g.q_r, g.opacity, times)
     B, T = times.shape
     N = g.means.shape[1]
     return SlicedGaussians(

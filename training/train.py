@@ -28,6 +28,7 @@ from training import data as data_mod
 from training import weights as weights_mod
 from training.follow import ShardFollower
 from training import ddp
+from training import fast
 from training.config import OptimConfig, TrainConfig
 from training.losses import reconstruction_losses
 from training.lpips import load_lpips
@@ -199,9 +200,11 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
             torch.set_rng_state(state["rng"]["torch"])
+        self.speed = fast.setup_model(model, info.device, cfg.compile)  # CUDA: cuDNN attention, compiled blocks
         self.model = ddp.wrap(model, info)
         self.backend = resolve_backend(cfg.render, info.device)
-        self.lpips = load_lpips(cfg.loss.lpips_weights, info.device) if cfg.loss.lpips > 0 else None
+        self.lpips = (load_lpips(cfg.loss.lpips_weights, info.device, bf16=cfg.loss.lpips_bf16)
+                      if cfg.loss.lpips > 0 else None)
         self.weights = weights_mod.load_weights(cfg.data.weights) if cfg.data.weights else None
         if info.device.type == "cuda":  # float32 matrix products (LPIPS, slicing) on tensor cores
             torch.backends.cuda.matmul.allow_tf32 = True
@@ -229,7 +232,7 @@ class Trainer:
         self.model.train()
         deadline = time.monotonic() + cfg.max_minutes * 60 if cfg.max_minutes > 0 else None
         t_log, n_since, data_time = time.perf_counter(), 0, 0.0
-        window: dict[str, float] = {}  # metric sums since the last log line
+        window: dict[str, Any] = {}  # metric sums since the last log line (device tensors: no sync per step)
         while step < cfg.steps:
             handler = data_mod.SkipAndCount()
             loader = data_mod.make_loader(self.urls, cfg.data, batch_size=cfg.batch_size, seed=cfg.seed,
@@ -251,7 +254,7 @@ class Trainer:
                 if step % cfg.log_every == 0 or last_step:
                     elapsed = time.perf_counter() - t_log
                     skipped = self.skipped_total + sum((Counter(c) for c in epoch_skips.values()), Counter())
-                    metrics = ddp.mean({k: v / n_since for k, v in window.items()}, info)  # window means
+                    metrics = ddp.mean({k: float(v) / n_since for k, v in window.items()}, info)  # window means
                     window = {}
                     metrics.update(step=step, epoch=self.epoch, lr=self.scheduler.get_last_lr()[0],
                                    samples_per_s=n_since * cfg.batch_size * info.world_size / elapsed,
@@ -279,7 +282,9 @@ class Trainer:
             self.epoch += 1
         return last
 
-    def train_step(self, batch: dict) -> tuple[dict[str, float], torch.Tensor]:
+    def train_step(self, batch: dict) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """One optimiser step. Metrics come back as detached 0-d tensors: reading them waits for the GPU,
+        so the loop sums them on the device and reads them once per log line."""
         cfg = self.cfg
         _g, rgb, alpha = forward_render(self.model, batch, cfg, self.backend, self.autocast)
         losses = reconstruction_losses(rgb, alpha, batch["tg_rgb"], batch["tg_alpha"], cfg.loss, self.lpips)
@@ -289,8 +294,8 @@ class Trainer:
                                                cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf"))
         self.optimizer.step()
         self.scheduler.step()
-        out = {k: float(v.detach()) for k, v in losses.items()}
-        out["grad_norm"] = float(gnorm)
+        out = {k: v.detach() for k, v in losses.items()}
+        out["grad_norm"] = gnorm.detach()
         return out, rgb
 
     # -- outputs -----------------------------------------------------------------------------------------

@@ -1,0 +1,143 @@
+"""training/fast.py: the GPU speed settings compute what the eager float32/TF32 code computes.
+
+The CPU test checks that nothing changes on a CPU; the others need a CUDA GPU (run on the GPU
+machine: `pytest tests/training/test_fast.py`) and compare, on fresh random inputs, each fast path
+with its reference: compiled blocks vs eager blocks, cuDNN attention vs a float32 math reference,
+compiled slicing vs eager slicing, bf16 LPIPS vs float32 LPIPS.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from training import fast, slicing
+from training.config import ModelConfig
+
+
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.float() - b.float()).norm() / b.float().norm().clamp_min(1e-12))
+
+
+def _gaussians(B, N, device, seed):
+    g = torch.Generator().manual_seed(seed)
+    t = lambda *s: torch.randn(*s, generator=g).to(device)  # noqa: E731
+    return slicing.Gaussians4D(means=t(B, N, 3), mu_t=t(B, N).sigmoid(), rgb=t(B, N, 3).sigmoid(),
+                               scales=t(B, N, 3).exp() * 0.05, scale_t=t(B, N).exp() * 0.2, q_l=t(B, N, 4),
+                               q_r=t(B, N, 4), opacity=t(B, N).sigmoid())
+
+
+def test_setup_is_a_no_op_on_cpu():
+    from training.model import Reconstructor
+
+    model = Reconstructor(ModelConfig(patch_size=4, width=64, depth=2, heads=2))
+    assert fast.setup_model(model, torch.device("cpu"), compile_model=True) == "attention=default, compiled blocks=0"
+    assert not slicing._USE_COMPILED
+    g = _gaussians(1, 50, "cpu", 0)
+    times = torch.rand(1, 3)
+    s = slicing.slice_at(g, times)
+    means, cov3, opac = slicing._slice_core(g.means, g.mu_t, g.scales, g.scale_t, g.q_l, g.q_r, g.opacity, times)
+    torch.testing.assert_close(s.means, means, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; this machine has none")
+def test_compiled_blocks_match_eager_blocks(seed):
+    from training.blocks import Block
+
+    dev = torch.device("cuda")
+    fast.configure(dev)
+    torch.manual_seed(seed)
+    eager = Block(256, 4, 4.0, True).to(dev)
+    for p in eager.parameters():  # non-trivial norms and biases
+        p.data.add_(torch.randn_like(p) * 0.1)
+    comp = Block(256, 4, 4.0, True).to(dev)
+    comp.load_state_dict(eager.state_dict())
+    comp.compile()
+    x = torch.randn(2, 512, 256, device=dev)
+    outs = []
+    for m in (eager, comp):
+        xi = x.clone().requires_grad_(True)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            y = m(xi)
+        (y.float() * torch.linspace(-1, 1, 256, device=dev)).sum().backward()
+        outs.append((y.detach(), xi.grad, [p.grad for p in m.parameters()]))
+    assert _rel(outs[1][0], outs[0][0]) < 1e-2
+    assert _rel(outs[1][1], outs[0][1]) < 2e-2
+    for ga, gb in zip(outs[1][2], outs[0][2]):
+        assert _rel(ga, gb) < 3e-2
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; this machine has none")
+def test_preferred_attention_matches_a_float32_reference():
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    dev = torch.device("cuda")
+    choice = fast.configure(dev)
+    g = torch.Generator(device=dev).manual_seed(3)
+    q, k, v, do = (torch.randn(2, 16, 1024, 64, device=dev, generator=g) for _ in range(4))
+    ref_in = [t.clone().requires_grad_(True) for t in (q, k, v)]
+    with sdpa_kernel(SDPBackend.MATH):
+        ref = F.scaled_dot_product_attention(*ref_in)
+    ref.backward(do)
+    ins = [t.bfloat16().requires_grad_(True) for t in (q, k, v)]
+    out = F.scaled_dot_product_attention(*ins)  # the process-wide priority set by configure()
+    out.backward(do.bfloat16())
+    assert torch.isfinite(out).all(), choice
+    assert _rel(out, ref) < 1e-2, choice
+    for a, b in zip(ins, ref_in):
+        assert _rel(a.grad, b.grad) < 2e-2, choice
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; this machine has none")
+def test_compiled_slicing_matches_eager_slicing():
+    dev = torch.device("cuda")
+    g = _gaussians(2, 4000, dev, 5)
+    times = torch.rand(2, 3, device=dev)
+    res = []
+    for on in (False, True):
+        slicing.use_compiled(on)
+        leaves = {k: t.clone().requires_grad_(True) for k, t in g.__dict__.items()}
+        s = slicing.slice_at(slicing.Gaussians4D(**leaves), times)
+        w = [torch.randn(t.shape, generator=torch.Generator(device=dev).manual_seed(i), device=dev)
+             for i, t in enumerate((s.means, s.covars, s.opacities))]
+        ((s.means * w[0]).sum() + (s.covars * w[1]).sum() + (s.opacities * w[2]).sum()).backward()
+        res.append(([s.means.detach(), s.covars.detach(), s.opacities.detach()], [t.grad for t in leaves.values()]))
+    slicing.use_compiled(False)
+    for a, b in zip(res[1][0], res[0][0]):
+        assert _rel(a, b) < 1e-5
+    for a, b in zip(res[1][1], res[0][1]):
+        if b is not None:
+            assert _rel(a, b) < 1e-4
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; this machine has none")
+def test_bf16_lpips_is_close_to_float32():
+    from training.lpips import LPIPS
+
+    dev = torch.device("cuda")
+    torch.manual_seed(0)
+    ref = LPIPS().to(dev)
+    for lin in ref.lin:
+        lin.weight.data.abs_()
+    fast_net = LPIPS(bf16=True).to(dev).to(memory_format=torch.channels_last)
+    fast_net.load_state_dict(ref.state_dict())
+    g = torch.Generator(device=dev).manual_seed(7)
+    y = torch.rand(6, 3, 128, 128, device=dev, generator=g)
+    x0 = (y + 0.1 * torch.randn(6, 3, 128, 128, device=dev, generator=g)).clamp(0, 1)
+    vals, grads = [], []
+    for net in (ref, fast_net):
+        x = x0.clone().requires_grad_(True)
+        d = net(x, y)
+        d.sum().backward()
+        vals.append(d.detach())
+        grads.append(x.grad)
+    assert _rel(vals[1], vals[0]) < 2e-2
+    assert F.cosine_similarity(grads[1].flatten(), grads[0].flatten(), dim=0) > 0.99

@@ -1,0 +1,97 @@
+"""GPU speed settings in one place: attention kernel choice, tensor-core float32, regional torch.compile.
+
+None of these changes what the model computes beyond float rounding (bf16 autocast stays where it
+was; the parity and same-seed loss-curve checks in BENCHMARKS.md cover them). On a CPU every function
+here is a no-op, so the CPU tests and the torch rasteriser run exactly the eager code.
+
+- `configure(device)`: TF32 for float32 matrix products (LPIPS, slicing) and, on Hopper (sm_90), the
+  cuDNN attention kernels ahead of FlashAttention-2 in SDPA's priority list (about 2x faster there
+  for our head dim 64; other GPUs keep PyTorch's order). Process-wide; call it once per process.
+- `compile_blocks(model)`: `torch.compile` each transformer block in place (regional compilation:
+  the 24 identical blocks share one compiled graph, so compiling takes seconds, not minutes;
+  state-dict keys are unchanged). Norms, residual adds, GELU and the QK-norm fuse into few kernels.
+- `compile_slicing()`: the 4D-to-3D slicing (training/slicing.py) as one compiled function.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+_DEFAULT_SDP_ORDER: list[int] | None = None  # PyTorch's own priority order, read before the first change
+
+
+def is_hopper(device: torch.device) -> bool:
+    return device.type == "cuda" and torch.cuda.get_device_capability(device) == (9, 0)
+
+
+def configure(device: torch.device | str, attention: str = "auto") -> str:
+    """Process-wide fast settings for `device`. attention: auto (cuDNN first on Hopper), cudnn, flash,
+    default (PyTorch's own order). Returns the attention choice in effect."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return "default"
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    choice = ("cudnn" if is_hopper(device) else "default") if attention == "auto" else attention
+    set_attention_priority(choice)
+    return choice
+
+
+def set_attention_priority(choice: str) -> None:
+    """Put one SDPA backend first; shapes it cannot serve fall back to the next, as before."""
+    from torch.nn.attention import SDPBackend
+
+    order = {
+        "cudnn": [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
+                  SDPBackend.MATH],
+        "flash": [SDPBackend.FLASH_ATTENTION, SDPBackend.CUDNN_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
+                  SDPBackend.MATH],
+        "default": None,
+    }
+    if choice not in order:
+        raise ValueError(f"attention backend {choice!r}: one of {sorted(order)}")
+    global _DEFAULT_SDP_ORDER
+    if _DEFAULT_SDP_ORDER is None:
+        _DEFAULT_SDP_ORDER = list(torch._C._get_sdp_priority_order())
+    if order[choice] is None:
+        torch._C._set_sdp_priority_order(_DEFAULT_SDP_ORDER)
+        return
+    torch.backends.cuda.enable_cudnn_sdp(True)
+    first = [int(b) for b in order[choice]]  # what sdpa_kernel(..., set_priority=True) sets, kept for the process
+    torch._C._set_sdp_priority_order(first + [b for b in torch._C._get_sdp_priority_order() if b not in first])
+
+
+def compile_blocks(model: nn.Module) -> int:
+    """torch.compile every module in `model.blocks` in place (CUDA only). Returns how many were compiled."""
+    blocks = getattr(model, "blocks", None)
+    if blocks is None or not any(p.is_cuda for p in model.parameters()):
+        return 0
+    import torch._dynamo
+
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+    for blk in blocks:
+        blk.compile(dynamic=False)  # one static graph per shape: the step's shapes never change
+    return len(blocks)
+
+
+def compile_slicing(on: bool = True) -> None:
+    """Route CUDA slicing through one compiled function (training/slicing.py keeps the eager twin)."""
+    from training import slicing
+
+    slicing.use_compiled(on)
+
+
+def setup_model(model: nn.Module, device: torch.device, compile_model: bool, attention: str = "auto") -> str:
+    """What the trainer and the benchmarks do with a fresh model on `device`. Returns a short summary."""
+    choice = configure(device, attention)
+    n = 0
+    if device.type == "cuda":
+        if compile_model:
+            n = compile_blocks(model)
+        compile_slicing(compile_model)
+    return f"attention={choice}, compiled blocks={n}"
