@@ -66,6 +66,8 @@ def sh(args: list[str], log: Path | None = None) -> float:
     """Run `python -m pipeline ARGS`; returns seconds. Raises with the command on failure."""
     print("$ pipeline " + shlex.join(args), flush=True)
     t0 = time.perf_counter()
+    if log:
+        log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "a") if log else open("/dev/null", "w") as f:
         r = subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=ROOT, stdout=f if log else None,
                            stderr=subprocess.STDOUT if log else None)
