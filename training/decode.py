@@ -78,7 +78,7 @@ def camera_anchors(key: str, meta: dict) -> np.ndarray:
     """The point each time's cameras are framed on, [T, 3] float32: `cameras.offsets` (framing 'track',
     DESIGN.md §2: the object's per-time box centre in normalised space), zeros when the JSON has none
     (framing 'union', shards from before framing existed). A static sample's one entry serves every time."""
-    T = int(meta["num_frames"])
+    T = len(meta["c2w"])  # num_frames (parse_sample checks that they agree)
     cams = meta.get("cameras")
     offsets = cams.get("offsets") if isinstance(cams, dict) else None
     if offsets is None:

@@ -97,7 +97,8 @@ def test_the_l4gm_window_builder_emits_anchors(traveller):
     cfg = DataConfig(image_size=32, window=3, n_t0_views=2, n_target=2, shuffle_buffer=1, num_workers=0)
     (b,) = _batches(traveller["track"], cfg, family="l4gm")
     frames = b["in_pairs"][0, :, 0]  # video at each window time, then the t0 views at the first
-    assert torch.equal(b["in_anchor"][0], offsets[frames]) and torch.equal(b["tg_anchor"][0], offsets[b["tg_pairs"][0, :, 0]])
+    assert torch.equal(b["in_anchor"][0], offsets[frames])
+    assert torch.equal(b["tg_anchor"][0], offsets[b["tg_pairs"][0, :, 0]])
     assert torch.equal(frames[3:], frames[:1].expand(2))
 
 
@@ -186,14 +187,17 @@ def test_reconstruct_reads_a_samples_anchors(traveller):
 
 
 def test_camera_anchors_reads_offsets_or_zeros_and_names_bad_ones():
-    meta = {"num_frames": 2, "cameras": {"offsets": [[0.5, 0, 0], [1.5, 0, 0]]}}
-    assert camera_anchors("k", meta).tolist() == [[0.5, 0, 0], [1.5, 0, 0]]
-    assert camera_anchors("k", {"num_frames": 3}).tolist() == [[0, 0, 0]] * 3  # before framing existed
-    static = {"num_frames": 1, "static": True, "cameras": {"offsets": [[0.25, 0, 0]]}}
-    assert camera_anchors("k", static).tolist() == [[0.25, 0, 0]]
+    def meta(T: int, offsets=None, **kw) -> dict:
+        eye = np.eye(4).tolist()
+        cams = {"cameras": {"offsets": offsets}} if offsets is not None else {}
+        return {"num_frames": T, "c2w": [[eye]] * T, **cams, **kw}
+
+    assert camera_anchors("k", meta(2, [[0.5, 0, 0], [1.5, 0, 0]])).tolist() == [[0.5, 0, 0], [1.5, 0, 0]]
+    assert camera_anchors("k", meta(3)).tolist() == [[0, 0, 0]] * 3  # before framing existed
+    assert camera_anchors("k", meta(1, [[0.25, 0, 0]], static=True)).tolist() == [[0.25, 0, 0]]
     for bad in ([[0, 0, 0]], [[0, 0], [0, 0]], [[0, 0, 0], [float("nan"), 0, 0]], "x"):
         with pytest.raises(SampleError, match=r"k\.json: cameras\.offsets") as e:
-            camera_anchors("k", {"num_frames": 2, "cameras": {"offsets": bad}})
+            camera_anchors("k", meta(2, bad))
         assert e.value.reason == "bad_json"
 
 
