@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from contracts import storage
-from contracts.layout import committed_shards, parquet_name, read_stats, write_index
+from contracts.layout import committed_shards, members_name, parquet_name, read_stats, write_index
 
 _ANY_SHARD_FILE = re.compile(r"^\.?shard-(\d{6})\.")
 
@@ -45,6 +45,7 @@ class StatusReport:
     samples_superseded: int = 0     # shard rows the manifest no longer places in that shard
     samples_duplicated: int = 0     # keys appearing more than once in one shard parquet
     problems: list[str] = field(default_factory=list)
+    no_member_index: list[int] = field(default_factory=list)  # committed shards read by streaming (older renders)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, sort_keys=True)
@@ -59,7 +60,9 @@ def collect_status(directory: str | os.PathLike, manifest: Any | None = None, up
     rep = StatusReport(directory=str(d))
     rep.committed = committed_shards(d)
     committed = set(rep.committed)
-    seen = {int(m.group(1)) for name in store.listdir() if (m := _ANY_SHARD_FILE.match(name))}
+    names = store.listdir()
+    seen = {int(m.group(1)) for name in names if (m := _ANY_SHARD_FILE.match(name))}
+    rep.no_member_index = [n for n in rep.committed if members_name(n) not in names]
     rep.partial = sorted(seen - committed)
     expected: dict[int, set[str]] = {}
     if manifest is not None:
@@ -142,6 +145,8 @@ def format_report(rep: StatusReport) -> str:
         lines.append(f"  against the manifest: {rep.samples_missing} missing, {rep.samples_superseded} no longer listed "
                      f"in their shard, {rep.samples_duplicated} duplicated")
     lines.append(f"  images: {rep.images}, {rep.tar_bytes / 2**20:.1f} MiB in tars")
+    if rep.no_member_index:
+        lines.append(f"  without a member index (trainers stream them whole): {_ranges(rep.no_member_index)}")
     if rep.render_seconds > 0:
         lines.append(f"  throughput: {rep.images / rep.render_seconds:.2f} images per worker-second"
                      + (f", {rep.images_per_hour:.0f} images/hour between first and last commit" if rep.images_per_hour else ""))

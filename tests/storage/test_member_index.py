@@ -76,3 +76,16 @@ def test_the_committed_shard_index_updated_per_commit_equals_a_full_rebuild(tmp_
     (tmp_path / layout.stats_name(1)).unlink()  # uncommitted (e.g. --force in progress): gone from the index
     layout.write_index(tmp_path, refresh={5})
     assert [s["shard"] for s in json.loads((tmp_path / layout.INDEX_NAME).read_text())["shards"]] == [0, 2, 5]
+
+
+def test_status_names_the_shards_without_a_member_index(tmp_path):
+    from pipeline.status import collect_status, format_report
+    from training import synthetic
+
+    synthetic.write_dataset(tmp_path, 2, 1, views=2, frames=1, size=8)  # written like older renders: no index
+    w = ShardWriter(tmp_path, 2)
+    w.add(_result("a", {"json": 3}))
+    w.commit()
+    rep = collect_status(tmp_path)
+    assert rep.committed == [0, 1, 2] and rep.no_member_index == [0, 1]
+    assert "without a member index (trainers stream them whole): 0-1" in format_report(rep)
