@@ -65,6 +65,7 @@ def test_status_and_preview_read_the_bucket(s3_server, s3_dataset, s3_manifest, 
     r = run_cli("status", s3_dataset + "/", "--json", "--manifest", str(s3_manifest), env=env)
     rep = json.loads(r.stdout)
     assert rep["committed"] == _shards(s3_manifest) and rep["partial"] == [] and rep["missing"] == []
+    assert rep["no_member_index"] == []  # every shard rendered now has its member index
     assert rep["samples"]["failed"] == 1 and rep["samples"]["ok"] >= 3
     assert rep["reasons"]["failed"] == {"missing_file": 1}
     out = tmp_path / "prev"
