@@ -1,5 +1,9 @@
 """Trainer and inference speed on one GPU: samples/s, MFU, gsplat's share of a step, 24-frame inference.
 
+The 2026-11-21 numbers in BENCHMARKS.md came from this script; benchmarks/bench_speed.py measures more
+(variants, the time split, an old checkout for "before"). Both use the trainer's GPU settings
+(training/fast.py: compiled blocks and slicing, bf16 LPIPS) when the preset asks for them.
+
     python benchmarks/bench_train_gpu.py --out speed.json [--presets small,base] [--steps 12]
 
 Batches come from analytic shards (training/synthetic.py) written at each preset's resolution and
@@ -28,7 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from training import data, synthetic  # noqa: E402
+from training import data, fast, synthetic  # noqa: E402
 
 from training import shardspec  # noqa: E402
 from training.config import base, preset  # noqa: E402
@@ -80,8 +84,11 @@ def bench_training(name: str, steps: int, tmp: Path, device) -> dict:
     batches = gpu_batches(cfg, 4, tmp, device)  # before the model: the sample pool forks
     torch.manual_seed(0)
     model = Reconstructor(cfg.model).to(device)
+    fast.setup_model(model, device, cfg.compile)
     opt = build_optimizer(model, cfg.optim, device)
-    lp = LPIPS().to(device)
+    lp = LPIPS(bf16=cfg.loss.lpips_bf16).to(device)
+    if lp.bf16:
+        lp = lp.to(memory_format=torch.channels_last)
     for lin in lp.lin:
         lin.weight.data.abs_()
     autocast = torch.autocast("cuda", dtype=torch.bfloat16)
@@ -146,6 +153,7 @@ def bench_inference(n_views: int, frames: int = 24, reps: int = 5) -> dict:
     S = cfg.data.image_size
     torch.manual_seed(0)
     model = Reconstructor(cfg.model).to(dev).eval()
+    fast.setup_model(model, dev, cfg.compile)
     c2w = orbit_cameras(n_views, 2.1, elevation_deg=15.0)[None].to(dev)  # [1, V, 4, 4]
     K = intrinsics(49.1, S, S).expand(1, n_views, 3, 3).contiguous().to(dev)
     t_in = torch.linspace(0, 1, n_views, device=dev)[None]

@@ -141,3 +141,37 @@ def test_bf16_lpips_is_close_to_float32():
         grads.append(x.grad)
     assert _rel(vals[1], vals[0]) < 2e-2
     assert F.cosine_similarity(grads[1].flatten(), grads[0].flatten(), dim=0) > 0.99
+
+
+def test_gsplat_covariance_gather_has_the_same_gradient_as_indexing():
+    from training.raster_gsplat import _UpperTriangle
+
+    g = torch.Generator().manual_seed(11)
+    base = torch.randn(2, 7, 3, 3, generator=g, dtype=torch.float64)
+    base = (base + base.transpose(-1, -2)).requires_grad_(True)
+    view = base[:, None].expand(2, 3, 7, 3, 3)  # what slice_at hands the rasteriser
+    w = torch.randn(2, 3, 7, 6, generator=g, dtype=torch.float64)
+    grads = []
+    for fn in (_UpperTriangle.apply, lambda c: c[..., [0, 0, 0, 1, 1, 2], [0, 1, 2, 1, 2, 2]]):
+        base.grad = None
+        out = fn(view)
+        (out * w).sum().backward()
+        grads.append((out.detach(), base.grad.clone()))
+    torch.testing.assert_close(grads[0][0], grads[1][0], rtol=0, atol=0)
+    torch.testing.assert_close(grads[0][1], grads[1][1], rtol=0, atol=0)
+    assert torch.autograd.gradcheck(_UpperTriangle.apply, (base.detach().clone().requires_grad_(True),))
+
+
+def test_fused_lpips_distance_is_the_lin_layer_formula():
+    from training.lpips import LPIPS, _tap_distance
+
+    torch.manual_seed(0)
+    net = LPIPS()
+    for lin in net.lin:
+        lin.weight.data.abs_()
+    x, y = torch.rand(2, 3, 48, 48), torch.rand(2, 3, 48, 48)
+    for lin, a, b in zip(net.lin, net._features(x), net._features(y)):
+        an = a / (a.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+        bn = b / (b.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+        torch.testing.assert_close(_tap_distance(a, b, lin.weight), lin((an - bn) ** 2).mean(dim=(1, 2, 3)),
+                                   rtol=1e-5, atol=1e-8)
