@@ -76,19 +76,19 @@ def test_the_trainer_trains_on_shards_committed_while_it_runs_and_after_a_resume
     _commit(data_dir, 0)
     sets = ["data.image_size=16", "data.follow_interval_s=0.2", "log_every=1", "grid_every=0", "ckpt_every=4",
             "data.batches_per_epoch=1000", "batch_size=2"]
-    t = _train_in_thread(apply_overrides(preset("tiny"), sets + ["steps=8"]), str(data_dir), run)
+    t = _train_in_thread(apply_overrides(preset("tiny"), sets + ["steps=30"]), str(data_dir), run)
     _wait_for_step(run, 2, t)
     _commit(data_dir, 1)
     t.join(timeout=300)
     assert not t.is_alive()
     assert "--follow: +1 shard(s) (shard-000001.tar)" in caplog.text
     _, state = ckpt.load_latest(run)
-    assert state["step"] == 8 and len(state["trained_on"]["shards"]) == 2  # the checkpoint knows both shards
+    assert state["step"] == 30 and len(state["trained_on"]["shards"]) == 2  # the checkpoint knows both shards
     # Resumed without saying --follow: the saved config keeps following.
     caplog.clear()
-    t = _train_in_thread(apply_overrides(preset("tiny"), [s for s in sets if "follow" not in s] + ["steps=14"]),
+    t = _train_in_thread(apply_overrides(preset("tiny"), [s for s in sets if "follow" not in s] + ["steps=60"]),
                          str(data_dir), run)
-    _wait_for_step(run, 10, t)
+    _wait_for_step(run, 32, t)
     _commit(data_dir, 2)
     t.join(timeout=300)
     assert "--follow: +1 shard(s) (shard-000002.tar)" in caplog.text
@@ -101,7 +101,7 @@ def test_two_gloo_ranks_switch_to_the_new_shard_list_together(tmp_path):
     _commit(data_dir, 0)
     _commit(data_dir, 1)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "training",
-           "--shards", str(data_dir), "--out", str(run), "--preset", "tiny", "--steps", "12", "--batch-size", "2",
+           "--shards", str(data_dir), "--out", str(run), "--preset", "tiny", "--steps", "30", "--batch-size", "2",
            "--log-every", "1", "--grid-every", "0", "--ckpt-every", "100", "--device", "cpu", "--follow",
            "--follow-interval", "0.2", "--set", "data.image_size=16", "--set", "data.batches_per_epoch=1000"]
     env = {**os.environ, "PIPELINE_LOG_LEVEL": "INFO", "OMP_NUM_THREADS": "1"}
