@@ -146,8 +146,12 @@ def prep_lrm4d(data: Path, n_samples: int = 32, per_shard: int = 8) -> None:
 
     with ProcessPoolExecutor(max(1, min(16, os.cpu_count() or 1))) as ex:
         samples = list(ex.map(_lrm4d_sample, [(i, 5000 + i) for i in range(n_samples)]))
+    from contracts import layout
+
     for k in range(0, n_samples, per_shard):
-        synthetic.commit_shard(data, k // per_shard, samples[k:k + per_shard])
+        tar = synthetic.commit_shard(data, k // per_shard, samples[k:k + per_shard])
+        # the member index `pipeline render` writes with every shard: the loader then reads only picked members
+        layout.write_member_index(layout.tar_member_offsets(tar), data / layout.members_name(k // per_shard))
     n_bytes = sum(len(b) for smp in samples for b in smp.values())
     png = [len(b) for smp in samples for k2, b in smp.items() if k2.endswith(".png") and ".depth." not in k2]
     print(json.dumps({"lrm4d_samples": n_samples, "MB_per_sample": round(n_bytes / n_samples / 1e6, 2),

@@ -13,8 +13,9 @@
 #   before  bench_speed.py on the old checkout: its presets' steps, time split, loss curve
 #   speed   bench_speed.py: ceilings, attention backends, the step variants in $VARIANTS, split, inference
 #   curve   the same-seed loss curves (old checkout and this one, batch 4) for the numerics check
-#   e2e     lrm4d-shaped shards, the trainer's loader alone per worker count, then `python -m training`
-#           (base, its default workers) reading them, against the replayed-batch speed of the same settings
+#   e2e     lrm4d-shaped shards (with member index: see bench_speed.py prep-lrm4d), the trainer's loader alone
+#           per worker count, then `python -m training` (base, its default workers) reading them; compare its
+#           samples_per_s and data_wait_s with the replayed-batch speed of the same settings (stage curve)
 #   parity  gsplat vs torch rasteriser (tests/training/test_raster_parity.py)
 #   fasttests  fast paths vs references (tests/training/test_fast.py)
 #   learn   gpu_learn.py on .trainpack (if carried)
@@ -86,7 +87,7 @@ if want e2e; then
   note "lrm4d shards: $(tail -1 "$OUT/lrm4d_prep.txt")"
   timeout $(left) python3 benchmarks/bench_speed.py loader --data $LRM4D --out "$OUT/loader.json" \
     --workers ${LOADER_WORKERS:-1,2,4,8} --batches 12 >>"$LOG" 2>&1
-  python3 -c "import torch; from training.lpips import LPIPS; torch.save(LPIPS().state_dict(), '/tmp/lpips_random.pt')"
+  python3 -c "import torch; from training.lpips import LPIPS; n = LPIPS(); [l.weight.data.abs_() for l in n.lin]; torch.save(n.state_dict(), '/tmp/lpips_random.pt')"
   timeout $(( $(left) - 60 )) python3 -m training --shards $LRM4D --out /tmp/e2e_run --preset base \
     --steps ${E2E_STEPS:-120} --log-every 10 --grid-every 0 --ckpt-every 100000 \
     --lpips-weights /tmp/lpips_random.pt >"$OUT/e2e_train.log" 2>&1
