@@ -22,6 +22,8 @@ Variant syntax: PRESET[:key=value...], keys bs (batch), ckpt (0/1), compile (0/1
 flash, default), lpbf16 (0/1), budget (torch.compile activation memory budget, 0 = off).
 With --tree the old checkout's `training` package is imported instead; knobs it lacks are reported
 as unavailable. LPIPS uses a VGG of the real shape with random weights (same cost as real ones).
+The data side lives in benchmarks/speed_data.py, the timing helpers, ceilings, SDPA and inference in
+benchmarks/speed_kernels.py.
 """
 
 from __future__ import annotations
@@ -30,11 +32,9 @@ import argparse
 import contextlib
 import json
 import os
-import statistics
 import sys
 import time
 import traceback
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 PEAK_BF16 = 989e12
@@ -49,246 +49,8 @@ def _setup_path(tree: str | None) -> None:
     sys.path.insert(0, str(Path(tree).resolve()) if tree else str(ROOT))
 
 
-def _fast_module():
-    """training.fast from the same checkout as `training` (an editable install could supply a newer one)."""
-    import importlib
-
-    import training
-
-    mod = importlib.import_module("training.fast")
-    if Path(mod.__file__).resolve().parent != Path(training.__file__).resolve().parent:
-        raise ImportError("training.fast is not part of this checkout")
-    return mod
-
-
-# -- prep (CPU) ------------------------------------------------------------------------------------
-
-
-def _sample(args):
-    from training import synthetic
-
-    i, size = args
-    return synthetic.make_sample(f"bench{i}", 1000 + i, views=8, frames=4, size=size, depth=False)
-
-
-def prep(data: Path, n_batches: int = 2, only: str | None = None) -> None:
-    """only: "PRESET:BATCH" (e.g. base:8) to write just that preset's batches of that size."""
-    import torch
-
-    from training import data as data_mod
-    from training import shardspec, synthetic
-    from training.config import preset
-
-    data.mkdir(parents=True, exist_ok=True)
-    with ProcessPoolExecutor(max(1, min(16, os.cpu_count() or 1))) as ex:
-        sizes = (32,) if SMOKE else (128, 256)
-        if only:
-            from training.config import preset as _preset
-
-            sizes = (_preset(only.split(":")[0]).data.image_size,)
-        for size in sizes:
-            samples = list(ex.map(_sample, [(i, size) for i in range(8)]))
-            synthetic.commit_shard(data / f"ds{size}", 0, samples)
-    for name in ("tiny",) if SMOKE else ("small", "base"):
-        if only and name != only.split(":")[0]:
-            continue
-        cfg = preset(name)
-        S = cfg.data.image_size
-        urls = shardspec.resolve_shards(str(data / f"ds{S}"))
-        sizes_bs = {4, 8, 16, cfg.batch_size} if name != "small" else {8, 16, 32, 64, cfg.batch_size}
-        for bs in [int(only.split(":")[1])] if only else sorted(sizes_bs):
-            it = iter(data_mod.make_dataset(urls, cfg.data, batch_size=bs, seed=0))
-            out = []
-            for _ in range(n_batches):
-                b = next(it)
-                out.append({k: v for k, v in b.items() if isinstance(v, torch.Tensor)})
-            torch.save(out, data / f"batches-{name}-{bs}.pt")
-    print(f"prep: batches in {data}", flush=True)
-
-
-def _lrm4d_sample(args):
-    """One sample in the lrm4d render preset's shape (24 times x 12 views, 256 px, PNG + 16-bit depth):
-    analytic scenes (training/synthetic.py) ray-cast at 2 times, shown at the 24 times with a +-2/255
-    dither inside the object so the PNGs are as large as Blender renders'."""
-    import io
-
-    import numpy as np
-    from PIL import Image
-
-    from contracts import layout
-    from training import synthetic
-
-    i, seed = args
-    small = synthetic.make_sample(f"lrm4d{i}", seed, views=12, frames=2, size=256, depth=True)
-    key = f"lrm4d{i}_000"
-    meta = json.loads(small[layout.json_member(key)])
-    T = 24
-    meta.update(num_frames=T, times=[t / (T - 1) for t in range(T)], times_s=[2.0 * t / (T - 1) for t in range(T)],
-                c2w=[meta["c2w"][0]] * T, duration_s=2.0)
-    out = {layout.json_member(key): json.dumps(meta).encode()}
-    rng = np.random.default_rng(seed)
-    for t in range(T):
-        for v in range(12):
-            with Image.open(io.BytesIO(small[layout.image_member(key, t % 2, v, "png")])) as im:
-                a = np.asarray(im.convert("RGBA")).astype(np.int16)
-            inside = a[..., 3:4] > 0
-            a[..., :3] += rng.integers(-2, 3, a[..., :3].shape, dtype=np.int16) * inside
-            buf = io.BytesIO()
-            Image.fromarray(a.clip(0, 255).astype(np.uint8), "RGBA").save(buf, format="PNG")
-            out[layout.image_member(key, t, v, "png")] = buf.getvalue()
-            out[layout.depth_member(key, t, v)] = small[layout.depth_member(key, t % 2, v)]
-    return out
-
-
-def prep_lrm4d(data: Path, n_samples: int = 32, per_shard: int = 8) -> None:
-    n_samples = int(os.environ.get("LRM4D_SAMPLES", n_samples))
-    from training import synthetic
-
-    with ProcessPoolExecutor(max(1, min(16, os.cpu_count() or 1))) as ex:
-        samples = list(ex.map(_lrm4d_sample, [(i, 5000 + i) for i in range(n_samples)]))
-    from contracts import layout
-
-    for k in range(0, n_samples, per_shard):
-        tar = synthetic.commit_shard(data, k // per_shard, samples[k:k + per_shard])
-        # the member index `pipeline render` writes with every shard: the loader then reads only picked members
-        layout.write_member_index(layout.tar_member_offsets(tar), data / layout.members_name(k // per_shard))
-    n_bytes = sum(len(b) for smp in samples for b in smp.values())
-    png = [len(b) for smp in samples for k2, b in smp.items() if k2.endswith(".png") and ".depth." not in k2]
-    print(json.dumps({"lrm4d_samples": n_samples, "MB_per_sample": round(n_bytes / n_samples / 1e6, 2),
-                      "rgba_png_KB_mean": round(sum(png) / len(png) / 1e3, 1)}), flush=True)
-
-
-def bench_loader(shards: str, workers: list[int], batches: int, preset_name: str, pin: bool) -> list[dict]:
-    """The trainer's own DataLoader (make_loader) alone: samples/s after the first batch, per worker count."""
-    import torch
-
-    from training import data as data_mod
-    from training import shardspec
-    from training.config import preset
-
-    torch.set_num_threads(1)
-    urls = shardspec.resolve_shards(shards)
-    rows = []
-    for w in workers:
-        cfg = preset(preset_name)
-        cfg.data.num_workers = w
-        cfg.data.batches_per_epoch = batches
-        loader = data_mod.make_loader(urls, cfg.data, batch_size=cfg.batch_size, seed=0, pin_memory=pin)
-        it = iter(loader)
-        next(it)  # workers started, shuffle buffers filled
-        t, n = time.perf_counter(), 0
-        for b in it:
-            n += len(b["key"])
-        dt = time.perf_counter() - t
-        row = {"workers": w, "batch_size": cfg.batch_size, "samples_per_s": round(n / dt, 1),
-               "samples_per_s_per_worker": round(n / dt / max(1, w), 2), "pin_memory": pin, "samples": n}
-        rows.append(row)
-        print(json.dumps(row), flush=True)
-    return rows
-
-
-# -- helpers ---------------------------------------------------------------------------------------
-
-
-def _events_ms(fn, reps: int, warm: int = 1) -> list[float]:
-    import torch
-
-    for _ in range(warm):
-        fn()
-    out = []
-    for _ in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        out.append(a.elapsed_time(b))
-    return out
-
-
-def _med(xs):
-    return round(statistics.median(xs), 3)
-
-
-def parse_variant(spec: str) -> dict:
-    name, *kv = spec.split(":")
-    v = {"preset": name, "spec": spec}
-    for item in kv:
-        k, val = item.split("=", 1)
-        v[k] = val
-    return v
-
-
-def load_batches(data: Path, name: str, bs: int, device) -> list[dict]:
-    import torch
-
-    path = data / f"batches-{name}-{bs}.pt"
-    return [{k: t.to(device) for k, t in b.items()} for b in torch.load(path, weights_only=True)]
-
-
-# -- hardware ceilings, attention ------------------------------------------------------------------
-
-
-def bench_hw() -> dict:
-    import torch
-
-    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
-    b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
-    ms = _med(_events_ms(lambda: a @ b, 10, warm=3))
-    x = torch.randn(2**30 // 4, device="cuda")  # 1 GiB
-    y = torch.empty_like(x)
-    cp = _med(_events_ms(lambda: y.copy_(x), 10, warm=3))
-    return {"matmul_8192_bf16_tflops": round(2 * 8192**3 / ms / 1e9, 1),
-            "copy_GBps_read_plus_write": round(2 * x.numel() * 4 / cp / 1e6, 1)}
-
-
-def bench_attention() -> list[dict]:
-    import torch
-    import torch.nn.functional as F
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    rows = []
-    backends = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION,
-                "efficient": SDPBackend.EFFICIENT_ATTENTION}
-    # accuracy against a float32 math reference, fresh random inputs
-    g = torch.Generator(device="cuda").manual_seed(1)
-    q, k, v = (torch.randn(2, 16, 1024, 64, device="cuda", generator=g) for _ in range(3))
-    do = torch.randn(2, 16, 1024, 64, device="cuda", generator=g)
-    ref_in = [t.clone().requires_grad_(True) for t in (q, k, v)]
-    with sdpa_kernel(SDPBackend.MATH):
-        ref = F.scaled_dot_product_attention(*ref_in)
-    ref.backward(do)
-    for name, be in backends.items():
-        row = {"backend": name}
-        try:
-            ins = [t.bfloat16().requires_grad_(True) for t in (q, k, v)]
-            with sdpa_kernel(be):
-                out = F.scaled_dot_product_attention(*ins)
-            out.backward(do.bfloat16())
-            rel = lambda a, b: float((a.float() - b).norm() / b.norm())  # noqa: E731
-            row["rel_err_out"] = round(rel(out, ref), 5)
-            row["rel_err_grads"] = [round(rel(i.grad, r.grad), 5) for i, r in zip(ins, ref_in)]
-            for label, (B, L, bwd) in {"train_b8_L4096": (8, 4096, True), "infer_L4096": (1, 4096, False),
-                                       "infer_L24576": (1, 24576, False)}.items():
-                qq, kk, vv = (torch.randn(B, 16, L, 64, device="cuda", dtype=torch.bfloat16,
-                                          requires_grad=bwd) for _ in range(3))
-                fl = 4 * B * 16 * L * L * 64
-                with sdpa_kernel(be):
-                    if bwd:
-                        dd = torch.randn_like(qq)
-                        fwd = _med(_events_ms(lambda: F.scaled_dot_product_attention(qq, kk, vv), 5))
-                        both = _med(_events_ms(lambda: F.scaled_dot_product_attention(qq, kk, vv).backward(dd), 5))
-                        row[label] = {"fwd_ms": fwd, "fwd_tflops": round(fl / fwd / 1e9, 1), "bwd_ms": round(both - fwd, 3),
-                                      "bwd_tflops_2.5x": round(2.5 * fl / (both - fwd) / 1e9, 1)}
-                    else:
-                        with torch.no_grad():
-                            fwd = _med(_events_ms(lambda: F.scaled_dot_product_attention(qq, kk, vv), 5))
-                        row[label] = {"fwd_ms": fwd, "fwd_tflops": round(fl / fwd / 1e9, 1)}
-        except Exception as e:  # noqa: BLE001 (a backend that cannot serve the shape is a result)
-            row["error"] = f"{type(e).__name__}: {str(e)[:300]}"
-        rows.append(row)
-        print(json.dumps(row), flush=True)
-    return rows
+from speed_data import bench_loader, load_batches, prep, prep_lrm4d  # noqa: E402 (benchmarks/ is sys.path[0])
+from speed_kernels import _events_ms, _fast_module, _med, bench_attention, bench_hw, bench_infer, parse_variant  # noqa: E402
 
 
 # -- training --------------------------------------------------------------------------------------
@@ -492,56 +254,6 @@ def _vgg_flops(S: int) -> float:
             fl += 2 * 9 * c * x * hw
             c = x
     return fl
-
-
-# -- inference -------------------------------------------------------------------------------------
-
-
-def bench_infer(n_views: int, fast_on: bool, frames: int = 24, reps: int = 5) -> dict:
-    import torch
-
-    from training.config import base
-    from training.geometry import intrinsics, orbit_cameras, plucker_image
-    from training.model import Reconstructor, train_flops_per_sample
-    from training.render import render_gaussians
-
-    cfg = base()
-    dev = torch.device("cuda")
-    S = cfg.data.image_size
-    torch.manual_seed(0)
-    model = Reconstructor(cfg.model).to(dev).eval()
-    speed = "eager"
-    if fast_on:
-        speed = _fast_module().setup_model(model, dev, True)
-    c2w = orbit_cameras(n_views, 2.1, elevation_deg=15.0)[None].to(dev)  # [1, V, 4, 4]
-    K = intrinsics(49.1, S, S).expand(1, n_views, 3, 3).contiguous().to(dev)
-    t_in = torch.linspace(0, 1, n_views, device=dev)[None]
-    rgb = torch.rand(1, n_views, 3, S, S, device=dev)
-    cond = torch.cat([plucker_image(c2w, K, S, S), t_in[..., None, None, None].expand(1, n_views, 1, S, S)], 2)
-    tg_c2w = orbit_cameras(frames, 2.1, elevation_deg=25.0, phase=0.3)[None].to(dev)  # a camera path
-    tg_K = intrinsics(49.1, S, S).expand(1, frames, 3, 3).contiguous().to(dev)
-    tg_t = torch.linspace(0, 1, frames, device=dev)[None]
-    bg = torch.ones(1, 3, device=dev)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16)
-    state = {}
-
-    def recon():
-        with torch.no_grad(), autocast:
-            state["g"] = model(rgb, cond, c2w, K, t_in)
-
-    def render():
-        with torch.no_grad():
-            state["img"] = render_gaussians(state["g"], tg_c2w, tg_K, tg_t, S, S, bg, cfg.render, "gsplat")
-
-    for _ in range(3):
-        recon(), render()
-    t_r = _med(_events_ms(recon, reps))
-    t_d = _med(_events_ms(render, reps))
-    t_all = _med(_events_ms(lambda: (recon(), render()), reps))
-    fwd_flops = train_flops_per_sample(cfg.model, n_views, S) / 3
-    return {"input_views": n_views, "speed": speed, "frames": frames, "gaussians": n_views * S * S,
-            "reconstruct_ms": t_r, "render_24_ms": t_d, "total_ms": t_all,
-            "transformer_tflops": round(fwd_flops / t_r / 1e9, 1)}
 
 
 # -- loss curve, profile ---------------------------------------------------------------------------

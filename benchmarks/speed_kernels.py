@@ -1,0 +1,162 @@
+"""bench_speed.py's timing helpers and its measurements outside the training step: the two ceilings,
+SDPA backends, inference. `training` imports stay inside the functions (bench_speed.py chooses the checkout).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+
+def _fast_module():
+    """training.fast from the same checkout as `training` (an editable install could supply a newer one)."""
+    import importlib
+
+    import training
+
+    mod = importlib.import_module("training.fast")
+    if Path(mod.__file__).resolve().parent != Path(training.__file__).resolve().parent:
+        raise ImportError("training.fast is not part of this checkout")
+    return mod
+
+
+def _events_ms(fn, reps: int, warm: int = 1) -> list[float]:
+    import torch
+
+    for _ in range(warm):
+        fn()
+    out = []
+    for _ in range(reps):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn()
+        b.record()
+        b.synchronize()
+        out.append(a.elapsed_time(b))
+    return out
+
+
+def _med(xs):
+    return round(statistics.median(xs), 3)
+
+
+def parse_variant(spec: str) -> dict:
+    name, *kv = spec.split(":")
+    v = {"preset": name, "spec": spec}
+    for item in kv:
+        k, val = item.split("=", 1)
+        v[k] = val
+    return v
+
+
+# -- hardware ceilings, attention, inference ------------------------------------------------------
+
+
+def bench_hw() -> dict:
+    import torch
+
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    ms = _med(_events_ms(lambda: a @ b, 10, warm=3))
+    x = torch.randn(2**30 // 4, device="cuda")  # 1 GiB
+    y = torch.empty_like(x)
+    cp = _med(_events_ms(lambda: y.copy_(x), 10, warm=3))
+    return {"matmul_8192_bf16_tflops": round(2 * 8192**3 / ms / 1e9, 1),
+            "copy_GBps_read_plus_write": round(2 * x.numel() * 4 / cp / 1e6, 1)}
+
+
+def bench_attention() -> list[dict]:
+    import torch
+    import torch.nn.functional as F
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    rows = []
+    backends = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION,
+                "efficient": SDPBackend.EFFICIENT_ATTENTION}
+    # accuracy against a float32 math reference, fresh random inputs
+    g = torch.Generator(device="cuda").manual_seed(1)
+    q, k, v = (torch.randn(2, 16, 1024, 64, device="cuda", generator=g) for _ in range(3))
+    do = torch.randn(2, 16, 1024, 64, device="cuda", generator=g)
+    ref_in = [t.clone().requires_grad_(True) for t in (q, k, v)]
+    with sdpa_kernel(SDPBackend.MATH):
+        ref = F.scaled_dot_product_attention(*ref_in)
+    ref.backward(do)
+    for name, be in backends.items():
+        row = {"backend": name}
+        try:
+            ins = [t.bfloat16().requires_grad_(True) for t in (q, k, v)]
+            with sdpa_kernel(be):
+                out = F.scaled_dot_product_attention(*ins)
+            out.backward(do.bfloat16())
+            rel = lambda a, b: float((a.float() - b).norm() / b.norm())  # noqa: E731
+            row["rel_err_out"] = round(rel(out, ref), 5)
+            row["rel_err_grads"] = [round(rel(i.grad, r.grad), 5) for i, r in zip(ins, ref_in)]
+            for label, (B, L, bwd) in {"train_b8_L4096": (8, 4096, True), "infer_L4096": (1, 4096, False),
+                                       "infer_L24576": (1, 24576, False)}.items():
+                qq, kk, vv = (torch.randn(B, 16, L, 64, device="cuda", dtype=torch.bfloat16,
+                                          requires_grad=bwd) for _ in range(3))
+                fl = 4 * B * 16 * L * L * 64
+                with sdpa_kernel(be):
+                    if bwd:
+                        dd = torch.randn_like(qq)
+                        fwd = _med(_events_ms(lambda: F.scaled_dot_product_attention(qq, kk, vv), 5))
+                        both = _med(_events_ms(lambda: F.scaled_dot_product_attention(qq, kk, vv).backward(dd), 5))
+                        row[label] = {"fwd_ms": fwd, "fwd_tflops": round(fl / fwd / 1e9, 1), "bwd_ms": round(both - fwd, 3),
+                                      "bwd_tflops_2.5x": round(2.5 * fl / (both - fwd) / 1e9, 1)}
+                    else:
+                        with torch.no_grad():
+                            fwd = _med(_events_ms(lambda: F.scaled_dot_product_attention(qq, kk, vv), 5))
+                        row[label] = {"fwd_ms": fwd, "fwd_tflops": round(fl / fwd / 1e9, 1)}
+        except Exception as e:  # noqa: BLE001 (a backend that cannot serve the shape is a result)
+            row["error"] = f"{type(e).__name__}: {str(e)[:300]}"
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
+def bench_infer(n_views: int, fast_on: bool, frames: int = 24, reps: int = 5) -> dict:
+    import torch
+
+    from training.config import base
+    from training.geometry import intrinsics, orbit_cameras, plucker_image
+    from training.model import Reconstructor, train_flops_per_sample
+    from training.render import render_gaussians
+
+    cfg = base()
+    dev = torch.device("cuda")
+    S = cfg.data.image_size
+    torch.manual_seed(0)
+    model = Reconstructor(cfg.model).to(dev).eval()
+    speed = "eager"
+    if fast_on:
+        speed = _fast_module().setup_model(model, dev, True)
+    c2w = orbit_cameras(n_views, 2.1, elevation_deg=15.0)[None].to(dev)  # [1, V, 4, 4]
+    K = intrinsics(49.1, S, S).expand(1, n_views, 3, 3).contiguous().to(dev)
+    t_in = torch.linspace(0, 1, n_views, device=dev)[None]
+    rgb = torch.rand(1, n_views, 3, S, S, device=dev)
+    cond = torch.cat([plucker_image(c2w, K, S, S), t_in[..., None, None, None].expand(1, n_views, 1, S, S)], 2)
+    tg_c2w = orbit_cameras(frames, 2.1, elevation_deg=25.0, phase=0.3)[None].to(dev)  # a camera path
+    tg_K = intrinsics(49.1, S, S).expand(1, frames, 3, 3).contiguous().to(dev)
+    tg_t = torch.linspace(0, 1, frames, device=dev)[None]
+    bg = torch.ones(1, 3, device=dev)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16)
+    state = {}
+
+    def recon():
+        with torch.no_grad(), autocast:
+            state["g"] = model(rgb, cond, c2w, K, t_in)
+
+    def render():
+        with torch.no_grad():
+            state["img"] = render_gaussians(state["g"], tg_c2w, tg_K, tg_t, S, S, bg, cfg.render, "gsplat")
+
+    for _ in range(3):
+        recon(), render()
+    t_r = _med(_events_ms(recon, reps))
+    t_d = _med(_events_ms(render, reps))
+    t_all = _med(_events_ms(lambda: (recon(), render()), reps))
+    fwd_flops = train_flops_per_sample(cfg.model, n_views, S) / 3
+    return {"input_views": n_views, "speed": speed, "frames": frames, "gaussians": n_views * S * S,
+            "reconstruct_ms": t_r, "render_24_ms": t_d, "total_ms": t_all,
+            "transformer_tflops": round(fwd_flops / t_r / 1e9, 1)}
