@@ -88,36 +88,44 @@ def _split(name: str) -> tuple[str, str] | None:
 
 
 def indexed_samples(url: str, index: list[tuple[str, int, int]], handler: Callable) -> Iterator[dict]:
-    """Samples of one indexed shard: `json` read now, other members as MemberRefs."""
+    """Samples of one indexed shard: `json` read now, other members as MemberRefs. Over a network the
+    JSONs of the next FETCH_THREADS samples are read concurrently (one round trip for several samples)."""
+    grouped: list[dict[str, Any]] = []
     current: dict[str, Any] | None = None
     for name, offset, size in index:
         parts = _split(name)
         if parts is None or name.startswith("__"):
             continue
         key, suffix = parts
-        if current is not None and current["__key__"] != key:
-            yield from _finish(current, handler)
-            current = None
-        if current is None:
+        if current is None or current["__key__"] != key:
             current = {"__key__": key, "__url__": url}
+            grouped.append(current)
         if suffix in current:
             if not handler(ValueError(f"{name}: duplicate file name in the member index of {url}")):
                 return
             continue
         current[suffix] = MemberRef(url, name, int(offset), int(size))
-    if current is not None:
-        yield from _finish(current, handler)
+    step = FETCH_THREADS if storage.is_url(url) else 1
+    for i in range(0, len(grouped), step):
+        chunk = grouped[i: i + step]
+        done = list(_pool().map(_read_json, chunk)) if len(chunk) > 1 else [_read_json(chunk[0])]
+        for sample, exn in done:
+            if exn is not None:
+                if not handler(exn):
+                    return
+                continue
+            yield sample
 
 
-def _finish(sample: dict, handler: Callable) -> Iterator[dict]:
+def _read_json(sample: dict) -> tuple[dict, SampleError | None]:
+    """The sample with its `json` member's bytes, or the error that skips it (RangeNotSupported is raised)."""
     ref = sample.get("json")
     if isinstance(ref, MemberRef):
         try:
             sample["json"] = ref.read()
         except SampleError as exn:
-            handler(exn)
-            return
-    yield sample
+            return sample, exn
+    return sample, None
 
 
 def streamed_samples(url: str, handler: Callable) -> Iterator[dict]:
