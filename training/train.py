@@ -42,7 +42,8 @@ log = logging.getLogger(__name__)
 # Settings a resumed run may change without a warning: bookkeeping, and the sampling weights, which
 # are what a data-engine round changes between two stretches of one run (pipeline mine -> --weights).
 RESUMABLE_CHANGES = {"steps", "log_every", "grid_every", "ckpt_every", "keep_checkpoints", "max_minutes",
-                     "data.num_workers", "data.weights"}
+                     "data.num_workers", "data.weights",
+                     "compile", "loss.lpips_bf16"}  # speed settings (training/fast.py): same model, same loss
 
 
 def lr_factor(step: int, cfg: OptimConfig, total: int) -> float:
