@@ -8,7 +8,8 @@
 #
 #   device run, carry [".whl", ".trainpack"]:  bash benchmarks/l4gm_gpu_suite.sh [BUDGET_S]
 #   env: SKIP_PARITY=1 skips the parity tests; BENCH_ARGS adds to bench_l4gm_gpu.py's arguments (e.g.
-#   "--presets l4gm-base --variants"); LEARN_MIN fixes each family's learning-run minutes
+#   "--presets l4gm-base --variants"); LEARN_MIN fixes each family's learning-run minutes; VARIANTS=1 also
+#   times l4gm-base's attention variants (head dim 64/128 x flash/cuDNN) while gsplat compiles (variants.json)
 #   .whl:       gsplat 1.5.3, webdataset 1.0.2, braceexpand 0.1.7 wheels for Python 3.12 (see README)
 #   .trainpack: train/ and heldout/ dataset folders rendered by `pipeline render` (optional)
 set -u
@@ -30,7 +31,11 @@ export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVL
 } >"$OUT/env.txt" 2>&1
 
 note "compiling gsplat"
+if [ -n "${VARIANTS:-}" ]; then  # GPU work that needs no gsplat, on the GPU while the CPU compiles
+  timeout 120 python3 benchmarks/bench_l4gm_gpu.py --only-variants --out "$OUT/variants.json" >>"$LOG" 2>&1 &
+fi
 { time python3 -c "from gsplat.cuda._backend import _C; print('gsplat CUDA extension:', _C)"; } >>"$LOG" 2>&1
+wait
 if [ -z "${SKIP_PARITY:-}" ]; then
   note "parity tests (L4GM render path)"
   timeout 150 python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/training/test_l4gm_gpu.py >"$OUT/parity.txt" 2>&1
