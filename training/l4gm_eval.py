@@ -82,6 +82,9 @@ def protocol_from_options(options: Mapping[str, Any] | VideoProtocol | None) -> 
         name = str(o["name"])
         digits = name[len(name.rstrip("0123456789")):]
         kw["name"] = name.rstrip("0123456789") or "mono"
+        if kw["name"] != "mono":
+            raise ValueError(f"--protocol {name}: not a protocol of the l4gm family (this checkpoint's); "
+                             f"use mono4 (or monoN for N-time windows)")
         if digits:
             kw["window"] = int(digits)  # mono8 = the mono protocol with 8-time windows
     for src, dst in (("seed", "seed"), ("per_kind", "per_time"), ("image_size", "image_size"), ("window", "window")):

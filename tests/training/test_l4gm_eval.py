@@ -69,6 +69,8 @@ def test_protocol_options_and_family_checks(tmp_path):
     assert protocol_from_options(None) == VideoProtocol()
     with pytest.raises(ValueError, match="--n-in 0"):
         protocol_from_options({"n_in": 0})
+    with pytest.raises(ValueError, match="--protocol sparse4: not a protocol of the l4gm family"):
+        protocol_from_options({"name": "sparse4"})
     from training.l4gm_eval import evaluate_l4gm
     from training.config import tiny
 
