@@ -19,7 +19,7 @@ from training.decode import SampleError, parse_sample
 from training.families import get_family
 from training.geometry import intrinsics, orbit_cameras, plucker_image
 from training.l4gm_model import VideoReconstructor, expand_window, forward_flops
-from training.l4gm_samples import BuildWindowSample, blend_middle, pick_window, view_kinds, window_item
+from training.l4gm_samples import blend_middle, pick_window, view_kinds, window_item
 
 
 def read_samples(tar: Path) -> list[dict]:
