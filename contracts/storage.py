@@ -358,12 +358,12 @@ def read_range(url: str, offset: int, size: int) -> bytes:
     if offset < 0 or size < 0:
         raise ValueError(f"{url}: bad range offset={offset} size={size}")
     if is_http(url):
-        req = urllib.request.Request(url, headers={"Range": f"bytes={offset}-{offset + size - 1}"})
-        with urllib.request.urlopen(req, timeout=HTTP_TIMEOUT_S) as r:  # noqa: S310
-            if r.status != 206:
-                raise RangeNotSupported(f"{url}: the server ignored the Range request (HTTP {r.status}); "
-                                   f"the shard is streamed whole instead")
-            data = r.read()
+        status, data = _http_range(url, offset, size)
+        if status == 200:
+            raise RangeNotSupported(f"{url}: the server ignored the Range request (HTTP 200); "
+                                    f"the shard is streamed whole instead")
+        if status != 206:
+            raise StorageError(f"{url}: HTTP {status} for a Range request")
     elif is_url(url):
         scheme, key = split_url(url)
         with translate_errors(url, "reading a byte range"):
@@ -384,6 +384,43 @@ def read_range(url: str, offset: int, size: int) -> bytes:
     if len(data) != size:
         raise StorageError(f"{url}: short read at offset {offset}: {len(data)} of {size} bytes (truncated object?)")
     return data
+
+
+_http_local = threading.local()
+
+
+def _http_range(url: str, offset: int, size: int) -> tuple[int, bytes]:
+    """One Range GET on a kept-alive connection of this thread and process (servers that close after
+    each response get a new one); a connection that broke is retried once on a fresh one."""
+    import http.client
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    conns = getattr(_http_local, "conns", None)
+    if conns is None or getattr(_http_local, "pid", None) != os.getpid():  # forked: never share sockets
+        conns = _http_local.conns = {}
+        _http_local.pid = os.getpid()
+    key = (parts.scheme, parts.netloc)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    for attempt in (0, 1):
+        conn = conns.get(key)
+        if conn is None:
+            cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+            conn = conns[key] = cls(parts.netloc, timeout=HTTP_TIMEOUT_S)
+        try:
+            conn.request("GET", path, headers={"Range": f"bytes={offset}-{offset + size - 1}"})
+            r = conn.getresponse()
+            data = r.read()
+            if r.will_close:
+                conn.close()
+                conns.pop(key, None)
+            return r.status, data
+        except (http.client.HTTPException, OSError):
+            conn.close()
+            conns.pop(key, None)
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
 
 
 def read_bytes(url: str) -> bytes:

@@ -43,8 +43,11 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 class _RangeHandler(_QuietHandler):
-    """Also answers single `Range: bytes=A-B` requests with 206 Partial Content, as object stores and
-    most web servers do (Python's own handler ignores Range); counts them on the server."""
+    """Also answers single `Range: bytes=A-B` requests with 206 Partial Content and keeps connections
+    alive (HTTP/1.1), as object stores and most web servers do (Python's own handler ignores Range);
+    counts them on the server."""
+
+    protocol_version = "HTTP/1.1"
 
     def send_head(self):
         m = re.fullmatch(r"bytes=(\d+)-(\d+)", (self.headers.get("Range") or "").strip())
