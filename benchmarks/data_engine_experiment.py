@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 import shlex
 import shutil
@@ -51,7 +52,7 @@ KINDS = ("rigid", "morph", "skin")
 ARMS = ("control", "reweight", "rerender", "pool", "combo")
 SIZES = {  # assets per set, render settings, training
     "cpu": dict(round0=12, rare_keep=1, pool=15, heldout=9, resolution=32, frames=4, views=4, samples=2, shard_size=8,
-                preset="tiny", steps0=150, steps1=100, batch=4, budget=6, image_size=32),
+                preset="tiny", steps0=120, steps1=40, batch=4, budget=6, image_size=32),
     "gpu": dict(round0=60, rare_keep=3, pool=60, heldout=18, resolution=64, frames=8, views=8, samples=8, shard_size=16,
                 preset="small", steps0=3000, steps1=1500, batch=16, budget=24, image_size=64),
 }
@@ -69,8 +70,9 @@ def sh(args: list[str], log: Path | None = None) -> float:
     if log:
         log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "a") if log else open("/dev/null", "w") as f:
+        env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}  # see pipeline/demo.py
         r = subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=ROOT, stdout=f if log else None,
-                           stderr=subprocess.STDOUT if log else None)
+                           stderr=subprocess.STDOUT if log else None, env=env)
     if r.returncode != 0:
         raise SystemExit(f"failed ({r.returncode}): pipeline {shlex.join(args)}" + (f"; log: {log}" if log else ""))
     return time.perf_counter() - t0

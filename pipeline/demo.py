@@ -156,6 +156,10 @@ class Demo:
         t0 = time.perf_counter()
         env = dict(os.environ)
         env.setdefault("PYTHONUNBUFFERED", "1")
+        # One intra-op thread per process: the trainer and its loader worker are two processes on a
+        # laptop-class CPU already; with torch's default (all cores each) a busy machine made the tiny
+        # model ~30x slower per step (spinning thread pools, BENCHMARKS.md), at one thread it barely slows.
+        env.setdefault("OMP_NUM_THREADS", "1")
         r = subprocess.run(argv, env=env)
         dt = time.perf_counter() - t0
         if r.returncode != 0:
