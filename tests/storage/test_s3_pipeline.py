@@ -8,6 +8,7 @@ import json
 import tarfile
 
 import pyarrow.parquet as pq
+import pytest
 
 from contracts import layout
 
@@ -106,3 +107,18 @@ def test_retry_failed_rebuilds_a_committed_shard_in_the_bucket(s3_server, s3_dat
     assert {n.split(".", 1)[0] for n in names} == ok  # the good samples were copied over
     rows = pq.read_table(io.BytesIO(_get(s3_server, url, layout.members_name(0)))).column("name").to_pylist()
     assert rows == names  # the rebuilt shard has a fresh member index
+
+
+@pytest.mark.ray
+def test_render_on_ray_uploads_from_the_driver(s3_server, s3_manifest):
+    """The default scheduler (a local Ray instance, one actor) commits into the bucket the same way."""
+    url = f"s3://{s3_server.new_bucket()}/ray"
+    i = TINY_FLAGS.index("--threads")
+    flags = [f for f in TINY_FLAGS[:i] + TINY_FLAGS[i + 2:] if f != "--no-ray"]
+    r = run_cli("render", "--manifest", str(s3_manifest), "--shard", "0", "--out", url, "--workers", "1", *flags,
+                env={**s3_server.env(), "RAY_USAGE_STATS_ENABLED": "0"})
+    assert "rendered 1" in r.stdout
+    bucket, prefix = _split(url)
+    names = {k.rsplit("/", 1)[-1] for k in s3_server.keys(bucket, prefix + "/")}
+    assert {layout.tar_name(0), layout.parquet_name(0), layout.members_name(0), layout.stats_name(0),
+            layout.INDEX_NAME} == names
