@@ -66,6 +66,9 @@ def split_url(url: str) -> tuple[str, str]:
     if not m:
         raise StorageError(f"{url}: not a URL (expected scheme://bucket/prefix)")
     scheme, rest = m.group("scheme"), m.group("rest").rstrip("/")
+    if "@" in rest.split("/", 1)[0]:  # user:secret@bucket -- never echoed back
+        raise StorageError(f"{scheme}://...: refused: a URL with credentials in it; give them in the environment "
+                           f"(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE)")
     parts = rest.split("/")
     if not rest or any(p in ("", ".", "..") for p in parts):
         raise StorageError(f"{url}: refused: empty, '.' or '..' path component (a dataset URL must name "

@@ -117,6 +117,14 @@ def test_commands_refuse_a_dot_dot_url_before_touching_anything(tmp_path, s3_ser
     assert not (tmp_path / "run").exists()
 
 
+def test_a_url_with_credentials_in_it_is_refused_without_echoing_them(tmp_path):
+    with pytest.raises(storage.StorageError, match="credentials in it") as err:
+        storage.open_store("s3://AKIDEXAMPLE:s3cr3tValue@bkt/p")
+    assert "s3cr3tValue" not in str(err.value)
+    r = run_cli("status", "s3://AKIDEXAMPLE:s3cr3tValue@bkt/p", check=False)
+    assert r.returncode != 0 and "credentials in it" in r.stderr and "s3cr3tValue" not in r.stderr
+
+
 def test_names_outside_the_prefix_are_refused(s3_env):
     store = storage.open_store(f"s3://{s3_env.new_bucket()}/p")
     for name in ("../escape.tar", "a/b.tar", "..", "", ".hidden", "x/../../y"):
