@@ -446,6 +446,20 @@ def read_bytes(url: str) -> bytes:
     return data
 
 
+def size(url: str) -> int:
+    """Bytes of the file at a local path, http(s) URL (HEAD, Content-Length) or fsspec URL."""
+    if is_http(url):
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=HTTP_TIMEOUT_S) as r:  # noqa: S310
+            length = r.headers.get("Content-Length")
+        if length is None:
+            raise StorageError(f"{url}: the server gave no Content-Length")
+        return int(length)
+    if is_url(url):
+        head, name = parent_and_name(url)
+        return FsspecStore(head).size(name)
+    return os.path.getsize(url)
+
+
 def exists(url: str) -> bool:
     """Whether a file exists (404 over HTTP counts as absent; other failures raise)."""
     if is_http(url):

@@ -14,8 +14,10 @@ member name after the key's first dot, lower case).
 concurrently (a small thread pool per process) when they live behind a network (http(s), s3), so a
 sample costs one round trip of latency instead of a dozen; local refs are left to the decoders.
 
-Errors go to the handler (skip-and-count): an unreadable index is counted (`member_index`) and the
-shard is streamed; a member that cannot be fetched skips its sample (`member_read`). An HTTP server
+Before an index is used, the tar's size is checked against it (one size request per shard opened),
+so an index that does not describe the tar (a shard rewritten under a cached index, a truncated tar)
+is never trusted. Errors go to the handler (skip-and-count): an unreadable or mismatched index is
+counted (`member_index`) and the shard is streamed; a member that cannot be fetched skips its sample (`member_read`). An HTTP server
 that ignores Range requests (answers 200 with the whole file) gets the shard streamed instead.
 """
 
@@ -76,6 +78,17 @@ def load_member_index(tar_url: str) -> list[tuple[str, int, int]] | None:
             _index_cache.clear()
         _index_cache[tar_url] = (now, index)
     return index
+
+
+def index_fits(index: list[tuple[str, int, int]], tar_size: int) -> bool:
+    """Whether a tar of `tar_size` bytes ends where its index says: after the last member's 512-byte
+    padded data come the two zero blocks of the end of archive, padded to at most one 10240-byte record
+    (tarfile's and GNU tar's blocking). A tar rewritten under a cached index, or cut short, fails this."""
+    if not index:
+        return True
+    end = max(off + n for _, off, n in index)
+    least = -(-end // 512) * 512 + 1024
+    return least <= tar_size < least + 10240
 
 
 def _split(name: str) -> tuple[str, str] | None:
@@ -159,6 +172,18 @@ def shard_samples(src: Iterable[dict], handler: Callable, ranged: bool = True) -
             except Exception as exn:  # noqa: BLE001 (a bad index is counted; the tar itself may be fine)
                 if not handler(SampleError("member_index", f"{url}: member index unreadable, streaming instead ({exn})"[:500])):
                     return
+        if index is not None:
+            try:
+                size = storage.size(url)
+            except Exception:  # noqa: BLE001 (unreachable: streaming will fail and count it)
+                size = None
+            if size is not None and not index_fits(index, size):
+                with _cache_lock:
+                    _index_cache.pop(url, None)
+                if not handler(SampleError("member_index", f"{url}: the member index does not match the tar "
+                                                           f"({size} bytes); streaming it instead")):
+                    return
+                index = None
         if index is not None:
             n = 0
             try:

@@ -139,3 +139,16 @@ def test_a_corrupted_tar_behind_a_good_index_skips_only_the_broken_samples(index
     assert h.counts == {"bad_json": 1}
     keys = [k for b in batches for k in b["key"]]
     assert len(keys) == 5 and name.split(".")[0] not in keys
+
+
+def test_an_index_that_does_not_match_its_tar_is_not_trusted(indexed, tmp_path):
+    for p in indexed.iterdir():
+        shutil.copy(p, tmp_path / p.name)
+    with open(tmp_path / layout.tar_name(1), "ab") as f:  # the tar no longer ends where its index says
+        f.write(bytes(20480))
+    shardstream._index_cache.clear()
+    batches, h = _all_batches(shardspec.resolve_shards(str(tmp_path)), _cfg())
+    assert h.counts == {"member_index": 1}
+    assert sum(len(b["key"]) for b in batches) == 6  # shard 1 streamed instead (its tar is still readable)
+    for tar in sorted(indexed.glob("shard-*.tar")):  # real tars fit their indexes
+        assert shardstream.index_fits(layout.tar_member_offsets(tar), tar.stat().st_size)
