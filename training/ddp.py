@@ -89,18 +89,25 @@ def any_true(flag: bool, info: DistInfo) -> bool:
     return total(1.0 if flag else 0.0, info) > 0
 
 
-def broadcast_json(value, info: DistInfo):
-    """Rank 0's JSON-serialisable `value` on every rank (as UTF-8 bytes in a tensor: nothing is pickled)."""
+def broadcast_json(value, info: DistInfo, src: int = 0):
+    """Rank `src`'s JSON-serialisable `value` on every rank (as UTF-8 bytes in a tensor: nothing is pickled)."""
     if info.world_size == 1:
         return value
     dev = _comm_device(info)
-    data = json.dumps(value).encode("utf-8") if info.rank == 0 else b""
+    data = json.dumps(value).encode("utf-8") if info.rank == src else b""
     n = torch.tensor([len(data)], dtype=torch.int64, device=dev)
-    dist.broadcast(n, src=0)
-    buf = (torch.frombuffer(bytearray(data), dtype=torch.uint8).to(dev) if info.rank == 0
+    dist.broadcast(n, src=src)
+    buf = (torch.frombuffer(bytearray(data), dtype=torch.uint8).to(dev) if info.rank == src
            else torch.empty(int(n.item()), dtype=torch.uint8, device=dev))
-    dist.broadcast(buf, src=0)
-    return json.loads(bytes(buf.cpu().tolist()).decode("utf-8"))
+    dist.broadcast(buf, src=src)
+    return json.loads(bytes(buf.cpu().numpy()).decode("utf-8"))
+
+
+def gather_json(value, info: DistInfo) -> list:
+    """Every rank's JSON-serialisable `value`, in rank order, on every rank (a world of one: [value])."""
+    if info.world_size == 1:
+        return [value]
+    return [broadcast_json(value, info, src=r) for r in range(info.world_size)]
 
 
 def barrier(info: DistInfo) -> None:

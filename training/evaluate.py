@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import heapq
 import importlib
-import json
 import logging
 import math
 import os
@@ -41,9 +39,8 @@ from training import data as data_mod
 from training import decode, shardspec
 from training.baselines import nearest_input
 from training.config import DataConfig, TrainConfig
-from training.protocol import (ALL_KINDS, KINDS, baseline_scores, fixed_views, format_summary as _fmt,
-                               protocol_tag, sample_row, score_targets, seen_in_training, summarize, target_kind,
-                               write_metrics)
+from training.protocol import (ALL_KINDS, KINDS, fixed_views, format_summary as _fmt, protocol_tag,
+                               seen_in_training, summarize, target_kind, write_metrics)
 
 log = logging.getLogger(__name__)
 
@@ -206,15 +203,17 @@ class BuildEvalSample(data_mod.BuildSample):
 
 
 def make_eval_dataset(urls: list[str], protocol: Protocol, image_size: int, batch_size: int, handler,
-                      background: str = "white", trained: Mapping[str, Any] | None = None):
-    """Every sample of every shard once, in order, with the protocol's pairs, in batches."""
+                      background: str = "white", trained: Mapping[str, Any] | None = None, info=None):
+    """Every sample of every shard once (this rank's share of the shards under torchrun), in order, with
+    the protocol's pairs, in batches."""
     import webdataset as wds
 
     cfg = DataConfig(image_size=image_size, n_in=protocol.n_in, n_target=protocol.n_target, background=background,
                      num_workers=0)
-    kw = dict(seed=protocol.seed, rank=0, epoch=0)
+    rank, world = (info.rank, info.world_size) if info is not None else (0, 1)
+    kw = dict(seed=protocol.seed, rank=0, epoch=0)  # rank 0's seeds on every rank: pairs come from the key alone
     return wds.DataPipeline(
-        data_mod.ShardSource(urls, resampled=False, world_size=1, **kw),
+        data_mod.ShardSource(urls, resampled=False, world_size=world, seed=protocol.seed, rank=rank, epoch=0),
         functools.partial(data_mod.shard_samples, handler=handler),  # member index + ranged reads, or streamed
         ProtocolPick(protocol, handler),
         functools.partial(data_mod.fetch_members, handler=handler),  # picked members over the network, concurrently
@@ -310,17 +309,17 @@ def evaluate_lrm4d(state: dict, ckpt_path: Path, shards: str, out: str | os.Path
                    grids_dir: str | os.PathLike | None = None, progress: bool = True) -> EvalResult:
     """Score a 4D-LRM checkpoint (its loaded `state`) on every sample of `shards`; write `out` (Parquet)
     and grids of the worst."""
-    from tqdm import tqdm
-
+    from training import ddp
+    from training.eval_loop import run_eval
     from training.lpips import load_lpips
     from training.model import Reconstructor
     from training.render import resolve_backend
     from training.train import autocast_for, forward_render, to_device
-    from training.viz import save_grid
 
     if protocol is None or isinstance(protocol, Mapping):
         protocol = Protocol(**{k: v for k, v in (protocol or {}).items() if v is not None})
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    info = ddp.init(device)  # under torchrun: this rank's GPU, and its share of the shards below
+    dev = info.device
     cfg = TrainConfig.from_dict(state["config"])
     model = Reconstructor(cfg.model)
     model.load_state_dict(state["model"])
@@ -340,57 +339,25 @@ def evaluate_lrm4d(state: dict, ckpt_path: Path, shards: str, out: str | os.Path
     urls = shardspec.resolve_shards(shards)
     handler = data_mod.SkipAndCount(max_consecutive=10**9)
     autocast = autocast_for(cfg, dev)
-    rows: list[dict] = []
-    heap: list[tuple[float, int, dict]] = []  # the `worst` highest losses: (loss, counter, saved batch slice)
-    bar = tqdm(unit="sample", desc="eval", disable=not progress, dynamic_ncols=True)
-    for batch in make_eval_dataset(urls, protocol, size, bs, handler, cfg.data.background, trained):
-        batch.pop("skipped", None)
-        batch.pop("worker", None)
+
+    def forward(batch: dict):
         b = to_device(batch, dev)
         _g, pred, alpha = forward_render(model, b, cfg, backend, autocast, size)
-        pred = pred.float().clamp(0, 1)  # [B, T, 3, S, S]
-        tg = b["tg_rgb"]
-        B, T = tg.shape[:2]
-        flat = lambda x: x.flatten(0, 1)  # noqa: E731  [B, T, ...] -> [B*T, ...]
-        scores = score_targets(flat(pred), flat(tg), flat(alpha), flat(b["tg_alpha"]), lp)
-        scores.update(baseline_scores(flat(tg), flat(b["tg_alpha"]), flat(nearest_input(b))))
-        scores = {k: v.view(B, T).cpu() for k, v in scores.items()}
-        for i in range(B):
-            key = batch["key"][i]
-            clip = int(batch["clip"][i])
-            uid = key[: -len(f"_{clip:03d}")] if clip >= 0 and key.endswith(f"_{clip:03d}") else key.rsplit("_", 1)[0]
-            kinds = [ALL_KINDS[k] for k in batch["kind"][i].tolist()]
-            seen = int(batch["seen"][i])
-            row = {"uid": uid, "clip": clip, "key": key, "shard": int(batch["shard"][i]), "step": step,
-                   "protocol": tag, "seen_in_training": None if seen < 0 else bool(seen)}
-            row.update(sample_row({k: v[i] for k, v in scores.items()}, kinds))
-            row.update(image_size=size, family=protocol.family,
-                       pairs=json.dumps({"inputs": batch["in_pairs"][i].tolist(), "targets": batch["tg_pairs"][i].tolist(),
-                                         "kinds": kinds}))
-            rows.append(row)
-            if worst > 0:
-                saved = {k: (v[i:i + 1].cpu() if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
-                saved["pred"] = pred[i:i + 1].cpu()
-                item = (row["loss"], len(rows), saved)
-                if len(heap) < worst:
-                    heapq.heappush(heap, item)
-                elif item[0] > heap[0][0]:
-                    heapq.heapreplace(heap, item)
-        bar.update(B)
-    bar.close()
-    if not rows:
-        raise RuntimeError(f"--shards {shards}: no sample could be evaluated (skipped: {dict(handler.counts)})")
-    rows.sort(key=lambda r: (r["shard"], r["key"]))
-    write_metrics(rows, out, tag=tag, protocol=asdict(protocol), background=cfg.data.background,
-                  checkpoint=str(ckpt_path), step=step, family=protocol.family, skipped=dict(handler.counts),
-                  trained_on=trained)
-    grid_paths = []
+        return pred, alpha, b  # [B, T, 3, S, S], [B, T, 1, S, S]
+
     gdir = Path(grids_dir) if grids_dir else Path(out).with_name(Path(out).stem + "_worst")
-    for rank, (loss, _, saved) in enumerate(sorted(heap, key=lambda x: -x[0])):
-        gp = gdir / f"{rank:02d}_{saved['key'][0]}.png"
-        save_grid(gp, saved, saved["pred"])
-        grid_paths.append(gp)
-    return EvalResult(rows=rows, skipped=dict(handler.counts), worst=grid_paths, summary=summarize(rows), tag=tag,
+    res = run_eval(make_eval_dataset(urls, protocol, size, bs, handler, cfg.data.background, trained, info=info),
+                   forward, nearest_input, handler=handler, info=info, lpips_net=lp, worst=worst, grids_dir=gdir,
+                   progress=progress, base_row={"step": step, "protocol": tag, "image_size": size,
+                                                "family": protocol.family})
+    if not res.rows:
+        raise RuntimeError(f"--shards {shards}: no sample could be evaluated (skipped: {res.skipped})")
+    if info.is_main:
+        write_metrics(res.rows, out, tag=tag, protocol=asdict(protocol), background=cfg.data.background,
+                      checkpoint=str(ckpt_path), step=step, family=protocol.family, skipped=res.skipped,
+                      trained_on=trained, ranks=info.world_size)
+    ddp.barrier(info)
+    return EvalResult(rows=res.rows, skipped=res.skipped, worst=res.worst, summary=summarize(res.rows), tag=tag,
                       family=protocol.family)
 
 

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import heapq
-import json
 import logging
 import random
 from dataclasses import asdict, dataclass
@@ -31,7 +29,7 @@ from training import decode, shardspec
 from training.baselines import nearest_input
 from training.config import DataConfig, TrainConfig
 from training.l4gm_samples import BuildWindowSample, pick_window, window_item
-from training.protocol import (ALL_KINDS, baseline_scores, fixed_views, protocol_tag, sample_row, score_targets,
+from training.protocol import (ALL_KINDS, NOT_SCORED, fixed_views, protocol_tag,
                                seen_in_training, summarize, target_kind, write_metrics)
 
 log = logging.getLogger(__name__)
@@ -149,14 +147,16 @@ class BuildWindowEvalSample(BuildWindowSample):
 
 
 def make_eval_dataset(urls: list[str], protocol: VideoProtocol, image_size: int, batch_size: int, handler,
-                      background: str = "white", trained: Mapping[str, Any] | None = None):
-    """Every sample of every shard once, in order, with the protocol's window, in batches."""
+                      background: str = "white", trained: Mapping[str, Any] | None = None, info=None):
+    """Every sample of every shard once (this rank's share under torchrun), in order, with the protocol's
+    window, in batches."""
     import webdataset as wds
 
     cfg = protocol.data_config(image_size, background)
-    kw = dict(seed=protocol.seed, rank=0, epoch=0)
+    rank, world = (info.rank, info.world_size) if info is not None else (0, 1)
+    kw = dict(seed=protocol.seed, rank=0, epoch=0)  # the same seeds on every rank: windows come from the key
     return wds.DataPipeline(
-        data_mod.ShardSource(urls, resampled=False, world_size=1, **kw),
+        data_mod.ShardSource(urls, resampled=False, world_size=world, seed=protocol.seed, rank=rank, epoch=0),
         functools.partial(data_mod.shard_samples, handler=handler),
         WindowProtocolPick(protocol, cfg, handler),
         BuildWindowEvalSample(cfg, handler, protocol, trained, **kw),
@@ -169,18 +169,18 @@ def evaluate_l4gm(state: dict, ckpt_path: Path, shards: str, out, protocol=None,
                   batch_size: int | None = None, lpips_weights: str | None = None, worst: int = 8,
                   grids_dir=None, progress: bool = True):
     """Score an L4GM-family checkpoint (its loaded `state`) on every sample of `shards`; write `out`."""
-    from tqdm import tqdm
-
+    from training import ddp
+    from training.eval_loop import run_eval
     from training.evaluate import EvalResult
     from training.families import build_model, require_family
     from training.lpips import load_lpips
     from training.render import resolve_backend
     from training.train import autocast_for, forward_render, to_device
-    from training.viz import save_grid
 
     require_family(state, "l4gm", f"--checkpoint {ckpt_path}")
     protocol = protocol_from_options(protocol)
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    info = ddp.init(device)  # under torchrun: this rank's GPU, and its share of the shards below
+    dev = info.device
     cfg = TrainConfig.from_dict(state["config"])
     model = build_model(cfg.model)
     model.load_state_dict(state["model"])
@@ -195,61 +195,34 @@ def evaluate_l4gm(state: dict, ckpt_path: Path, shards: str, out, protocol=None,
     urls = shardspec.resolve_shards(shards)
     handler = data_mod.SkipAndCount(max_consecutive=10**9)
     autocast = autocast_for(cfg, dev)
-    rows: list[dict] = []
-    heap: list[tuple[float, int, dict]] = []
-    bar = tqdm(unit="sample", desc="eval", disable=not progress, dynamic_ncols=True)
-    for batch in make_eval_dataset(urls, protocol, size, bs, handler, cfg.data.background, trained):
-        batch.pop("skipped", None)
-        batch.pop("worker", None)
+
+    def forward(batch: dict):
         b = to_device(batch, dev)
         _g, pred, alpha = forward_render(model, b, cfg, backend, autocast, size)
-        pred = pred.float().clamp(0, 1)  # [B, W*M, 3, S, S], time-major
-        tg = b["tg_rgb"]
-        B, n = tg.shape[:2]
-        flat = lambda x: x.flatten(0, 1)  # noqa: E731
-        scores = score_targets(flat(pred), flat(tg), flat(alpha), flat(b["tg_alpha"]), lp)
-        scores.update(baseline_scores(flat(tg), flat(b["tg_alpha"]), flat(nearest_input(b))))
-        scores = {k: v.view(B, n).cpu() for k, v in scores.items()}
-        for i in range(B):
-            key = batch["key"][i]
-            clip = int(batch["clip"][i])
-            uid = key[: -len(f"_{clip:03d}")] if clip >= 0 and key.endswith(f"_{clip:03d}") else key.rsplit("_", 1)[0]
-            kinds = [ALL_KINDS[k] for k in batch["kind"][i].tolist()]
-            seen = int(batch["seen"][i])
-            row = {"uid": uid, "clip": clip, "key": key, "shard": int(batch["shard"][i]), "step": step,
-                   "protocol": tag, "seen_in_training": None if seen < 0 else bool(seen)}
-            row.update(sample_row({k: v[i] for k, v in scores.items()}, kinds))
-            if row["psnr"] is None:
-                handler.counts["no_scored_target"] += 1
-                continue
-            frame = batch["tg_frame"][i].tolist()
-            for name, sel in (("psnr_t0", [j for j in range(n) if frame[j] == 0 and kinds[j] not in ("seen", "pad")]),
-                              ("psnr_later", [j for j in range(n) if frame[j] > 0 and kinds[j] not in ("seen", "pad")])):
-                row[name] = float(scores["psnr"][i, sel].mean()) if sel else None
-            row.update(image_size=size, family="l4gm",
-                       pairs=json.dumps({"inputs": batch["in_pairs"][i].tolist(), "targets": batch["tg_pairs"][i].tolist(),
-                                         "kinds": kinds}))
-            rows.append(row)
-            if worst > 0:
-                saved = {k: (v[i:i + 1].cpu() if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
-                saved["pred"] = pred[i:i + 1].cpu()
-                item = (row["loss"], len(rows), saved)
-                if len(heap) < worst:
-                    heapq.heappush(heap, item)
-                elif item[0] > heap[0][0]:
-                    heapq.heapreplace(heap, item)
-        bar.update(B)
-    bar.close()
-    if not rows:
-        raise RuntimeError(f"--shards {shards}: no sample could be evaluated (skipped: {dict(handler.counts)})")
-    rows.sort(key=lambda r: (r["shard"], r["key"]))
-    write_metrics(rows, out, tag=tag, protocol=asdict(protocol), background=cfg.data.background,
-                  checkpoint=str(ckpt_path), step=step, family="l4gm", skipped=dict(handler.counts), trained_on=trained)
-    grid_paths = []
+        return pred, alpha, b  # [B, W*M, 3, S, S], time-major
+
+    def per_time(batch: dict, i: int, row: dict, scores: dict, kinds: list[str]) -> dict | None:
+        if row["psnr"] is None:
+            handler.counts["no_scored_target"] += 1
+            return None
+        frame = batch["tg_frame"][i].tolist()
+        out = {}
+        for name, keep in (("psnr_t0", lambda f: f == 0), ("psnr_later", lambda f: f > 0)):
+            sel = [j for j, f in enumerate(frame) if keep(f) and kinds[j] not in NOT_SCORED]
+            out[name] = float(scores["psnr"][sel].mean()) if sel else None
+        return out
+
     gdir = Path(grids_dir) if grids_dir else Path(out).with_name(Path(out).stem + "_worst")
-    for rank, (_loss, _, saved) in enumerate(sorted(heap, key=lambda x: -x[0])):
-        gp = gdir / f"{rank:02d}_{saved['key'][0]}.png"
-        save_grid(gp, saved, saved["pred"])
-        grid_paths.append(gp)
-    return EvalResult(rows=rows, skipped=dict(handler.counts), worst=grid_paths, summary=summarize(rows), tag=tag,
+    res = run_eval(make_eval_dataset(urls, protocol, size, bs, handler, cfg.data.background, trained, info=info),
+                   forward, nearest_input, handler=handler, info=info, lpips_net=lp, worst=worst, grids_dir=gdir,
+                   progress=progress, extra_columns=per_time,
+                   base_row={"step": step, "protocol": tag, "image_size": size, "family": "l4gm"})
+    if not res.rows:
+        raise RuntimeError(f"--shards {shards}: no sample could be evaluated (skipped: {res.skipped})")
+    if info.is_main:
+        write_metrics(res.rows, out, tag=tag, protocol=asdict(protocol), background=cfg.data.background,
+                      checkpoint=str(ckpt_path), step=step, family="l4gm", skipped=res.skipped, trained_on=trained,
+                      ranks=info.world_size)
+    ddp.barrier(info)
+    return EvalResult(rows=res.rows, skipped=res.skipped, worst=res.worst, summary=summarize(res.rows), tag=tag,
                       family="l4gm")

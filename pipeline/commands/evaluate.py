@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 
@@ -47,5 +49,6 @@ def command(checkpoint: str, shards: str, out: str, protocol_name: str, protocol
                        lpips_weights=lpips_weights, worst=worst, grids_dir=grids_dir, progress=progress)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(format_summary(res))
-    click.echo(f"wrote {out} ({len(res.rows)} rows)")
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun every rank holds all rows; rank 0 wrote them
+        click.echo(format_summary(res))
+        click.echo(f"wrote {out} ({len(res.rows)} rows)")

@@ -1,0 +1,120 @@
+"""The evaluation loop both model families share: batches -> per-sample rows, the worst samples'
+grids, and (under torchrun) the split of shards over ranks and the gathering of every rank's rows.
+
+A family supplies its dataset (built for this rank's share of the shards), its forward pass and,
+optionally, extra columns per row; this module scores targets with training.protocol, keeps the
+`worst` highest-loss samples, gathers rows from all ranks (JSON over the process group: nothing is
+pickled), writes the metrics file once (rank 0) and saves the grids of the overall worst samples,
+each from the rank that holds it. Scores do not depend on the number of ranks: every sample is
+scored alone, and rows are sorted by (shard, key) before writing.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+import torch
+
+from training import ddp
+from training.protocol import ALL_KINDS, baseline_scores, sample_row, score_targets
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoopResult:
+    rows: list[dict]                # every rank's rows, sorted by (shard, key)
+    skipped: dict[str, int]         # summed over ranks
+    worst: list[Path] = field(default_factory=list)
+
+
+def sample_uid(key: str, clip: int) -> str:
+    return key[: -len(f"_{clip:03d}")] if clip >= 0 and key.endswith(f"_{clip:03d}") else key.rsplit("_", 1)[0]
+
+
+@torch.no_grad()
+def run_eval(batches: Iterable[dict], forward: Callable[[dict], tuple[torch.Tensor, torch.Tensor, dict]],
+             nearest: Callable[[dict], torch.Tensor], *, base_row: Mapping[str, Any], handler, info: ddp.DistInfo,
+             lpips_net=None, worst: int = 8, grids_dir: Path | None = None, progress: bool = True,
+             extra_columns: Callable[[dict, int, dict, dict, list[str]], dict | None] | None = None) -> LoopResult:
+    """Score every batch. `forward(batch) -> (pred [B, n, 3, S, S], pred_alpha [B, n, 1, S, S], batch on
+    the device)`; `extra_columns(batch, i, row, scores_i, kinds) -> dict` adds a family's columns to a row (as scored
+    so far), or returns None to drop the row (counted by the family through `handler`)."""
+    from tqdm import tqdm
+
+    rows: list[dict] = []
+    heap: list[tuple[float, str, dict]] = []  # the `worst` highest losses: (loss, key, saved batch slice)
+    bar = tqdm(unit="sample", desc="eval", disable=not (progress and info.is_main), dynamic_ncols=True)
+    for batch in batches:
+        batch.pop("skipped", None)
+        batch.pop("worker", None)
+        pred, alpha, b = forward(batch)
+        pred = pred.float().clamp(0, 1)  # [B, n, 3, S, S]
+        tg = b["tg_rgb"]
+        B, n = tg.shape[:2]
+        flat = lambda x: x.flatten(0, 1)  # noqa: E731  [B, n, ...] -> [B*n, ...]
+        scores = score_targets(flat(pred), flat(tg), flat(alpha), flat(b["tg_alpha"]), lpips_net)
+        scores.update(baseline_scores(flat(tg), flat(b["tg_alpha"]), flat(nearest(b))))
+        scores = {k: v.view(B, n).cpu() for k, v in scores.items()}
+        for i in range(B):
+            key, clip = batch["key"][i], int(batch["clip"][i])
+            kinds = [ALL_KINDS[k] for k in batch["kind"][i].tolist()]
+            seen = int(batch["seen"][i])
+            row = {"uid": sample_uid(key, clip), "clip": clip, "key": key, "shard": int(batch["shard"][i]),
+                   **base_row, "seen_in_training": None if seen < 0 else bool(seen)}
+            mine = {k: v[i] for k, v in scores.items()}
+            row.update(sample_row(mine, kinds))
+            if extra_columns is not None:
+                extra = extra_columns(batch, i, row, mine, kinds)
+                if extra is None:
+                    continue
+                row.update(extra)
+            row["pairs"] = json.dumps({"inputs": batch["in_pairs"][i].tolist(), "targets": batch["tg_pairs"][i].tolist(),
+                                       "kinds": kinds})
+            rows.append(row)
+            if worst > 0 and row.get("loss") is not None:
+                saved = {k: (v[i:i + 1].cpu() if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+                saved["pred"] = pred[i:i + 1].cpu()
+                item = (float(row["loss"]), key, saved)
+                if len(heap) < worst:
+                    heapq.heappush(heap, item)
+                elif item[:2] > heap[0][:2]:
+                    heapq.heapreplace(heap, item)
+        bar.update(B)
+    bar.close()
+    return _gather(rows, heap, handler, info, worst, grids_dir)
+
+
+def _gather(rows: list[dict], heap: list, handler, info: ddp.DistInfo, worst: int, grids_dir: Path | None) -> LoopResult:
+    """All ranks' rows and skip counts on every rank; grids of the overall worst samples, each saved by
+    the rank that scored it and numbered by its place among all ranks' worst."""
+    from training.viz import save_grid
+
+    mine = {"rows": rows, "skipped": dict(handler.counts), "worst": [[loss, key] for loss, key, _ in heap]}
+    parts = ddp.gather_json(mine, info)
+    all_rows = [r for p in parts for r in p["rows"]]
+    all_rows.sort(key=lambda r: (r["shard"], r["key"]))
+    skipped: Counter[str] = Counter()
+    for p in parts:
+        skipped.update(p["skipped"])
+    ranked = sorted(((loss, key, r) for r, p in enumerate(parts) for loss, key in p["worst"]),
+                    key=lambda x: (-x[0], x[1]))[:worst]
+    saved = {key: s for _loss, key, s in heap}
+    paths = []
+    for place, (_loss, key, owner) in enumerate(ranked):
+        gp = Path(grids_dir) / f"{place:02d}_{key}.png" if grids_dir is not None else None
+        if gp is None:
+            continue
+        if owner == info.rank:
+            save_grid(gp, saved[key], saved[key]["pred"])
+        paths.append(gp)
+    ddp.barrier(info)
+    if info.world_size > 1:
+        log.info("rank %d scored %d of %d samples", info.rank, len(rows), len(all_rows))
+    return LoopResult(rows=all_rows, skipped=dict(skipped), worst=paths)
