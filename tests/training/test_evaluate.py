@@ -181,6 +181,16 @@ def test_seen_in_training_follows_the_checkpoints_shards(two_checkpoints, tmp_pa
     assert "clips seen in training: 4 sample(s)" in text
 
 
+def test_summary_warns_when_every_clip_was_seen(two_checkpoints, tmp_path):
+    from training.evaluate import format_summary
+
+    d, early, _, _ = two_checkpoints
+    res = evaluate(early, str(d / "shard-000000.tar"), tmp_path / "m.parquet", device="cpu", progress=False, worst=0)
+    text = format_summary(res)
+    assert "clips seen in training: 2 sample(s)" in text and "held-out clips" not in text
+    assert "every clip was seen in training; these numbers say nothing about generalisation" in text
+
+
 def test_loss_column_uses_the_protocols_weights_and_background(two_checkpoints, tmp_path):
     """Neither the checkpoint's loss weights nor --lpips-weights change `loss`; the formula and the
     background (the checkpoint's training background) are recorded; another image size is another tag."""
