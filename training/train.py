@@ -261,6 +261,9 @@ class Trainer:
                                    samples_per_s=n_since * cfg.batch_size * info.world_size / elapsed,
                                    step_time_s=elapsed / n_since, data_wait_s=data_time / n_since,
                                    skipped=ddp.total(sum(skipped.values()), info))
+                    if info.world_size > 1:  # how unevenly the ranks wait for data (DDP syncs the rest)
+                        waits = [w for w, in ddp.gather_json([data_time / n_since], info)]
+                        metrics.update(data_wait_min_s=min(waits), data_wait_max_s=max(waits))
                     last = metrics
                     self.log_metrics(metrics, dict(skipped))
                     t_log, n_since, data_time = time.perf_counter(), 0, 0.0

@@ -35,6 +35,7 @@ def test_two_gloo_ranks_train_resume_and_never_wait_on_uneven_data(analytic_shar
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines] == [2, 4, 6]  # only rank 0 writes
     assert all(x["samples_per_s"] > 0 for x in lines)
+    assert all(0 <= x["data_wait_min_s"] <= x["data_wait_max_s"] for x in lines)  # per-rank spread logged
 
 
 @pytest.mark.slow
