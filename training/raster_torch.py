@@ -119,8 +119,11 @@ def _render_one(means2d: Tensor, cov2d: Tensor, depths: Tensor, det: Tensor, opa
         counts = overlap.sum(1)  # [tiles]
         n_max = int(counts.max()) if counts.numel() and ids.numel() else 0
     P = ts * ts
-    out_c = torch.zeros(nty * ntx, P, D, device=dev, dtype=dt)
-    out_a = torch.zeros(nty * ntx, P, device=dev, dtype=dt)
+    # Nothing visible still gives images that belong to the graph (zero gradients, as gsplat gives), so a
+    # batch whose every target sees no Gaussian back-propagates instead of failing. Empty slices: no NaN.
+    link = colors[:0].sum() + opac[:0].sum() + means2d[:0].sum() + cov2d[:0].sum()
+    out_c = torch.zeros(nty * ntx, P, D, device=dev, dtype=dt) + link
+    out_a = torch.zeros(nty * ntx, P, device=dev, dtype=dt) + link
     if n_max > 0:
         with torch.no_grad():
             order = torch.argsort((~overlap).to(torch.int8), dim=1, stable=True)[:, :n_max]  # [tiles, n_max]

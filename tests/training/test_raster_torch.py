@@ -117,3 +117,18 @@ def test_gradcheck_float64():
 
     inputs = (means.clone().requires_grad_(True), opac.clone().requires_grad_(True), colors.clone().requires_grad_(True))
     assert torch.autograd.gradcheck(fn, inputs, atol=1e-6)
+
+
+def test_nothing_visible_still_back_propagates_zero_gradients():
+    """A target that sees no Gaussian (all behind the camera) gives background and alpha 0 that stay in the
+    graph: backward works and every gradient is 0, as with gsplat (a batch of empty targets must not crash
+    the trainer)."""
+    means, covars = _iso([[0.0, 0.0, -1.0], [0.1, 0.0, -2.0]], 0.05)
+    means.requires_grad_(True)
+    opac = torch.tensor([0.9, 0.9], dtype=torch.float64, requires_grad=True)
+    colors = torch.tensor([[1.0, 0, 0], [0, 1.0, 0]], dtype=torch.float64, requires_grad=True)
+    img, alpha = _render(means, covars, opac, colors, bg=[1.0, 1.0, 1.0])
+    assert torch.equal(alpha, torch.zeros_like(alpha)) and torch.equal(img, torch.ones_like(img))
+    (img.sum() + alpha.sum()).backward()
+    for t in (means, opac, colors):
+        assert t.grad is not None and torch.equal(t.grad, torch.zeros_like(t))
