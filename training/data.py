@@ -127,7 +127,29 @@ class ShardSource(torch.utils.data.IterableDataset):
 open_shards = shardstream.open_shards  # the streaming stage, kept under its old name
 
 
-class PickViews:
+class PickStage:
+    """A pipeline stage that picks, per sample, the members a family's sample needs (`pick`, defined by
+    the family) with a random stream of its own; a sample that cannot be used goes to the handler.
+    Runs before the shuffle, so the buffer holds only what was picked."""
+
+    def __init__(self, cfg: DataConfig, handler: Callable, *, seed: int, rank: int, epoch: int):
+        self.cfg, self.handler = cfg, handler
+        self.seed, self.rank, self.epoch = seed, rank, epoch
+
+    def __call__(self, src: Iterable[dict]) -> Iterator[dict]:
+        rng = _rng(self.seed, self.rank, self.epoch, 3)
+        for sample in src:
+            try:
+                yield self.pick(sample, rng)
+            except Exception as exn:  # noqa: BLE001 (policy is the handler's)
+                if not self.handler(exn):
+                    break
+
+    def pick(self, sample: dict, rng: random.Random) -> dict:
+        raise NotImplementedError
+
+
+class PickViews(PickStage):
     """Choose input and target (view, time) pairs per sample and keep only those members' bytes.
 
     Inputs are n_in distinct pairs. A share `novel_time_fraction` of the targets are novel-time targets
@@ -139,18 +161,6 @@ class PickViews:
     gets a uniformly random time. Runs before the shuffle so the buffer holds little.
     """
 
-    def __init__(self, cfg: DataConfig, handler: Callable, *, seed: int, rank: int, epoch: int):
-        self.cfg, self.handler = cfg, handler
-        self.seed, self.rank, self.epoch = seed, rank, epoch
-
-    def __call__(self, src: Iterable[dict]) -> Iterator[dict]:
-        rng = _rng(self.seed, self.rank, self.epoch, 3)
-        for sample in src:
-            try:
-                yield self.pick(sample, rng)
-            except Exception as exn:  # noqa: BLE001
-                if not self.handler(exn):
-                    break
 
     def pick(self, sample: dict, rng: random.Random) -> dict:
         key, meta, T, V, members = parse_sample(sample)

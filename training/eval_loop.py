@@ -21,8 +21,8 @@ from typing import Any, Callable, Iterable, Mapping
 
 import torch
 
-from training import ddp
-from training.protocol import ALL_KINDS, baseline_scores, sample_row, score_targets
+from training import ddp, shardspec
+from training.protocol import ALL_KINDS, baseline_scores, sample_row, score_targets, seen_in_training
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,27 @@ class LoopResult:
     rows: list[dict]                # every rank's rows, sorted by (shard, key)
     skipped: dict[str, int]         # summed over ranks
     worst: list[Path] = field(default_factory=list)
+
+
+class EvalColumns:
+    """Mixed into a family's sample builder: adds what a metrics row needs (shard, clip, target kinds,
+    seen in training). The background is the checkpoint's training background; a `random` one is a grey
+    drawn from the protocol and the sample key, so every checkpoint sees the same one."""
+
+    def __init__(self, cfg, handler, protocol, trained: Mapping[str, Any] | None, **kw):
+        super().__init__(cfg, handler, **kw)
+        self.protocol, self.trained = protocol, trained
+
+    def build(self, item: dict, rng) -> dict:
+        out = super().build(item, self.protocol.rng(f"{item['key']}:background"))
+        url = str(item.get("url") or "")
+        n = shardspec.shard_number(url)
+        out["shard"] = torch.tensor(-1 if n is None else n)
+        out["clip"] = torch.tensor(int(item["meta"].get("clip", -1)))
+        out["kind"] = torch.tensor([ALL_KINDS.index(k) for k in item["kinds"]])  # [n_target]
+        seen = seen_in_training(url, self.trained)
+        out["seen"] = torch.tensor(-1 if seen is None else int(seen))
+        return out
 
 
 def sample_uid(key: str, clip: int) -> str:

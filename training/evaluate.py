@@ -38,9 +38,10 @@ from training import checkpoint as ckpt
 from training import data as data_mod
 from training import decode, shardspec
 from training.baselines import nearest_input
+from training.eval_loop import EvalColumns
 from training.config import DataConfig, TrainConfig
-from training.protocol import (ALL_KINDS, KINDS, fixed_views, format_summary as _fmt, protocol_tag,
-                               seen_in_training, summarize, target_kind, write_metrics)
+from training.protocol import (KINDS, fixed_views, format_summary as _fmt, protocol_tag,
+                               summarize, target_kind, write_metrics)
 
 log = logging.getLogger(__name__)
 
@@ -181,25 +182,8 @@ class ProtocolPick:
                 "kinds": kinds}
 
 
-class BuildEvalSample(data_mod.BuildSample):
-    """The training sample builder plus what a metrics row needs (shard, clip, target kinds, seen in
-    training). The background is the checkpoint's training background; a `random` one is a grey drawn
-    from the protocol and the sample key, so every checkpoint sees the same one."""
-
-    def __init__(self, cfg: DataConfig, handler, protocol: Protocol, trained: Mapping[str, Any] | None, **kw):
-        super().__init__(cfg, handler, **kw)
-        self.protocol, self.trained = protocol, trained
-
-    def build(self, item: dict, rng: random.Random) -> dict:
-        out = super().build(item, self.protocol.rng(f"{item['key']}:background"))
-        url = str(item.get("url") or "")
-        n = shardspec.shard_number(url)
-        out["shard"] = torch.tensor(-1 if n is None else n)
-        out["clip"] = torch.tensor(int(item["meta"].get("clip", -1)))
-        out["kind"] = torch.tensor([ALL_KINDS.index(k) for k in item["kinds"]])
-        seen = seen_in_training(url, self.trained)
-        out["seen"] = torch.tensor(-1 if seen is None else int(seen))
-        return out
+class BuildEvalSample(EvalColumns, data_mod.BuildSample):
+    """The training sample builder plus the metrics row's columns (training.eval_loop.EvalColumns)."""
 
 
 def make_eval_dataset(urls: list[str], protocol: Protocol, image_size: int, batch_size: int, handler,

@@ -27,10 +27,11 @@ import torch
 from training import data as data_mod
 from training import decode, shardspec
 from training.baselines import nearest_input
+from training.eval_loop import EvalColumns
 from training.config import DataConfig, TrainConfig
 from training.l4gm_samples import BuildWindowSample, pick_window, window_item
-from training.protocol import (ALL_KINDS, NOT_SCORED, fixed_views, protocol_tag,
-                               seen_in_training, summarize, target_kind, write_metrics)
+from training.protocol import (NOT_SCORED, fixed_views, protocol_tag,
+                               summarize, target_kind, write_metrics)
 
 log = logging.getLogger(__name__)
 
@@ -126,24 +127,8 @@ class WindowProtocolPick:
         return item
 
 
-class BuildWindowEvalSample(BuildWindowSample):
-    """The window builder plus shard, clip, target kinds and seen-in-training; a `random` background is
-    a grey drawn from the protocol and the key, the same for every checkpoint."""
-
-    def __init__(self, cfg: DataConfig, handler, protocol: VideoProtocol, trained, **kw):
-        super().__init__(cfg, handler, **kw)
-        self.protocol, self.trained = protocol, trained
-
-    def build(self, item: dict, rng: random.Random) -> dict:
-        out = super().build(item, self.protocol.rng(f"{item['key']}:background"))
-        url = str(item.get("url") or "")
-        n = shardspec.shard_number(url)
-        out["shard"] = torch.tensor(-1 if n is None else n)
-        out["clip"] = torch.tensor(int(item["meta"].get("clip", -1)))
-        out["kind"] = torch.tensor([ALL_KINDS.index(k) for k in item["kinds"]])
-        seen = seen_in_training(url, self.trained)
-        out["seen"] = torch.tensor(-1 if seen is None else int(seen))
-        return out
+class BuildWindowEvalSample(EvalColumns, BuildWindowSample):
+    """The window builder plus the metrics row's columns (training.eval_loop.EvalColumns)."""
 
 
 def make_eval_dataset(urls: list[str], protocol: VideoProtocol, image_size: int, batch_size: int, handler,

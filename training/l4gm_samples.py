@@ -16,15 +16,13 @@ A static sample (one rendered time) fills the window with that one time: the obj
 from __future__ import annotations
 
 import random
-from typing import Callable, Iterable, Iterator
 
 import torch
 
 from training.config import DataConfig
-from training.data import BuildSample
+from training.data import BuildSample, PickStage
 from training.decode import DEPTH_FMT, SampleError, parse_sample
 from training.protocol import fixed_views
-from training.rng import stream_rng
 
 
 def view_kinds(meta: dict, V: int) -> tuple[list[int], list[int]]:
@@ -92,22 +90,9 @@ def window_item(sample: dict, key: str, meta: dict, members: dict, choice: dict,
     return out
 
 
-class PickWindow:
+class PickWindow(PickStage):
     """Pipeline stage (the l4gm counterpart of data.PickViews): choose a window per sample and keep
     only its members. Runs before the shuffle so the buffer holds little."""
-
-    def __init__(self, cfg: DataConfig, handler: Callable, *, seed: int, rank: int, epoch: int):
-        self.cfg, self.handler = cfg, handler
-        self.seed, self.rank, self.epoch = seed, rank, epoch
-
-    def __call__(self, src: Iterable[dict]) -> Iterator[dict]:
-        rng = stream_rng(self.seed, self.rank, self.epoch, 3)
-        for sample in src:
-            try:
-                yield self.pick(sample, rng)
-            except Exception as exn:  # noqa: BLE001 (policy is the handler's)
-                if not self.handler(exn):
-                    break
 
     def pick(self, sample: dict, rng: random.Random) -> dict:
         key, meta, T, V, members = parse_sample(sample)
