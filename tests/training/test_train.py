@@ -27,7 +27,7 @@ def _metrics(run: Path) -> list[dict]:
 @pytest.mark.slow
 def test_tiny_overfits_one_procedural_sample_well_above_the_mean_colour_baseline(procedural_one, tmp_path):
     run = tmp_path / "run"
-    cfg = apply_overrides(tiny(), ["steps=200", "log_every=50", "grid_every=200", "ckpt_every=200",
+    cfg = apply_overrides(tiny(), ["steps=300", "log_every=50", "grid_every=300", "ckpt_every=300",
                                    "optim.lr=2e-3", "data.shuffle_buffer=1", "data.n_in=4"])
     train(cfg, str(procedural_one), run)
     _, state = ckpt.load_latest(run)
@@ -36,13 +36,15 @@ def test_tiny_overfits_one_procedural_sample_well_above_the_mean_colour_baseline
     held = data.make_dataset(shardspec.resolve_shards(str(procedural_one)), cfg.data, batch_size=2, seed=123, epoch=99)
     it = iter(held)
     res = evaluate(model, [next(it) for _ in range(4)], cfg, "torch", torch.device("cpu"))
-    # 200 CPU steps give a blurred but well-placed, moving object (~22 dB on this clip): MSE less than
+    # 300 CPU steps give a blurred but well-placed, moving object: ~20.8 dB on this clip against 16.8 (mean
+    # colour) and 16.6 (nearest input) under `track` framing, the render default since issue 15 (the object
+    # fills more of the frame than under `union`, where 200 steps gave ~22 dB against 17.5): MSE less than
     # half of either baseline's
     assert res["psnr"] > res["psnr_mean_colour"] + 3.5, res
     assert res["psnr"] > res["psnr_nearest_input"] + 3.5, res
     m = _metrics(run)
     assert m[-1]["loss"] < 0.6 * m[0]["loss"]
-    assert (run / "grids" / "step-00000200.png").is_file() and list((run / "tb").glob("events.out.tfevents.*"))
+    assert (run / "grids" / "step-00000300.png").is_file() and list((run / "tb").glob("events.out.tfevents.*"))
 
 
 @pytest.mark.slow
