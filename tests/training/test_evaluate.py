@@ -284,6 +284,7 @@ def test_eval_command_and_its_errors(two_checkpoints, tmp_path):
     assert not (tmp_path / "x.parquet").exists()
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the GPU path (gsplat, batched) needs a CUDA GPU")
 def test_gpu_path_batches_and_matches_cpu(two_checkpoints, tmp_path):
     d, _, late, _ = two_checkpoints
