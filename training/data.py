@@ -189,14 +189,19 @@ class PickViews(PickStage):
                "inputs": [(t, v, tm, sample[members[(t, v)]]) for (t, v), tm in zip(inputs, in_times)],
                "targets": [(t, v, tm, sample[members[(t, v)]]) for (t, v), tm in zip(targets, tg_times)]}
         if cfg.load_depth:
-            depth = []
-            for t, v in targets:
-                name = DEPTH_FMT.format(t=t, v=v)
-                if name not in sample:
-                    raise SampleError("missing_member", f"{key}.{name}: depth member missing")
-                depth.append(sample[name])
-            out["depth"] = depth
+            out["depth"] = depth_members(sample, key, targets)
         return out
+
+
+def depth_members(sample: dict, key: str, pairs: Iterable[tuple[int, int]]) -> list:
+    """The depth members (bytes or MemberRef) of the (frame, view) `pairs`; SampleError when one is missing."""
+    depth = []
+    for t, v in pairs:
+        name = DEPTH_FMT.format(t=t, v=v)
+        if name not in sample:
+            raise SampleError("missing_member", f"{key}.{name}: depth member missing")
+        depth.append(sample[name])
+    return depth
 
 
 def _distinct(rng: random.Random, items: list, n: int) -> list:

@@ -20,8 +20,8 @@ import random
 import torch
 
 from training.config import DataConfig
-from training.data import BuildSample, PickStage
-from training.decode import DEPTH_FMT, SampleError, parse_sample
+from training.data import BuildSample, PickStage, depth_members
+from training.decode import SampleError, parse_sample
 from training.protocol import fixed_views
 
 
@@ -80,13 +80,7 @@ def window_item(sample: dict, key: str, meta: dict, members: dict, choice: dict,
     out = {"key": key, "url": sample.get("__url__"), "meta": meta, "static": static, "inputs": inputs,
            "targets": targets, "window": len(frames)}
     if cfg.load_depth:
-        depth = []
-        for t, v, _, _ in targets:
-            name = DEPTH_FMT.format(t=t, v=v)
-            if name not in sample:
-                raise SampleError("missing_member", f"{key}.{name}: depth member missing")
-            depth.append(sample[name])
-        out["depth"] = depth
+        out["depth"] = depth_members(sample, key, [(t, v) for t, v, _, _ in targets])
     return out
 
 
