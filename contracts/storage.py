@@ -66,7 +66,9 @@ def split_url(url: str) -> tuple[str, str]:
     if not m:
         raise StorageError(f"{url}: not a URL (expected scheme://bucket/prefix)")
     scheme, rest = m.group("scheme"), m.group("rest").rstrip("/")
-    if "@" in rest.split("/", 1)[0]:  # user:secret@bucket -- never echoed back
+    userinfo = rest.split("@", 1)[0] if "@" in rest else ""
+    # user:secret@bucket -- never echoed back; a secret may hold '/', so look before the first '@'
+    if "@" in rest.split("/", 1)[0] or ":" in userinfo:
         raise StorageError(f"{scheme}://...: refused: a URL with credentials in it; give them in the environment "
                            f"(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE)")
     parts = rest.split("/")

@@ -125,6 +125,18 @@ def test_a_url_with_credentials_in_it_is_refused_without_echoing_them(tmp_path):
     assert r.returncode != 0 and "credentials in it" in r.stderr and "s3cr3tValue" not in r.stderr
 
 
+@pytest.mark.parametrize("secret", ["wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "aB+3kQ/cD9Lm", "xQ9w/y:z7Kp"])
+def test_a_url_with_a_secret_holding_a_slash_is_refused_without_echoing_it(secret):
+    # AWS secret keys often hold '/': the credentials are then not all in the URL's first component
+    url = f"s3://AKIDEXAMPLE:{secret}@bkt/p"
+    with pytest.raises(storage.StorageError, match="credentials in it") as err:
+        storage.open_store(url)
+    assert secret.split("/")[0] not in str(err.value) and secret.split("/")[-1] not in str(err.value)
+    r = run_cli("status", url, check=False)
+    assert r.returncode != 0 and "credentials in it" in r.stderr
+    assert not any(part in r.stderr for part in secret.split("/")), r.stderr[-2000:]
+
+
 def test_names_outside_the_prefix_are_refused(s3_env):
     store = storage.open_store(f"s3://{s3_env.new_bucket()}/p")
     for name in ("../escape.tar", "a/b.tar", "..", "", ".hidden", "x/../../y"):
