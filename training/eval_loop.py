@@ -11,13 +11,14 @@ scored alone, and rows are sorted by (shard, key) before writing.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import json
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import torch
 
@@ -25,6 +26,17 @@ from training import ddp, shardspec
 from training.protocol import ALL_KINDS, baseline_scores, sample_row, score_targets, seen_in_training
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalResult:
+    rows: list[dict]
+    skipped: dict[str, int]
+    worst: list[Path]
+    summary: dict[str, Any]
+    tag: str = ""
+    family: str = "lrm4d"
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -53,6 +65,60 @@ class EvalColumns:
         seen = seen_in_training(url, self.trained)
         out["seen"] = torch.tensor(-1 if seen is None else int(seen))
         return out
+
+
+class EvalPick:
+    """Pipeline stage base of a protocol's pick: `pick(sample)` (the family's) keeps, per sample, the
+    members of the protocol's inputs and targets; a sample that cannot be used goes to `self.handler`."""
+
+    handler: Callable[[Exception], bool]
+
+    def __call__(self, src: Iterable[dict]) -> Iterator[dict]:
+        for sample in src:
+            try:
+                yield self.pick(sample)
+            except Exception as exn:  # noqa: BLE001 (the handler decides)
+                if not self.handler(exn):
+                    break
+
+    def pick(self, sample: dict) -> dict:
+        raise NotImplementedError
+
+
+def eval_pipeline(urls: list[str], pick: EvalPick, build, batch_size: int, handler, seed: int,
+                  info: ddp.DistInfo | None = None):
+    """Every sample of every shard once (this rank's share of the shards under torchrun), in order:
+    member index + ranged reads (or streamed), the protocol's `pick`, the picked members fetched
+    concurrently, the family's eval sample builder `build`, batches."""
+    import webdataset as wds
+
+    from training import data as data_mod
+
+    rank, world = (info.rank, info.world_size) if info is not None else (0, 1)
+    return wds.DataPipeline(
+        data_mod.ShardSource(urls, resampled=False, world_size=world, seed=seed, rank=rank, epoch=0),
+        functools.partial(data_mod.shard_samples, handler=handler),
+        pick,
+        functools.partial(data_mod.fetch_members, handler=handler),
+        build,
+        wds.batched(batch_size, collation_fn=data_mod.Collate(handler), partial=True),
+    )
+
+
+def finish_eval(res: LoopResult, out, shards: str, *, tag: str, protocol: dict, background: str, ckpt_path: Path,
+                step: int, family: str, trained, info: ddp.DistInfo) -> EvalResult:
+    """The end of every family's evaluation: an error when no sample could be scored, the metrics file
+    written once (rank 0; every rank holds all rows), the ranks in step, the result."""
+    from training.protocol import summarize, write_metrics
+
+    if not res.rows:
+        raise RuntimeError(f"--shards {shards}: no sample could be evaluated (skipped: {res.skipped})")
+    if info.is_main:
+        write_metrics(res.rows, out, tag=tag, protocol=protocol, background=background, checkpoint=str(ckpt_path),
+                      step=step, family=family, skipped=res.skipped, trained_on=trained, ranks=info.world_size)
+    ddp.barrier(info)
+    return EvalResult(rows=res.rows, skipped=res.skipped, worst=res.worst, summary=summarize(res.rows), tag=tag,
+                      family=family)
 
 
 def sample_uid(key: str, clip: int) -> str:

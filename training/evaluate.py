@@ -20,16 +20,15 @@ Broken samples, and samples with a single (view, time) pair, are skipped and cou
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import importlib
 import logging
 import math
 import os
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -38,10 +37,9 @@ from training import checkpoint as ckpt
 from training import data as data_mod
 from training import decode, shardspec
 from training.baselines import nearest_input
-from training.eval_loop import EvalColumns
+from training.eval_loop import EvalColumns, EvalPick, EvalResult, eval_pipeline, finish_eval
 from training.config import DataConfig, TrainConfig
-from training.protocol import (KINDS, fixed_views, format_summary as _fmt, protocol_tag,
-                               summarize, target_kind, write_metrics)
+from training.protocol import KINDS, fixed_views, format_summary as _fmt, protocol_tag, target_kind
 
 log = logging.getLogger(__name__)
 
@@ -158,19 +156,11 @@ def choose_pairs(protocol: Protocol, key: str, pairs: list[tuple[int, int]],
 # -- data: the protocol's pairs instead of random ones ---------------------------------------------
 
 
-class ProtocolPick:
+class ProtocolPick(EvalPick):
     """Pipeline stage: keep, per sample, the members of the protocol's input and target pairs."""
 
     def __init__(self, protocol: Protocol, handler):
         self.protocol, self.handler = protocol, handler
-
-    def __call__(self, src: Iterable[dict]) -> Iterator[dict]:
-        for sample in src:
-            try:
-                yield self.pick(sample)
-            except Exception as exn:  # noqa: BLE001 (the handler decides)
-                if not self.handler(exn):
-                    break
 
     def pick(self, sample: dict) -> dict:
         key, meta, T, V, members = decode.parse_sample(sample)
@@ -190,20 +180,11 @@ def make_eval_dataset(urls: list[str], protocol: Protocol, image_size: int, batc
                       background: str = "white", trained: Mapping[str, Any] | None = None, info=None):
     """Every sample of every shard once (this rank's share of the shards under torchrun), in order, with
     the protocol's pairs, in batches."""
-    import webdataset as wds
-
     cfg = DataConfig(image_size=image_size, n_in=protocol.n_in, n_target=protocol.n_target, background=background,
                      num_workers=0)
-    rank, world = (info.rank, info.world_size) if info is not None else (0, 1)
     kw = dict(seed=protocol.seed, rank=0, epoch=0)  # rank 0's seeds on every rank: pairs come from the key alone
-    return wds.DataPipeline(
-        data_mod.ShardSource(urls, resampled=False, world_size=world, seed=protocol.seed, rank=rank, epoch=0),
-        functools.partial(data_mod.shard_samples, handler=handler),  # member index + ranged reads, or streamed
-        ProtocolPick(protocol, handler),
-        functools.partial(data_mod.fetch_members, handler=handler),  # picked members over the network, concurrently
-        BuildEvalSample(cfg, handler, protocol, trained, **kw),
-        wds.batched(batch_size, collation_fn=data_mod.Collate(handler), partial=True),
-    )
+    return eval_pipeline(urls, ProtocolPick(protocol, handler), BuildEvalSample(cfg, handler, protocol, trained, **kw),
+                         batch_size, handler, protocol.seed, info)
 
 
 # -- checkpoints and the family's choice of protocol -------------------------------------------------
@@ -246,17 +227,6 @@ def load_checkpoint(path: str | os.PathLike, device: torch.device):
     model.load_state_dict(state["model"])
     model.to(device).eval()
     return model, cfg, int(state["step"]), p
-
-
-@dataclass
-class EvalResult:
-    rows: list[dict]
-    skipped: dict[str, int]
-    worst: list[Path]
-    summary: dict[str, Any]
-    tag: str = ""
-    family: str = "lrm4d"
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 # Where a model family chooses its evaluation protocol: family -> "module:function". The function is
@@ -334,15 +304,8 @@ def evaluate_lrm4d(state: dict, ckpt_path: Path, shards: str, out: str | os.Path
                    forward, nearest_input, handler=handler, info=info, lpips_net=lp, worst=worst, grids_dir=gdir,
                    progress=progress, base_row={"step": step, "protocol": tag, "image_size": size,
                                                 "family": protocol.family})
-    if not res.rows:
-        raise RuntimeError(f"--shards {shards}: no sample could be evaluated (skipped: {res.skipped})")
-    if info.is_main:
-        write_metrics(res.rows, out, tag=tag, protocol=asdict(protocol), background=cfg.data.background,
-                      checkpoint=str(ckpt_path), step=step, family=protocol.family, skipped=res.skipped,
-                      trained_on=trained, ranks=info.world_size)
-    ddp.barrier(info)
-    return EvalResult(rows=res.rows, skipped=res.skipped, worst=res.worst, summary=summarize(res.rows), tag=tag,
-                      family=protocol.family)
+    return finish_eval(res, out, shards, tag=tag, protocol=asdict(protocol), background=cfg.data.background,
+                       ckpt_path=ckpt_path, step=step, family=protocol.family, trained=trained, info=info)
 
 
 def format_summary(res: EvalResult, top: int = 5) -> str:

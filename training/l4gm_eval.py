@@ -14,24 +14,22 @@ skipped as `short_clip`.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Mapping
 
 import torch
 
 from training import data as data_mod
 from training import decode, shardspec
 from training.baselines import nearest_input
-from training.eval_loop import EvalColumns
+from training.eval_loop import EvalColumns, EvalPick, eval_pipeline, finish_eval
 from training.config import DataConfig, TrainConfig
 from training.l4gm_samples import BuildWindowSample, pick_window, window_item
-from training.protocol import (NOT_SCORED, fixed_views, protocol_tag,
-                               summarize, target_kind, write_metrics)
+from training.protocol import NOT_SCORED, fixed_views, protocol_tag, target_kind
 
 log = logging.getLogger(__name__)
 
@@ -96,19 +94,11 @@ def protocol_from_options(options: Mapping[str, Any] | VideoProtocol | None) -> 
     return VideoProtocol(**kw)
 
 
-class WindowProtocolPick:
+class WindowProtocolPick(EvalPick):
     """Pipeline stage: the protocol's window, video, t0 views and held-out views of each sample."""
 
     def __init__(self, protocol: VideoProtocol, cfg: DataConfig, handler):
         self.protocol, self.cfg, self.handler = protocol, cfg, handler
-
-    def __call__(self, src: Iterable[dict]) -> Iterator[dict]:
-        for sample in src:
-            try:
-                yield self.pick(sample)
-            except Exception as exn:  # noqa: BLE001 (the handler decides)
-                if not self.handler(exn):
-                    break
 
     def pick(self, sample: dict) -> dict:
         key, meta, T, V, members = decode.parse_sample(sample)
@@ -135,18 +125,11 @@ def make_eval_dataset(urls: list[str], protocol: VideoProtocol, image_size: int,
                       background: str = "white", trained: Mapping[str, Any] | None = None, info=None):
     """Every sample of every shard once (this rank's share under torchrun), in order, with the protocol's
     window, in batches."""
-    import webdataset as wds
-
     cfg = protocol.data_config(image_size, background)
-    rank, world = (info.rank, info.world_size) if info is not None else (0, 1)
     kw = dict(seed=protocol.seed, rank=0, epoch=0)  # the same seeds on every rank: windows come from the key
-    return wds.DataPipeline(
-        data_mod.ShardSource(urls, resampled=False, world_size=world, seed=protocol.seed, rank=rank, epoch=0),
-        functools.partial(data_mod.shard_samples, handler=handler),
-        WindowProtocolPick(protocol, cfg, handler),
-        BuildWindowEvalSample(cfg, handler, protocol, trained, **kw),
-        wds.batched(batch_size, collation_fn=data_mod.Collate(handler), partial=True),
-    )
+    return eval_pipeline(urls, WindowProtocolPick(protocol, cfg, handler),
+                         BuildWindowEvalSample(cfg, handler, protocol, trained, **kw), batch_size, handler,
+                         protocol.seed, info)
 
 
 @torch.no_grad()
@@ -156,7 +139,6 @@ def evaluate_l4gm(state: dict, ckpt_path: Path, shards: str, out, protocol=None,
     """Score an L4GM-family checkpoint (its loaded `state`) on every sample of `shards`; write `out`."""
     from training import ddp
     from training.eval_loop import run_eval
-    from training.evaluate import EvalResult
     from training.families import build_model, require_family
     from training.lpips import load_lpips
     from training.render import resolve_backend
@@ -202,12 +184,5 @@ def evaluate_l4gm(state: dict, ckpt_path: Path, shards: str, out, protocol=None,
                    forward, nearest_input, handler=handler, info=info, lpips_net=lp, worst=worst, grids_dir=gdir,
                    progress=progress, extra_columns=per_time,
                    base_row={"step": step, "protocol": tag, "image_size": size, "family": "l4gm"})
-    if not res.rows:
-        raise RuntimeError(f"--shards {shards}: no sample could be evaluated (skipped: {res.skipped})")
-    if info.is_main:
-        write_metrics(res.rows, out, tag=tag, protocol=asdict(protocol), background=cfg.data.background,
-                      checkpoint=str(ckpt_path), step=step, family="l4gm", skipped=res.skipped, trained_on=trained,
-                      ranks=info.world_size)
-    ddp.barrier(info)
-    return EvalResult(rows=res.rows, skipped=res.skipped, worst=res.worst, summary=summarize(res.rows), tag=tag,
-                      family="l4gm")
+    return finish_eval(res, out, shards, tag=tag, protocol=asdict(protocol), background=cfg.data.background,
+                       ckpt_path=ckpt_path, step=step, family="l4gm", trained=trained, info=info)
