@@ -13,12 +13,14 @@ import json
 import numbers
 import os
 import re
+from collections.abc import Iterable
 
 from contracts import storage
 
 SCHEMA_VERSION = 1
 
 SHARD_RE = re.compile(r"^shard-(\d{6})\.(tar|parquet|members\.parquet|stats\.json)$")
+ANY_SHARD_FILE_RE = re.compile(r"^\.?shard-(\d{6})\.")  # committed files and a crashed run's .shard-N.*.tmp-PID
 MEMBER_RE = re.compile(r"^(?P<key>.+?)\.t(?P<t>\d{3})\.v(?P<v>\d{3})\.(?P<kind>png|webp|depth\.png|normal\.png)$")
 
 # Sample status values in the shard parquet (DESIGN.md §4).
@@ -86,6 +88,11 @@ def committed_shards(directory: str | os.PathLike) -> list[int]:
         if m and m.group(2) == "stats.json" and tar_name(int(m.group(1))) in names:
             out.append(int(m.group(1)))
     return sorted(out)
+
+
+def shards_with_files(names: Iterable[str]) -> set[int]:
+    """Shard numbers having any file among `names` (a folder listing): committed, partial or temporary."""
+    return {int(m.group(1)) for m in map(ANY_SHARD_FILE_RE.match, names) if m}
 
 
 def committed_tars(directory: str | os.PathLike) -> list[str]:

@@ -13,14 +13,12 @@ from __future__ import annotations
 import io
 import json
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-_ANY_SHARD_FILE = re.compile(r"^\.?shard-(\d{6})\.")  # committed files and a crashed run's .shard-N.*.tmp-PID
 METRICS_COLUMNS = ("uid", "clip", "key", "shard", "psnr", "ssim", "lpips", "loss", "step", "protocol")  # DESIGN.md §5
 
 
@@ -167,7 +165,7 @@ def read_renders(directory: str | os.PathLike) -> Renders:
     except storage.StorageError as exn:
         raise MiningError(f"--renders {exn}") from None
     d = store.url if store.remote else Path(directory)
-    existing = {int(m.group(1)) for m in map(_ANY_SHARD_FILE.match, names) if m}
+    existing = layout.shards_with_files(names)
     committed = layout.committed_shards(d)
     frames, specs = [], {}
     for n in committed:

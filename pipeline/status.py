@@ -14,15 +14,13 @@ import datetime as dt
 import io
 import json
 import os
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from contracts import storage
-from contracts.layout import committed_shards, members_name, parquet_name, read_stats, write_index
+from contracts.layout import committed_shards, members_name, parquet_name, read_stats, shards_with_files, write_index
 
-_ANY_SHARD_FILE = re.compile(r"^\.?shard-(\d{6})\.")
 
 
 @dataclass
@@ -61,7 +59,7 @@ def collect_status(directory: str | os.PathLike, manifest: Any | None = None, up
     rep.committed = committed_shards(d)
     committed = set(rep.committed)
     names = store.listdir()
-    seen = {int(m.group(1)) for name in names if (m := _ANY_SHARD_FILE.match(name))}
+    seen = shards_with_files(names)
     rep.no_member_index = [n for n in rep.committed if members_name(n) not in names]
     rep.partial = sorted(seen - committed)
     expected: dict[int, set[str]] = {}
