@@ -21,6 +21,7 @@ SCHEMA_VERSION = 1
 
 SHARD_RE = re.compile(r"^shard-(\d{6})\.(tar|parquet|members\.parquet|stats\.json)$")
 ANY_SHARD_FILE_RE = re.compile(r"^\.?shard-(\d{6})\.")  # committed files and a crashed run's .shard-N.*.tmp-PID
+KEY_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}_\d{3,}$")  # `{uid}_{clip:03d}` (DESIGN.md §2, §4): safe in file names
 MEMBER_RE = re.compile(r"^(?P<key>.+?)\.t(?P<t>\d{3})\.v(?P<v>\d{3})\.(?P<kind>png|webp|depth\.png|normal\.png)$")
 
 # Sample status values in the shard parquet (DESIGN.md §4).

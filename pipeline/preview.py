@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from contracts import storage
-from contracts.layout import is_committed, tar_name
+from contracts.layout import KEY_RE, is_committed, tar_name
 from pipeline.shardread import ShardSample, iter_shard
 
 log = logging.getLogger(__name__)
@@ -121,6 +121,9 @@ def preview_shard(directory: str | Path, shard: int, out_dir: str | Path | None 
     written: list[Path] = []
     wanted = set(keys) if keys else None
     for sample in iter_shard(tar, wanted):
+        if not KEY_RE.match(sample.key):  # a member name is data: never a path outside `out`
+            log.warning("%s: %r is not a sample key ({uid}_{clip:03d}); left out of the preview", tar, sample.key)
+            continue
         sheet = contact_sheet(sample, with_depth=with_depth)
         p = out / f"{sample.key}.png"
         sheet.save(p)

@@ -96,3 +96,24 @@ def test_preview_one_key_and_errors(rendered, tmp_path):
     assert r.returncode != 0 and "nope_000" in r.stderr
     r = run_cli("preview", str(out), "--shard", "7", check=False)
     assert r.returncode != 0 and "no such shard tar" in r.stderr
+
+
+def test_preview_never_writes_outside_its_folder_for_a_bad_key_in_the_tar(tmp_path, caplog):
+    # A tar member name is data, not a path: a sample "key" like /somewhere/evil must not become
+    # /somewhere/evil.png. The bad sample is left out (with a warning), the good one is previewed.
+    from pipeline.preview import preview_shard
+    from training import synthetic
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    assert "." not in str(outside)  # the key is the member name up to its first dot
+    good = synthetic.make_sample("good", 0, views=2, frames=2, size=16)
+    evil = {str(outside / "evil") + name[len("good_000"):]: data for name, data in good.items()}
+    data = tmp_path / "data"
+    data.mkdir()
+    synthetic.write_tar(data / tar_name(0), [evil, good])  # (uncommitted: preview warns and goes on)
+    with caplog.at_level("WARNING"):
+        written = preview_shard(data, 0, out_dir=tmp_path / "prev")
+    assert sorted(p.name for p in written) == ["good_000.gif", "good_000.png"]
+    assert list(outside.iterdir()) == []
+    assert "evil" in caplog.text and "not a sample key" in caplog.text
