@@ -33,12 +33,13 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from training import checkpoint as ckpt
 from training import data as data_mod
 from training import decode, shardspec
 from training.baselines import nearest_input
+from training.checkpoint import read_checkpoint
 from training.eval_loop import EvalColumns, EvalPick, EvalResult, eval_pipeline, finish_eval
 from training.config import DataConfig, TrainConfig
+from training.families import checkpoint_family
 from training.protocol import KINDS, fixed_views, format_summary as _fmt, protocol_tag, target_kind
 
 log = logging.getLogger(__name__)
@@ -188,45 +189,6 @@ def make_eval_dataset(urls: list[str], protocol: Protocol, image_size: int, batc
 
 
 # -- checkpoints and the family's choice of protocol -------------------------------------------------
-
-
-def read_checkpoint(path: str | os.PathLike) -> tuple[dict, Path]:
-    """A checkpoint file, or a run folder (its newest checkpoint), loaded with weights_only=True, on CPU."""
-    p = Path(path)
-    if p.is_dir():
-        found = ckpt.load_latest(p, map_location="cpu")
-        if found is None:
-            raise FileNotFoundError(f"--checkpoint {p}: run folder has no checkpoints (checkpoints/step-*.pt)")
-        p, state = found
-    elif p.is_file():
-        try:
-            state = torch.load(p, map_location="cpu", weights_only=True)
-        except Exception as exn:  # noqa: BLE001 (torch raises many kinds for a bad file)
-            raise ValueError(f"--checkpoint {p}: not a readable checkpoint ({type(exn).__name__}: {exn})"[:500]) from None
-    else:
-        raise FileNotFoundError(f"--checkpoint {p}: no such file or run folder")
-    for key in ("model", "config", "step"):
-        if not isinstance(state, dict) or key not in state:
-            raise ValueError(f"--checkpoint {p}: not a training checkpoint (no {key!r})")
-    return state, p
-
-
-def checkpoint_family(state: Mapping[str, Any]) -> str:
-    """The model family a checkpoint records (checkpoints from before the field are lrm4d)."""
-    fam = state.get("family") or (state.get("config", {}).get("model", {}) or {}).get("family")
-    return str(fam or "lrm4d")
-
-
-def load_checkpoint(path: str | os.PathLike, device: torch.device):
-    """(4D-LRM model, config, step, path) of a checkpoint file or run folder."""
-    from training.model import Reconstructor
-
-    state, p = read_checkpoint(path)
-    cfg = TrainConfig.from_dict(state["config"])
-    model = Reconstructor(cfg.model)
-    model.load_state_dict(state["model"])
-    model.to(device).eval()
-    return model, cfg, int(state["step"]), p
 
 
 # Where a model family chooses its evaluation protocol: family -> "module:function". The function is

@@ -53,7 +53,7 @@ def build_model(cfg: ModelConfig) -> nn.Module:
 
 def checkpoint_family(state: dict) -> str:
     """The family a checkpoint was trained as (checkpoints from before families existed: lrm4d)."""
-    fam = state.get("family") or (state.get("config") or {}).get("model", {}).get("family") or "lrm4d"
+    fam = state.get("family") or ((state.get("config") or {}).get("model") or {}).get("family") or "lrm4d"
     return str(fam)
 
 

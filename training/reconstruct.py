@@ -259,21 +259,10 @@ def choose_l4gm_inputs(clip: Clip, n_t0: int) -> tuple[list[Frame], list[Frame]]
 
 
 def load_model(path: str | os.PathLike, device: torch.device) -> tuple[torch.nn.Module, TrainConfig, dict, Path]:
-    p = Path(path)
-    if p.is_dir():
-        found = ckpt.load_latest(p)
-        if found is None:
-            raise InputError(f"--checkpoint {p}: run folder has no checkpoints (checkpoints/step-*.pt)")
-        p, state = found
-    elif p.is_file():
-        try:
-            state = torch.load(p, map_location="cpu", weights_only=True)
-        except Exception as exn:  # noqa: BLE001
-            raise InputError(f"--checkpoint {p}: not a readable checkpoint ({type(exn).__name__}: {exn})"[:500]) from None
-    else:
-        raise InputError(f"--checkpoint {p}: no such file or run folder")
-    if not isinstance(state, dict) or "model" not in state or "config" not in state:
-        raise InputError(f"--checkpoint {p}: not a training checkpoint")
+    try:
+        state, p = ckpt.read_checkpoint(path)
+    except (FileNotFoundError, ValueError) as exn:
+        raise InputError(str(exn)) from None
     cfg = TrainConfig.from_dict(state["config"])
     if cfg.model.family != checkpoint_family(state):
         raise InputError(f"--checkpoint {p}: family {checkpoint_family(state)!r} disagrees with its config")

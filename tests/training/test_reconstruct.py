@@ -97,6 +97,20 @@ def test_bad_arguments_name_the_flag(procedural_many, tmp_path):
     assert r.exit_code != 0 and "--times applies to the lrm4d family" in r.output
 
 
+def test_bad_checkpoints_name_the_flag(procedural_many, tmp_path):
+    """An unreadable file and a run whose checkpoint has a foreign format: a clear error,
+    no traceback (the same checkpoint reader as `pipeline eval`)."""
+    key = read_samples(Path(shardspec.resolve_shards(str(procedural_many))[0]))[0]["__key__"]
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    old = tmp_path / "old"
+    ckpt.checkpoint_dir(old).mkdir(parents=True)
+    torch.save({"format_version": 0, "model": {}, "config": {}, "step": 1}, ckpt.checkpoint_dir(old) / "step-00000001.pt")
+    for where, msg in ((junk, "not a readable checkpoint"), (old, "checkpoint format 0")):
+        r = _run("--checkpoint", str(where), "--input", f"{procedural_many}#{key}", "--out", str(tmp_path / "o"))
+        assert r.exit_code != 0 and msg in r.output and str(where) in r.output
+
+
 def _camera_folder(procedural_many: Path, dest: Path, n_t0: int) -> dict:
     """A user folder from one real rendered clip: view 0's frames as the video, n_t0 views at time 0."""
     sample = read_samples(Path(shardspec.resolve_shards(str(procedural_many))[0]))[0]
