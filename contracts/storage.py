@@ -352,12 +352,13 @@ def open_stream(url: str) -> IO[bytes]:
     return _Counted(open(url, "rb"))
 
 
-_local_files: dict[tuple[int, str], IO[bytes]] = {}
+_local_files: dict[tuple[int, str], tuple[IO[bytes], int]] = {}  # (pid, path) -> (handle, inode)
 
 
 def read_range(url: str, offset: int, size: int) -> bytes:
     """Exactly `size` bytes at `offset` of the file at `url`: a seek on a local file (handles kept open
-    per process), an HTTP Range request, or a ranged GET through fsspec (S3)."""
+    per process, reopened when the path names another file: a shard replaced by a rename), an HTTP
+    Range request, or a ranged GET through fsspec (S3)."""
     if size == 0:
         return b""
     if offset < 0 or size < 0:
@@ -375,13 +376,17 @@ def read_range(url: str, offset: int, size: int) -> bytes:
             data = filesystem(scheme).cat_file(key, start=offset, end=offset + size)
     else:
         k = (os.getpid(), url)
-        f = _local_files.get(k)
-        if f is None:
+        ino = os.stat(url).st_ino
+        f, held = _local_files.get(k, (None, None))
+        if f is None or held != ino:
+            if f is not None:
+                f.close()
             if len(_local_files) > 64:
-                for old in _local_files.values():
+                for old, _ in _local_files.values():
                     old.close()
                 _local_files.clear()
-            f = _local_files[k] = open(url, "rb")
+            f = open(url, "rb")
+            _local_files[k] = (f, os.fstat(f.fileno()).st_ino)
         f.seek(offset)
         data = f.read(size)
     io_counts["range"] += len(data)
