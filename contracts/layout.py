@@ -103,7 +103,15 @@ def committed_tars(directory: str | os.PathLike) -> list[str]:
 
 
 def read_stats(directory: str | os.PathLike, n: int) -> dict:
-    return json.loads(storage.open_store(directory).read_bytes(stats_name(n)))
+    """Shard n's stats.json; ValueError naming the file when it is not a JSON object."""
+    store = storage.open_store(directory)
+    try:
+        data = json.loads(store.read_bytes(stats_name(n)))
+    except ValueError as exn:
+        raise ValueError(f"{store.child(stats_name(n))}: not a valid stats.json ({exn})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{store.child(stats_name(n))}: not a valid stats.json (a JSON object expected)")
+    return data
 
 
 # ---------------------------------------------------------------------------------------------

@@ -74,7 +74,11 @@ def collect_status(directory: str | os.PathLike, manifest: Any | None = None, up
     reasons: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     stamps = []
     for n in rep.committed:
-        st = read_stats(d, n)
+        try:
+            st = read_stats(d, n)
+        except (OSError, ValueError) as exc:
+            rep.problems.append(f"shard {n}: unreadable stats.json ({exc})")
+            continue
         rep.images += int(st.get("images") or 0)
         rep.tar_bytes += int(st.get("tar_bytes") or 0)
         rep.shard_seconds += float(st.get("seconds") or 0.0)

@@ -117,3 +117,18 @@ def test_preview_never_writes_outside_its_folder_for_a_bad_key_in_the_tar(tmp_pa
     assert sorted(p.name for p in written) == ["good_000.gif", "good_000.png"]
     assert list(outside.iterdir()) == []
     assert "evil" in caplog.text and "not a sample key" in caplog.text
+
+
+def test_status_names_a_corrupt_stats_json_instead_of_crashing(tmp_path):
+    from contracts.layout import read_stats
+    from pipeline.status import collect_status
+
+    (tmp_path / tar_name(0)).write_bytes(b"")
+    (tmp_path / stats_name(0)).write_text("{trunc")
+    with pytest.raises(ValueError, match=f"{stats_name(0)}: not a valid stats.json"):
+        read_stats(tmp_path, 0)
+    rep = collect_status(tmp_path, update_index=False)
+    assert rep.committed == [0] and len(rep.problems) == 1
+    assert "shard 0: unreadable stats.json" in rep.problems[0] and str(tmp_path / stats_name(0)) in rep.problems[0]
+    r = run_cli("status", str(tmp_path), check=False)
+    assert r.returncode == 0 and "unreadable stats.json" in r.stdout + r.stderr and "Traceback" not in r.stderr
