@@ -67,24 +67,25 @@ def load_latest(run: str | os.PathLike, map_location: str | torch.device = "cpu"
     return None
 
 
-def read_checkpoint(path: str | os.PathLike) -> tuple[dict, Path]:
-    """A checkpoint file, or a run folder (its newest checkpoint), loaded with weights_only=True, on CPU."""
+def read_checkpoint(path: str | os.PathLike, flag: str = "--checkpoint") -> tuple[dict, Path]:
+    """A checkpoint file, or a run folder (its newest checkpoint), loaded with weights_only=True, on CPU;
+    errors name `flag` (the option that gave the path)."""
     p = Path(path)
     if p.is_dir():
         found = load_latest(p, map_location="cpu")
         if found is None:
-            raise FileNotFoundError(f"--checkpoint {p}: run folder has no checkpoints (checkpoints/step-*.pt)")
+            raise FileNotFoundError(f"{flag} {p}: run folder has no checkpoints (checkpoints/step-*.pt)")
         p, state = found
     elif p.is_file():
         try:
             state = torch.load(p, map_location="cpu", weights_only=True)
         except Exception as exn:  # noqa: BLE001 (torch raises many kinds for a bad file)
-            raise ValueError(f"--checkpoint {p}: not a readable checkpoint ({type(exn).__name__}: {exn})"[:500]) from None
+            raise ValueError(f"{flag} {p}: not a readable checkpoint ({type(exn).__name__}: {exn})"[:500]) from None
     else:
-        raise FileNotFoundError(f"--checkpoint {p}: no such file or run folder")
+        raise FileNotFoundError(f"{flag} {p}: no such file or run folder")
     for key in ("model", "config", "step"):
         if not isinstance(state, dict) or key not in state:
-            raise ValueError(f"--checkpoint {p}: not a training checkpoint (no {key!r})")
+            raise ValueError(f"{flag} {p}: not a training checkpoint (no {key!r})")
     return state, p
 
 

@@ -99,14 +99,7 @@ def lrm4d_forward_render(model: nn.Module, batch: dict, cfg: TrainConfig, backen
 
 def load_init_weights(model: nn.Module, cfg: TrainConfig) -> None:
     """Start a new run from another run's model weights (--set init_from=CKPT_OR_RUN), same family only."""
-    src = Path(cfg.init_from)
-    if src.is_dir():
-        found = ckpt.load_latest(src)
-    else:
-        found = (src, torch.load(src, map_location="cpu", weights_only=True)) if src.is_file() else None
-    if found is None:
-        raise FileNotFoundError(f"--set init_from={cfg.init_from}: no checkpoint file or run folder with checkpoints")
-    path, state = found
+    state, path = ckpt.read_checkpoint(cfg.init_from, flag="--set init_from")
     require_family(state, cfg.model.family, f"--set init_from={path}")
     model.load_state_dict(state["model"])
     log.info("model weights from %s (step %s)", path, state.get("step"))

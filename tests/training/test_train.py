@@ -118,6 +118,18 @@ def test_cli_runs_and_names_bad_settings(analytic_shards, tmp_path):
     assert r.exit_code == 2 and "patch_size" in r.output
 
 
+def test_init_from_an_unreadable_file_or_empty_run_names_the_setting(analytic_shards, tmp_path):
+    d, _ = analytic_shards
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    (tmp_path / "empty").mkdir()
+    for src, err, msg in ((junk, ValueError, "not a readable checkpoint"),
+                          (tmp_path / "empty", FileNotFoundError, "run folder has no checkpoints")):
+        cfg = apply_overrides(tiny(), ["steps=1", "data.image_size=16", f"init_from={src}"])
+        with pytest.raises(err, match=f"--set init_from {src}: {msg}"):
+            train(cfg, str(d), tmp_path / "run")
+
+
 def test_max_minutes_stops_cleanly_with_a_checkpoint_and_a_rerun_resumes(analytic_shards, tmp_path):
     d, _ = analytic_shards
     run = tmp_path / "run"
