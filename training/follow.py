@@ -66,7 +66,8 @@ class ShardFollower:
         new = ddp.broadcast_json(new, self.info)
         if not new:
             return None
-        added = [u for u in new if u not in set(urls)]
+        known = set(urls)
+        added = [u for u in new if u not in known]
         if not added:
             return None
         self.added_total += len(added)
