@@ -82,7 +82,12 @@ def committed_shards(directory: str | os.PathLike) -> list[int]:
     store = storage.open_store(directory)
     if not store.remote and not store.is_dir():
         raise FileNotFoundError(f"{directory}: no such dataset folder")
-    names = set(store.listdir())
+    return committed_in(store.listdir())
+
+
+def committed_in(names: Iterable[str]) -> list[int]:
+    """The committed shard numbers of a folder listing `names` (stats.json and tar both there), sorted."""
+    names = set(names)
     out = []
     for name in names:
         m = SHARD_RE.match(name)

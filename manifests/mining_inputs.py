@@ -166,7 +166,7 @@ def read_renders(directory: str | os.PathLike) -> Renders:
         raise MiningError(f"--renders {exn}") from None
     d = store.url if store.remote else Path(directory)
     existing = layout.shards_with_files(names)
-    committed = layout.committed_shards(d)
+    committed = layout.committed_in(names)
     frames, specs = [], {}
     for n in committed:
         pq_path = store.child(layout.parquet_name(n))

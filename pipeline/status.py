@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from contracts import storage
-from contracts.layout import committed_shards, members_name, parquet_name, read_stats, shards_with_files, write_index
+from contracts.layout import committed_in, members_name, parquet_name, read_stats, shards_with_files, write_index
 
 
 
@@ -56,9 +56,9 @@ def collect_status(directory: str | os.PathLike, manifest: Any | None = None, up
     store = storage.open_store(directory)
     d = store.url if store.remote else Path(directory)
     rep = StatusReport(directory=str(d))
-    rep.committed = committed_shards(d)
+    names = store.listdir()  # one listing for committed, partial and member-index answers
+    rep.committed = committed_in(names)
     committed = set(rep.committed)
-    names = store.listdir()
     seen = shards_with_files(names)
     rep.no_member_index = [n for n in rep.committed if members_name(n) not in names]
     rep.partial = sorted(seen - committed)
