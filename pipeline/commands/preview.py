@@ -13,7 +13,7 @@ import click
 @click.option("--key", "keys", multiple=True, help="Sample key ({uid}_{clip:03d}); repeatable. Default: the first --limit samples.")
 @click.option("--limit", type=click.IntRange(1), default=8, show_default=True, help="Samples to preview when no --key is given.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Output folder. Default: DIR/previews/shard-NNNNNN/.")
+              help="Output folder. Default: DIR/previews/shard-NNNNNN/ (./previews/shard-NNNNNN/ for a URL).")
 @click.option("--depth/--no-depth", default=True, show_default=True, help="Add a depth row under each view in the contact sheet.")
 def command(directory: str, shard: int, keys: tuple[str, ...], limit: int, out_dir: Path | None, depth: bool) -> None:
     """Write a contact sheet PNG (views x times, with depth) and an animated GIF per sample.
