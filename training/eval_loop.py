@@ -16,7 +16,7 @@ import heapq
 import json
 import logging
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
@@ -103,6 +103,60 @@ def eval_pipeline(urls: list[str], pick: EvalPick, build, batch_size: int, handl
         build,
         wds.batched(batch_size, collation_fn=data_mod.Collate(handler), partial=True),
     )
+
+
+@torch.no_grad()
+def score_checkpoint(state: dict, ckpt_path: Path, shards: str, out, protocol, *, family: str, make_dataset,
+                     default_batch: tuple[int, int], extra_columns=None, device: str | None = None,
+                     batch_size: int | None = None, lpips_weights: str | None = None, worst: int = 8,
+                     grids_dir=None, progress: bool = True) -> EvalResult:
+    """What every family's evaluator does once it holds its protocol object: build the checkpoint's model
+    (under torchrun: on this rank's GPU), `make_dataset(urls, protocol, size, batch, handler, background,
+    trained, info=)` over this rank's share of `shards`, score every batch (run_eval), write the metrics
+    file (finish_eval). default_batch: (CPU, GPU) batch size without --batch-size; extra_columns(handler)
+    -> run_eval's extra_columns, or None."""
+    from training import data as data_mod
+    from training.baselines import nearest_input
+    from training.config import TrainConfig
+    from training.families import build_model
+    from training.lpips import load_lpips
+    from training.render import resolve_backend
+    from training.train import autocast_for, forward_render, to_device
+
+    info = ddp.init(device)  # under torchrun: this rank's GPU, and its share of the shards below
+    dev = info.device
+    cfg = TrainConfig.from_dict(state["config"])
+    model = build_model(cfg.model)
+    model.load_state_dict(state["model"])
+    model.to(dev).eval()
+    step = int(state["step"])
+    trained = state.get("trained_on")
+    if trained is None:
+        log.warning("%s records no training shards (written before the record): seen_in_training stays null",
+                    ckpt_path)
+    backend = resolve_backend(cfg.render, dev)
+    size = protocol.image_size or cfg.data.image_size
+    tag = protocol.tag(size)
+    bs = batch_size or default_batch[dev.type == "cuda"]
+    lp = load_lpips(lpips_weights, dev) if lpips_weights else None
+    if lpips_weights is None:
+        log.info("no --lpips-weights: the lpips columns stay null")
+    urls = shardspec.resolve_shards(shards)
+    handler = data_mod.SkipAndCount(max_consecutive=10**9)
+    autocast = autocast_for(cfg, dev)
+
+    def forward(batch: dict):
+        b = to_device(batch, dev)
+        _g, pred, alpha = forward_render(model, b, cfg, backend, autocast, size)
+        return pred, alpha, b  # [B, n_target, 3, S, S], [B, n_target, 1, S, S]
+
+    gdir = Path(grids_dir) if grids_dir else Path(out).with_name(Path(out).stem + "_worst")
+    res = run_eval(make_dataset(urls, protocol, size, bs, handler, cfg.data.background, trained, info=info),
+                   forward, nearest_input, handler=handler, info=info, lpips_net=lp, worst=worst, grids_dir=gdir,
+                   progress=progress, extra_columns=extra_columns(handler) if extra_columns is not None else None,
+                   base_row={"step": step, "protocol": tag, "image_size": size, "family": family})
+    return finish_eval(res, out, shards, tag=tag, protocol=asdict(protocol), background=cfg.data.background,
+                       ckpt_path=ckpt_path, step=step, family=family, trained=trained, info=info)
 
 
 def finish_eval(res: LoopResult, out, shards: str, *, tag: str, protocol: dict, background: str, ckpt_path: Path,

@@ -26,7 +26,7 @@ import logging
 import math
 import os
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -34,11 +34,10 @@ import numpy as np
 import torch
 
 from training import data as data_mod
-from training import decode, shardspec
-from training.baselines import nearest_input
+from training import decode
 from training.checkpoint import read_checkpoint
-from training.eval_loop import EvalColumns, EvalPick, EvalResult, eval_pipeline, finish_eval
-from training.config import DataConfig, TrainConfig
+from training.eval_loop import EvalColumns, EvalPick, EvalResult, eval_pipeline, score_checkpoint
+from training.config import DataConfig
 from training.families import checkpoint_family
 from training.protocol import KINDS, fixed_views, format_summary as _fmt, protocol_tag, target_kind
 
@@ -225,49 +224,12 @@ def evaluate_lrm4d(state: dict, ckpt_path: Path, shards: str, out: str | os.Path
                    grids_dir: str | os.PathLike | None = None, progress: bool = True) -> EvalResult:
     """Score a 4D-LRM checkpoint (its loaded `state`) on every sample of `shards`; write `out` (Parquet)
     and grids of the worst."""
-    from training import ddp
-    from training.eval_loop import run_eval
-    from training.lpips import load_lpips
-    from training.model import Reconstructor
-    from training.render import resolve_backend
-    from training.train import autocast_for, forward_render, to_device
-
     if protocol is None or isinstance(protocol, Mapping):
         protocol = Protocol(**{k: v for k, v in (protocol or {}).items() if v is not None})
-    info = ddp.init(device)  # under torchrun: this rank's GPU, and its share of the shards below
-    dev = info.device
-    cfg = TrainConfig.from_dict(state["config"])
-    model = Reconstructor(cfg.model)
-    model.load_state_dict(state["model"])
-    model.to(dev).eval()
-    step = int(state["step"])
-    trained = state.get("trained_on")
-    if trained is None:
-        log.warning("%s records no training shards (written before the record): seen_in_training stays null",
-                    ckpt_path)
-    backend = resolve_backend(cfg.render, dev)
-    size = protocol.image_size or cfg.data.image_size
-    tag = protocol.tag(size)
-    bs = batch_size or (8 if dev.type == "cuda" else 2)
-    lp = load_lpips(lpips_weights, dev) if lpips_weights else None
-    if lpips_weights is None:
-        log.info("no --lpips-weights: the lpips columns stay null")
-    urls = shardspec.resolve_shards(shards)
-    handler = data_mod.SkipAndCount(max_consecutive=10**9)
-    autocast = autocast_for(cfg, dev)
-
-    def forward(batch: dict):
-        b = to_device(batch, dev)
-        _g, pred, alpha = forward_render(model, b, cfg, backend, autocast, size)
-        return pred, alpha, b  # [B, T, 3, S, S], [B, T, 1, S, S]
-
-    gdir = Path(grids_dir) if grids_dir else Path(out).with_name(Path(out).stem + "_worst")
-    res = run_eval(make_eval_dataset(urls, protocol, size, bs, handler, cfg.data.background, trained, info=info),
-                   forward, nearest_input, handler=handler, info=info, lpips_net=lp, worst=worst, grids_dir=gdir,
-                   progress=progress, base_row={"step": step, "protocol": tag, "image_size": size,
-                                                "family": protocol.family})
-    return finish_eval(res, out, shards, tag=tag, protocol=asdict(protocol), background=cfg.data.background,
-                       ckpt_path=ckpt_path, step=step, family=protocol.family, trained=trained, info=info)
+    return score_checkpoint(state, ckpt_path, shards, out, protocol, family=protocol.family,
+                            make_dataset=make_eval_dataset, default_batch=(2, 8), device=device,
+                            batch_size=batch_size, lpips_weights=lpips_weights, worst=worst, grids_dir=grids_dir,
+                            progress=progress)
 
 
 def format_summary(res: EvalResult, top: int = 5) -> str:

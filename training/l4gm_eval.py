@@ -17,17 +17,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
-from training import data as data_mod
-from training import decode, shardspec
-from training.baselines import nearest_input
-from training.eval_loop import EvalColumns, EvalPick, eval_pipeline, finish_eval
-from training.config import DataConfig, TrainConfig
+from training import decode
+from training.eval_loop import EvalColumns, EvalPick, eval_pipeline, score_checkpoint
+from training.config import DataConfig
 from training.l4gm_samples import BuildWindowSample, pick_window, window_item
 from training.protocol import NOT_SCORED, fixed_views, protocol_tag, target_kind
 
@@ -137,52 +135,24 @@ def evaluate_l4gm(state: dict, ckpt_path: Path, shards: str, out, protocol=None,
                   batch_size: int | None = None, lpips_weights: str | None = None, worst: int = 8,
                   grids_dir=None, progress: bool = True):
     """Score an L4GM-family checkpoint (its loaded `state`) on every sample of `shards`; write `out`."""
-    from training import ddp
-    from training.eval_loop import run_eval
-    from training.families import build_model, require_family
-    from training.lpips import load_lpips
-    from training.render import resolve_backend
-    from training.train import autocast_for, forward_render, to_device
+    from training.families import require_family
 
     require_family(state, "l4gm", f"--checkpoint {ckpt_path}")
     protocol = protocol_from_options(protocol)
-    info = ddp.init(device)  # under torchrun: this rank's GPU, and its share of the shards below
-    dev = info.device
-    cfg = TrainConfig.from_dict(state["config"])
-    model = build_model(cfg.model)
-    model.load_state_dict(state["model"])
-    model.to(dev).eval()
-    step = int(state["step"])
-    trained = state.get("trained_on")
-    backend = resolve_backend(cfg.render, dev)
-    size = protocol.image_size or cfg.data.image_size
-    tag = protocol.tag(size)
-    bs = batch_size or (4 if dev.type == "cuda" else 1)
-    lp = load_lpips(lpips_weights, dev) if lpips_weights else None
-    urls = shardspec.resolve_shards(shards)
-    handler = data_mod.SkipAndCount(max_consecutive=10**9)
-    autocast = autocast_for(cfg, dev)
 
-    def forward(batch: dict):
-        b = to_device(batch, dev)
-        _g, pred, alpha = forward_render(model, b, cfg, backend, autocast, size)
-        return pred, alpha, b  # [B, W*M, 3, S, S], time-major
+    def columns(handler):
+        def per_time(batch: dict, i: int, row: dict, scores: dict, kinds: list[str]) -> dict | None:
+            if row["psnr"] is None:
+                handler.counts["no_scored_target"] += 1
+                return None
+            frame = batch["tg_frame"][i].tolist()
+            out = {}
+            for name, keep in (("psnr_t0", lambda f: f == 0), ("psnr_later", lambda f: f > 0)):
+                sel = [j for j, f in enumerate(frame) if keep(f) and kinds[j] not in NOT_SCORED]
+                out[name] = float(scores["psnr"][sel].mean()) if sel else None
+            return out
+        return per_time
 
-    def per_time(batch: dict, i: int, row: dict, scores: dict, kinds: list[str]) -> dict | None:
-        if row["psnr"] is None:
-            handler.counts["no_scored_target"] += 1
-            return None
-        frame = batch["tg_frame"][i].tolist()
-        out = {}
-        for name, keep in (("psnr_t0", lambda f: f == 0), ("psnr_later", lambda f: f > 0)):
-            sel = [j for j, f in enumerate(frame) if keep(f) and kinds[j] not in NOT_SCORED]
-            out[name] = float(scores["psnr"][sel].mean()) if sel else None
-        return out
-
-    gdir = Path(grids_dir) if grids_dir else Path(out).with_name(Path(out).stem + "_worst")
-    res = run_eval(make_eval_dataset(urls, protocol, size, bs, handler, cfg.data.background, trained, info=info),
-                   forward, nearest_input, handler=handler, info=info, lpips_net=lp, worst=worst, grids_dir=gdir,
-                   progress=progress, extra_columns=per_time,
-                   base_row={"step": step, "protocol": tag, "image_size": size, "family": "l4gm"})
-    return finish_eval(res, out, shards, tag=tag, protocol=asdict(protocol), background=cfg.data.background,
-                       ckpt_path=ckpt_path, step=step, family="l4gm", trained=trained, info=info)
+    return score_checkpoint(state, ckpt_path, shards, out, protocol, family="l4gm", make_dataset=make_eval_dataset,
+                            default_batch=(1, 4), extra_columns=columns, device=device, batch_size=batch_size,
+                            lpips_weights=lpips_weights, worst=worst, grids_dir=grids_dir, progress=progress)
