@@ -20,7 +20,6 @@ Broken samples, and samples with a single (view, time) pair, are skipped and cou
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import logging
 import math
@@ -39,7 +38,8 @@ from training.checkpoint import read_checkpoint
 from training.eval_loop import EvalColumns, EvalPick, EvalResult, eval_pipeline, score_checkpoint
 from training.config import DataConfig
 from training.families import checkpoint_family
-from training.protocol import KINDS, fixed_views, format_summary as _fmt, protocol_tag, target_kind
+from training.protocol import (KINDS, fixed_views, format_summary as _fmt, protocol_rng, protocol_tag,
+                               target_kind)
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +75,7 @@ class Protocol:
         return 3 * self.per_kind
 
     def rng(self, key: str) -> random.Random:
-        digest = hashlib.sha256(f"{self.name}:{self.version}:{self.seed}:{key}".encode()).digest()
-        return random.Random(int.from_bytes(digest[:8], "little"))
+        return protocol_rng(self.name, self.version, self.seed, key)
 
 
 def choose_pairs(protocol: Protocol, key: str, pairs: list[tuple[int, int]],

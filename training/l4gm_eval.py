@@ -14,7 +14,6 @@ skipped as `short_clip`.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from training import decode
 from training.eval_loop import EvalColumns, EvalPick, eval_pipeline, score_checkpoint
 from training.config import DataConfig
 from training.l4gm_samples import BuildWindowSample, pick_window, window_item
-from training.protocol import NOT_SCORED, fixed_views, protocol_tag, target_kind
+from training.protocol import NOT_SCORED, fixed_views, protocol_rng, protocol_tag, target_kind
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +57,7 @@ class VideoProtocol:
         return protocol_tag(f"{self.name}{self.window}", self.version, self.family, image_size)
 
     def rng(self, key: str) -> random.Random:
-        digest = hashlib.sha256(f"{self.name}{self.window}:{self.version}:{self.seed}:{key}".encode()).digest()
-        return random.Random(int.from_bytes(digest[:8], "little"))
+        return protocol_rng(f"{self.name}{self.window}", self.version, self.seed, key)
 
     def data_config(self, image_size: int, background: str) -> DataConfig:
         return DataConfig(image_size=image_size, n_target=self.per_time, window=self.window,

@@ -20,9 +20,11 @@ The 4D-LRM protocol itself (`sparse4`, its pair choice) lives in training/evalua
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+import random
 import re
 import sys
 from collections import defaultdict
@@ -60,6 +62,13 @@ def protocol_tag(name: str, version: int, family: str, image_size: int) -> str:
     if not TAG_RE.match(tag):
         raise ValueError(f"protocol tag {tag!r}: name and family must be [A-Za-z0-9_]+ (--protocol)")
     return tag
+
+
+def protocol_rng(name: str, version: int, seed: int, key: str) -> random.Random:
+    """A protocol's random stream for one sample: from (name, version, seed, sample key) alone, so every
+    checkpoint scored with the protocol gets the same choices."""
+    digest = hashlib.sha256(f"{name}:{version}:{seed}:{key}".encode()).digest()
+    return random.Random(int.from_bytes(digest[:8], "little"))
 
 
 def parse_tag(tag: str) -> dict[str, Any]:
