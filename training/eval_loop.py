@@ -54,6 +54,7 @@ class EvalColumns:
     def __init__(self, cfg, handler, protocol, trained: Mapping[str, Any] | None, **kw):
         super().__init__(cfg, handler, **kw)
         self.protocol, self.trained = protocol, trained
+        self._seen: dict[str, bool | None] = {}  # per shard url (a shard's samples share it; the record may be long)
 
     def build(self, item: dict, rng) -> dict:
         out = super().build(item, self.protocol.rng(f"{item['key']}:background"))
@@ -62,7 +63,9 @@ class EvalColumns:
         out["shard"] = torch.tensor(-1 if n is None else n)
         out["clip"] = torch.tensor(int(item["meta"].get("clip", -1)))
         out["kind"] = torch.tensor([ALL_KINDS.index(k) for k in item["kinds"]])  # [n_target]
-        seen = seen_in_training(url, self.trained)
+        if url not in self._seen:
+            self._seen[url] = seen_in_training(url, self.trained)
+        seen = self._seen[url]
         out["seen"] = torch.tensor(-1 if seen is None else int(seen))
         return out
 
