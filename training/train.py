@@ -97,12 +97,12 @@ def lrm4d_forward_render(model: nn.Module, batch: dict, cfg: TrainConfig, backen
     return g, rgb, alpha
 
 
-def load_init_weights(model: nn.Module, cfg: TrainConfig) -> None:
-    """Start a new run from another run's model weights (--set init_from=CKPT_OR_RUN), same family only."""
+def read_init_weights(cfg: TrainConfig) -> dict:
+    """The model weights a new run starts from (--set init_from=CKPT_OR_RUN), same family only."""
     state, path = ckpt.read_checkpoint(cfg.init_from, flag="--set init_from")
     require_family(state, cfg.model.family, f"--set init_from={path}")
-    model.load_state_dict(state["model"])
     log.info("model weights from %s (step %s)", path, state.get("step"))
+    return state["model"]
 
 
 def resolve_resume(cfg: TrainConfig, saved: dict) -> TrainConfig:
@@ -175,6 +175,7 @@ class Trainer:
         self.cfg = cfg
         self.follower = ShardFollower(shards, cfg.data.follow_interval_s, info)  # --follow: re-reads the SPEC
         self.urls = self.follower.initial()  # before RUN is written: a bad SPEC leaves nothing behind
+        init = read_init_weights(cfg) if resumed is None and cfg.init_from else None  # a bad one neither
         if info.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             tmp = self.out / ".config.json.tmp"
@@ -182,8 +183,8 @@ class Trainer:
             os.replace(tmp, self.out / "config.json")
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         model = build_model(cfg.model).to(info.device)
-        if resumed is None and cfg.init_from:
-            load_init_weights(model, cfg)
+        if init is not None:
+            model.load_state_dict(init)
         self.model_single = model
         self.optimizer = build_optimizer(model, cfg.optim, info.device)
         total = cfg.optim.schedule_steps

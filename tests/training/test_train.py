@@ -128,6 +128,7 @@ def test_init_from_an_unreadable_file_or_empty_run_names_the_setting(analytic_sh
         cfg = apply_overrides(tiny(), ["steps=1", "data.image_size=16", f"init_from={src}"])
         with pytest.raises(err, match=f"--set init_from {src}: {msg}"):
             train(cfg, str(d), tmp_path / "run")
+        assert not (tmp_path / "run").exists()  # nothing written for a run that cannot start
 
 
 def test_max_minutes_stops_cleanly_with_a_checkpoint_and_a_rerun_resumes(analytic_shards, tmp_path):
