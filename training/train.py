@@ -29,7 +29,7 @@ from training import weights as weights_mod
 from training.follow import ShardFollower
 from training import ddp
 from training import fast
-from training.config import OptimConfig, TrainConfig
+from training.config import ConfigError, OptimConfig, TrainConfig
 from training.losses import reconstruction_losses
 from training.lpips import load_lpips
 from training.blocks import count_parameters
@@ -109,10 +109,10 @@ def resolve_resume(cfg: TrainConfig, saved: dict) -> TrainConfig:
     """The saved config with this invocation's harmless changes (e.g. a higher --steps) applied."""
     old = TrainConfig.from_dict(saved)
     if old.model.family != cfg.model.family:
-        raise ValueError(f"--preset {cfg.preset} (model family {cfg.model.family!r}): this run holds "
+        raise ConfigError(f"--preset {cfg.preset} (model family {cfg.model.family!r}): this run holds "
                          f"{old.model.family!r} checkpoints; use a new --out for another family")
     if old.preset != cfg.preset:
-        raise ValueError(f"--preset {cfg.preset}: this run was started with preset {old.preset!r}; "
+        raise ConfigError(f"--preset {cfg.preset}: this run was started with preset {old.preset!r}; "
                          f"use a new --out for a different preset")
     new_d, old_d = _flat(cfg.to_dict()), _flat(old.to_dict())
     if new_d["optim.schedule_steps"] == 0:  # "use --steps of the first invocation": the saved horizon

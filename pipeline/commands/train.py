@@ -69,3 +69,5 @@ def command(shards: str, out: str, preset: str, steps: int | None, batch_size: i
         train(cfg, shards, out, device=device)
     except (StorageError, FileNotFoundError) as exn:  # a refused URL, an unreachable store, no shards
         raise click.ClickException(str(exn)) from None
+    except ConfigError as exn:  # settings that clash with the run being resumed (preset, model family)
+        raise click.BadParameter(str(exn)) from None

@@ -116,6 +116,10 @@ def test_cli_runs_and_names_bad_settings(analytic_shards, tmp_path):
     assert r.exit_code == 2 and "model.depthh" in r.output
     r = CliRunner().invoke(cli, [*base, "--set", "data.image_size=30"])
     assert r.exit_code == 2 and "patch_size" in r.output
+    # resuming the run with another preset or model family: a usage error naming the flag, no traceback
+    for other in ("small", "l4gm-tiny"):
+        r = CliRunner().invoke(cli, [*args[:6], other, *args[7:]])
+        assert r.exit_code == 2 and "--preset" in r.output and "Traceback" not in r.output, r.output
 
 
 def test_init_from_an_unreadable_file_or_empty_run_names_the_setting(analytic_shards, tmp_path):
