@@ -20,11 +20,9 @@ from __future__ import annotations
 import argparse
 import functools
 import http.server
-import io
 import json
 import multiprocessing as mp
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -35,6 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from contracts import layout, storage  # noqa: E402
+from tests.httpserver import RangeHandler  # noqa: E402
 
 
 def free_port() -> int:
@@ -43,35 +42,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class RangeHandler(http.server.SimpleHTTPRequestHandler):
-    """Python's static file handler plus single `Range: bytes=A-B` requests (206), HTTP/1.1 keep-alive
-    (as web servers and object stores do)."""
-
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):
-        pass
-
-    def send_head(self):
-        m = re.fullmatch(r"bytes=(\d+)-(\d+)", (self.headers.get("Range") or "").strip())
-        path = self.translate_path(self.path)
-        if not m or not os.path.isfile(path):
-            return super().send_head()
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            a, b = int(m.group(1)), min(int(m.group(2)), size - 1)
-            f.seek(a)
-            body = f.read(b - a + 1)
-        self.send_response(206)
-        self.send_header("Content-Range", f"bytes {a}-{b}/{size}")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        return io.BytesIO(body)
-
-
 def serve_http(directory: str, port: int) -> None:
     handler = functools.partial(RangeHandler, directory=directory)
-    http.server.ThreadingHTTPServer(("127.0.0.1", port), handler).serve_forever()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    server.range_requests = 0
+    server.serve_forever()
 
 
 def make_dataset(work: Path, size: int, samples: int, per_shard: int) -> Path:

@@ -1,17 +1,11 @@
-"""Fixtures for the trainer's tests: analytic shards in the DESIGN.md §4 layout, a loopback HTTP server."""
+"""Fixtures for the trainer's tests: analytic shards in the DESIGN.md §4 layout, and Blender renders of procedural clips (the loopback HTTP server is tests/httpserver.py)."""
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import http.server
 import importlib.util
-import io
 import os
-import re
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -37,57 +31,6 @@ def analytic_shards(tmp_path_factory) -> tuple[Path, list[str]]:
     return d, keys
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):  # keep test output clean
-        pass
-
-
-class _RangeHandler(_QuietHandler):
-    """Also answers single `Range: bytes=A-B` requests with 206 Partial Content and keeps connections
-    alive (HTTP/1.1), as object stores and most web servers do (Python's own handler ignores Range);
-    counts them on the server."""
-
-    protocol_version = "HTTP/1.1"
-
-    def send_head(self):
-        m = re.fullmatch(r"bytes=(\d+)-(\d+)", (self.headers.get("Range") or "").strip())
-        path = self.translate_path(self.path)
-        if not m or not os.path.isfile(path):
-            return super().send_head()
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            a, b = int(m.group(1)), min(int(m.group(2)), size - 1)
-            if a >= size or b < a:
-                self.send_error(416)
-                return None
-            f.seek(a)
-            body = f.read(b - a + 1)
-        self.server.range_requests += 1
-        self.send_response(206)
-        self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Range", f"bytes {a}-{b}/{size}")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        return io.BytesIO(body)
-
-
-@contextlib.contextmanager
-def serve_directory(directory: Path, ranges: bool = False, server_out: list | None = None):
-    """A real HTTP server on 127.0.0.1 (random port) serving `directory`, in a thread; yields the base URL.
-    `ranges`: answer HTTP Range requests (206); the server object is appended to `server_out`."""
-    handler = functools.partial(_RangeHandler if ranges else _QuietHandler, directory=str(directory))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.range_requests = 0
-    if server_out is not None:
-        server_out.append(server)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
 
 # Real Blender renders of procedural assets, small: 32 px, 6 orbit views, 4 times, 4 samples per pixel.

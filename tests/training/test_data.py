@@ -25,7 +25,7 @@ from training import shardspec
 from training.config import DataConfig
 from training.geometry import plucker_image
 
-from .conftest import serve_directory
+from tests.httpserver import serve_directory
 
 
 def _cfg(**kw) -> DataConfig:

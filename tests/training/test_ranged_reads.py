@@ -15,7 +15,7 @@ from training import data, shardspec, shardstream, synthetic
 from training.config import DataConfig
 from training.decode import MemberRef, member_bytes
 
-from .conftest import serve_directory
+from tests.httpserver import serve_directory
 
 
 def add_member_index(d: Path) -> None:

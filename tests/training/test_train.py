@@ -17,7 +17,7 @@ from training.config import apply_overrides, tiny
 from training.model import Reconstructor
 from training.train import lr_factor, train
 
-from .conftest import serve_directory
+from tests.httpserver import serve_directory
 
 
 def _metrics(run: Path) -> list[dict]:
