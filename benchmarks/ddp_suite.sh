@@ -65,7 +65,7 @@ if want uneven; then
   ( sleep 25; python3 benchmarks/ddp_data.py add $D/uneven --shard 3 --count 6 --size 64 ) >"$OUT/add.txt" 2>&1 &
   timeout 150 $TORCHRUN -m training --shards $D/uneven --out $R --preset small --steps 60 --log-every 10 --grid-every 0 \
     --ckpt-every 1000 --follow --follow-interval 5 --set data.image_size=64 --set data.batches_per_epoch=10 >"$OUT/uneven.txt" 2>&1
-  note "uneven+follow: rc $? (124 = a rank waited), last step $(tail -1 $R/metrics.jsonl | python3 -c 'import json,sys; print(json.load(sys.stdin)["step"])'), $(grep -c 'shard' $OUT/uneven.txt) shard log lines; added: $(grep -i 'added\|new shard' $OUT/uneven.txt | head -2 | tr '\n' ' ')"
+  note "uneven+follow: rc $? (124 = a rank waited), last step $(tail -1 $R/metrics.jsonl | python3 -c 'import json,sys; print(json.load(sys.stdin)["step"])'), $(grep -c 'shard' $OUT/uneven.txt) shard log lines; added: $(grep -F -- "--follow: +" $OUT/uneven.txt | head -2 | tr '\n' ' ')"
 fi
 
 if want resume; then
