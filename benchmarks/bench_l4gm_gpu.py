@@ -54,7 +54,8 @@ def _window_batch(B: int, W: int, n0: int, M: int, S: int, dev) -> dict:
     tg_c2w = orbit_cameras(B * W * M, 2.1, elevation_deg=25.0, phase=0.3).reshape(B, W * M, 4, 4)
     tg_K = intrinsics(49.1, S, S).expand(B, W * M, 3, 3).contiguous()
     b = {"in_rgb": torch.rand(B, n, 3, S, S), "in_cond": cond, "in_c2w": c2w, "in_K": K,
-         "window": torch.full((B,), W), "tg_c2w": tg_c2w, "tg_K": tg_K, "background": torch.ones(B, 3),
+         "window": torch.full((B,), W), "window_frames": torch.arange(W).expand(B, W),
+         "tg_c2w": tg_c2w, "tg_K": tg_K, "background": torch.ones(B, 3),
          "tg_rgb": torch.rand(B, W * M, 3, S, S), "tg_alpha": (torch.rand(B, W * M, 1, S, S) > 0.5).float()}
     return {k: v.to(dev) for k, v in b.items()}
 

@@ -7,9 +7,10 @@ here is a no-op, so the CPU tests and the torch rasteriser run exactly the eager
 - `configure(device)`: TF32 for float32 matrix products (LPIPS, slicing) and, on Hopper (sm_90), the
   cuDNN attention kernels ahead of FlashAttention-2 in SDPA's priority list (about 2x faster there
   for our head dim 64; other GPUs keep PyTorch's order). Process-wide; call it once per process.
-- `compile_blocks(model)`: `torch.compile` each transformer block in place (regional compilation:
-  the 24 identical blocks share one compiled graph, so compiling takes seconds, not minutes;
-  state-dict keys are unchanged). Norms, residual adds, GELU and the QK-norm fuse into few kernels.
+- `compile_blocks(model)`: `torch.compile` each transformer block (training/blocks.Block, in either
+  family) in place (regional compilation: the 24 identical blocks share one compiled graph per
+  sequence shape, so compiling takes seconds, not minutes; state-dict keys are unchanged). Norms,
+  residual adds, GELU and the QK-norm fuse into few kernels.
 - `compile_slicing()`: the 4D-to-3D slicing (training/slicing.py) as one compiled function.
 """
 
@@ -66,10 +67,19 @@ def set_attention_priority(choice: str) -> None:
     torch._C._set_sdp_priority_order(first + [b for b in torch._C._get_sdp_priority_order() if b not in first])
 
 
+def transformer_blocks(model: nn.Module) -> list[nn.Module]:
+    """Every training/blocks.Block of `model`, in module order (what compile_blocks compiles)."""
+    from training.blocks import Block
+
+    return [m for m in model.modules() if isinstance(m, Block)]
+
+
 def compile_blocks(model: nn.Module) -> int:
-    """torch.compile every module in `model.blocks` in place (CUDA only). Returns how many were compiled."""
-    blocks = getattr(model, "blocks", None)
-    if blocks is None or not any(p.is_cuda for p in model.parameters()):
+    """torch.compile every transformer block of `model` (a training/blocks.Block, wherever the family keeps
+    it: the 4D-LRM `blocks`, the L4GM multi-view and temporal blocks) in place, CUDA only. Returns how
+    many were compiled. Blocks of one width share a graph per sequence shape."""
+    blocks = transformer_blocks(model)
+    if not blocks or not any(p.is_cuda for p in model.parameters()):
         return 0
     import torch._dynamo
 

@@ -94,32 +94,44 @@ def reconstruct_video(model: nn.Module, video: Views, t0: Views, window: int, re
     return out, record
 
 
-@torch.no_grad()
-def interpolate_video(model: nn.Module, video: Views, t0: Views, render_cfg: RenderConfig, backend: str,
-                      background: Tensor, autocast=None) -> tuple[Gaussians3D, list[dict]]:
-    """The interpolation model at inference: 3x the frame rate. Every pair of consecutive video frames
-    (a, b) becomes a 4-frame window [a, 2/3 a + 1/3 b, 1/3 a + 2/3 b, b] (blends, as in training, at the
-    times in between); consecutive windows share a frame, and each window after the first takes renders
-    of the previous window's last frame as its t0 views. Returns Gaussians for 3 (T - 1) + 1 frames."""
-    T = video.rgb.shape[0]
-    if T < 2:
-        raise ValueError("interpolation needs a video of at least 2 frames")
+def interpolation_views(video: Views) -> Views:
+    """The interpolation model's dense input video, 3 (T - 1) + 1 frames: every pair of consecutive frames
+    (k, k+1) gives [k, 2/3 k + 1/3 (k+1), 1/3 k + 2/3 (k+1)], then the last frame. An in-between frame's
+    image, time and anchor are blends of its two ends; its camera is the nearer end's camera moved by the
+    anchor's change (a tracked camera follows the object: DESIGN.md §2 offsets), so every frame's camera
+    keeps the offset from its own anchor that the real frames have (a camera framed on the origin, zero
+    anchors, stays put)."""
     rgb, c2w, K, times, anchors = [], [], [], [], []
     anc = video.anchors()  # [T, 3]
-    for k in range(T - 1):
+    for k in range(video.rgb.shape[0] - 1):
         for j in range(3):
             a = j / 3
+            near = k if a < 0.5 else k + 1  # the nearer real frame's camera (a fixed view barely moves)
+            anchor = (1 - a) * anc[k] + a * anc[k + 1]
+            cam = video.c2w[near].clone()
+            cam[:3, 3] += anchor - anc[near]
             rgb.append((1 - a) * video.rgb[k] + a * video.rgb[k + 1])
-            near = k if a < 0.5 else k + 1  # the camera of the nearer real frame (a fixed view barely moves)
-            c2w.append(video.c2w[near])
+            c2w.append(cam)
             K.append(video.K[near])
             times.append((1 - a) * video.time[k] + a * video.time[k + 1])
-            anchors.append((1 - a) * anc[k] + a * anc[k + 1])
+            anchors.append(anchor)
     anchors.append(anc[-1])
     rgb.append(video.rgb[-1])
     c2w.append(video.c2w[-1])
     K.append(video.K[-1])
     times.append(video.time[-1])
-    dense = Views(torch.stack(rgb), torch.stack(c2w), torch.stack(K), torch.stack([torch.as_tensor(t) for t in times]),
-                  torch.stack(anchors))
-    return reconstruct_video(model, dense, t0, 4, render_cfg, backend, background, autocast)
+    return Views(torch.stack(rgb), torch.stack(c2w), torch.stack(K), torch.stack([torch.as_tensor(t) for t in times]),
+                 torch.stack(anchors))
+
+
+@torch.no_grad()
+def interpolate_video(model: nn.Module, video: Views, t0: Views, render_cfg: RenderConfig, backend: str,
+                      background: Tensor, autocast=None) -> tuple[Gaussians3D, list[dict]]:
+    """The interpolation model at inference: 3x the frame rate. Every pair of consecutive video frames
+    (a, b) becomes a 4-frame window [a, 2/3 a + 1/3 b, 1/3 a + 2/3 b, b] (blends, as in training, at the
+    times in between, with cameras and anchors to match: `interpolation_views`); consecutive windows share
+    a frame, and each window after the first takes renders of the previous window's last frame as its t0
+    views. Returns Gaussians for 3 (T - 1) + 1 frames."""
+    if video.rgb.shape[0] < 2:
+        raise ValueError("interpolation needs a video of at least 2 frames")
+    return reconstruct_video(model, interpolation_views(video), t0, 4, render_cfg, backend, background, autocast)

@@ -146,7 +146,7 @@ def forward_render(model: nn.Module, batch: dict, cfg, backend: str, autocast, s
     targets in the loader's time-major order, so losses and metrics read them like 4D-LRM targets."""
     from training.render import render_frames
 
-    W = int(batch["window"].reshape(-1)[0])
+    W = window_of(batch)
     with autocast:
         g = model(batch["in_rgb"], batch["in_cond"], batch["in_c2w"], batch["in_K"], window=W,
                   in_anchor=batch.get("in_anchor"))
@@ -156,3 +156,11 @@ def forward_render(model: nn.Module, batch: dict, cfg, backend: str, autocast, s
     rgb, alpha = render_frames(g, batch["tg_c2w"].reshape(B, W, M, 4, 4), batch["tg_K"].reshape(B, W, M, 3, 3),
                                S, S, batch["background"], cfg.render, backend)
     return g, rgb.flatten(1, 2), alpha.flatten(1, 2)
+
+
+def window_of(batch: dict) -> int:
+    """The batch's window length T, from the shape of `window_frames` [B, T] (l4gm_samples): reading the
+    value of a CUDA tensor (`int(batch["window"])`) would make every step wait for the GPU."""
+    if "window_frames" not in batch:
+        raise KeyError("an l4gm batch needs 'window_frames' [B, T] (training/l4gm_samples.BuildWindowSample)")
+    return int(batch["window_frames"].shape[-1])

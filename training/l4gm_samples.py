@@ -95,14 +95,16 @@ class PickWindow(PickStage):
 
 
 class BuildWindowSample(BuildSample):
-    """data.BuildSample's tensors in the flat window layout, plus `window` (T, a 0-d tensor) and
-    `tg_frame` [T*n_target] (the window time of each target). With data.interp the video's middle
+    """data.BuildSample's tensors in the flat window layout, plus `window` (T, a 0-d tensor),
+    `window_frames` (arange(T): the step reads T from its shape, so it never waits for the GPU to read a
+    value) and `tg_frame` [T*n_target] (the window time of each target). With data.interp the video's middle
     frames become blends of the window's two ends (the interpolation model's inputs)."""
 
     def build(self, item: dict, rng: random.Random) -> dict:
         out = super().build(item, rng)
         W = item["window"]
         out["window"] = torch.tensor(W)
+        out["window_frames"] = torch.arange(W)
         out["tg_frame"] = torch.arange(W).repeat_interleave(len(item["targets"]) // W)
         if self.cfg.interp:
             out["in_rgb"] = blend_middle(out["in_rgb"], W)

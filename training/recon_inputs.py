@@ -211,9 +211,22 @@ def choose_l4gm_inputs(clip: Clip, n_t0: int) -> tuple[list[Frame], list[Frame]]
     if len(fixed) < 1 + n_t0:
         raise InputError(f"--input {clip.name}: {len(fixed)} fixed view(s); the video and {n_t0} t0 views need {1 + n_t0}")
     by = {(fr.frame, fr.view): fr for fr in clip.frames}
-    v0 = fixed[0]
-    frames = sorted({fr.frame for fr in clip.frames if fr.view == v0})
-    t0_views = _spread(fixed, n_t0, skip_first=True)
+    frames = sorted({fr.frame for fr in clip.frames})  # every rendered time of the clip
+    # the video needs its view at every time, a t0 view the first time (as the training picker asks)
+    complete = [v for v in fixed if all((t, v) in by for t in frames)]
+    if not complete:
+        gaps = {v: [t for t in frames if (t, v) not in by][:3] for v in fixed}
+        raise InputError(f"--input {clip.name}: no fixed view has an image at every one of the clip's {len(frames)} "
+                         f"times, so none can be the video (missing frames per view: {gaps})")
+    v0 = complete[0]
+    at_first = [v for v in fixed if v != v0 and (frames[0], v) in by]
+    if len(at_first) < n_t0:
+        raise InputError(f"--input {clip.name}: {len(at_first)} other fixed view(s) have an image at the first time "
+                         f"(frame {frames[0]}); {n_t0} t0 views are needed")
+    ring = fixed[fixed.index(v0):] + fixed[:fixed.index(v0)]
+    t0_views = _spread(ring, n_t0, skip_first=True)  # spread around the object from the video's view
+    if not set(t0_views) <= set(at_first) or len(set(t0_views)) < n_t0:
+        t0_views = _spread(at_first, n_t0)
     return [by[(t, v0)] for t in frames], [by[(frames[0], v)] for v in t0_views]
 
 

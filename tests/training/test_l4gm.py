@@ -111,6 +111,7 @@ def test_built_batches_have_the_flat_window_layout(procedural_many):
     assert batch["in_rgb"].shape == (2, W + n0, 3, S, S) and batch["in_cond"].shape == (2, W + n0, 7, S, S)
     assert batch["tg_rgb"].shape == (2, W * M, 3, S, S) and batch["window"].tolist() == [W, W]
     assert batch["tg_frame"][0].tolist() == [k for k in range(W) for _ in range(M)]
+    assert batch["window_frames"].tolist() == [list(range(W))] * 2  # the step reads W from this shape
     for b in range(2):
         pairs = batch["in_pairs"][b].tolist()
         frames = [t for t, _ in pairs[:W]]
@@ -188,6 +189,50 @@ def test_temporal_attention_is_what_mixes_information_across_times(temporal):
         assert frame0 == 0.0
     n_blocks = len(list(model.children()))
     assert (model.time_blocks is not None) == temporal and n_blocks == (5 if temporal else 4)
+
+
+def test_the_step_reads_the_window_from_a_shape_not_a_device_value():
+    """forward_render must not read a tensor's value to learn the window (on a GPU: a sync every step).
+    A meta tensor has a shape but no values: reading one raises."""
+    from training.l4gm_model import forward_render
+
+    cfg = l4gm_tiny()
+    torch.manual_seed(0)
+    model = VideoReconstructor(cfg.model).eval()
+    W, M, S = 4, 2, 32
+    rgb, cond, c2w, K = _inputs(B=2, T=W, n0=2, S=S)
+    tg_c2w = orbit_cameras(2 * W * M, 2.0, elevation_deg=30.0).reshape(2, W * M, 4, 4)
+    batch = {"in_rgb": rgb, "in_cond": cond, "in_c2w": c2w, "in_K": K,
+             "window": torch.empty(2, dtype=torch.long, device="meta"),  # unreadable
+             "window_frames": torch.empty(2, W, dtype=torch.long, device="meta"),
+             "tg_c2w": tg_c2w, "tg_K": intrinsics(49.1, S, S).expand(2, W * M, 3, 3), "background": torch.ones(2, 3)}
+    import contextlib
+
+    with torch.no_grad():
+        g, img, alpha = forward_render(model, batch, cfg, "torch", contextlib.nullcontext())
+    assert g.means.shape[:2] == (2, W) and img.shape == (2, W * M, 3, S, S) and alpha.shape == (2, W * M, 1, S, S)
+    del batch["window_frames"]
+    with pytest.raises(KeyError, match="window_frames"):
+        forward_render(model, batch, cfg, "torch", contextlib.nullcontext())
+
+
+@pytest.mark.parametrize("temporal", [True, False])
+def test_regional_compilation_finds_both_kinds_of_l4gm_blocks(temporal):
+    """training/fast.py compiles what transformer_blocks returns: every multi-view and temporal block
+    (CPU: compile_blocks itself is a no-op, as before)."""
+    from training import fast
+    from training.model import Reconstructor
+
+    cfg = l4gm_tiny().model
+    cfg.temporal_attention = temporal
+    model = VideoReconstructor(cfg)
+    found = fast.transformer_blocks(model)
+    want = list(model.view_blocks) + (list(model.time_blocks) if temporal else [])
+    assert len(found) == len(want) == cfg.depth * (2 if temporal else 1)
+    assert {id(b) for b in found} == {id(b) for b in want}
+    lrm = Reconstructor(tiny().model)
+    assert [id(b) for b in fast.transformer_blocks(lrm)] == [id(b) for b in lrm.blocks]
+    assert fast.compile_blocks(model) == 0  # CPU
 
 
 def test_flop_count_grows_with_the_temporal_blocks():

@@ -37,6 +37,7 @@ def test_gsplat_and_torch_render_the_same_frames_and_gradients(seed):
     tg_c2w = orbit_cameras(2 * W * M, 2.0, elevation_deg=30.0, phase=0.4).reshape(2, W * M, 4, 4).to(dev)
     tg_K = intrinsics(49.1, S, S).expand(2, W * M, 3, 3).contiguous().to(dev)
     batch = {"in_rgb": rgb, "in_cond": cond, "in_c2w": c2w, "in_K": K, "window": torch.tensor([W, W], device=dev),
+             "window_frames": torch.arange(W, device=dev).expand(2, W),
              "tg_c2w": tg_c2w, "tg_K": tg_K, "background": torch.rand(2, 3, device=dev)}
     wgt = torch.randn(2, W * M, 3, S, S, device=dev)
     results = []
