@@ -1,7 +1,10 @@
 """Does the data engine pay? Arms of one data-engine round at equal budgets, scored on held-out clips.
 
-    python benchmarks/data_engine_experiment.py prepare --out DIR [--size cpu|gpu] [--rare-kind skin]
+    python benchmarks/data_engine_experiment.py prepare --out DIR [--size cpu|gpu] [--rare-kind skin] [--assets A]
+    python benchmarks/data_engine_experiment.py cache --out DIR [--cache DIR/cache]
+    python benchmarks/data_engine_experiment.py round0 --out DIR --seed S [--device cuda] [--steps0 N --steps1 N]
     python benchmarks/data_engine_experiment.py arm --out DIR --arm ARM --seed S [--device cpu|cuda]
+        [--render-cache DIR/cache] [--num-workers W] [--concurrent N] [--steps0 N --steps1 N]
     python benchmarks/data_engine_experiment.py report --out DIR
     python benchmarks/data_engine_experiment.py all --out DIR --seeds 0,1,2 [--size cpu] [--device cpu]
 
@@ -23,6 +26,20 @@ folder and trains the same number of further steps from the same round-0 checkpo
 | rerender | K/4 hardest round-0 clips again, denser (2x times, 2x views: ~4x the images each) | uniform |
 | pool | K pool clips most like the hard ones (--pool-strategy similar) | uniform |
 | combo | K pool clips like the hard ones | hard round-0 clips x4 |
+
+cache (for a host without Blender, e.g. the GPU machine: benchmarks/data_engine_gpu.sh): renders beforehand
+every clip an arm can ask for, with the arms' own flags and --threads 1: each pool row at base density, and
+each round-0 row with the denser settings `pipeline mine --rerender-fraction` writes for it (the same
+manifests.mining.rerender_settings on the recorded round-0 spec). `arm --render-cache DIR/cache` then still
+runs the real `pipeline mine`, and builds its next.parquet's new shards (mine's shard numbers and rows, so
+`--weights next.parquet` applies as after a render) from the cached samples, byte for byte, instead of
+calling `pipeline render`; a row not cached with the same render_settings, or a cache rendered with another
+spec than round 0, is refused. The render cost is the cached samples' own one-core seconds, and the result
+says `render_source: cache ...` (the table marks it). Rendering is deterministic for given settings, so
+the shards are the ones `pipeline render` would make (tests/pipeline/test_data_engine_cache.py).
+round0 trains and scores one seed's round 0 alone, so seeds can run at once; --steps0/--steps1 override
+the size's step counts (give every arm the same); --concurrent records how many runs shared the machine
+(train_s is inflated by the sharing).
 
 Each arm's final checkpoint is scored with `pipeline eval` on the held-out clips; the report gives, per
 kind, PSNR and psnr_obj as mean +- std over seeds, the paired difference to the control, and each arm's
@@ -53,8 +70,9 @@ ARMS = ("control", "reweight", "rerender", "pool", "combo")
 SIZES = {  # assets per set, render settings, training
     "cpu": dict(round0=12, rare_keep=1, pool=15, heldout=9, resolution=32, frames=4, views=4, samples=2, shard_size=8,
                 preset="tiny", steps0=120, steps1=40, batch=4, budget=6, image_size=32),
-    "gpu": dict(round0=60, rare_keep=3, pool=60, heldout=18, resolution=64, frames=8, views=8, samples=8, shard_size=16,
-                preset="small", steps0=3000, steps1=1500, batch=16, budget=24, image_size=64),
+    # gpu: sized for one ~8 min call on 2 x H200 with every render from the CPU-made cache (benchmarks/data_engine_gpu.sh)
+    "gpu": dict(round0=42, rare_keep=3, pool=42, heldout=15, resolution=64, frames=4, views=4, samples=4, shard_size=8,
+                preset="small", steps0=1500, steps1=500, batch=16, budget=16, image_size=64, format="webp"),
 }
 
 
@@ -94,16 +112,17 @@ def committed(folder: Path) -> list[int]:
 
 def render_flags(c: dict) -> list[str]:
     return ["--preset", "debug", "--resolution", str(c["resolution"]), "--frames", str(c["frames"]), "--views",
-            str(c["views"]), "--samples", str(c["samples"]), "--no-ray", "--no-progress"]
+            str(c["views"]), "--samples", str(c["samples"]), "--format", c.get("format", "png"), "--no-ray", "--no-progress"]
 
 
 # -- prepare ------------------------------------------------------------------------------------------
 
 
-def prepare(out: Path, size: str, rare: str) -> None:
+def prepare(out: Path, size: str, rare: str, assets: Path | None = None) -> None:
     import pandas as pd
 
     from manifests import read_manifest, write_manifest
+    from manifests.pool import probe_gltf
     from manifests.shards import assign_shards
 
     c = {**SIZES[size], "size": size, "rare_kind": rare}
@@ -114,8 +133,8 @@ def prepare(out: Path, size: str, rare: str) -> None:
         m = out / f"curated_{name}.parquet"
         if not m.exists():
             sh(["curate", "--source", "procedural", "--count", str(count), "--seed", str(seed), "--assets-out",
-                str(out / "assets" / name), "--shard-size", str(c["shard_size"]), "--out", str(m)], log)
-        parts[name] = read_manifest(m)
+                str((assets or out / "assets") / name), "--shard-size", str(c["shard_size"]), "--out", str(m)], log)
+        parts[name] = probe_gltf(read_manifest(m))  # skinned/morphed as columns: mining needs no asset files then
     r0 = parts["round0"]
     rare_uids = sorted(u for u in set(r0["uid"]) if kind_of(u) == rare)[: c["rare_keep"]]
     r0 = r0[(r0["uid"].map(kind_of) != rare) | r0["uid"].isin(rare_uids)]
@@ -137,13 +156,121 @@ def prepare(out: Path, size: str, rare: str) -> None:
     print(f"prepared {out}: clips per kind {c['counts']}")
 
 
+# -- render cache (all rendering done before a GPU call) ------------------------------------------------
+
+CACHE_MANIFEST = "manifest.parquet"
+
+
+def row_settings(value: object) -> dict:
+    """A manifest row's render_settings JSON as a dict ({} for none: the base render)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or not str(value).strip():
+        return {}
+    return json.loads(str(value))
+
+
+def make_cache(out: Path, cache: Path) -> None:
+    """Render into CACHE every clip an arm's mining can ask for: each pool row at base density, and each
+    round-0 row with the denser settings `pipeline mine --rerender-fraction` writes for it (the same
+    manifests.mining.rerender_settings on the same recorded round-0 spec, default Densify). Same render
+    flags as the arms' own renders, --threads 1, so the cached per-sample seconds are one core's."""
+    import pandas as pd
+
+    from manifests import read_manifest, write_manifest
+    from manifests.mining import Densify, rerender_settings
+    from manifests.mining_inputs import read_renders
+    from manifests.shards import assign_shards
+
+    c = load_cfg(out)
+    renders = read_renders(str(out / "data"))
+    r0 = read_manifest(out / "round0.parquet")
+    dense = r0.assign(render_settings=[rerender_settings(r, renders, None, Densify()) for r in r0.to_dict("records")])
+    dense = dense[dense["render_settings"].notna()]  # at its caps: mining would only up-weight it
+    pool = assign_shards(read_manifest(out / "pool.parquet"), c["shard_size"]).assign(render_settings=None)
+    dense = assign_shards(dense, c["shard_size"], first_shard=int(pool["shard"].max()) + 1)
+    both = pd.concat([pool, dense], ignore_index=True)
+    cache.mkdir(parents=True, exist_ok=True)
+    write_manifest(both, cache / CACHE_MANIFEST, command="data_engine_experiment cache",
+                   settings={"flags": render_flags(c), "threads": 1})
+    t = sh(["render", "--manifest", str(cache / CACHE_MANIFEST), "--shards", "all", "--out", str(cache / "data"),
+            *render_flags(c), "--threads", "1"], cache / "render.log")
+    (cache / "cache.json").write_text(json.dumps({"flags": render_flags(c), "threads": 1, "pool_rows": len(pool),
+                                                  "dense_rows": len(dense), "render_wall_s": round(t, 1)}, indent=1))
+    print(f"cache {cache}: {len(pool)} pool clips at base density, {len(dense)} round-0 clips denser, {t:.0f} s")
+
+
+def from_cache(cache: Path, out: Path, nxt, data1: Path) -> None:  # nxt: the arm's next.parquet (DataFrame)
+    """Write the new shards of `nxt` (mine's rows and shard numbers) into DATA1 from the cached renders
+    instead of rendering them: each sample's members and parquet row (its own `seconds`) copied byte for
+    byte. Fails naming --render-cache when a row is not cached with the same render_settings, or the cache
+    was rendered with another spec than round 0 (other flags)."""
+    from contracts.layout import is_committed, read_stats, tar_name
+    from manifests import read_manifest
+    from manifests.uids import sample_key
+    from pipeline.retry import read_shard_rows
+    from pipeline.shardread import iter_shard
+    from pipeline.shards import BASE_COLUMNS, ShardWriter
+    from render.result import SampleResult
+
+    c = load_cfg(out)
+    man = read_manifest(cache / CACHE_MANIFEST)
+    where = {(str(u), int(k)): (int(n), row_settings(s))
+             for u, k, n, s in zip(man["uid"], man["clip"], man["shard"], man["render_settings"])}
+    base = read_stats(out / "data", c["round0_shards"][0]).get("spec")
+    new = nxt[nxt["round"] > 0]
+    need: dict[int, set[str]] = {}
+    for u, k, s in zip(new["uid"], new["clip"], new["render_settings"]):
+        got = where.get((str(u), int(k)))
+        if got is None:
+            raise SystemExit(f"--render-cache {cache}: no cached render of ({u!r}, clip {int(k)}), which the arm's "
+                             "next.parquet asks for; make the cache from this experiment's manifests (`cache`)")
+        if got[1] != row_settings(s):
+            raise SystemExit(f"--render-cache {cache}: ({u!r}, clip {int(k)}) is cached with render_settings "
+                             f"{got[1] or 'none'}, but next.parquet asks for {row_settings(s) or 'none'}")
+        need.setdefault(got[0], set()).add(sample_key(str(u), int(k)))
+    samples, blender = {}, None
+    for n, keys in sorted(need.items()):
+        if not is_committed(cache / "data", n):
+            raise SystemExit(f"--render-cache {cache}: shard {n} is not committed (an unfinished `cache` run?)")
+        stats = read_stats(cache / "data", n)
+        if stats.get("spec") != base:
+            diff = {k: (stats.get("spec", {}).get(k), v) for k, v in (base or {}).items()
+                    if stats.get("spec", {}).get(k) != v}
+            raise SystemExit(f"--render-cache {cache}: shard {n} was rendered with another spec than round 0 "
+                             f"(cache vs round 0: {diff}); make the cache with this experiment's flags")
+        blender = stats.get("blender_version")
+        rows = {r["key"]: r for r in read_shard_rows(cache / "data", n)}
+        members = {x.key: x.members for x in iter_shard(cache / "data" / tar_name(n), keys=keys)}
+        for key in keys:
+            r = rows[key]
+            extra = {k: v for k, v in r.items() if k not in BASE_COLUMNS}
+            if r["status"] == "ok":
+                samples[key] = SampleResult(uid=r["uid"], clip=int(r["clip"]), key=key, status="ok", reason=None,
+                                            detail=r.get("detail"), seconds=float(r["seconds"]), members=members[key],
+                                            stats=extra)
+            else:
+                samples[key] = SampleResult.problem(r["uid"], int(r["clip"]), key, r["reason"], r.get("detail") or "",
+                                                    float(r["seconds"]), stats=extra)
+    for n in sorted({int(s) for s in new["shard"]}):
+        rows = new[new["shard"] == n].sort_values(["uid", "clip"])  # render_shard's order
+        w = ShardWriter(data1, n)
+        try:
+            for u, k in zip(rows["uid"], rows["clip"]):
+                w.add(samples[sample_key(str(u), int(k))])
+            w.commit({"spec": base, "blender_version": blender, "render_cache": str(cache)})
+        except BaseException:
+            w.abort()
+            raise
+
+
 # -- one arm --------------------------------------------------------------------------------------------
 
 
-def train_args(c: dict, shards: str, run: Path, steps: int, seed: int, device: str, weights: Path | None) -> list[str]:
+def train_args(c: dict, shards: str, run: Path, steps: int, seed: int, device: str, weights: Path | None,
+               workers: int | None = None) -> list[str]:
     total = c["steps0"] + c["steps1"]
+    workers = workers if workers is not None else (1 if device == "cpu" else 8)
     a = ["train", "--shards", shards, "--out", str(run), "--preset", c["preset"], "--steps", str(steps),
-         "--batch-size", str(c["batch"]), "--num-workers", "1" if device == "cpu" else "8", "--device", device,
+         "--batch-size", str(c["batch"]), "--num-workers", str(workers), "--device", device,
          "--log-every", "25", "--grid-every", "0", "--ckpt-every", str(c["steps0"]),
          "--set", f"seed={seed}", "--set", f"optim.schedule_steps={total}",
          "--set", f"optim.warmup_steps={max(1, total // 20)}", "--set", f"data.image_size={c['image_size']}",
@@ -151,15 +278,22 @@ def train_args(c: dict, shards: str, run: Path, steps: int, seed: int, device: s
     return a + (["--weights", str(weights)] if weights else [])
 
 
-def round0(out: Path, seed: int, device: str) -> tuple[Path, Path]:
-    """The seed's round-0 checkpoint and its metrics on the round-0 clips (both made once)."""
+def run_cfg(out: Path, steps0: int | None = None, steps1: int | None = None) -> dict:
+    """The experiment's config with the step counts a run overrides (every arm of a comparison must use the same)."""
     c = load_cfg(out)
+    c.update({k: v for k, v in (("steps0", steps0), ("steps1", steps1)) if v is not None})
+    return c
+
+
+def round0(out: Path, c: dict, seed: int, device: str, workers: int | None = None) -> tuple[Path, Path]:
+    """The seed's round-0 checkpoint and its metrics on the round-0 clips (both made once)."""
     d = out / f"seed{seed}"
     run = d / "round0"
     ck = run / "checkpoints" / f"step-{c['steps0']:08d}.pt"
     metrics = d / "round0_metrics.parquet"
     if not ck.exists():
-        t = sh(train_args(c, spec(out / "data", c["round0_shards"]), run, c["steps0"], seed, device, None), d / "log.txt")
+        t = sh(train_args(c, spec(out / "data", c["round0_shards"]), run, c["steps0"], seed, device, None, workers),
+               d / "log.txt")
         (d / "round0_train_s.txt").write_text(f"{t:.1f}")
     if not metrics.exists():
         sh(["eval", "--checkpoint", str(ck), "--shards", spec(out / "data", c["round0_shards"]), "--out", str(metrics),
@@ -167,11 +301,12 @@ def round0(out: Path, seed: int, device: str) -> tuple[Path, Path]:
     return ck, metrics
 
 
-def arm(out: Path, name: str, seed: int, device: str) -> dict:
+def arm(out: Path, name: str, seed: int, device: str, cache: Path | None = None, workers: int | None = None,
+        concurrent: int = 1, steps0: int | None = None, steps1: int | None = None) -> dict:
     import pandas as pd
 
-    c = load_cfg(out)
-    ck0, m0 = round0(out, seed, device)
+    c = run_cfg(out, steps0, steps1)
+    ck0, m0 = round0(out, c, seed, device, workers)
     d = out / f"seed{seed}" / name
     result = d / "result.json"
     if result.exists():
@@ -198,7 +333,11 @@ def arm(out: Path, name: str, seed: int, device: str) -> dict:
     new_shards = sorted({int(s) for s in nxt.loc[nxt["round"] > 0, "shard"]})
     data1 = d / "data"
     render_s = 0.0
-    if new_shards:
+    if new_shards and cache is not None:  # the same rows and shards, copied from the renders made beforehand
+        t0 = time.perf_counter()
+        from_cache(cache, out, nxt, data1)
+        render_s = time.perf_counter() - t0
+    elif new_shards:
         render_s = sh(["render", "--manifest", str(d / "next.parquet"), "--shards", ",".join(map(str, new_shards)),
                        "--out", str(data1), *render_flags(c), "--threads", "1"], log)
     run = d / "run"
@@ -207,7 +346,7 @@ def arm(out: Path, name: str, seed: int, device: str) -> dict:
     shutil.copy2(ck0.parents[1] / "config.json", run / "config.json")
     shards = spec(out / "data", c["round0_shards"]) + ("::" + spec(data1, committed(data1)) if committed(data1) else "")
     weights = d / "next.parquet" if name in ("reweight", "combo", "rerender") else None
-    train_s = sh(train_args(c, shards, run, c["steps0"] + c["steps1"], seed, device, weights), log)
+    train_s = sh(train_args(c, shards, run, c["steps0"] + c["steps1"], seed, device, weights, workers), log)
     metrics = d / "heldout_metrics.parquet"
     sh(["eval", "--checkpoint", str(run), "--shards", spec(out / "data", c["heldout_shards"]), "--out", str(metrics),
         "--device", device, "--worst", "0", "--no-progress"], log)
@@ -219,9 +358,11 @@ def arm(out: Path, name: str, seed: int, device: str) -> dict:
         p = pd.read_parquet(data1 / f"shard-{n:06d}.parquet")
         ok = p[p["status"] == "ok"]
         images += int((ok["num_frames"] * ok["num_views"]).sum()) if "num_frames" in ok else 0
-        core_s += float(ok["seconds"].sum())  # --threads 1: wall seconds of one core per sample
+        core_s += float(ok["seconds"].sum())  # --threads 1: wall seconds of one core per sample (the cache's own)
     res = {"arm": name, "seed": seed, "new_clips": int((nxt["round"] > 0).sum()), "new_images": images,
-           "render_core_s": round(core_s, 1), "render_wall_s": round(render_s, 1), "train_s": round(train_s, 1),
+           "render_core_s": round(core_s, 1), "render_wall_s": round(render_s, 1),
+           "render_source": f"cache {cache}" if cache is not None and new_shards else "rendered",
+           "train_s": round(train_s, 1), "concurrent_runs": concurrent, "steps0": c["steps0"], "steps1": c["steps1"],
            "protocol": str(m["protocol"].iloc[0]),
            "new_by_kind": {k: int((nxt.loc[nxt["round"] > 0, "uid"].map(kind_of) == k).sum()) for k in KINDS},
            "heldout": {k: {"clips": int((m["kind"] == k).sum()), "psnr": float(m.loc[m["kind"] == k, "psnr"].mean()),
@@ -255,7 +396,9 @@ def report(out: Path) -> dict:
         return r["heldout_all"][metric] if g == "all" else r["heldout"][g][metric]
 
     lines = [f"Held-out clips per kind: {c['counts']['heldout']}; round 0 per kind: {c['counts']['round0']} "
-             f"(rare: {c['rare_kind']}); size {c['size']}, seeds {seeds}; protocol {results[0]['protocol']}.", ""]
+             f"(rare: {c['rare_kind']}); size {c['size']}, seeds {seeds}; protocol {results[0]['protocol']}; steps "
+             f"{sorted({(r.get('steps0', c['steps0']), r.get('steps1', c['steps1'])) for r in results})} (round 0, more); "
+             f"train s measured with {sorted({r.get('concurrent_runs', 1) for r in results})} run(s) sharing the machine.", ""]
     for metric in ("psnr_obj", "psnr"):
         lines.append(f"| arm | {' | '.join(f'{metric} {g}' for g in groups)} | vs control ({metric}, all) | "
                      f"vs control ({c['rare_kind']}) | new clips | images | render core-s | train s |")
@@ -268,6 +411,8 @@ def report(out: Path) -> dict:
             diffs = {g: [val(by[(a, s)], g, metric) - val(by[("control", s)], g, metric) for s in seeds
                          if (a, s) in by and ("control", s) in by] for g in ("all", c["rare_kind"])}
             cost = [stat([float(r[k]) for r in rs]) for k in ("new_clips", "new_images", "render_core_s", "train_s")]
+            if rs and all(str(r.get("render_source", "")).startswith("cache") for r in rs):
+                cost[2] += " (from the render cache)"
             lines.append(f"| {a} | " + " | ".join(cells) + f" | {stat(diffs['all'])} | {stat(diffs[c['rare_kind']])} | "
                          + " | ".join(cost) + " |")
         lines.append("")
@@ -284,11 +429,27 @@ def main() -> None:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--size", choices=sorted(SIZES), default="cpu")
     p.add_argument("--rare-kind", choices=KINDS, default="skin")
+    p.add_argument("--assets", type=Path, default=None, help="folder for the generated .glb files [OUT/assets]")
+    p = sub.add_parser("cache")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--cache", type=Path, default=None, help="[OUT/cache]")
+    p = sub.add_parser("round0")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--num-workers", type=int, default=None)
+    p.add_argument("--steps0", type=int, default=None)
+    p.add_argument("--steps1", type=int, default=None)
     p = sub.add_parser("arm")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--arm", required=True, choices=ARMS)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--render-cache", type=Path, default=None, help="take the arm's new renders from this `cache` folder")
+    p.add_argument("--num-workers", type=int, default=None, help="DataLoader workers per training run")
+    p.add_argument("--concurrent", type=int, default=1, help="runs sharing the machine (recorded with train_s)")
+    p.add_argument("--steps0", type=int, default=None, help="override the size's round-0 steps (same for every arm)")
+    p.add_argument("--steps1", type=int, default=None, help="override the size's further steps (same for every arm)")
     p = sub.add_parser("report")
     p.add_argument("--out", required=True, type=Path)
     p = sub.add_parser("all")
@@ -300,9 +461,13 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     a = ap.parse_args()
     if a.cmd == "prepare":
-        prepare(a.out, a.size, a.rare_kind)
+        prepare(a.out, a.size, a.rare_kind, a.assets)
+    elif a.cmd == "cache":
+        make_cache(a.out, a.cache or a.out / "cache")
+    elif a.cmd == "round0":
+        round0(a.out, run_cfg(a.out, a.steps0, a.steps1), a.seed, a.device, a.num_workers)
     elif a.cmd == "arm":
-        arm(a.out, a.arm, a.seed, a.device)
+        arm(a.out, a.arm, a.seed, a.device, a.render_cache, a.num_workers, a.concurrent, a.steps0, a.steps1)
     elif a.cmd == "report":
         report(a.out)
     else:
