@@ -3,7 +3,13 @@
 #   device run, kind nvidia-h200-x2, carry [".whl"]:  bash benchmarks/ddp_suite.sh
 # Stages (each writes under $OUT; a failing stage does not stop the next):
 #   scale   pipeline train (python -m training) on analytic shards, 1 GPU then torchrun 2 GPUs, presets
-#           $PRESETS at their defaults: samples/s (last log windows), step time, per-rank data-wait spread
+#           $PRESETS at their defaults: samples/s (last log windows), step time, per-rank data-wait spread.
+#           LPIPS on (a random-weight VGG of the real shape, /tmp/lpips_random.pt, as gpu_suite.sh's e2e:
+#           the same cost as real weights), so a step is what the single-GPU MFU counts.
+#           SCALE_GPUS ("1 2"): which world sizes to run. DDP_VARIANTS ("default"): the 2-GPU runs of `base`
+#           once per variant, each a +-joined list of: default, bucketN (ddp.bucket_cap_mb=N), gradview
+#           (ddp.gradient_as_bucket_view), static (ddp.static_graph), bf16hook (ddp.comm_hook=bf16),
+#           nosplit (ddp.split_compiled=false); e.g. DDP_VARIANTS="default bucket100 bucket100+bf16hook"
 #   uneven  2 ranks on shards of 24, 3 and 1 samples with --follow while a shard is added mid-run:
 #           both ranks end on the same step, nobody waits forever (timeout), the new shard is picked up
 #   resume  2 ranks killed (SIGKILL) after a checkpoint, resumed on 2 GPUs, then on 1: steps without gaps
@@ -14,6 +20,8 @@ OUT=${OUT:-/tmp/ddp_suite_out}
 PRESETS=${PRESETS:-"base small"}
 STEPS=${STEPS:-20}
 STAGES=${STAGES:-"scale uneven resume eval gputests"}
+SCALE_GPUS=${SCALE_GPUS:-"1 2"}
+DDP_VARIANTS=${DDP_VARIANTS:-"default"}
 BUDGET_S=${BUDGET_S:-300}
 mkdir -p "$OUT"
 START=$(date +%s)
@@ -28,12 +36,16 @@ export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 MAX_JOBS=16 TORCH_CUDA_ARCH_
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 TRAIN="python3 -m training"
 TORCHRUN="python3 -m torch.distributed.run --standalone --nproc-per-node 2"
-{ date -u; nvidia-smi --query-gpu=index,name,memory.total --format=csv; nvidia-smi topo -m; nproc; } >"$OUT/env.txt" 2>&1
-note "env: $(grep -c H200 "$OUT/env.txt") H200 listed, $(nproc) cores"
+{ date -u; nvidia-smi --query-gpu=index,name,memory.total --format=csv; nvidia-smi topo -m; nproc --all; } >"$OUT/env.txt" 2>&1
+note "env: $(grep -c H200 "$OUT/env.txt") H200 listed, $(nproc --all) cores, CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-all}"
 
-D=/tmp/ddp_data
-( python3 benchmarks/ddp_data.py even $D/even256 --shards 8 --per-shard 16 --size 256 &&
-  python3 benchmarks/ddp_data.py uneven $D/uneven --sizes 24,3,1 --size 64 ) >"$OUT/data.txt" 2>&1 &
+D=/tmp/ddp_data  # made once per machine (a second invocation of the suite reuses it)
+( if [ ! -e $D/even256/.made ]; then python3 benchmarks/ddp_data.py even $D/even256 --shards 8 --per-shard 16 --size 256 &&
+    touch $D/even256/.made; fi
+  if [[ "$STAGES" =~ uneven|resume|eval ]] && [ ! -e $D/uneven/.made ]; then
+    python3 benchmarks/ddp_data.py uneven $D/uneven --sizes 24,3,1 --size 64 && touch $D/uneven/.made; fi
+  python3 -c "import torch; from training.lpips import LPIPS; n = LPIPS(); [l.weight.data.abs_() for l in n.lin]; torch.save(n.state_dict(), '/tmp/lpips_random.pt')"
+) >>"$OUT/data.txt" 2>&1 &
 DATA=$!
 note "compiling gsplat (data in the background)"
 python3 -c "from gsplat.cuda._backend import _C; print(_C)" >"$OUT/compile.txt" 2>&1
@@ -50,12 +62,35 @@ print(f"{sys.argv[2]}: steps {lines[-1]['step']}, samples/s {f('samples_per_s'):
 PY
 }
 
+variant_sets() {  # DDP_VARIANTS name -> --set flags
+  local out="" part
+  for part in ${1//+/ }; do
+    case $part in
+      default) ;;
+      bucket[0-9]*) out+=" --set ddp.bucket_cap_mb=${part#bucket}" ;;
+      gradview) out+=" --set ddp.gradient_as_bucket_view=true" ;;
+      static) out+=" --set ddp.static_graph=true" ;;
+      bf16hook) out+=" --set ddp.comm_hook=bf16" ;;
+      nosplit) out+=" --set ddp.split_compiled=false" ;;
+      *) echo "unknown DDP variant part $part" >&2; return 1 ;;
+    esac
+  done
+  echo "$out"
+}
+
 if want scale; then
   for P in $PRESETS; do
-    for N in 1 2; do
-      R=/tmp/runs/$P-$N; L="--shards $D/even256 --out $R --preset $P --steps $STEPS --log-every 5 --grid-every 0 --ckpt-every 1000 --set data.image_size=256"
-      if [ $N = 1 ]; then timeout 200 $TRAIN $L >"$OUT/scale-$P-$N.txt" 2>&1; else timeout 200 $TORCHRUN -m training $L >"$OUT/scale-$P-$N.txt" 2>&1; fi
-      note "scale $P x$N: rc $? $(summ $R "$P on $N GPU" 2>&1 | tail -1)"
+    for N in $SCALE_GPUS; do
+      VS="default"; [ "$N" != 1 ] && [ "$P" = base ] && VS=$DDP_VARIANTS
+      for V in $VS; do
+        want scale || break
+        SETS=$(variant_sets "$V") || continue
+        R=/tmp/runs/$P-$N-$V; rm -rf "$R"
+        L="--shards $D/even256 --out $R --preset $P --steps $STEPS --log-every 5 --grid-every 0 --ckpt-every 1000 --set data.image_size=256 --lpips-weights /tmp/lpips_random.pt $SETS"
+        F="$OUT/scale-$P-$N-$V.txt"
+        if [ $N = 1 ]; then timeout 200 $TRAIN $L >"$F" 2>&1; else timeout 200 $TORCHRUN -m training $L >"$F" 2>&1; fi
+        note "scale $P x$N $V: rc $? $(summ $R "$P on $N GPU, $V${SETS:+ ($SETS)}, LPIPS on" 2>&1 | tail -1)"
+      done
     done
   done
 fi

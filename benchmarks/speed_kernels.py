@@ -115,7 +115,10 @@ def bench_attention() -> list[dict]:
     return rows
 
 
-def bench_infer(n_views: int, fast_on: bool, frames: int = 24, reps: int = 5) -> dict:
+def bench_infer(n_views: int, mode: str = "fast", frames: int = 24, reps: int = 5) -> dict:
+    """`base` at batch 1: reconstruct from n_views, render `frames` at 256 px. mode: eager, fast (compiled
+    blocks, cuDNN attention), graph (fast + the reconstruction replayed from a CUDA graph, fast.GraphedCall;
+    checked against the fast output on the same inputs)."""
     import torch
 
     from training.config import base
@@ -129,7 +132,7 @@ def bench_infer(n_views: int, fast_on: bool, frames: int = 24, reps: int = 5) ->
     torch.manual_seed(0)
     model = Reconstructor(cfg.model).to(dev).eval()
     speed = "eager"
-    if fast_on:
+    if mode in ("fast", "graph"):
         speed = _fast_module().setup_model(model, dev, True)
     c2w = orbit_cameras(n_views, 2.1, elevation_deg=15.0)[None].to(dev)  # [1, V, 4, 4]
     K = intrinsics(49.1, S, S).expand(1, n_views, 3, 3).contiguous().to(dev)
@@ -140,12 +143,27 @@ def bench_infer(n_views: int, fast_on: bool, frames: int = 24, reps: int = 5) ->
     tg_K = intrinsics(49.1, S, S).expand(1, frames, 3, 3).contiguous().to(dev)
     tg_t = torch.linspace(0, 1, frames, device=dev)[None]
     bg = torch.ones(1, 3, device=dev)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16)
     state = {}
 
+    def forward(rgb, cond, c2w, K, t_in):
+        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False):
+            return model(rgb, cond, c2w, K, t_in)
+
+    row = {"input_views": n_views, "mode": mode, "speed": speed, "frames": frames, "gaussians": n_views * S * S}
+    fn = forward
+    if mode == "graph":
+        fn = _fast_module().GraphedCall(forward, clone=False)
+        ref = forward(rgb, cond, c2w, K, t_in)
+        got = fn(rgb, cond, c2w, K, t_in)
+        row["graph_vs_fast_max_rel_err"] = max(
+            float((getattr(got, k).float() - getattr(ref, k).float()).norm() / getattr(ref, k).float().norm().clamp_min(1e-12))
+            for k in ref.__dict__)
+        rgb2 = torch.rand_like(rgb)  # new inputs through the same graph: the copy-in works
+        ref2, got2 = forward(rgb2, cond, c2w, K, t_in), fn(rgb2, cond, c2w, K, t_in)
+        row["graph_vs_fast_new_input_max_abs_diff"] = float((got2.rgb.float() - ref2.rgb.float()).abs().max())
+
     def recon():
-        with torch.no_grad(), autocast:
-            state["g"] = model(rgb, cond, c2w, K, t_in)
+        state["g"] = fn(rgb, cond, c2w, K, t_in)
 
     def render():
         with torch.no_grad():
@@ -157,6 +175,5 @@ def bench_infer(n_views: int, fast_on: bool, frames: int = 24, reps: int = 5) ->
     t_d = _med(_events_ms(render, reps))
     t_all = _med(_events_ms(lambda: (recon(), render()), reps))
     fwd_flops = train_flops_per_sample(cfg.model, n_views, S) / 3
-    return {"input_views": n_views, "speed": speed, "frames": frames, "gaussians": n_views * S * S,
-            "reconstruct_ms": t_r, "render_24_ms": t_d, "total_ms": t_all,
-            "transformer_tflops": round(fwd_flops / t_r / 1e9, 1)}
+    row.update(reconstruct_ms=t_r, render_24_ms=t_d, total_ms=t_all, transformer_tflops=round(fwd_flops / t_r / 1e9, 1))
+    return row

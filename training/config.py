@@ -120,10 +120,16 @@ class LossConfig:
     lpips: float = 0.5              # perceptual term as in GS-LRM/4D-LRM; used only when the weights file exists
     lpips_weights: str | None = None  # local file (see training/lpips.py); never downloaded; None = no LPIPS
     lpips_bf16: bool = True         # the LPIPS VGG in bf16, channels-last on CUDA (float32 distances); False = TF32
+    lpips_size: int = 0             # > 0: LPIPS sees the images area-downsampled to this many px (a speed knob;
+                                    # a different, coarser loss). 0 = the full image size
+    lpips_every: int = 1            # the LPIPS term on every k-th step only (a speed knob: 1/k of its gradients)
 
     def __post_init__(self) -> None:
         for name in ("mse", "mask", "ssim", "lpips"):
             _check(getattr(self, name) >= 0, f"--set loss.{name}={getattr(self, name)}: must be >= 0")
+        _check(self.lpips_size == 0 or self.lpips_size >= 16,
+               f"--set loss.lpips_size={self.lpips_size}: 0 (full size) or >= 16 (VGG's deepest tap needs 16 px)")
+        _check(self.lpips_every >= 1, f"--set loss.lpips_every={self.lpips_every}: must be >= 1")
 
 
 @dataclass
@@ -145,6 +151,26 @@ class OptimConfig:
         _check(self.grad_clip >= 0, f"--set optim.grad_clip={self.grad_clip}: must be >= 0 (0 = off)")
 
 
+DDP_COMM_HOOKS = ("none", "bf16")
+
+
+@dataclass
+class DDPConfig:
+    """How DistributedDataParallel reduces gradients (several ranks only; training/ddp.py). Speed settings:
+    the same model and loss up to float rounding (bf16: gradients are averaged in bf16)."""
+    bucket_cap_mb: int = 25         # gradient bucket size: larger = fewer, bigger all-reduces (PyTorch's default 25)
+    gradient_as_bucket_view: bool = False  # .grad tensors are views into the buckets: no copy, less memory
+    static_graph: bool = False      # the same parameters get gradients every step: DDP may skip its per-step search
+    comm_hook: str = "none"         # none = fp32 all-reduce; bf16 = gradients cast to bf16 for the all-reduce
+                                    # (half the bytes; torch's bf16_compress_hook)
+    split_compiled: bool = True     # compiled blocks are split into graphs at bucket boundaries (PyTorch's
+                                    # optimize_ddp); false keeps each compiled block one graph
+
+    def __post_init__(self) -> None:
+        _check(self.bucket_cap_mb >= 1, f"--set ddp.bucket_cap_mb={self.bucket_cap_mb}: must be >= 1")
+        _check(self.comm_hook in DDP_COMM_HOOKS, f"--set ddp.comm_hook={self.comm_hook!r}: one of {DDP_COMM_HOOKS}")
+
+
 @dataclass
 class TrainConfig:
     preset: str = "base"            # which preset function built this (informational)
@@ -153,6 +179,7 @@ class TrainConfig:
     seed: int = 0                   # seeds model init and the data stream (with rank, worker and epoch)
     bf16: bool = True               # bf16 autocast for the transformer on CUDA (ignored on CPU)
     compile: bool = True            # CUDA: torch.compile each transformer block and the slicing (training/fast.py)
+    compile_head: bool = False      # CUDA, with compile: also the head's Gaussian activations (lrm4d; a speed knob)
     log_every: int = 20             # steps between metrics.jsonl / TensorBoard lines
     grid_every: int = 1000          # steps between image-grid PNGs (0 = never)
     ckpt_every: int = 1000          # steps between checkpoints (a final one is always written)
@@ -166,6 +193,7 @@ class TrainConfig:
     render: RenderConfig = field(default_factory=RenderConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    ddp: DDPConfig = field(default_factory=DDPConfig)
 
     def __post_init__(self) -> None:
         _check(self.steps >= 1, f"--steps {self.steps}: must be >= 1")

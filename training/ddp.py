@@ -16,6 +16,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from training.config import ConfigError, DDPConfig
+
 log = logging.getLogger(__name__)
 
 
@@ -50,14 +52,31 @@ def init(device: str | None = None, timeout_s: int = 1800) -> DistInfo:
     return DistInfo(rank=rank, world_size=world, local_rank=local, device=dev)
 
 
-def wrap(model: nn.Module, info: DistInfo) -> nn.Module:
-    """DDP around the single-device model when there are several ranks; the model itself otherwise."""
+def wrap(model: nn.Module, info: DistInfo, cfg: DDPConfig | None = None) -> nn.Module:
+    """DDP around the single-device model when there are several ranks; the model itself otherwise.
+    cfg: the run's `ddp` settings (bucket size, bucket views, static graph, bf16 all-reduce hook)."""
     if info.world_size == 1:
         return model
     from torch.nn.parallel import DistributedDataParallel as DDP
 
+    cfg = cfg or DDPConfig()
+    import torch._dynamo
+
+    torch._dynamo.config.optimize_ddp = cfg.split_compiled  # read when a compiled block first runs under DDP
     ids = [info.device.index] if info.device.type == "cuda" else None
-    return DDP(model, device_ids=ids)
+    wrapped = DDP(model, device_ids=ids, bucket_cap_mb=cfg.bucket_cap_mb,
+                  gradient_as_bucket_view=cfg.gradient_as_bucket_view, static_graph=cfg.static_graph)
+    if cfg.comm_hook == "bf16":
+        if info.device.type != "cuda":  # torch's hook checks for NCCL and raises a bare TypeError otherwise
+            raise ConfigError("--set ddp.comm_hook=bf16 needs CUDA ranks (NCCL); use none on CPUs (gloo)")
+        from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import bf16_compress_hook
+
+        wrapped.register_comm_hook(dist.group.WORLD, bf16_compress_hook)
+    if info.is_main:
+        log.info("DDP: bucket_cap_mb=%d gradient_as_bucket_view=%s static_graph=%s comm_hook=%s split_compiled=%s",
+                 cfg.bucket_cap_mb, cfg.gradient_as_bucket_view, cfg.static_graph, cfg.comm_hook,
+                 cfg.split_compiled)
+    return wrapped
 
 
 def unwrap(model: nn.Module) -> nn.Module:

@@ -132,6 +132,11 @@ def score_checkpoint(state: dict, ckpt_path: Path, shards: str, out, protocol, *
     model = build_model(cfg.model)
     model.load_state_dict(state["model"])
     model.to(dev).eval()
+    from training import fast
+
+    # CUDA: cuDNN attention first and the compiled blocks as in training (no-op on a CPU); float32 stays
+    # float32 (no TF32), so the metrics' LPIPS is computed as before
+    log.info("eval model: %s", fast.setup_model(model, dev, cfg.compile, tf32=False))
     step = int(state["step"])
     trained = state.get("trained_on")
     if trained is None:

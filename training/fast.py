@@ -12,6 +12,8 @@ here is a no-op, so the CPU tests and the torch rasteriser run exactly the eager
   sequence shape, so compiling takes seconds, not minutes; state-dict keys are unchanged). Norms,
   residual adds, GELU and the QK-norm fuse into few kernels.
 - `compile_slicing()`: the 4D-to-3D slicing (training/slicing.py) as one compiled function.
+- `compile_activations(model)`: the head's Gaussian activations as one compiled function (`compile_head` setting).
+- `GraphedCall(fn)`: inference through a CUDA graph per input shape (batch-1 reconstruction is launch-bound).
 """
 
 from __future__ import annotations
@@ -30,14 +32,16 @@ def is_hopper(device: torch.device) -> bool:
     return device.type == "cuda" and torch.cuda.get_device_capability(device) == (9, 0)
 
 
-def configure(device: torch.device | str, attention: str = "auto") -> str:
+def configure(device: torch.device | str, attention: str = "auto", tf32: bool = True) -> str:
     """Process-wide fast settings for `device`. attention: auto (cuDNN first on Hopper), cudnn, flash,
-    default (PyTorch's own order). Returns the attention choice in effect."""
+    default (PyTorch's own order). tf32=False leaves float32 matrix products as they are (evaluation:
+    its LPIPS metric stays float32). Returns the attention choice in effect."""
     device = torch.device(device)
     if device.type != "cuda":
         return "default"
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
+    if tf32:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     choice = ("cudnn" if is_hopper(device) else "default") if attention == "auto" else attention
     set_attention_priority(choice)
     return choice
@@ -96,12 +100,85 @@ def compile_slicing(on: bool = True) -> None:
     slicing.use_compiled(on)
 
 
-def setup_model(model: nn.Module, device: torch.device, compile_model: bool, attention: str = "auto") -> str:
-    """What the trainer and the benchmarks do with a fresh model on `device`. Returns a short summary."""
-    choice = configure(device, attention)
+def compile_activations(model: nn.Module) -> bool:
+    """torch.compile the model's `activate` (head outputs -> bounded Gaussian parameters: ~20 elementwise
+    ops over every pixel) in place, CUDA only. Returns whether it was compiled."""
+    if not hasattr(model, "activate") or not any(p.is_cuda for p in model.parameters()):
+        return False
+    model.activate = torch.compile(model.activate, dynamic=False)
+    return True
+
+
+def setup_model(model: nn.Module, device: torch.device, compile_model: bool, attention: str = "auto",
+                compile_head: bool = False, tf32: bool = True) -> str:
+    """What the trainer, evaluation, reconstruction and the benchmarks do with a fresh model on `device`.
+    Returns a short summary. compile_head (with compile_model): the Gaussian activations too
+    (`compile_activations`); tf32: see `configure`."""
+    choice = configure(device, attention, tf32)
     n = 0
+    head = False
     if device.type == "cuda":
         if compile_model:
             n = compile_blocks(model)
+            head = compile_head and compile_activations(model)
         compile_slicing(compile_model)
-    return f"attention={choice}, compiled blocks={n}"
+    return f"attention={choice}, compiled blocks={n}" + (", compiled head" if head else "")
+
+
+class GraphedCall:
+    """`fn(*tensors)` replayed from a CUDA graph, one graph per input shape (inference: no autograd).
+
+    The first call with a new shape runs `fn` a few times on a side stream (compiles, cuDNN plans) and
+    captures one call; later calls copy the inputs into the captured buffers and replay it: one launch
+    instead of hundreds, which is what batch-1 inference is bound by. `fn` must not sync with the CPU
+    (no .item(), no data-dependent shapes; gsplat's rasteriser does, so rendering stays outside).
+    Outputs are copied out (clone=True) or are the captured buffers, overwritten by the next call.
+    On a CPU, or for non-CUDA inputs, `fn` runs as it is."""
+
+    def __init__(self, fn, warmup: int = 3, clone: bool = True):
+        self.fn, self.warmup, self.clone = fn, warmup, clone
+        self.graphs: dict = {}
+
+    def __call__(self, *args):
+        if not all(a is None or (isinstance(a, torch.Tensor) and a.is_cuda) for a in args):
+            return self.fn(*args)
+        key = tuple(None if a is None else (tuple(a.shape), a.dtype, a.device) for a in args)
+        if key not in self.graphs:
+            self.graphs[key] = self._capture(args)
+        graph, static_in, static_out = self.graphs[key]
+        for buf, a in zip(static_in, args):
+            if a is not None:
+                buf.copy_(a)
+        graph.replay()
+        return _map_tensors(static_out, torch.clone) if self.clone else static_out
+
+    def _capture(self, args):
+        static_in = [None if a is None else a.clone() for a in args]
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side), torch.no_grad():
+            for _ in range(self.warmup):
+                self.fn(*static_in)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.no_grad(), torch.cuda.graph(graph):
+            static_out = self.fn(*static_in)
+        log.info("captured a CUDA graph of %s for input shapes %s", getattr(self.fn, "__name__", "fn"),
+                 [None if a is None else tuple(a.shape) for a in args])
+        return graph, static_in, static_out
+
+
+def _map_tensors(x, fn):
+    """fn applied to every tensor in x (a tensor, tuple/list, dict or dataclass of them)."""
+    import dataclasses
+
+    if isinstance(x, torch.Tensor):
+        return fn(x)
+    if isinstance(x, (tuple, list)):
+        return type(x)(_map_tensors(v, fn) for v in x)
+    if isinstance(x, dict):
+        return {k: _map_tensors(v, fn) for k, v in x.items()}
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        return dataclasses.replace(x, **{f.name: _map_tensors(getattr(x, f.name), fn) for f in dataclasses.fields(x)
+                                         if f.init})
+    return x

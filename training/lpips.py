@@ -17,6 +17,7 @@ import logging
 import os
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 log = logging.getLogger(__name__)
@@ -34,11 +35,13 @@ class LPIPS(nn.Module):
     layout, and each tap's distance (unit-normalise, squared difference, weighted channel sum, mean) as
     one torch.compile'd float32 function instead of a dozen passes over float32 copies of the feature
     maps; BENCHMARKS.md has its speed and its difference from float32. The target's features are
-    computed without autograd."""
+    computed without autograd. size > 0: both images are first area-downsampled to size x size px when larger
+    (the trainer's `loss.lpips_size` speed knob; metrics always use the full size)."""
 
-    def __init__(self, bf16: bool = False):
+    def __init__(self, bf16: bool = False, size: int = 0):
         super().__init__()
         self.bf16 = bf16
+        self.size = size
         layers: list[nn.Module] = []
         c_in = 3
         for v in _VGG_CFG:
@@ -56,6 +59,9 @@ class LPIPS(nn.Module):
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         """x, y: [N, 3, H, W] in [0, 1]. Returns the per-image distance [N]."""
+        if self.size and max(x.shape[-2:]) > self.size:
+            x = F.interpolate(x, size=(self.size, self.size), mode="area")  # [N, 3, size, size]
+            y = F.interpolate(y, size=(self.size, self.size), mode="area")
         fx = self._features(x)
         with torch.no_grad():  # nothing flows back into the target
             fy = self._features(y)
@@ -106,15 +112,16 @@ def _compiled_distance():
     return _DISTANCE
 
 
-def load_lpips(path: str | os.PathLike | None, device: torch.device | str = "cpu", bf16: bool = False) -> LPIPS | None:
+def load_lpips(path: str | os.PathLike | None, device: torch.device | str = "cpu", bf16: bool = False,
+               size: int = 0) -> LPIPS | None:
     """The LPIPS network from a local weights file, or None (with one warning) when it is absent.
-    bf16: see `LPIPS` (training uses it; metrics keep float32)."""
+    bf16, size: see `LPIPS` (training may use them; metrics keep float32 at full size)."""
     if not path or not os.path.isfile(path):
         log.warning("LPIPS weights not found (%s): training without the LPIPS term. See training/lpips.py "
                     "to make the file from local VGG/LPIPS weights; nothing is downloaded.", path or "no path set")
         return None
     state = torch.load(path, map_location="cpu", weights_only=True)
-    net = LPIPS(bf16=bf16)
+    net = LPIPS(bf16=bf16, size=size)
     missing, unexpected = net.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ValueError(f"{path}: not an LPIPS weights file (missing {missing[:3]}, unexpected {unexpected[:3]})")

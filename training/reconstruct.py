@@ -120,6 +120,11 @@ def reconstruct(checkpoint: str, spec: str, out: str | os.PathLike, *, times: st
     req_times = parse_times(times)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model, cfg, state, ckpt_path = load_model(checkpoint, dev)
+    from training import fast
+
+    # CUDA: the attention priority only (no-op on a CPU): one forward pass does not repay compiling, and the
+    # model runs in float32 here, so no TF32 either
+    fast.setup_model(model, dev, compile_model=False, tf32=False)
     family = cfg.model.family
     if family == "l4gm" and req_times is not None:
         raise InputError("--times applies to the lrm4d family (4D Gaussians sliced at any time); an l4gm "

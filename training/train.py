@@ -43,7 +43,9 @@ log = logging.getLogger(__name__)
 # are what a data-engine round changes between two stretches of one run (pipeline mine -> --weights).
 RESUMABLE_CHANGES = {"steps", "log_every", "grid_every", "ckpt_every", "keep_checkpoints", "max_minutes",
                      "data.num_workers", "data.weights",
-                     "compile", "loss.lpips_bf16"}  # speed settings (training/fast.py): same model, same loss
+                     "compile", "compile_head", "loss.lpips_bf16",  # speed settings (training/fast.py): same
+                     "ddp.bucket_cap_mb", "ddp.gradient_as_bucket_view", "ddp.static_graph",  # model, same loss
+                     "ddp.comm_hook", "ddp.split_compiled"}
 
 
 def lr_factor(step: int, cfg: OptimConfig, total: int) -> float:
@@ -195,10 +197,12 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
             torch.set_rng_state(state["rng"]["torch"])
-        self.speed = fast.setup_model(model, info.device, cfg.compile)  # CUDA: cuDNN attention, compiled blocks
-        self.model = ddp.wrap(model, info)
+        self.speed = fast.setup_model(model, info.device, cfg.compile,  # CUDA: cuDNN attention, compiled blocks
+                                      compile_head=cfg.compile_head)
+        self.model = ddp.wrap(model, info, cfg.ddp)
         self.backend = resolve_backend(cfg.render, info.device)
-        self.lpips = (load_lpips(cfg.loss.lpips_weights, info.device, bf16=cfg.loss.lpips_bf16)
+        self.lpips = (load_lpips(cfg.loss.lpips_weights, info.device, bf16=cfg.loss.lpips_bf16,
+                                 size=cfg.loss.lpips_size)
                       if cfg.loss.lpips > 0 else None)
         self.weights = weights_mod.load_weights(cfg.data.weights) if cfg.data.weights else None
         if info.device.type == "cuda":  # float32 matrix products (LPIPS, slicing) on tensor cores
@@ -228,6 +232,7 @@ class Trainer:
         deadline = time.monotonic() + cfg.max_minutes * 60 if cfg.max_minutes > 0 else None
         t_log, n_since, data_time = time.perf_counter(), 0, 0.0
         window: dict[str, Any] = {}  # metric sums since the last log line (device tensors: no sync per step)
+        n_logged: Counter[str] = Counter()  # steps that reported each metric (LPIPS: every lpips_every-th only)
         while step < cfg.steps:
             handler = data_mod.SkipAndCount()
             loader = data_mod.make_loader(self.urls, cfg.data, batch_size=cfg.batch_size, seed=cfg.seed,
@@ -242,6 +247,7 @@ class Trainer:
                 metrics, pred_rgb = self.train_step(to_device(batch, info.device))
                 for k, v in metrics.items():
                     window[k] = window.get(k, 0.0) + v
+                    n_logged[k] += 1
                 step += 1
                 n_since += 1
                 out_of_time = deadline is not None and ddp.any_true(time.monotonic() > deadline, info)
@@ -249,8 +255,8 @@ class Trainer:
                 if step % cfg.log_every == 0 or last_step:
                     elapsed = time.perf_counter() - t_log
                     skipped = self.skipped_total + sum((Counter(c) for c in epoch_skips.values()), Counter())
-                    metrics = ddp.mean({k: float(v) / n_since for k, v in window.items()}, info)  # window means
-                    window = {}
+                    metrics = ddp.mean({k: float(v) / n_logged[k] for k, v in window.items()}, info)  # window means
+                    window, n_logged = {}, Counter()
                     metrics.update(step=step, epoch=self.epoch, lr=self.scheduler.get_last_lr()[0],
                                    samples_per_s=n_since * cfg.batch_size * info.world_size / elapsed,
                                    step_time_s=elapsed / n_since, data_wait_s=data_time / n_since,
@@ -285,7 +291,8 @@ class Trainer:
         so the loop sums them on the device and reads them once per log line."""
         cfg = self.cfg
         _g, rgb, alpha = forward_render(self.model, batch, cfg, self.backend, self.autocast)
-        losses = reconstruction_losses(rgb, alpha, batch["tg_rgb"], batch["tg_alpha"], cfg.loss, self.lpips)
+        lp = self.lpips if self.scheduler.last_epoch % cfg.loss.lpips_every == 0 else None  # last_epoch: steps done
+        losses = reconstruction_losses(rgb, alpha, batch["tg_rgb"], batch["tg_alpha"], cfg.loss, lp)
         self.optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(),

@@ -1,4 +1,5 @@
-"""Several processes: `torchrun ... -m training` with two CPU ranks over gloo, shards split unevenly."""
+"""Several processes: `torchrun ... -m training` with two CPU ranks over gloo, shards split unevenly; the
+`ddp.*` settings (bucket size, bucket views, static graph, bf16 all-reduce hook) on two gloo ranks."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import sys
 import pytest
 
 from training import checkpoint as ckpt
+from training import ddp
+from training.config import ConfigError, DDPConfig
 
 
 @pytest.mark.slow
@@ -17,17 +20,18 @@ def test_two_gloo_ranks_train_resume_and_never_wait_on_uneven_data(analytic_shar
     d, _ = analytic_shards  # 3 shards for 2 ranks: rank 0 reads two, rank 1 one
     run = tmp_path / "run"
 
-    def torchrun(steps: int) -> subprocess.CompletedProcess:
+    def torchrun(steps: int, *sets: str) -> subprocess.CompletedProcess:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                "-m", "training", "--shards", str(d), "--out", str(run), "--preset", "tiny", "--steps", str(steps),
                "--log-every", "2", "--grid-every", "0", "--ckpt-every", "2", "--device", "cpu",
-               "--set", "data.image_size=16", "--set", "data.batches_per_epoch=3"]
+               "--set", "data.image_size=16", "--set", "data.batches_per_epoch=3", *sets]
         env = {**os.environ, "PIPELINE_LOG_LEVEL": "INFO", "OMP_NUM_THREADS": "1"}
         return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
 
-    r = torchrun(4)
+    r = torchrun(4, "--set", "ddp.bucket_cap_mb=1", "--set", "ddp.static_graph=true")  # the trainer passes them on
     assert r.returncode == 0, r.stderr[-3000:]
     assert "rank 1/2 joined the gloo process group" in r.stderr
+    assert "DDP: bucket_cap_mb=1 gradient_as_bucket_view=False static_graph=True" in r.stderr
     r = torchrun(6)  # resumes under DDP, crossing an epoch boundary (3 batches per epoch)
     assert r.returncode == 0, r.stderr[-3000:]
     path, state = ckpt.load_latest(run)
@@ -67,3 +71,62 @@ def test_eval_on_two_gloo_ranks_writes_the_same_metrics_as_on_one(analytic_shard
     pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-5, atol=1e-6)
     worst = sorted(p.name for p in (tmp_path / "two_worst").glob("*.png"))
     assert worst == sorted(p.name for p in (tmp_path / "one_worst").glob("*.png")) and len(worst) == 2
+
+
+def _ddp_settings_worker(rank: int, port: int) -> None:
+    """One of two gloo ranks: each setting takes effect on the DDP object, and two optimiser steps on this
+    rank's half of a batch give the weights one process gets from the whole batch. The bf16 hook needs
+    NCCL: on gloo it is a ConfigError naming the setting (its speed and loss: the GPU suite's scale stage)."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE="2")
+    import torch._dynamo
+
+    info = ddp.init("cpu")
+    x = torch.randn(8, 16, generator=torch.Generator().manual_seed(1))  # [8, 16]: the whole batch, 4 per rank
+    cases = [DDPConfig(), DDPConfig(bucket_cap_mb=1, gradient_as_bucket_view=True, static_graph=True,
+                                    split_compiled=False)]
+    with pytest.raises(ConfigError, match="ddp.comm_hook=bf16"):
+        ddp.wrap(torch.nn.Linear(2, 2), info, DDPConfig(comm_hook="bf16"))
+    for cfg in cases:
+        torch.manual_seed(0)
+        single = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.GELU(), torch.nn.Linear(32, 4))
+        model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.GELU(), torch.nn.Linear(32, 4))
+        model.load_state_dict(single.state_dict())
+        wrapped = ddp.wrap(model, info, cfg)
+        assert wrapped.bucket_bytes_cap == cfg.bucket_cap_mb * 2**20
+        assert wrapped.gradient_as_bucket_view == cfg.gradient_as_bucket_view
+        assert wrapped.static_graph == cfg.static_graph
+        assert torch._dynamo.config.optimize_ddp == cfg.split_compiled
+        assert wrapped._comm_hooks == []
+        opts = [torch.optim.SGD(m.parameters(), lr=0.5) for m in (wrapped, single)]
+        for _ in range(2):
+            for m, opt, xb in ((wrapped, opts[0], x[4 * rank:4 * rank + 4]), (single, opts[1], x)):
+                opt.zero_grad()
+                m(xb).square().mean().backward()
+                opt.step()
+        for a, b in zip(model.parameters(), single.parameters()):
+            rel = float((a.detach() - b.detach()).norm() / b.detach().norm())
+            assert rel < 1e-6, (cfg, rel)
+    ddp.close()
+
+
+def test_ddp_settings_take_effect_and_training_matches_one_process():
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_settings_worker, args=(port,), nprocs=2, join=True)
+
+
+def test_ddp_settings_are_validated_and_named():
+    from training.config import ConfigError, apply_overrides, base
+
+    cfg = apply_overrides(base(), ["ddp.bucket_cap_mb=100", "ddp.comm_hook=bf16", "ddp.static_graph=true"])
+    assert (cfg.ddp.bucket_cap_mb, cfg.ddp.comm_hook, cfg.ddp.static_graph) == (100, "bf16", True)
+    with pytest.raises(ConfigError, match="ddp.comm_hook"):
+        apply_overrides(base(), ["ddp.comm_hook=fp8"])
+    with pytest.raises(ConfigError, match="ddp.bucket_cap_mb"):
+        apply_overrides(base(), ["ddp.bucket_cap_mb=0"])

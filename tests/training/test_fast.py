@@ -3,7 +3,10 @@
 The CPU test checks that nothing changes on a CPU; the others need a CUDA GPU (run on the GPU
 machine: `pytest tests/training/test_fast.py`) and compare, on fresh random inputs, each fast path
 with its reference: compiled blocks vs eager blocks, cuDNN attention vs a float32 math reference,
-compiled slicing vs eager slicing, bf16 LPIPS vs float32 LPIPS.
+compiled slicing vs eager slicing, bf16 LPIPS vs float32 LPIPS, compiled vs eager Gaussian activations,
+a CUDA-graphed reconstruction vs the same model called directly, and evaluation on the GPU (compiled,
+cuDNN attention: eval_loop calls fast.setup_model) vs on the CPU. The speed knobs of the loss (LPIPS at a
+lower resolution, on every k-th step) are checked on the CPU.
 """
 
 from __future__ import annotations
@@ -14,8 +17,6 @@ import torch.nn.functional as F
 
 from training import fast, slicing
 from training.config import ModelConfig
-
-
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -34,8 +35,13 @@ def test_setup_is_a_no_op_on_cpu():
     from training.model import Reconstructor
 
     model = Reconstructor(ModelConfig(patch_size=4, width=64, depth=2, heads=2))
-    assert fast.setup_model(model, torch.device("cpu"), compile_model=True) == "attention=default, compiled blocks=0"
+    assert fast.setup_model(model, torch.device("cpu"), compile_model=True,
+                            compile_head=True) == "attention=default, compiled blocks=0"
     assert not slicing._USE_COMPILED
+    assert "activate" not in model.__dict__  # the head's activations stay the eager method
+    graphed = fast.GraphedCall(lambda a, b: (a * b, {"s": a + b}))  # CPU tensors: called as it is
+    out = graphed(torch.ones(2), torch.full((2,), 3.0))
+    assert out[0].tolist() == [3.0, 3.0] and out[1]["s"].tolist() == [4.0, 4.0] and not graphed.graphs
     g = _gaussians(1, 50, "cpu", 0)
     times = torch.rand(1, 3)
     s = slicing.slice_at(g, times)
@@ -175,3 +181,119 @@ def test_fused_lpips_distance_is_the_lin_layer_formula():
         bn = b / (b.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
         torch.testing.assert_close(_tap_distance(a, b, lin.weight), lin((an - bn) ** 2).mean(dim=(1, 2, 3)),
                                    rtol=1e-5, atol=1e-8)
+
+
+def test_lpips_size_is_lpips_of_the_area_downsampled_images():
+    from training.lpips import LPIPS
+
+    torch.manual_seed(0)
+    full, small = LPIPS(), LPIPS(size=16)
+    small.load_state_dict(full.state_dict())
+    x, y = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    down = lambda t: F.avg_pool2d(t, 2)  # noqa: E731 (area 32 -> 16 px = 2x2 means)
+    torch.testing.assert_close(small(x, y), full(down(x), down(y)), rtol=1e-5, atol=1e-7)
+    assert not torch.allclose(small(x, y), full(x, y))
+    same = LPIPS(size=32)  # not larger than the images: nothing to downsample
+    same.load_state_dict(full.state_dict())
+    torch.testing.assert_close(same(x, y), full(x, y), rtol=0, atol=0)
+
+
+def test_lpips_every_k_steps_logs_lpips_on_those_steps_only(analytic_shards, tmp_path):
+    import json
+
+    from training.config import apply_overrides, tiny
+    from training.lpips import LPIPS
+    from training.train import train
+
+    torch.manual_seed(0)
+    weights = tmp_path / "lpips_random.pt"
+    torch.save(LPIPS().state_dict(), weights)
+    d, _ = analytic_shards
+    cfg = apply_overrides(tiny(), ["steps=4", "log_every=1", "grid_every=0", "ckpt_every=4", "data.image_size=16",
+                                   "loss.lpips=0.5", f"loss.lpips_weights={weights}", "loss.lpips_every=2",
+                                   "loss.lpips_size=16"])
+    train(cfg, str(d), tmp_path / "run", device="cpu")
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [1, 2, 3, 4]
+    assert ["lpips" in x for x in lines] == [True, False, True, False]  # steps 0 and 2 of 0..3 have the term
+    assert all(x["lpips"] > 0 for x in lines if "lpips" in x)
+
+
+def _small_reconstructor(dev):
+    from training.model import Reconstructor
+
+    torch.manual_seed(0)
+    model = Reconstructor(ModelConfig(patch_size=8, width=128, depth=2, heads=2)).to(dev).eval()
+    for p in model.head.parameters():  # a head that is not ~0: the activations see real values
+        p.data.normal_(0, 0.05)
+    return model
+
+
+def _recon_inputs(dev, n_views=2, S=64, seed=0):
+    from training.geometry import intrinsics, orbit_cameras, plucker_image
+
+    g = torch.Generator().manual_seed(seed)
+    c2w = orbit_cameras(n_views, 2.1, elevation_deg=15.0)[None].to(dev)  # [1, V, 4, 4]
+    K = intrinsics(49.1, S, S).expand(1, n_views, 3, 3).contiguous().to(dev)
+    t = torch.linspace(0, 1, n_views, device=dev)[None]
+    cond = torch.cat([plucker_image(c2w, K, S, S), t[..., None, None, None].expand(1, n_views, 1, S, S)], 2)
+    return torch.rand(1, n_views, 3, S, S, generator=g).to(dev), cond, c2w, K, t
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; this machine has none")
+def test_graphed_reconstruction_matches_the_direct_call_on_new_inputs():
+    dev = torch.device("cuda")
+    model = _small_reconstructor(dev)
+    fast.setup_model(model, dev, compile_model=True)
+
+    def forward(*args):
+        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False):
+            return model(*args)
+
+    graphed = fast.GraphedCall(forward)
+    for seed in (0, 1):  # the second call replays the captured graph on other inputs
+        args = _recon_inputs(dev, seed=seed)
+        ref, got = forward(*args), graphed(*args)
+        for k in ref.__dict__:
+            assert _rel(getattr(got, k), getattr(ref, k)) < 1e-5, k
+    assert len(graphed.graphs) == 1
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; this machine has none")
+def test_compiled_activations_match_eager():
+    dev = torch.device("cuda")
+    eager, comp = _small_reconstructor(dev), _small_reconstructor(dev)
+    assert fast.compile_activations(comp)
+    rgb, cond, c2w, K, t = _recon_inputs(dev)
+    raw = torch.randn(1, 2, 64, 64, 18, device=dev, generator=torch.Generator(device=dev).manual_seed(2))
+    outs = []
+    for m in (eager, comp):
+        r = raw.clone().requires_grad_(True)
+        g = m.activate(r, rgb, c2w, K, t)
+        sum((getattr(g, k).float() * (i + 1)).sum() for i, k in enumerate(sorted(g.__dict__))).backward()
+        outs.append((g, r.grad))
+    for k in outs[0][0].__dict__:
+        assert _rel(getattr(outs[1][0], k), getattr(outs[0][0], k)) < 1e-5, k
+    assert _rel(outs[1][1], outs[0][1]) < 1e-4
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; this machine has none")
+def test_eval_on_the_gpu_gives_the_cpu_metrics(analytic_shards, tmp_path):
+    """pipeline eval on CUDA (fast.setup_model: compiled blocks, cuDNN attention; gsplat) scores a tiny
+    checkpoint as the CPU does (eager, torch rasteriser), within float/rasteriser noise."""
+    from training.config import apply_overrides, tiny
+    from training.evaluate import evaluate
+    from training.train import train
+
+    d, keys = analytic_shards
+    run = tmp_path / "run"
+    train(apply_overrides(tiny(), ["steps=2", "log_every=1", "grid_every=0", "ckpt_every=2", "data.image_size=16"]),
+          str(d), run, device="cpu")
+    a = evaluate(run, str(d), tmp_path / "cpu.parquet", device="cpu", progress=False, worst=0).rows
+    b = evaluate(run, str(d), tmp_path / "gpu.parquet", device="cuda", progress=False, worst=0).rows
+    assert len(a) == len(b) == len(keys)
+    for ra, rb in zip(sorted(a, key=lambda r: r["key"]), sorted(b, key=lambda r: r["key"])):
+        assert ra["key"] == rb["key"] and abs(ra["psnr"] - rb["psnr"]) < 0.05, (ra, rb)
