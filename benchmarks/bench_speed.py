@@ -22,7 +22,9 @@ checkout run with --tree, replays the very same batches. `run` measures, on the 
 Variant syntax: PRESET[:key=value...], keys bs (batch), ckpt (0/1), compile (0/1), attn (auto, cudnn,
 flash, default), lpbf16 (0/1), budget (torch.compile activation memory budget, 0 = off), head (0/1:
 compile the Gaussian activations too), lpsize (LPIPS at this many px, 0 = full), lpevery (LPIPS on every
-k-th step; the row's step time is then an average over k-step cycles, so use steps divisible by k).
+k-th step; the row's step time is then an average over k-step cycles, so use steps divisible by k),
+cudnnbench (0/1: torch.backends.cudnn.benchmark, autotuned VGG convolutions; not a trainer setting yet).
+The parts run in the order --parts names them.
 With --tree the old checkout's `training` package is imported instead; knobs it lacks are reported
 as unavailable. LPIPS uses a VGG of the real shape with random weights (same cost as real ones).
 The data side lives in benchmarks/speed_data.py, the timing helpers, ceilings, SDPA and inference in
@@ -107,6 +109,8 @@ class Setup:
             self.lp = LPIPS()
             self.avail["lpbf16/lpsize"] = False
         self.lp_every = int(v.get("lpevery", 1))
+        # cuDNN autotuning of the convolutions (LPIPS's VGG); process-wide, so every variant sets it
+        torch.backends.cudnn.benchmark = v.get("cudnnbench", "0") == "1"
         self.lp = self.lp.to(device)
         if getattr(self.lp, "bf16", False):
             self.lp = self.lp.to(memory_format=torch.channels_last)
@@ -357,7 +361,6 @@ def run(a) -> None:
         assert torch.cuda.is_available(), "needs a CUDA GPU"
     dev = torch.device("cpu" if SMOKE else "cuda")
     data = Path(a.data)
-    parts = set(a.parts.split(","))
     out_path = Path(a.out)
     res: dict = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "tree": a.tree or str(ROOT),
                  "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "errors": []}
@@ -377,26 +380,33 @@ def run(a) -> None:
         torch.cuda.empty_cache()
         save()
 
-    if "hw" in parts:
-        attempt("hw", bench_hw)
-    if "attn" in parts:
-        attempt("attention", lambda: {"rows": bench_attention()})
-    if "train" in parts:
-        for spec in a.variants:
-            attempt("training", bench_train, parse_variant(spec), data, a.steps, dev)
-    if "split" in parts:
-        for spec in a.split:
-            attempt("split", bench_split, parse_variant(spec), data, dev)
-    if "infer" in parts:
-        for mode in a.infer_modes.split(","):
-            for n in (4, 24):
-                attempt("inference", bench_infer, n, mode)
-    if "curve" in parts:
-        for spec in a.curve:
-            attempt("curve", bench_curve, parse_variant(spec), data, a.curve_steps, dev)
-    if "profile" in parts:
-        for i, spec in enumerate(a.profile):
-            attempt("profile", bench_profile, parse_variant(spec), data, dev, out_path.with_suffix(f".prof{i}.txt"))
+    def run_part(part: str) -> None:
+        if part == "hw":
+            attempt("hw", bench_hw)
+        elif part == "attn":
+            attempt("attention", lambda: {"rows": bench_attention()})
+        elif part == "train":
+            for spec in a.variants:
+                attempt("training", bench_train, parse_variant(spec), data, a.steps, dev)
+        elif part == "split":
+            for spec in a.split:
+                attempt("split", bench_split, parse_variant(spec), data, dev)
+        elif part == "infer":
+            for mode in a.infer_modes.split(","):
+                for n in (int(x) for x in a.infer_views.split(",")):
+                    attempt("inference", bench_infer, n, mode)
+        elif part == "curve":
+            for spec in a.curve:
+                attempt("curve", bench_curve, parse_variant(spec), data, a.curve_steps, dev)
+        elif part == "profile":
+            for i, spec in enumerate(a.profile):
+                attempt("profile", bench_profile, parse_variant(spec), data, dev, out_path.with_suffix(f".prof{i}.txt"))
+
+    unknown = set(a.parts.split(",")) - {"hw", "attn", "train", "split", "infer", "curve", "profile"}
+    if unknown:
+        raise SystemExit(f"--parts: unknown part(s) {sorted(unknown)}")
+    for part in a.parts.split(","):
+        run_part(part)
     save()
     for r in res.get("training", []):
         print(f"{r['variant']:<48} bs {r['batch_size']:>2}  step {r['step_ms_median_synced']:8.1f} ms  "
@@ -416,6 +426,7 @@ def main() -> None:
     ap.add_argument("--curve", nargs="*", default=["base:bs=4"])
     ap.add_argument("--profile", nargs="*", default=["base"])
     ap.add_argument("--infer-modes", default="fast,graph", help="comma list of eager, fast, graph (CUDA graph)")
+    ap.add_argument("--infer-views", default="4,24", help="comma list of input view counts for the infer part")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--curve-steps", type=int, default=40)
     ap.add_argument("--workers", default="1,2,4,8", help="loader: DataLoader worker counts")

@@ -35,8 +35,9 @@ note() { echo "[$(elapsed)s] $*" | tee -a "$LOG"; }
 want() { [[ " $STAGES " == *" $1 "* ]] && { [ "$(elapsed)" -lt "$BUDGET_S" ] || { note "skip $1: over budget"; false; }; }; }
 left() { echo $(( BUDGET_S - $(elapsed) )); }
 
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-  >>"$LOG" 2>&1 || { note "wheel install failed"; exit 1; }
+# the carried wheels, once per machine (a second suite running beside this one must not replace them mid-run)
+[ -e /tmp/site/.installed ] || { python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+  --target /tmp/site .whl/*.whl >>"$LOG" 2>&1 && touch /tmp/site/.installed; } || { note "wheel install failed"; exit 1; }
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 MAX_JOBS=16 TORCH_CUDA_ARCH_LIST=9.0
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 DATA=/tmp/speed_data
@@ -72,7 +73,7 @@ fi
 if want speed; then
   timeout $(left) python3 benchmarks/bench_speed.py run --data $DATA --out "$OUT/after.json" \
     --parts ${SPEED_PARTS:-hw,attn,train,split,infer,profile} --variants $VARIANTS --split $SPLIT \
-    --profile ${PROFILE:-base} --infer-modes ${INFER_MODES:-fast,graph} --steps 8 >>"$LOG" 2>&1
+    --profile ${PROFILE:-base} --infer-modes ${INFER_MODES:-fast,graph} --infer-views ${INFER_VIEWS:-4,24} --steps 8 >>"$LOG" 2>&1
   note "speed: done"
 fi
 if want parity; then

@@ -1,0 +1,57 @@
+#!/bin/bash
+# Issues 11 and 14 in one device call on `nvidia-h200-x2` (TOTAL_S, default 500 s, of wall time):
+#   device run, kind nvidia-h200-x2, carry [".whl"]:  bash benchmarks/x2_suite.sh
+# 1. the carried wheels; the CPU data sets (replayed batches, lrm4d-shaped shards, the DDP shards) in the
+#    background while gsplat compiles once (the extension cache is shared: two compiles at once took 137 s)
+# 2. both GPUs: ddp_suite.sh scale for `base` on 2 GPUs, once per $DDP_VARIANTS (LPIPS on)
+# 3. side by side, with the time left:
+#    GPU 0  gpu_suite.sh speed: inference ($INFER_MODES at 4 and 24 views), then the `base` training
+#           variants $VARIANTS0 (bench_speed.py variant syntax)
+#    GPU 1  ddp_suite.sh scale for `base` on 1 GPU (the baseline of step 2), gpu_suite.sh e2e (real lrm4d-layout
+#           shards read by `python -m training`), then the `small` training variants $VARIANTS1
+# Results: $OUT/summary.txt (the headline lines) and $OUT/results.tgz (every log and JSON).
+set -u
+OUT=${OUT:-/tmp/x2_out}
+mkdir -p "$OUT"
+END=$(( $(date +%s) + ${TOTAL_S:-500} ))
+left() { echo $(( END - $(date +%s) )); }
+say() { echo "[$(date -u +%T)] $*" | tee -a "$OUT/summary.txt"; }
+DDP_VARIANTS=${DDP_VARIANTS:-"default bucket100 bucket100+bf16hook"}
+VARIANTS0=${VARIANTS0:-"base base:head=1 base:lpsize=128 base:lpevery=2 base:bs=12 base:bs=12:head=1:lpsize=128 base:cudnnbench=1"}
+VARIANTS1=${VARIANTS1:-"small small:lpsize=64 small:head=1:lpsize=64:cudnnbench=1"}
+
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+  >"$OUT/install.txt" 2>&1 && touch /tmp/site/.installed || { say "wheel install failed"; exit 1; }
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 MAX_JOBS=16 TORCH_CUDA_ARCH_LIST=9.0
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+( nice python3 benchmarks/bench_speed.py prep --data /tmp/speed_data && touch /tmp/speed_data/.made ) >"$OUT/prep_speed.txt" 2>&1 &
+( nice python3 benchmarks/bench_speed.py prep-lrm4d --data /tmp/lrm4d_shards && touch /tmp/lrm4d_shards/.made ) >"$OUT/prep_lrm4d.txt" 2>&1 &
+( nice python3 benchmarks/ddp_data.py even /tmp/ddp_data/even256 --shards 8 --per-shard 16 --size 256 &&
+  touch /tmp/ddp_data/even256/.made ) >"$OUT/prep_ddp.txt" 2>&1 &
+{ time python3 -c "from gsplat.cuda._backend import _C; print('gsplat CUDA extension:', _C)"; } >"$OUT/compile.txt" 2>&1
+say "gsplat compile: $(grep real "$OUT/compile.txt"); $(nproc --all) cores"
+wait
+say "data made: $(ls -a /tmp/speed_data/.made /tmp/lrm4d_shards/.made /tmp/ddp_data/even256/.made 2>&1 | tr '\n' ' ')"
+
+OUT=$OUT/ddp2 STAGES=scale PRESETS=base SCALE_GPUS=2 DDP_VARIANTS="$DDP_VARIANTS" BUDGET_S=$(( $(left) - 260 )) \
+  bash benchmarks/ddp_suite.sh >"$OUT/ddp2.out" 2>&1
+say "2-GPU scale done, $(left) s left"
+
+( CUDA_VISIBLE_DEVICES=0 OUT=$OUT/g0 STAGES=speed SPEED_PARTS=infer,train VARIANTS="$VARIANTS0" \
+    INFER_MODES=${INFER_MODES:-graph} BUDGET_S=$(left) bash benchmarks/gpu_suite.sh >"$OUT/g0.out" 2>&1 ) &
+(
+  export CUDA_VISIBLE_DEVICES=1
+  OUT=$OUT/ddp1 STAGES=scale PRESETS=base SCALE_GPUS=1 BUDGET_S=30 bash benchmarks/ddp_suite.sh >"$OUT/ddp1.out" 2>&1
+  OUT=$OUT/g1 STAGES=e2e LOADER_WORKERS=${LOADER_WORKERS:-2,4,8,16} E2E_STEPS=${E2E_STEPS:-80} \
+    BUDGET_S=$(( $(left) - 60 )) bash benchmarks/gpu_suite.sh >"$OUT/g1.out" 2>&1
+  OUT=$OUT/g1s STAGES=speed SPEED_PARTS=train VARIANTS="$VARIANTS1" BUDGET_S=$(left) \
+    bash benchmarks/gpu_suite.sh >"$OUT/g1s.out" 2>&1
+) &
+wait
+say "all done, $(left) s left"
+cat "$OUT"/ddp2/summary.txt "$OUT"/ddp1/summary.txt 2>/dev/null | grep -v "^metric" >>"$OUT/summary.txt"
+grep -h "e2e:\|lrm4d shards\|reconstruct_ms\|MFU\|skip\|Error" "$OUT"/g0/suite.log "$OUT"/g1/suite.log "$OUT"/g1s/suite.log \
+  2>/dev/null | cut -c1-700 >>"$OUT/summary.txt"
+cat "$OUT/summary.txt"
+( cd "$OUT" && tar -czf /tmp/x2_results.tgz --exclude=summary.txt . && find . -mindepth 1 ! -name summary.txt -delete &&
+  mv /tmp/x2_results.tgz results.tgz )
