@@ -2,11 +2,19 @@
 16-frame window at 256 px (video + 3 t0 views in, 16 frames of Gaussians out, each rendered once).
 
     python benchmarks/bench_l4gm_gpu.py --out l4gm_speed.json [--presets l4gm-small,l4gm-base] [--steps 8]
+    python benchmarks/bench_l4gm_gpu.py --out headdim.json --only-variants --variants l4gm-base
+
+Training steps run as the trainer runs them (training/fast.setup_model: cuDNN-first attention on Hopper,
+regionally compiled multi-view and temporal blocks); inference by default as `pipeline reconstruct`
+runs it (eager, PyTorch's attention order). `--variants P` adds P's head-dim question: head dim
+width/heads vs twice that (l4gm-base: 16 x 64 vs 8 x 128), each for the training step (as the trainer:
+compiled, cuDNN-first on Hopper) and 16-frame inference (eager flash, eager cuDNN, compiled cuDNN).
 
 Inputs are random images with real camera geometry, already on the GPU: this measures the GPU side
 (model, rendering, losses, optimiser), not the loader. FLOPs count the model's matrix products and
 attention scores (training/l4gm_model.py: forward_flops; training = 3x forward); MFU and the FLOP floor
-are against the dense bf16 peak of 989 TFLOP/s (H100/H200 SXM datasheet).
+are against the dense bf16 peak of 989 TFLOP/s (H100/H200 SXM datasheet). `--device cpu` with the
+l4gm-tiny preset is a smoke run of the script itself (small --frames / --size), nothing to report.
 """
 
 from __future__ import annotations
@@ -23,24 +31,26 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from training import fast  # noqa: E402
 from training.blocks import count_parameters  # noqa: E402
 from training.config import preset  # noqa: E402
 from training.geometry import intrinsics, orbit_cameras, plucker_image  # noqa: E402
 from training.l4gm_model import VideoReconstructor, forward_flops, forward_render  # noqa: E402
 from training.losses import reconstruction_losses  # noqa: E402
-from training.render import render_frames  # noqa: E402
+from training.render import render_frames, resolve_backend  # noqa: E402
 from training.train import build_optimizer  # noqa: E402
 
 PEAK_BF16 = 989e12
 
 
-def _sync_time(fn, reps: int) -> list[float]:
+def _sync_time(fn, reps: int, dev) -> list[float]:
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     out = []
     for _ in range(reps):
-        torch.cuda.synchronize()
+        sync()
         t = time.perf_counter()
         fn()
-        torch.cuda.synchronize()
+        sync()
         out.append(time.perf_counter() - t)
     return out
 
@@ -60,86 +70,144 @@ def _window_batch(B: int, W: int, n0: int, M: int, S: int, dev) -> dict:
     return {k: v.to(dev) for k, v in b.items()}
 
 
-def bench_training(name: str, steps: int, dev) -> dict:
+def _setup(model, dev, attention: str, compile_model: bool) -> str:
+    """What the trainer does with a fresh model (training/fast.py), from a clean compile cache, so a
+    variant's attention choice is the one its compiled graphs were traced with."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    return fast.setup_model(model, dev, compile_model, attention)
+
+
+def _model_cfg(name: str, heads: int | None, temporal: bool | None = None):
     cfg = preset(name)
+    if heads is not None:
+        cfg.model.heads = heads
+    if temporal is not None:
+        cfg.model.temporal_attention = temporal
+    cfg.model.__post_init__()  # the config's own checks (width divisible by heads, even head dim)
+    return cfg
+
+
+def bench_training(name: str, steps: int, dev, heads: int | None = None, attention: str = "auto",
+                   compile_model: bool = True) -> dict:
+    """One optimiser step (forward, render every target, losses, backward, AdamW) as the trainer runs it:
+    `attention` and `compile_model` as training/fast.setup_model takes them (the trainer: auto, compiled)."""
+    cfg = _model_cfg(name, heads)
     d, m = cfg.data, cfg.model
     torch.manual_seed(0)
     model = VideoReconstructor(m).to(dev).train()
+    speed = _setup(model, dev, attention, compile_model)
     opt = build_optimizer(model, cfg.optim, dev)
     B = cfg.batch_size
     batch = _window_batch(B, d.window, d.n_t0_views, d.n_target, d.image_size, dev)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16)
+    autocast = _autocast(dev)
+    backend = resolve_backend(cfg.render, dev)
 
     def step():
-        _g, rgb, alpha = forward_render(model, batch, cfg, "gsplat", autocast)
+        _g, rgb, alpha = forward_render(model, batch, cfg, backend, autocast)
         losses = reconstruction_losses(rgb, alpha, batch["tg_rgb"], batch["tg_alpha"], cfg.loss, None)
         opt.zero_grad(set_to_none=True)
         losses["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
 
-    for _ in range(3):
+    t0 = time.perf_counter()
+    for _ in range(3):  # compiles here
         step()
-    torch.cuda.reset_peak_memory_stats()
-    times = _sync_time(step, steps)
+    warm_s = time.perf_counter() - t0
+    _reset_peak(dev)
+    times = _sync_time(step, steps, dev)
     st = statistics.median(times)
     flops = 3.0 * forward_flops(m, d.window, 1 + d.n_t0_views, d.image_size) * B
-    return {"preset": name, "params_M": round(count_parameters(model) / 1e6, 1), "batch": B, "window": d.window,
+    return {"preset": name, "params_M": round(count_parameters(model) / 1e6, 1), "heads": m.heads,
+            "head_dim": m.width // m.heads, "setup": speed, "batch": B, "window": d.window,
             "views_per_time": 1 + d.n_t0_views, "targets_per_time": d.n_target, "image_size": d.image_size,
             "gauss_stride": m.gauss_stride, "grad_checkpoint": m.grad_checkpoint, "step_s": round(st, 4),
+            "step_s_min": round(min(times), 4), "warmup_3_steps_s": round(warm_s, 1),
             "samples_per_s": round(B / st, 2), "train_tflop_per_step": round(flops / 1e12, 2),
-            "mfu": round(flops / st / PEAK_BF16, 4), "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 1)}
+            "mfu": round(flops / st / PEAK_BF16, 4), "peak_mem_gib": _peak_gib(dev)}
 
 
 def bench_inference(name: str, dev, frames: int = 16, size: int = 256, reps: int = 5, temporal: bool | None = None,
-                    heads: int | None = None, backend: str | None = None, render_too: bool = True) -> dict:
-    """`backend`: an SDPA backend to force (flash, cudnn, efficient); None = PyTorch's choice."""
-    import contextlib
-
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    cfg = preset(name)
+                    heads: int | None = None, attention: str = "default", compile_model: bool = False,
+                    render_too: bool = True) -> dict:
+    """Reconstruct a `frames`-frame window (video + 3 t0 views, batch 1) and render each frame once.
+    `attention`: the SDPA priority (training/fast.py: default = PyTorch's order, as `pipeline reconstruct`
+    runs today; cudnn; flash; auto); `compile_model`: the blocks compiled as the trainer compiles them."""
+    cfg = _model_cfg(name, heads, temporal)
     m = cfg.model
-    if temporal is not None:
-        m.temporal_attention = temporal
-    if heads is not None:
-        m.heads = heads
     m.grad_checkpoint = False
     n0 = 3
     torch.manual_seed(0)
     model = VideoReconstructor(m).to(dev).eval()
+    speed = _setup(model, dev, attention, compile_model)
     b = _window_batch(1, frames, n0, 1, size, dev)
     cam = orbit_cameras(frames, 2.1, elevation_deg=20.0)[None, :, None].to(dev)  # one turntable view per frame
     Kr = intrinsics(49.1, size, size).expand(1, frames, 1, 3, 3).contiguous().to(dev)
     bg = torch.ones(1, 3, device=dev)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16)
+    autocast = _autocast(dev)
+    backend = resolve_backend(cfg.render, dev)
     state = {}
 
-    kernel = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION,
-              "efficient": SDPBackend.EFFICIENT_ATTENTION}.get(backend or "")
-
     def recon():
-        with torch.no_grad(), autocast, (sdpa_kernel(kernel) if kernel else contextlib.nullcontext()):
+        with torch.no_grad(), autocast:
             state["g"] = model(b["in_rgb"], b["in_cond"], b["in_c2w"], b["in_K"], window=frames)
 
     def render():
         with torch.no_grad():
-            state["img"] = render_frames(state["g"], cam, Kr, size, size, bg, cfg.render, "gsplat")
+            state["img"] = render_frames(state["g"], cam, Kr, size, size, bg, cfg.render, backend)
 
+    t0 = time.perf_counter()
     for _ in range(2):
         recon()
         if render_too:
             render()
-    t_r = statistics.median(_sync_time(recon, reps))
-    t_d = statistics.median(_sync_time(render, reps)) if render_too else float("nan")
-    t_all = statistics.median(_sync_time(lambda: (recon(), render()), reps)) if render_too else float("nan")
+    warm_s = time.perf_counter() - t0
+    t_r = statistics.median(_sync_time(recon, reps, dev))
+    t_d = statistics.median(_sync_time(render, reps, dev)) if render_too else float("nan")
+    t_all = statistics.median(_sync_time(lambda: (recon(), render()), reps, dev)) if render_too else float("nan")
     flops = forward_flops(m, frames, 1 + n0, size)
-    return {"preset": name, "temporal_attention": m.temporal_attention, "heads": m.heads, "sdpa": backend or "auto",
-            "frames": frames, "image_size": size,
+    return {"preset": name, "temporal_attention": m.temporal_attention, "heads": m.heads,
+            "head_dim": m.width // m.heads, "setup": speed, "frames": frames, "image_size": size,
             "gaussians_per_frame": int(state["g"].means.shape[2]), "forward_tflop": round(flops / 1e12, 2),
             "flop_floor_s": round(flops / PEAK_BF16, 4), "reconstruct_s": round(t_r, 4),
-            "render_16_s": round(t_d, 4), "total_s": round(t_all, 4),
+            "render_s": round(t_d, 4), "total_s": round(t_all, 4), "warmup_2_s": round(warm_s, 1),
             "achieved_tflop_per_s": round(flops / t_r / 1e12, 1)}
+
+
+def _autocast(dev):
+    import contextlib
+
+    return torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else contextlib.nullcontext()
+
+
+def _reset_peak(dev) -> None:
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _peak_gib(dev) -> float | None:
+    return round(torch.cuda.max_memory_allocated() / 2**30, 1) if dev.type == "cuda" else None
+
+
+def variant_jobs(name: str, steps: int, dev, frames: int, size: int, render_too: bool, train_too: bool) -> list:
+    """The head-dim question for `name` (l4gm-base: 16 heads of 64 vs 8 heads of 128; the linear layers
+    keep their shapes, the QK-norm gains' length and the attention split change): the training step as
+    the trainer runs it (compiled, attention auto: cuDNN first on Hopper), and inference eager under
+    flash-first and cuDNN-first attention and compiled under cuDNN-first."""
+    h = preset(name).model.heads
+    jobs = []
+    if train_too:
+        for heads in (h, h // 2):
+            jobs.append(("training", lambda heads=heads: bench_training(name, steps, dev, heads, "auto")))
+    for heads in (h, h // 2):
+        for att in ("flash", "cudnn"):
+            jobs.append(("inference", lambda heads=heads, att=att: bench_inference(
+                name, dev, frames, size, heads=heads, attention=att, render_too=render_too)))
+        jobs.append(("inference", lambda heads=heads: bench_inference(
+            name, dev, frames, size, heads=heads, attention="cudnn", compile_model=True, render_too=render_too)))
+    return jobs
 
 
 def main() -> None:
@@ -147,23 +215,31 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--presets", default="l4gm-small,l4gm-base")
     ap.add_argument("--steps", type=int, default=8)
-    ap.add_argument("--variants", action="store_true",
-                    help="also the base preset's inference with 8 heads (head dim 128) and the cuDNN/flash SDPA backends")
-    ap.add_argument("--only-variants", action="store_true", help="the variants alone, reconstruction only "
+    ap.add_argument("--frames", type=int, default=16, help="inference window")
+    ap.add_argument("--size", type=int, default=256, help="inference image size")
+    ap.add_argument("--device", default="cuda", help="cuda; cpu only for a smoke run of tiny presets")
+    ap.add_argument("--variants", default="",
+                    help="a preset whose head-dim variants to time too (training step and inference, head dim "
+                         "width/heads vs 2x that, under the attention backends), e.g. l4gm-base")
+    ap.add_argument("--only-variants", action="store_true", help="the variants alone (not the per-preset rows)")
+    ap.add_argument("--no-render", action="store_true", help="inference reconstructs only and no training step "
                     "(no gsplat: runs while gsplat compiles)")
     a = ap.parse_args()
-    dev = torch.device("cuda")
-    torch.backends.cuda.matmul.allow_tf32 = True
-    res: dict = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "training": [], "inference": []}
+    dev = torch.device(a.device)
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+    res: dict = {"device": torch.cuda.get_device_name() if dev.type == "cuda" else "cpu", "torch": torch.__version__,
+                 "training": [], "inference": []}
+    presets = [n for n in a.presets.split(",") if n]
+    inf = dict(frames=a.frames, size=a.size, render_too=not a.no_render)
     jobs = []
     if not a.only_variants:
-        jobs += [("training", lambda n=n: bench_training(n, a.steps, dev)) for n in a.presets.split(",")]
-        jobs += [("inference", lambda n=n: bench_inference(n, dev)) for n in a.presets.split(",")]
-        jobs += [("inference", lambda: bench_inference("l4gm-base", dev, temporal=False))]
-    if a.variants or a.only_variants:
-        for heads, be in ((16, None), (16, "cudnn"), (8, "flash"), (8, "cudnn")):
-            jobs.append(("inference", lambda h=heads, be=be: bench_inference("l4gm-base", dev, heads=h, backend=be,
-                                                                            render_too=not a.only_variants)))
+        if not a.no_render:
+            jobs += [("training", lambda n=n: bench_training(n, a.steps, dev)) for n in presets]
+        jobs += [("inference", lambda n=n: bench_inference(n, dev, **inf)) for n in presets]
+        jobs += [("inference", lambda: bench_inference(presets[-1], dev, temporal=False, **inf))]
+    if a.variants:
+        jobs += variant_jobs(a.variants, a.steps, dev, a.frames, a.size, not a.no_render, not a.no_render)
     for kind, fn in jobs:
         try:
             r = fn()
@@ -172,7 +248,8 @@ def main() -> None:
         print(kind, json.dumps(r), flush=True)
         res[kind].append(r)
         Path(a.out).write_text(json.dumps(res, indent=2))
-        torch.cuda.empty_cache()
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
 
 
 if __name__ == "__main__":

@@ -51,3 +51,46 @@ def test_gsplat_and_torch_render_the_same_frames_and_gradients(seed):
     assert _rel(ig, it) < 1e-3 and _rel(ag, at) < 1e-3
     for a, b in zip(gg, gt):
         assert _rel(a, b) < 2e-2
+
+
+def test_compiled_l4gm_blocks_match_eager_blocks():
+    """training/fast.setup_model compiles the multi-view and the temporal blocks (regional compilation):
+    same Gaussians and weight gradients as the eager model, state-dict keys unchanged, and a training
+    step that does not wait on the GPU to learn the window (torch.cuda sync debug mode)."""
+    from tests.training.test_l4gm import _inputs
+    from training import fast
+    from training.config import l4gm_tiny
+    from training.l4gm_model import VideoReconstructor
+
+    dev = torch.device("cuda")
+    cfg = l4gm_tiny().model
+    torch.manual_seed(0)
+    eager = VideoReconstructor(cfg).to(dev)
+    with torch.no_grad():
+        for p in eager.head.parameters():
+            p.normal_(0, 0.3)
+    comp = VideoReconstructor(cfg).to(dev)
+    comp.load_state_dict(eager.state_dict())
+    keys = list(comp.state_dict())
+    assert fast.setup_model(comp, dev, compile_model=True).endswith(f"compiled blocks={2 * cfg.depth}")
+    assert list(comp.state_dict()) == keys
+    rgb, cond, c2w, K = (x.to(dev) for x in _inputs(B=2, T=4, n0=2, S=32))
+    outs = []
+    for m in (eager, comp):
+        m.zero_grad(set_to_none=True)
+        g = m(rgb, cond, c2w, K, window=4)
+        (g.means * torch.linspace(-1, 1, 3, device=dev)).sum().backward()
+        outs.append((g.means.detach(), [p.grad for p in m.parameters()]))
+    assert _rel(outs[1][0], outs[0][0]) < 1e-3
+    for a, b in zip(outs[1][1], outs[0][1]):
+        assert _rel(a, b) < 2e-2
+    from training.l4gm_model import window_of
+
+    batch = {"window": torch.tensor([4, 4], device=dev), "window_frames": torch.arange(4, device=dev).expand(2, 4)}
+    torch.cuda.set_sync_debug_mode("error")  # reading a CUDA value on the host raises
+    try:
+        assert window_of(batch) == 4
+        with pytest.raises(RuntimeError):
+            int(batch["window"][0])  # the old way: a sync
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
