@@ -120,5 +120,6 @@ fi
 note "suite finished"
 grep -E "MFU|reconstruct_ms|\"backend\"|transformer_fwd_bwd_ms|samples_per_s_per_worker|\"loss\"" "$LOG" | cut -c1-600
 # at most 8 files come back from a device call: everything but the log goes into one archive
-( cd "$OUT" && tar -czf results.tgz --exclude=suite.log --exclude=results.tgz . && \
-  find . -maxdepth 1 -type f ! -name suite.log ! -name results.tgz -delete )
+# (written outside $OUT first: tar fails with "file changed as we read it" on an archive inside the folder)
+( cd "$OUT" && tar -czf "/tmp/gpu_suite_$$.tgz" --exclude=./suite.log --exclude=./results.tgz . && \
+  find . -maxdepth 1 -type f ! -name suite.log -delete && mv "/tmp/gpu_suite_$$.tgz" results.tgz )

@@ -37,15 +37,20 @@ OUT=$OUT/ddp2 STAGES=scale PRESETS=base SCALE_GPUS=2 DDP_VARIANTS="$DDP_VARIANTS
   bash benchmarks/ddp_suite.sh >"$OUT/ddp2.out" 2>&1
 say "2-GPU scale done, $(left) s left"
 
+# each side on its own half of the cores (a 16-core GPU host each, as issue 11's loader question asks)
+NC=$(nproc --all); H=$(( NC / 2 )); PIN0=""; PIN1=""
+if command -v taskset >/dev/null && [ "$NC" -ge 4 ]; then PIN0="taskset -c 0-$(( H - 1 ))"; PIN1="taskset -c $H-$(( NC - 1 ))"; fi
+say "side by side: GPU 0 ${PIN0:-unpinned}, GPU 1 ${PIN1:-unpinned}"
 ( CUDA_VISIBLE_DEVICES=0 OUT=$OUT/g0 STAGES=speed SPEED_PARTS=infer,train VARIANTS="$VARIANTS0" \
-    INFER_MODES=${INFER_MODES:-graph} BUDGET_S=$(left) bash benchmarks/gpu_suite.sh >"$OUT/g0.out" 2>&1 ) &
+    INFER_MODES=${INFER_MODES:-graph} TORCHINDUCTOR_COMPILE_THREADS=8 BUDGET_S=$(left) \
+    $PIN0 bash benchmarks/gpu_suite.sh >"$OUT/g0.out" 2>&1 ) &
 (
   export CUDA_VISIBLE_DEVICES=1
-  OUT=$OUT/ddp1 STAGES=scale PRESETS=base SCALE_GPUS=1 BUDGET_S=30 bash benchmarks/ddp_suite.sh >"$OUT/ddp1.out" 2>&1
+  OUT=$OUT/ddp1 STAGES=scale PRESETS=base SCALE_GPUS=1 BUDGET_S=30 $PIN1 bash benchmarks/ddp_suite.sh >"$OUT/ddp1.out" 2>&1
   OUT=$OUT/g1 STAGES=e2e LOADER_WORKERS=${LOADER_WORKERS:-2,4,8,16} E2E_STEPS=${E2E_STEPS:-80} \
-    BUDGET_S=$(( $(left) - 60 )) bash benchmarks/gpu_suite.sh >"$OUT/g1.out" 2>&1
+    BUDGET_S=$(( $(left) - 60 )) $PIN1 bash benchmarks/gpu_suite.sh >"$OUT/g1.out" 2>&1
   OUT=$OUT/g1s STAGES=speed SPEED_PARTS=train VARIANTS="$VARIANTS1" BUDGET_S=$(left) \
-    bash benchmarks/gpu_suite.sh >"$OUT/g1s.out" 2>&1
+    $PIN1 bash benchmarks/gpu_suite.sh >"$OUT/g1s.out" 2>&1
 ) &
 wait
 say "all done, $(left) s left"
@@ -53,5 +58,6 @@ cat "$OUT"/ddp2/summary.txt "$OUT"/ddp1/summary.txt 2>/dev/null | grep -v "^metr
 grep -h "e2e:\|lrm4d shards\|reconstruct_ms\|MFU\|skip\|Error" "$OUT"/g0/suite.log "$OUT"/g1/suite.log "$OUT"/g1s/suite.log \
   2>/dev/null | cut -c1-700 >>"$OUT/summary.txt"
 cat "$OUT/summary.txt"
-( cd "$OUT" && tar -czf /tmp/x2_results.tgz --exclude=summary.txt . && find . -mindepth 1 ! -name summary.txt -delete &&
-  mv /tmp/x2_results.tgz results.tgz )
+# at most 8 files come back from a device call: everything but the summary goes into one archive
+( cd "$OUT" && tar -czf /tmp/x2_results.tgz --exclude=./summary.txt . &&
+  find . -mindepth 1 -maxdepth 1 ! -name summary.txt -exec rm -rf {} + ; mv /tmp/x2_results.tgz results.tgz )
