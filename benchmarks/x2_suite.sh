@@ -1,11 +1,12 @@
 #!/bin/bash
-# Issues 11 and 14 in one device call on `nvidia-h200-x2` (TOTAL_S, default 500 s, of wall time):
+# Issues 11 and 14 in one device call on `nvidia-h200-x2` (TOTAL_S, default 520 s, of wall time):
 #   device run, kind nvidia-h200-x2, carry [".whl"]:  bash benchmarks/x2_suite.sh
 # 1. the carried wheels; the CPU data sets (replayed batches, lrm4d-shaped shards, the DDP shards) in the
 #    background while gsplat compiles once (the extension cache is shared: two compiles at once took 137 s)
 # 2. both GPUs: ddp_suite.sh scale for `base` on 2 GPUs, once per $DDP_VARIANTS (LPIPS on)
 # 3. side by side, with the time left:
-#    GPU 0  gpu_suite.sh speed: inference ($INFER_MODES at 4 and 24 views), then the `base` training
+#    GPU 0  gpu_suite.sh speed: inference ($INFER_MODES, default graph: CUDA graph and direct call, at
+#           $INFER_VIEWS, default 4 input views), then the `base` training
 #           variants $VARIANTS0 (bench_speed.py variant syntax)
 #    GPU 1  ddp_suite.sh scale for `base` on 1 GPU (the baseline of step 2), gpu_suite.sh e2e (real lrm4d-layout
 #           shards read by `python -m training`), then the `small` training variants $VARIANTS1
@@ -13,11 +14,14 @@
 set -u
 OUT=${OUT:-/tmp/x2_out}
 mkdir -p "$OUT"
-END=$(( $(date +%s) + ${TOTAL_S:-500} ))
+END=$(( $(date +%s) + ${TOTAL_S:-520} ))
 left() { echo $(( END - $(date +%s) )); }
 say() { echo "[$(date -u +%T)] $*" | tee -a "$OUT/summary.txt"; }
-DDP_VARIANTS=${DDP_VARIANTS:-"default bucket100 bucket100+bf16hook"}
-VARIANTS0=${VARIANTS0:-"base base:head=1 base:lpsize=128 base:lpevery=2 base:bs=12 base:bs=12:head=1:lpsize=128 base:cudnnbench=1"}
+# default; nosplit: compiled blocks not split at DDP buckets (dynamo's DDPOptimizer splits every compiled
+# block at the 1 MB first bucket and each 25 MB); bigger buckets with grads as bucket views; all with bf16 all-reduce
+DDP_VARIANTS=${DDP_VARIANTS:-"default nosplit bucket100+gradview nosplit+bucket100+gradview+bf16hook"}
+# in order of interest (what the time left does not reach is skipped)
+VARIANTS0=${VARIANTS0:-"base base:lpsize=128 base:head=1 base:bs=12 base:lpevery=2 base:bs=12:head=1:lpsize=128 base:cudnnbench=1"}
 VARIANTS1=${VARIANTS1:-"small small:lpsize=64 small:head=1:lpsize=64:cudnnbench=1"}
 
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
@@ -33,7 +37,7 @@ say "gsplat compile: $(grep real "$OUT/compile.txt"); $(nproc --all) cores"
 wait
 say "data made: $(ls -a /tmp/speed_data/.made /tmp/lrm4d_shards/.made /tmp/ddp_data/even256/.made 2>&1 | tr '\n' ' ')"
 
-OUT=$OUT/ddp2 STAGES=scale PRESETS=base SCALE_GPUS=2 DDP_VARIANTS="$DDP_VARIANTS" BUDGET_S=$(( $(left) - 260 )) \
+OUT=$OUT/ddp2 STAGES=scale PRESETS=base SCALE_GPUS=2 DDP_VARIANTS="$DDP_VARIANTS" BUDGET_S=$(( $(left) - 290 )) \
   bash benchmarks/ddp_suite.sh >"$OUT/ddp2.out" 2>&1
 say "2-GPU scale done, $(left) s left"
 
@@ -42,7 +46,7 @@ NC=$(nproc --all); H=$(( NC / 2 )); PIN0=""; PIN1=""
 if command -v taskset >/dev/null && [ "$NC" -ge 4 ]; then PIN0="taskset -c 0-$(( H - 1 ))"; PIN1="taskset -c $H-$(( NC - 1 ))"; fi
 say "side by side: GPU 0 ${PIN0:-unpinned}, GPU 1 ${PIN1:-unpinned}"
 ( CUDA_VISIBLE_DEVICES=0 OUT=$OUT/g0 STAGES=speed SPEED_PARTS=infer,train VARIANTS="$VARIANTS0" \
-    INFER_MODES=${INFER_MODES:-graph} TORCHINDUCTOR_COMPILE_THREADS=8 BUDGET_S=$(left) \
+    INFER_MODES=${INFER_MODES:-graph} INFER_VIEWS=${INFER_VIEWS:-4} TORCHINDUCTOR_COMPILE_THREADS=8 BUDGET_S=$(left) \
     $PIN0 bash benchmarks/gpu_suite.sh >"$OUT/g0.out" 2>&1 ) &
 (
   export CUDA_VISIBLE_DEVICES=1
