@@ -59,7 +59,8 @@ lines = [json.loads(x) for x in open(sys.argv[1] + "/metrics.jsonl")]
 w = lines[1:] or lines
 f = lambda k: sum(x.get(k, 0) for x in w) / len(w)
 print(f"{sys.argv[2]}: steps {lines[-1]['step']}, samples/s {f('samples_per_s'):.1f}, step {f('step_time_s')*1000:.0f} ms, "
-      f"data wait {f('data_wait_s')*1000:.1f} ms (ranks {f('data_wait_min_s')*1000:.1f}-{f('data_wait_max_s')*1000:.1f} ms)")
+      f"data wait {f('data_wait_s')*1000:.1f} ms (ranks {f('data_wait_min_s')*1000:.1f}-{f('data_wait_max_s')*1000:.1f} ms), "
+      f"last loss {lines[-1]['loss']:.4f} mse {lines[-1]['mse']:.5f}")
 PY
 }
 
