@@ -7,7 +7,7 @@ With --minutes, a short calibration run measures the step time and the real run 
 fit (cosine schedule over exactly those steps, --max-minutes as a safety); --steps skips the
 calibration. --train-minutes N is for comparing runs at equal GPU time: after the calibration run (not
 counted), the real run's loop gets exactly N minutes of wall time (the trainer's max_minutes deadline
-stops it, with a checkpoint), its cosine schedule planned over the steps N minutes hold at the
+stops it, with a checkpoint), its cosine schedule planned over 1.1x the steps N minutes hold at the
 calibrated step time (so the deadline, not the step count, ends it; the schedule fraction reached is
 reported); learn.json records the steps reached and the samples seen. The checkpoint is then scored with the evaluation protocol (training/evaluate.py:
 `sparse4-v2/<family>@<size>`, fixed seeded pairs, target kinds by camera) on the held-out clips (other
@@ -117,7 +117,7 @@ def main() -> None:
         calib_s = time.monotonic() - t_start
         if a.train_minutes:
             remaining = a.train_minutes * 60
-            steps = max(10, int(remaining / step_s))  # at least what the deadline allows: the deadline ends the run
+            steps = max(10, int(remaining / step_s * 1.1))  # more than the deadline allows: the deadline ends it
         else:
             remaining = a.minutes * 60 - calib_s
             steps = max(100, int(remaining / step_s * 0.85))
