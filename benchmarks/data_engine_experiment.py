@@ -72,7 +72,7 @@ SIZES = {  # assets per set, render settings, training
                 preset="tiny", steps0=120, steps1=40, batch=4, budget=6, image_size=32),
     # gpu: sized for one ~8 min call on 2 x H200 with every render from the CPU-made cache (benchmarks/data_engine_gpu.sh)
     "gpu": dict(round0=42, rare_keep=3, pool=42, heldout=15, resolution=64, frames=4, views=4, samples=4, shard_size=8,
-                preset="small", steps0=1200, steps1=400, batch=16, budget=16, image_size=64, format="webp"),
+                preset="small", steps0=1000, steps1=400, batch=16, budget=16, image_size=64, format="webp"),
 }
 
 
