@@ -5,9 +5,9 @@
 #      time and score each on the same held-out clips with its own protocol: 4D-LRM `small` from 4 sparse
 #      views, `l4gm-small` from a monocular video + 3 t0 views, at 64 px, with the baselines; with 2+ GPUs
 #      the two runs go at the same time, one per GPU (CUDA_VISIBLE_DEVICES=0 / 1), else one after the other;
-#   2. the L4GM render-path parity tests (gsplat vs the torch twin);
-#   3. speed: training step and 16-frame inference per preset (l4gm_speed.json) and l4gm-base's head-dim
-#      question, 64 vs 128 under the attention backends (l4gm_headdim.json); with 2+ GPUs side by side.
+#   2. speed: training step and 16-frame inference per preset (l4gm_speed.json), then the L4GM GPU tests
+#      (render-path parity gsplat vs torch twin, compiled blocks vs eager: parity.txt), and beside them (2+
+#      GPUs: on GPU 1) l4gm-base's head-dim question, 64 vs 128 under the attention backends (l4gm_headdim.json).
 # Every stage is guarded by the budget (seconds of command wall time); a failing stage does not stop the
 # next. At most 8 files come back under $OUT: suite.log, env.txt, learn_lrm4d.json, learn_l4gm.json,
 # learn_table.md, parity.txt, l4gm_speed.json, l4gm_headdim.json.
@@ -80,10 +80,11 @@ if [ -z "${SKIP_LEARN:-}" ] && [ -d .trainpack/train ] && [ -d .trainpack/heldou
   fi
 fi
 
-# -- 2. parity and 3. speed ----------------------------------------------------------------------------
+# -- 2. speed, parity, head dim ----------------------------------------------------------------------------
 parity() {
-  if [ -z "${SKIP_PARITY:-}" ] && [ "$(left)" -gt 60 ]; then
-    CUDA_VISIBLE_DEVICES=$1 timeout 120 python3 -m pytest -q -p no:cacheprovider -o addopts="" \
+  local L; L=$(left)
+  if [ -z "${SKIP_PARITY:-}" ] && [ "$L" -gt 60 ]; then
+    CUDA_VISIBLE_DEVICES=$1 timeout $(( L < 125 ? L - 5 : 120 )) python3 -m pytest -q -p no:cacheprovider -o addopts="" \
       tests/training/test_l4gm_gpu.py >"$OUT/parity.txt" 2>&1
     note "parity: $(tail -1 "$OUT/parity.txt")"
   fi
@@ -102,8 +103,8 @@ if [ -z "${SKIP_SPEED:-}" ]; then
   T=$(( $(left) - 10 ))
   if [ "$T" -gt 60 ]; then
     if [ "$NGPU" -ge 2 ]; then
-      note "speed (GPU 0) beside parity + head-dim variants (GPU 1), ${T}s at most"
-      speed 0 "$T" & { parity 1; headdim 1 $(( $(left) - 10 )); } & wait
+      note "speed + parity (GPU 0) beside head-dim variants (GPU 1), ${T}s at most"
+      { speed 0 "$T"; parity 0; } & headdim 1 "$T" & wait
     else
       parity 0
       note "speed, then head-dim variants, ${T}s at most"
