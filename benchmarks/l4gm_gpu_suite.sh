@@ -34,19 +34,25 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 MAX_JOBS=16 TORCH_CUDA_ARCH_LIST=9.0
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 NGPU=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
+# side by side on 2 GPUs, each side gets its own half of the cores (equal minutes should mean equal hosts)
+NC=$(nproc --all); H=$(( NC / 2 )); PIN=("" "")
+if [ "$NGPU" -ge 2 ] && command -v taskset >/dev/null && [ "$NC" -ge 4 ]; then
+  PIN=("taskset -c 0-$(( H - 1 ))" "taskset -c $H-$(( NC - 1 ))")
+  export TORCHINDUCTOR_COMPILE_THREADS=$(( H / 2 > 1 ? H / 2 : 1 ))
+fi
 {
   date -u; nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv; nproc
   python3 -c "import torch, gsplat; print('torch', torch.__version__, 'gsplat', gsplat.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())"
   git log -1 --format='tree at %h %s' 2>/dev/null; git status --short 2>/dev/null | head -20
 } >"$OUT/env.txt" 2>&1
-note "$NGPU GPU(s); budget ${BUDGET}s"
+note "$NGPU GPU(s), $NC cores (sides pinned: ${PIN[0]:-no} / ${PIN[1]:-no}); budget ${BUDGET}s"
 
 note "compiling gsplat"
 { time python3 -c "from gsplat.cuda._backend import _C; print('gsplat CUDA extension:', _C)"; } >>"$LOG" 2>&1
 
 # -- 1. learning runs at equal training minutes --------------------------------------------------------
 learn() {  # family preset gpu minutes timeout
-  CUDA_VISIBLE_DEVICES=$3 timeout "$5" python3 benchmarks/gpu_learn.py --train .trainpack/train \
+  CUDA_VISIBLE_DEVICES=$3 timeout "$5" ${PIN[$3]:-} python3 benchmarks/gpu_learn.py --train .trainpack/train \
     --heldout .trainpack/heldout --out /tmp/learn_$1 --run /tmp/learn_run_$1 --train-minutes "$4" \
     --calib-steps "${CALIB_STEPS:-40}" \
     --preset "$2" ${LEARN_SETS:---set data.image_size=64 --set data.num_workers=6 --set batch_size=16} \
@@ -90,12 +96,12 @@ parity() {
   fi
 }
 speed() {  # gpu timeout
-  CUDA_VISIBLE_DEVICES=$1 timeout "$2" python3 benchmarks/bench_l4gm_gpu.py --out "$OUT/l4gm_speed.json" \
+  CUDA_VISIBLE_DEVICES=$1 timeout "$2" ${PIN[$1]:-} python3 benchmarks/bench_l4gm_gpu.py --out "$OUT/l4gm_speed.json" \
     ${BENCH_ARGS:-} >/tmp/speed.log 2>&1
   note "speed: $(test -s "$OUT/l4gm_speed.json" && echo ok || echo missing)"
 }
 headdim() {  # gpu timeout
-  CUDA_VISIBLE_DEVICES=$1 timeout "$2" python3 benchmarks/bench_l4gm_gpu.py --out "$OUT/l4gm_headdim.json" \
+  CUDA_VISIBLE_DEVICES=$1 timeout "$2" ${PIN[$1]:-} python3 benchmarks/bench_l4gm_gpu.py --out "$OUT/l4gm_headdim.json" \
     --only-variants --variants l4gm-base >/tmp/headdim.log 2>&1
   note "head-dim variants: $(test -s "$OUT/l4gm_headdim.json" && echo ok || echo missing)"
 }
