@@ -6,7 +6,7 @@
 
 Training steps run as the trainer runs them (training/fast.setup_model: cuDNN-first attention on Hopper,
 regionally compiled multi-view and temporal blocks); inference by default as `pipeline reconstruct`
-runs it (eager, PyTorch's attention order). `--variants P` adds P's head-dim question: head dim
+runs it (eager, cuDNN-first attention on Hopper, no TF32). `--variants P` adds P's head-dim question: head dim
 width/heads vs twice that (l4gm-base: 16 x 64 vs 8 x 128), each for the training step (as the trainer:
 compiled, cuDNN-first on Hopper) and 16-frame inference (eager flash, eager cuDNN, compiled cuDNN).
 
@@ -70,13 +70,14 @@ def _window_batch(B: int, W: int, n0: int, M: int, S: int, dev) -> dict:
     return {k: v.to(dev) for k, v in b.items()}
 
 
-def _setup(model, dev, attention: str, compile_model: bool) -> str:
-    """What the trainer does with a fresh model (training/fast.py), from a clean compile cache, so a
-    variant's attention choice is the one its compiled graphs were traced with."""
+def _setup(model, dev, attention: str, compile_model: bool, tf32: bool = True) -> str:
+    """What the trainer (and, with compile_model=False, tf32=False, `pipeline reconstruct`) does with a
+    fresh model (training/fast.py), from a clean compile cache, so a variant's attention choice is the one
+    its compiled graphs were traced with."""
     import torch._dynamo
 
     torch._dynamo.reset()
-    return fast.setup_model(model, dev, compile_model, attention)
+    return fast.setup_model(model, dev, compile_model, attention, tf32=tf32)
 
 
 def _model_cfg(name: str, heads: int | None, temporal: bool | None = None):
@@ -130,18 +131,19 @@ def bench_training(name: str, steps: int, dev, heads: int | None = None, attenti
 
 
 def bench_inference(name: str, dev, frames: int = 16, size: int = 256, reps: int = 5, temporal: bool | None = None,
-                    heads: int | None = None, attention: str = "default", compile_model: bool = False,
+                    heads: int | None = None, attention: str = "auto", compile_model: bool = False,
                     render_too: bool = True) -> dict:
     """Reconstruct a `frames`-frame window (video + 3 t0 views, batch 1) and render each frame once.
-    `attention`: the SDPA priority (training/fast.py: default = PyTorch's order, as `pipeline reconstruct`
-    runs today; cudnn; flash; auto); `compile_model`: the blocks compiled as the trainer compiles them."""
+    `attention`: the SDPA priority (training/fast.py: auto = cuDNN first on Hopper, as `pipeline
+    reconstruct` runs; cudnn; flash; default = PyTorch's order); `compile_model`: the blocks compiled
+    as the trainer compiles them (reconstruct runs eager)."""
     cfg = _model_cfg(name, heads, temporal)
     m = cfg.model
     m.grad_checkpoint = False
     n0 = 3
     torch.manual_seed(0)
     model = VideoReconstructor(m).to(dev).eval()
-    speed = _setup(model, dev, attention, compile_model)
+    speed = _setup(model, dev, attention, compile_model, tf32=compile_model)
     b = _window_batch(1, frames, n0, 1, size, dev)
     cam = orbit_cameras(frames, 2.1, elevation_deg=20.0)[None, :, None].to(dev)  # one turntable view per frame
     Kr = intrinsics(49.1, size, size).expand(1, frames, 1, 3, 3).contiguous().to(dev)

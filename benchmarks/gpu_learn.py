@@ -104,15 +104,26 @@ def main() -> None:
 
     if a.steps < 0 or a.minutes <= 0 or a.train_minutes < 0 or a.calib_steps < 2:
         ap.error("--steps and --train-minutes must be >= 0, --minutes > 0, --calib-steps >= 2")
-    step_s = calib_s = None
+    step_s = calib_s = compile_fallback = None
     if a.steps:
         steps = a.steps
         remaining = a.minutes * 60
     else:
-        calib = apply_overrides(preset(a.preset), [*base_sets, f"steps={a.calib_steps}", "ckpt_every=100000",
-                                                   f"log_every={a.calib_steps // 2}", "optim.warmup_steps=10"])
-        shutil.rmtree(a.run + "_calib", ignore_errors=True)
-        m = train(calib, a.train, a.run + "_calib")
+        def calibrate() -> dict:
+            calib = apply_overrides(preset(a.preset), [*base_sets, f"steps={a.calib_steps}", "ckpt_every=100000",
+                                                       f"log_every={a.calib_steps // 2}", "optim.warmup_steps=10"])
+            shutil.rmtree(a.run + "_calib", ignore_errors=True)
+            return train(calib, a.train, a.run + "_calib")
+
+        try:
+            m = calibrate()
+        except Exception as exn:  # noqa: BLE001 (a compile failure must not cost the whole comparison)
+            if not torch.cuda.is_available() or "compile=false" in base_sets:
+                raise
+            compile_fallback = f"{type(exn).__name__}: {exn}"[:300]
+            log.exception("calibration failed; retrying with --set compile=false (recorded in learn.json)")
+            base_sets.append("compile=false")
+            m = calibrate()
         step_s = m["step_time_s"]  # the last logging window: loader warm, kernels compiled
         calib_s = time.monotonic() - t_start
         if a.train_minutes:
@@ -146,6 +157,7 @@ def main() -> None:
         "stopped_by_deadline": reached < steps, "train_s": round(train_s, 1),
         "samples_per_s": round(reached * cfg.batch_size / train_s, 1), "eval_s": round(eval_s, 1),
         "step_s_calibration": step_s, "calibration_s": None if calib_s is None else round(calib_s, 1),
+        "compiled": cfg.compile and torch.cuda.is_available(), "compile_fallback": compile_fallback,
         "final_train_metrics": last,
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu", "protocol": held.tag,
         "heldout": held.summary, "train_clips": seen.summary, "heldout_skipped": held.skipped,
