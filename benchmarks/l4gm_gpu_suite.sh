@@ -55,7 +55,7 @@ learn() {  # family preset gpu minutes timeout
   CUDA_VISIBLE_DEVICES=$3 timeout "$5" ${PIN[$3]:-} python3 benchmarks/gpu_learn.py --train .trainpack/train \
     --heldout .trainpack/heldout --out /tmp/learn_$1 --run /tmp/learn_run_$1 --train-minutes "$4" \
     --calib-steps "${CALIB_STEPS:-40}" \
-    --preset "$2" ${LEARN_SETS:---set data.image_size=64 --set data.num_workers=6 --set batch_size=16} \
+    --preset "$2" ${LEARN_SETS:---set data.image_size=64 --set data.num_workers=10 --set batch_size=16} \
     >/tmp/learn_$1.log 2>&1
   echo "exit $?" >>/tmp/learn_$1.log
 }
