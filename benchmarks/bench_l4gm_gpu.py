@@ -193,16 +193,18 @@ def _peak_gib(dev) -> float | None:
     return round(torch.cuda.max_memory_allocated() / 2**30, 1) if dev.type == "cuda" else None
 
 
-def variant_jobs(name: str, steps: int, dev, frames: int, size: int, render_too: bool, train_too: bool) -> list:
+def variant_jobs(name: str, steps: int, dev, frames: int, size: int, render_too: bool, train_too: bool,
+                 train_attention: tuple[str, ...] = ("auto",)) -> list:
     """The head-dim question for `name` (l4gm-base: 16 heads of 64 vs 8 heads of 128; the linear layers
     keep their shapes, the QK-norm gains' length and the attention split change): the training step as
-    the trainer runs it (compiled, attention auto: cuDNN first on Hopper), and inference eager under
-    flash-first and cuDNN-first attention and compiled under cuDNN-first."""
+    the trainer runs it (compiled; attention `train_attention`, default auto: cuDNN first on Hopper), and
+    inference eager under flash-first and cuDNN-first attention and compiled under cuDNN-first."""
     h = preset(name).model.heads
     jobs = []
     if train_too:
-        for heads in (h, h // 2):
-            jobs.append(("training", lambda heads=heads: bench_training(name, steps, dev, heads, "auto")))
+        for att in train_attention:
+            for heads in (h, h // 2):
+                jobs.append(("training", lambda heads=heads, att=att: bench_training(name, steps, dev, heads, att)))
     # the likely winners first (a budget may cut the list): cuDNN eager and compiled, then flash eager
     for heads, att, comp in ((h // 2, "cudnn", False), (h, "cudnn", False), (h // 2, "cudnn", True), (h, "cudnn", True),
                              (h // 2, "flash", False), (h, "flash", False)):
@@ -223,6 +225,8 @@ def main() -> None:
                     help="a preset whose head-dim variants to time too (training step and inference, head dim "
                          "width/heads vs 2x that, under the attention backends), e.g. l4gm-base")
     ap.add_argument("--only-variants", action="store_true", help="the variants alone (not the per-preset rows)")
+    ap.add_argument("--train-attention", default="auto",
+                    help="comma list of attention settings for the variants' training steps (auto,cudnn,flash)")
     ap.add_argument("--no-render", action="store_true", help="inference reconstructs only and no training step "
                     "(no gsplat: runs while gsplat compiles)")
     a = ap.parse_args()
@@ -240,7 +244,8 @@ def main() -> None:
         jobs += [("inference", lambda n=n: bench_inference(n, dev, **inf)) for n in presets]
         jobs += [("inference", lambda: bench_inference(presets[-1], dev, temporal=False, **inf))]
     if a.variants:
-        jobs += variant_jobs(a.variants, a.steps, dev, a.frames, a.size, not a.no_render, not a.no_render)
+        jobs += variant_jobs(a.variants, a.steps, dev, a.frames, a.size, not a.no_render, not a.no_render,
+                             tuple(x for x in a.train_attention.split(",") if x))
     for kind, fn in jobs:
         try:
             r = fn()
