@@ -36,7 +36,7 @@ export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVL
 { time python3 -c "from gsplat.cuda._backend import _C; print('gsplat CUDA extension:', _C)"; } >"$OUT/compile.txt" 2>&1
 say "gsplat ready: $(grep real "$OUT/compile.txt"); $(nproc --all) cores; $(left) s left"
 
-OUT=$OUT/learn SKIP_SPEED=1 SKIP_PARITY=1 LEARN_MIN=${LEARN_MIN:-2} bash benchmarks/l4gm_gpu_suite.sh $(( $(left) - 240 )) \
+OUT=$OUT/learn SKIP_SPEED=1 SKIP_PARITY=1 LEARN_MIN=${LEARN_MIN:-1.5} bash benchmarks/l4gm_gpu_suite.sh $(( $(left) - 240 )) \
   >"$OUT/learn.out" 2>&1
 say "learning runs done ($(left) s left): $(grep 'learn l4gm\|learn lrm4d' "$OUT/learn/suite.log" | cut -c1-160 | tr '\n' ' ')"
 cat "$OUT/learn/learn_table.md" >>"$OUT/summary.txt" 2>/dev/null
