@@ -150,8 +150,9 @@ def _to_table(df: pd.DataFrame) -> pa.Table:
     extra = [c for c in df.columns if c not in REQUIRED and c not in OPTIONAL]
     schema = _arrow_schema(known)
     table = pa.Table.from_pandas(df[known], schema=schema, preserve_index=False)
-    for c in extra:  # unknown extra columns are kept with their inferred type
-        table = table.append_column(c, pa.array(df[c].tolist()))
+    for c in extra:  # unknown extra columns are kept with their inferred type; NaN/None/NA are nulls (a text
+        # column with gaps is text with nulls under pandas 2 and 3 alike, never "double")
+        table = table.append_column(c, pa.Array.from_pandas(df[c].reset_index(drop=True)))
     return table
 
 

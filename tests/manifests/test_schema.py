@@ -111,3 +111,16 @@ def test_sample_key_and_stable_uid():
     u = stable_uid("sub dir/My Model.glb")
     assert u == stable_uid("sub dir/My Model.glb") and is_valid_uid(u)
     assert u != stable_uid("sub dir/My Model2.glb")
+
+
+def test_extra_text_column_with_gaps_is_text_with_nulls(tmp_path):
+    # `pipeline mine` writes `pool_reason` only on pool rows; the other rows are NaN (pandas 3 text dtype) or
+    # None. Converting the Python list made pyarrow guess "double" from a leading NaN and fail (seen on the
+    # GPU host's pandas); the column must round-trip as text with nulls whichever missing value pandas uses.
+    for gap in (float("nan"), None):
+        df = _rows(3, pool_reason=pd.Series([gap, "picked: like asset7", gap], dtype=object))
+        p = write_manifest(df, tmp_path / "m.parquet")
+        assert pq.read_schema(p).field("pool_reason").type == pa.string()
+        back = read_manifest(p)
+        assert back["pool_reason"].isna().tolist() == [True, False, True]
+        assert back["pool_reason"].iloc[1] == "picked: like asset7"
