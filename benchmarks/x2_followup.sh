@@ -20,6 +20,10 @@ END=$(( $(date +%s) + ${TOTAL_S:-510} ))
 left() { echo $(( END - $(date +%s) )); }
 say() { echo "[$(date -u +%T)] $*" | tee -a "$OUT/summary.txt"; }
 DDP_VARIANTS=${DDP_VARIANTS:-"default nosplit+bucket100+gradview+bf16hook"}
+PARTS=${PARTS:-"learn ddp side"}  # any of: learn (2), ddp (3), side (4); SIDE="ddp1 e2e headdim infer" picks within 4
+SIDE=${SIDE:-"ddp1 e2e headdim infer"}
+part() { [[ " $PARTS " == *" $1 "* ]]; }
+side() { part side && [[ " $SIDE " == *" $1 "* ]]; }
 
 if [ ! -e /tmp/site/.installed ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
@@ -27,39 +31,43 @@ if [ ! -e /tmp/site/.installed ]; then
 fi
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 MAX_JOBS=16 TORCH_CUDA_ARCH_LIST=9.0
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-[ -e /tmp/speed_data/.made ] || ( nice -n 19 python3 benchmarks/bench_speed.py prep --data /tmp/speed_data &&
-  touch /tmp/speed_data/.made ) >"$OUT/prep_speed.txt" 2>&1 &
-[ -e /tmp/lrm4d_shards/.made ] || ( nice -n 19 python3 benchmarks/bench_speed.py prep-lrm4d --data /tmp/lrm4d_shards &&
-  touch /tmp/lrm4d_shards/.made ) >"$OUT/prep_lrm4d.txt" 2>&1 &
-[ -e /tmp/ddp_data/even256/.made ] || ( nice -n 19 python3 benchmarks/ddp_data.py even /tmp/ddp_data/even256 --shards 8 \
-  --per-shard 16 --size 256 && touch /tmp/ddp_data/even256/.made ) >"$OUT/prep_ddp.txt" 2>&1 &
+side infer && { [ -e /tmp/speed_data/.made ] || ( nice -n 19 python3 benchmarks/bench_speed.py prep --data /tmp/speed_data &&
+  touch /tmp/speed_data/.made ) >"$OUT/prep_speed.txt" 2>&1 & }
+side e2e && { [ -e /tmp/lrm4d_shards/.made ] || ( nice -n 19 python3 benchmarks/bench_speed.py prep-lrm4d --data /tmp/lrm4d_shards &&
+  touch /tmp/lrm4d_shards/.made ) >"$OUT/prep_lrm4d.txt" 2>&1 & }
+{ part ddp || side ddp1; } && { [ -e /tmp/ddp_data/even256/.made ] || ( nice -n 19 python3 benchmarks/ddp_data.py even /tmp/ddp_data/even256 --shards 8 \
+  --per-shard 16 --size 256 && touch /tmp/ddp_data/even256/.made ) >"$OUT/prep_ddp.txt" 2>&1 & }
 { time python3 -c "from gsplat.cuda._backend import _C; print('gsplat CUDA extension:', _C)"; } >"$OUT/compile.txt" 2>&1
 say "gsplat ready: $(grep real "$OUT/compile.txt"); $(nproc --all) cores; $(left) s left"
 
-OUT=$OUT/learn SKIP_SPEED=1 SKIP_PARITY=1 LEARN_MIN=${LEARN_MIN:-1.5} bash benchmarks/l4gm_gpu_suite.sh $(( $(left) - 240 )) \
-  >"$OUT/learn.out" 2>&1
-say "learning runs done ($(left) s left): $(grep 'learn l4gm\|learn lrm4d' "$OUT/learn/suite.log" | cut -c1-160 | tr '\n' ' ')"
-cat "$OUT/learn/learn_table.md" >>"$OUT/summary.txt" 2>/dev/null
+if part learn; then
+  OUT=$OUT/learn SKIP_SPEED=1 SKIP_PARITY=1 LEARN_MIN=${LEARN_MIN:-1.5} bash benchmarks/l4gm_gpu_suite.sh $(left) \
+    >"$OUT/learn.out" 2>&1
+  say "learning runs done ($(left) s left): $(grep 'learn l4gm\|learn lrm4d' "$OUT/learn/suite.log" | cut -c1-160 | tr '\n' ' ')"
+  cat "$OUT/learn/learn_table.md" >>"$OUT/summary.txt" 2>/dev/null
+fi
 wait  # the data sets
 say "data made: $(ls -a /tmp/speed_data/.made /tmp/lrm4d_shards/.made /tmp/ddp_data/even256/.made 2>&1 | tr '\n' ' ')"
 
-OUT=$OUT/ddp2 STAGES=scale PRESETS=base SCALE_GPUS=2 DDP_VARIANTS="$DDP_VARIANTS" BUDGET_S=$(( $(left) - 130 )) \
-  bash benchmarks/ddp_suite.sh >"$OUT/ddp2.out" 2>&1
-say "2-GPU scale done, $(left) s left"
+if part ddp; then
+  OUT=$OUT/ddp2 STAGES=scale PRESETS=base SCALE_GPUS=2 DDP_VARIANTS="$DDP_VARIANTS" BUDGET_S=$(( $(left) - 130 )) \
+    bash benchmarks/ddp_suite.sh >"$OUT/ddp2.out" 2>&1
+  say "2-GPU scale done, $(left) s left"
+fi
 
 NC=$(nproc --all); H=$(( NC / 2 )); PIN0=""; PIN1=""
 if command -v taskset >/dev/null && [ "$NC" -ge 4 ]; then PIN0="taskset -c 0-$(( H - 1 ))"; PIN1="taskset -c $H-$(( NC - 1 ))"; fi
 (
   export CUDA_VISIBLE_DEVICES=0
-  OUT=$OUT/ddp1 STAGES=scale PRESETS=base SCALE_GPUS=1 BUDGET_S=30 $PIN0 bash benchmarks/ddp_suite.sh >"$OUT/ddp1.out" 2>&1
-  OUT=$OUT/e2e STAGES=e2e LOADER_WORKERS=${LOADER_WORKERS:-2,4,8} E2E_STEPS=${E2E_STEPS:-60} BUDGET_S=$(( $(left) - 15 )) \
+  side ddp1 && OUT=$OUT/ddp1 STAGES=scale PRESETS=base SCALE_GPUS=1 BUDGET_S=30 $PIN0 bash benchmarks/ddp_suite.sh >"$OUT/ddp1.out" 2>&1
+  side e2e && OUT=$OUT/e2e STAGES=e2e LOADER_WORKERS=${LOADER_WORKERS:-2,4,8} E2E_STEPS=${E2E_STEPS:-60} BUDGET_S=$(( $(left) - 15 )) \
     $PIN0 bash benchmarks/gpu_suite.sh >"$OUT/e2e.out" 2>&1
 ) &
 (
   export CUDA_VISIBLE_DEVICES=1
-  timeout $(( $(left) / 2 )) $PIN1 python3 benchmarks/bench_l4gm_gpu.py --out "$OUT/l4gm_headdim.json" --only-variants \
+  side headdim && timeout $(( $(left) / 2 )) $PIN1 python3 benchmarks/bench_l4gm_gpu.py --out "$OUT/l4gm_headdim.json" --only-variants \
     --variants l4gm-base >"$OUT/headdim.log" 2>&1
-  OUT=$OUT/infer STAGES=speed SPEED_PARTS=infer INFER_MODES=graph INFER_VIEWS=4 VARIANTS=base BUDGET_S=$(( $(left) - 15 )) \
+  side infer && OUT=$OUT/infer STAGES=speed SPEED_PARTS=infer INFER_MODES=graph INFER_VIEWS=4 VARIANTS=base BUDGET_S=$(( $(left) - 15 )) \
     $PIN1 bash benchmarks/gpu_suite.sh >"$OUT/infer.out" 2>&1
 ) &
 wait
