@@ -9,7 +9,9 @@
 #           SCALE_GPUS ("1 2"): which world sizes to run. DDP_VARIANTS ("default"): the 2-GPU runs of `base`
 #           once per variant, each a +-joined list of: default, bucketN (ddp.bucket_cap_mb=N), gradview
 #           (ddp.gradient_as_bucket_view), static (ddp.static_graph), bf16hook (ddp.comm_hook=bf16),
-#           nosplit (ddp.split_compiled=false); e.g. DDP_VARIANTS="default bucket100 bucket100+bf16hook"
+#           nosplit (ddp.split_compiled=false), torch (PyTorch's own DDP settings: bucket 25 MB, grads copied
+#           out of the buckets, fp32 all-reduce, compiled blocks split at buckets: the trainer's defaults
+#           before 2026-11-29); e.g. DDP_VARIANTS="default torch bucket100+bf16hook"
 #   uneven  2 ranks on shards of 24, 3 and 1 samples with --follow while a shard is added mid-run:
 #           both ranks end on the same step, nobody waits forever (timeout), the new shard is picked up
 #   resume  2 ranks killed (SIGKILL) after a checkpoint, resumed on 2 GPUs, then on 1: steps without gaps
@@ -74,6 +76,7 @@ variant_sets() {  # DDP_VARIANTS name -> --set flags
       static) out+=" --set ddp.static_graph=true" ;;
       bf16hook) out+=" --set ddp.comm_hook=bf16" ;;
       nosplit) out+=" --set ddp.split_compiled=false" ;;
+      torch) out+=" --set ddp.bucket_cap_mb=25 --set ddp.gradient_as_bucket_view=false --set ddp.comm_hook=none --set ddp.split_compiled=true" ;;
       *) echo "unknown DDP variant part $part" >&2; return 1 ;;
     esac
   done

@@ -83,8 +83,12 @@ def _ddp_settings_worker(rank: int, port: int) -> None:
 
     info = ddp.init("cpu")
     x = torch.randn(8, 16, generator=torch.Generator().manual_seed(1))  # [8, 16]: the whole batch, 4 per rank
-    cases = [DDPConfig(), DDPConfig(bucket_cap_mb=1, gradient_as_bucket_view=True, static_graph=True,
-                                    split_compiled=False)]
+    # the defaults (100 MB buckets, grads as bucket views, one graph per compiled block, comm_hook auto = fp32
+    # on gloo), PyTorch's own settings, and the remaining knobs
+    cases = [DDPConfig(), DDPConfig(bucket_cap_mb=25, gradient_as_bucket_view=False, comm_hook="none", split_compiled=True),
+             DDPConfig(bucket_cap_mb=1, gradient_as_bucket_view=True, static_graph=True, split_compiled=False)]
+    assert (cases[0].bucket_cap_mb, cases[0].gradient_as_bucket_view, cases[0].comm_hook, cases[0].split_compiled) \
+        == (100, True, "auto", False)
     with pytest.raises(ConfigError, match="ddp.comm_hook=bf16"):
         ddp.wrap(torch.nn.Linear(2, 2), info, DDPConfig(comm_hook="bf16"))
     for cfg in cases:
