@@ -99,10 +99,22 @@ def lrm4d_forward_render(model: nn.Module, batch: dict, cfg: TrainConfig, backen
     return g, rgb, alpha
 
 
+INIT_ARCH = ("patch_size", "width", "depth", "heads", "mlp_ratio", "qk_norm", "temporal_attention", "gauss_stride")
+
+
 def read_init_weights(cfg: TrainConfig) -> dict:
     """The model weights a new run starts from (--set init_from=CKPT_OR_RUN), same family only."""
     state, path = ckpt.read_checkpoint(cfg.init_from, flag="--set init_from")
     require_family(state, cfg.model.family, f"--set init_from={path}")
+    # the architecture must match: attention weights have the same shapes for any head count, so another
+    # `heads` would load without an error and start from weights that mean something else
+    src = TrainConfig.from_dict(state["config"]).model
+    keys = [k for k in INIT_ARCH if getattr(src, k) != getattr(cfg.model, k)]
+    if keys:
+        theirs = [f"model.{k}={getattr(src, k)}" for k in keys]
+        raise ConfigError(f"--set init_from={path}: its model has {', '.join(theirs)}, this run "
+                          f"{', '.join(f'model.{k}={getattr(cfg.model, k)}' for k in keys)}; add "
+                          f"{' '.join('--set ' + x for x in theirs)} to start from it")
     log.info("model weights from %s (step %s)", path, state.get("step"))
     return state["model"]
 

@@ -135,6 +135,22 @@ def test_init_from_an_unreadable_file_or_empty_run_names_the_setting(analytic_sh
         assert not (tmp_path / "run").exists()  # nothing written for a run that cannot start
 
 
+def test_init_from_a_checkpoint_with_other_heads_is_refused_naming_the_setting(analytic_shards, tmp_path):
+    # The attention weights have the same shapes for any head count (and without QK-norm nothing else
+    # differs): loading them into another head split would start from weights that mean something else
+    # (l4gm-base went from 16 to 8 heads). It must stop, naming --set init_from and model.heads.
+    from training.config import ConfigError
+
+    d, _ = analytic_shards
+    src = apply_overrides(tiny(), ["model.heads=2", "model.qk_norm=false"])
+    path = tmp_path / "src.pt"
+    torch.save({"model": Reconstructor(src.model).state_dict(), "config": src.to_dict(), "step": 5}, path)
+    cfg = apply_overrides(tiny(), ["steps=1", "data.image_size=16", "model.qk_norm=false", f"init_from={path}"])
+    with pytest.raises(ConfigError, match=r"--set init_from=.*src\.pt.*model\.heads=2.*model\.heads=4"):
+        train(cfg, str(d), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
 def test_max_minutes_stops_cleanly_with_a_checkpoint_and_a_rerun_resumes(analytic_shards, tmp_path):
     d, _ = analytic_shards
     run = tmp_path / "run"
