@@ -45,74 +45,28 @@ Each arm's final checkpoint is scored with `pipeline eval` on the held-out clips
 kind, PSNR and psnr_obj as mean +- std over seeds, the paired difference to the control, and each arm's
 cost (images rendered, render core-seconds from the shards' own timings, training seconds). Writes
 DIR/experiment.json and prints a Markdown table.
+
+This file holds the CLI, prepare and the arms (round 0, one arm); the shared settings and the `pipeline`
+runner live in benchmarks/data_engine_common.py, the render cache in benchmarks/data_engine_cache.py, the
+table in benchmarks/data_engine_report.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
-import os
-import re
-import shlex
 import shutil
-import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(1, str(ROOT / "benchmarks"))  # the data_engine_* modules beside this file (a test loads it by path)
 
-KINDS = ("rigid", "morph", "skin")
-ARMS = ("control", "reweight", "rerender", "pool", "combo")
-SIZES = {  # assets per set, render settings, training
-    "cpu": dict(round0=12, rare_keep=1, pool=15, heldout=9, resolution=32, frames=4, views=4, samples=2, shard_size=8,
-                preset="tiny", steps0=120, steps1=40, batch=4, budget=6, image_size=32),
-    # gpu: sized for one ~8 min call on 2 x H200 with every render from the CPU-made cache (benchmarks/data_engine_gpu.sh)
-    "gpu": dict(round0=42, rare_keep=3, pool=42, heldout=15, resolution=64, frames=4, views=4, samples=4, shard_size=8,
-                preset="small", steps0=1000, steps1=400, batch=16, budget=16, image_size=64, format="webp"),
-}
-
-
-def kind_of(uid: str) -> str:
-    m = re.match(r"^proc_s\d+_(\d+)$", uid)
-    return KINDS[int(m.group(1)) % 3] if m else "other"
-
-
-def sh(args: list[str], log: Path | None = None) -> float:
-    """Run `python -m pipeline ARGS`; returns seconds. Raises with the command on failure."""
-    print("$ pipeline " + shlex.join(args), flush=True)
-    t0 = time.perf_counter()
-    if log:
-        log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "a") if log else open("/dev/null", "w") as f:
-        env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}  # see pipeline/demo.py
-        r = subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=ROOT, stdout=f if log else None,
-                           stderr=subprocess.STDOUT if log else None, env=env)
-    if r.returncode != 0:
-        raise SystemExit(f"failed ({r.returncode}): pipeline {shlex.join(args)}" + (f"; log: {log}" if log else ""))
-    return time.perf_counter() - t0
-
-
-def load_cfg(out: Path) -> dict:
-    return json.loads((out / "experiment_config.json").read_text())
-
-
-def spec(folder: Path, shards: list[int]) -> str:
-    return "::".join(str(folder / f"shard-{n:06d}.tar") for n in shards)
-
-
-def committed(folder: Path) -> list[int]:
-    from contracts.layout import committed_shards
-
-    return committed_shards(folder) if folder.is_dir() else []
-
-
-def render_flags(c: dict) -> list[str]:
-    return ["--preset", "debug", "--resolution", str(c["resolution"]), "--frames", str(c["frames"]), "--views",
-            str(c["views"]), "--samples", str(c["samples"]), "--format", c.get("format", "png"), "--no-ray", "--no-progress"]
+from data_engine_cache import from_cache, make_cache  # noqa: E402
+from data_engine_common import ARMS, KINDS, SIZES, committed, kind_of, load_cfg, render_flags, sh, spec  # noqa: E402
+from data_engine_report import report  # noqa: E402
 
 
 # -- prepare ------------------------------------------------------------------------------------------
@@ -154,112 +108,6 @@ def prepare(out: Path, size: str, rare: str, assets: Path | None = None) -> None
                      for n, d in (("round0", r0), ("heldout", held), ("pool", pool))})
     (out / "experiment_config.json").write_text(json.dumps(c, indent=1))
     print(f"prepared {out}: clips per kind {c['counts']}")
-
-
-# -- render cache (all rendering done before a GPU call) ------------------------------------------------
-
-CACHE_MANIFEST = "manifest.parquet"
-
-
-def row_settings(value: object) -> dict:
-    """A manifest row's render_settings JSON as a dict ({} for none: the base render)."""
-    if value is None or (isinstance(value, float) and math.isnan(value)) or not str(value).strip():
-        return {}
-    return json.loads(str(value))
-
-
-def make_cache(out: Path, cache: Path) -> None:
-    """Render into CACHE every clip an arm's mining can ask for: each pool row at base density, and each
-    round-0 row with the denser settings `pipeline mine --rerender-fraction` writes for it (the same
-    manifests.mining.rerender_settings on the same recorded round-0 spec, default Densify). Same render
-    flags as the arms' own renders, --threads 1, so the cached per-sample seconds are one core's."""
-    import pandas as pd
-
-    from manifests import read_manifest, write_manifest
-    from manifests.mining import Densify, rerender_settings
-    from manifests.mining_inputs import read_renders
-    from manifests.shards import assign_shards
-
-    c = load_cfg(out)
-    renders = read_renders(str(out / "data"))
-    r0 = read_manifest(out / "round0.parquet")
-    dense = r0.assign(render_settings=[rerender_settings(r, renders, None, Densify()) for r in r0.to_dict("records")])
-    dense = dense[dense["render_settings"].notna()]  # at its caps: mining would only up-weight it
-    pool = assign_shards(read_manifest(out / "pool.parquet"), c["shard_size"]).assign(render_settings=None)
-    dense = assign_shards(dense, c["shard_size"], first_shard=int(pool["shard"].max()) + 1)
-    both = pd.concat([pool, dense], ignore_index=True)
-    cache.mkdir(parents=True, exist_ok=True)
-    write_manifest(both, cache / CACHE_MANIFEST, command="data_engine_experiment cache",
-                   settings={"flags": render_flags(c), "threads": 1})
-    t = sh(["render", "--manifest", str(cache / CACHE_MANIFEST), "--shards", "all", "--out", str(cache / "data"),
-            *render_flags(c), "--threads", "1"], cache / "render.log")
-    (cache / "cache.json").write_text(json.dumps({"flags": render_flags(c), "threads": 1, "pool_rows": len(pool),
-                                                  "dense_rows": len(dense), "render_wall_s": round(t, 1)}, indent=1))
-    print(f"cache {cache}: {len(pool)} pool clips at base density, {len(dense)} round-0 clips denser, {t:.0f} s")
-
-
-def from_cache(cache: Path, out: Path, nxt, data1: Path) -> None:  # nxt: the arm's next.parquet (DataFrame)
-    """Write the new shards of `nxt` (mine's rows and shard numbers) into DATA1 from the cached renders
-    instead of rendering them: each sample's members and parquet row (its own `seconds`) copied byte for
-    byte. Fails naming --render-cache when a row is not cached with the same render_settings, or the cache
-    was rendered with another spec than round 0 (other flags)."""
-    from contracts.layout import is_committed, read_stats, tar_name
-    from manifests import read_manifest
-    from manifests.uids import sample_key
-    from pipeline.retry import read_shard_rows
-    from pipeline.shardread import iter_shard
-    from pipeline.shards import BASE_COLUMNS, ShardWriter
-    from render.result import SampleResult
-
-    c = load_cfg(out)
-    man = read_manifest(cache / CACHE_MANIFEST)
-    where = {(str(u), int(k)): (int(n), row_settings(s))
-             for u, k, n, s in zip(man["uid"], man["clip"], man["shard"], man["render_settings"])}
-    base = read_stats(out / "data", c["round0_shards"][0]).get("spec")
-    new = nxt[nxt["round"] > 0]
-    need: dict[int, set[str]] = {}
-    for u, k, s in zip(new["uid"], new["clip"], new["render_settings"]):
-        got = where.get((str(u), int(k)))
-        if got is None:
-            raise SystemExit(f"--render-cache {cache}: no cached render of ({u!r}, clip {int(k)}), which the arm's "
-                             "next.parquet asks for; make the cache from this experiment's manifests (`cache`)")
-        if got[1] != row_settings(s):
-            raise SystemExit(f"--render-cache {cache}: ({u!r}, clip {int(k)}) is cached with render_settings "
-                             f"{got[1] or 'none'}, but next.parquet asks for {row_settings(s) or 'none'}")
-        need.setdefault(got[0], set()).add(sample_key(str(u), int(k)))
-    samples, blender = {}, None
-    for n, keys in sorted(need.items()):
-        if not is_committed(cache / "data", n):
-            raise SystemExit(f"--render-cache {cache}: shard {n} is not committed (an unfinished `cache` run?)")
-        stats = read_stats(cache / "data", n)
-        if stats.get("spec") != base:
-            diff = {k: (stats.get("spec", {}).get(k), v) for k, v in (base or {}).items()
-                    if stats.get("spec", {}).get(k) != v}
-            raise SystemExit(f"--render-cache {cache}: shard {n} was rendered with another spec than round 0 "
-                             f"(cache vs round 0: {diff}); make the cache with this experiment's flags")
-        blender = stats.get("blender_version")
-        rows = {r["key"]: r for r in read_shard_rows(cache / "data", n)}
-        members = {x.key: x.members for x in iter_shard(cache / "data" / tar_name(n), keys=keys)}
-        for key in keys:
-            r = rows[key]
-            extra = {k: v for k, v in r.items() if k not in BASE_COLUMNS}
-            if r["status"] == "ok":
-                samples[key] = SampleResult(uid=r["uid"], clip=int(r["clip"]), key=key, status="ok", reason=None,
-                                            detail=r.get("detail"), seconds=float(r["seconds"]), members=members[key],
-                                            stats=extra)
-            else:
-                samples[key] = SampleResult.problem(r["uid"], int(r["clip"]), key, r["reason"], r.get("detail") or "",
-                                                    float(r["seconds"]), stats=extra)
-    for n in sorted({int(s) for s in new["shard"]}):
-        rows = new[new["shard"] == n].sort_values(["uid", "clip"])  # render_shard's order
-        w = ShardWriter(data1, n)
-        try:
-            for u, k in zip(rows["uid"], rows["clip"]):
-                w.add(samples[sample_key(str(u), int(k))])
-            w.commit({"spec": base, "blender_version": blender, "render_cache": str(cache)})
-        except BaseException:
-            w.abort()
-            raise
 
 
 # -- one arm --------------------------------------------------------------------------------------------
@@ -371,55 +219,6 @@ def arm(out: Path, name: str, seed: int, device: str, cache: Path | None = None,
     result.write_text(json.dumps(res, indent=1))
     print(json.dumps(res))
     return res
-
-
-# -- report -----------------------------------------------------------------------------------------------
-
-
-def report(out: Path) -> dict:
-    results = [json.loads(p.read_text()) for p in sorted(out.glob("seed*/*/result.json"))]
-    if not results:
-        raise SystemExit(f"{out}: no arm results yet")
-    c = load_cfg(out)
-    by = {(r["arm"], r["seed"]): r for r in results}
-    seeds = sorted({r["seed"] for r in results})
-
-    def stat(xs: list[float]) -> str:
-        xs = [x for x in xs if not math.isnan(x)]
-        if not xs:
-            return "n/a"
-        return f"{statistics.mean(xs):.2f} ± {statistics.stdev(xs):.2f}" if len(xs) > 1 else f"{xs[0]:.2f}"
-
-    groups = ["all", *KINDS]
-
-    def val(r: dict, g: str, metric: str) -> float:
-        return r["heldout_all"][metric] if g == "all" else r["heldout"][g][metric]
-
-    lines = [f"Held-out clips per kind: {c['counts']['heldout']}; round 0 per kind: {c['counts']['round0']} "
-             f"(rare: {c['rare_kind']}); size {c['size']}, seeds {seeds}; protocol {results[0]['protocol']}; steps "
-             f"{sorted({(r.get('steps0', c['steps0']), r.get('steps1', c['steps1'])) for r in results})} (round 0, more); "
-             f"train s measured with {sorted({r.get('concurrent_runs', 1) for r in results})} run(s) sharing the machine.", ""]
-    for metric in ("psnr_obj", "psnr"):
-        lines.append(f"| arm | {' | '.join(f'{metric} {g}' for g in groups)} | vs control ({metric}, all) | "
-                     f"vs control ({c['rare_kind']}) | new clips | images | render core-s | train s |")
-        lines.append("|" + "---|" * (len(groups) + 7))
-        for a in ARMS:
-            rs = [by[(a, s)] for s in seeds if (a, s) in by]
-            if not rs:
-                continue
-            cells = [stat([val(r, g, metric) for r in rs]) for g in groups]
-            diffs = {g: [val(by[(a, s)], g, metric) - val(by[("control", s)], g, metric) for s in seeds
-                         if (a, s) in by and ("control", s) in by] for g in ("all", c["rare_kind"])}
-            cost = [stat([float(r[k]) for r in rs]) for k in ("new_clips", "new_images", "render_core_s", "train_s")]
-            if rs and all(str(r.get("render_source", "")).startswith("cache") for r in rs):
-                cost[2] += " (from the render cache)"
-            lines.append(f"| {a} | " + " | ".join(cells) + f" | {stat(diffs['all'])} | {stat(diffs[c['rare_kind']])} | "
-                         + " | ".join(cost) + " |")
-        lines.append("")
-    text = "\n".join(lines)
-    (out / "experiment.json").write_text(json.dumps({"config": c, "results": results, "table": text}, indent=1))
-    print(text)
-    return {"table": text}
 
 
 def main() -> None:
