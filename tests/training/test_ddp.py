@@ -31,7 +31,7 @@ def test_two_gloo_ranks_train_resume_and_never_wait_on_uneven_data(analytic_shar
     r = torchrun(4, "--set", "ddp.bucket_cap_mb=1", "--set", "ddp.static_graph=true")  # the trainer passes them on
     assert r.returncode == 0, r.stderr[-3000:]
     assert "rank 1/2 joined the gloo process group" in r.stderr
-    assert "DDP: bucket_cap_mb=1 gradient_as_bucket_view=False static_graph=True" in r.stderr
+    assert "DDP: bucket_cap_mb=1 gradient_as_bucket_view=True static_graph=True comm_hook=none (auto)" in r.stderr
     r = torchrun(6)  # resumes under DDP, crossing an epoch boundary (3 batches per epoch)
     assert r.returncode == 0, r.stderr[-3000:]
     path, state = ckpt.load_latest(run)
