@@ -133,12 +133,27 @@ def run_cfg(out: Path, steps0: int | None = None, steps1: int | None = None) -> 
     return c
 
 
+def _same_steps(marker: Path, c: dict, what: str) -> None:
+    """Round 0 and the arms are made once and reused; reusing them under other step counts (round 0's
+    schedule spans steps0 + steps1) would mix runs silently, so the counts are recorded and checked."""
+    want = {"steps0": int(c["steps0"]), "steps1": int(c["steps1"])}
+    if marker.exists():
+        had = json.loads(marker.read_text())
+        if had != want:
+            raise SystemExit(f"{what} was made with {had}, this run asks for {want}: use another --out, or delete "
+                             f"{marker.parent} to redo it")
+    else:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps(want))
+
+
 def round0(out: Path, c: dict, seed: int, device: str, workers: int | None = None) -> tuple[Path, Path]:
     """The seed's round-0 checkpoint and its metrics on the round-0 clips (both made once)."""
     d = out / f"seed{seed}"
     run = d / "round0"
     ck = run / "checkpoints" / f"step-{c['steps0']:08d}.pt"
     metrics = d / "round0_metrics.parquet"
+    _same_steps(d / "round0_steps.json", c, f"{d}: round 0")
     if not ck.exists():
         t = sh(train_args(c, spec(out / "data", c["round0_shards"]), run, c["steps0"], seed, device, None, workers),
                d / "log.txt")
@@ -158,7 +173,12 @@ def arm(out: Path, name: str, seed: int, device: str, cache: Path | None = None,
     d = out / f"seed{seed}" / name
     result = d / "result.json"
     if result.exists():
-        return json.loads(result.read_text())
+        res = json.loads(result.read_text())
+        had = {k: res.get(k) for k in ("steps0", "steps1")}
+        if had != {"steps0": int(c["steps0"]), "steps1": int(c["steps1"])}:
+            raise SystemExit(f"{d} was made with {had}, this run asks for steps0={c['steps0']} steps1={c['steps1']}: "
+                             f"use another --out, or delete {d} to redo it")
+        return res
     shutil.rmtree(d, ignore_errors=True)
     d.mkdir(parents=True)
     log = d / "log.txt"

@@ -121,3 +121,27 @@ def test_a_row_the_cache_does_not_hold_as_asked_is_refused(exp, tmp_path):
     with pytest.raises(SystemExit, match="--render-cache .* no cached render of"):
         x.from_cache(out / "cache", out, other, tmp_path / "b")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # nothing written before the checks
+
+
+def test_round_zero_and_arms_made_with_other_step_counts_are_not_reused(tmp_path):
+    # a seed's round 0 and each arm are made once and reused; under other --steps0/--steps1 they must not be
+    x = load_experiment()
+    c = {"steps0": 10, "steps1": 4}
+    marker = tmp_path / "seed0" / "round0_steps.json"
+    x._same_steps(marker, c, "seed0: round 0")  # first use records the counts
+    assert json.loads(marker.read_text()) == c
+    x._same_steps(marker, dict(c), "seed0: round 0")  # same counts: reused
+    with pytest.raises(SystemExit, match=r"seed0: round 0 was made with .*'steps0': 10.*asks for .*'steps0': 12"):
+        x._same_steps(marker, {"steps0": 12, "steps1": 4}, "seed0: round 0")
+    # an arm's result.json records its counts: reusing it under others stops before any work
+    out = tmp_path / "exp"
+    (out / "seed0" / "control").mkdir(parents=True)
+    (out / "experiment_config.json").write_text(json.dumps({"steps0": 10, "steps1": 4, "round0_shards": [0]}))
+    (out / "seed0" / "round0_steps.json").write_text(json.dumps({"steps0": 10, "steps1": 4}))
+    (out / "seed0" / "control" / "result.json").write_text(json.dumps({"arm": "control", "steps0": 10, "steps1": 2}))
+    ck = out / "seed0" / "round0" / "checkpoints" / "step-00000010.pt"
+    ck.parent.mkdir(parents=True)
+    ck.write_bytes(b"")
+    (out / "seed0" / "round0_metrics.parquet").write_bytes(b"")
+    with pytest.raises(SystemExit, match=r"control was made with .*'steps1': 2.*asks for steps0=10 steps1=4"):
+        x.arm(out, "control", 0, "cpu")
