@@ -37,10 +37,7 @@ left() { local l=$(( BUDGET_S - $(elapsed) )); [ "$l" -gt 1 ] && echo "$l" || ec
 note() { echo "[$(elapsed)s] $*" | tee -a "$LOG"; }
 
 if [ "$DEVICE" = cuda ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    >>"$LOG" 2>&1 || { note "wheel install failed"; exit 1; }
-  export PYTHONPATH=/tmp/site:$PWD MAX_JOBS=16 TORCH_CUDA_ARCH_LIST=9.0
-  export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+  . benchmarks/device_env.sh; device_env "$LOG" || { note "wheel install failed"; exit 1; }
   NGPU=$(nvidia-smi -L | grep -c GPU)
 else
   NGPU=1

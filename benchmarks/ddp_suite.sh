@@ -33,10 +33,8 @@ note() { echo "[$(elapsed)s] $*" | tee -a "$LOG"; }
 want() { [[ " $STAGES " == *" $1 "* ]] && { [ "$(elapsed)" -lt "$BUDGET_S" ] || { note "skip $1: over budget"; false; }; }; }
 
 # the carried wheels, once per machine (a second suite running beside this one must not replace them mid-run)
-[ -e /tmp/site/.installed ] || { python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-  --target /tmp/site .whl/*.whl >>"$LOG" 2>&1 && touch /tmp/site/.installed; } || { note "wheel install failed"; exit 1; }
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 MAX_JOBS=16 TORCH_CUDA_ARCH_LIST=9.0 OMP_NUM_THREADS=4
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+. benchmarks/device_env.sh; device_env "$LOG" || { note "wheel install failed"; exit 1; }
+export OMP_NUM_THREADS=4
 TRAIN="python3 -m training"
 TORCHRUN="python3 -m torch.distributed.run --standalone --nproc-per-node 2"
 { date -u; nvidia-smi --query-gpu=index,name,memory.total --format=csv; nvidia-smi topo -m; nproc --all; } >"$OUT/env.txt" 2>&1

@@ -36,10 +36,7 @@ want() { [[ " $STAGES " == *" $1 "* ]] && { [ "$(elapsed)" -lt "$BUDGET_S" ] || 
 left() { echo $(( BUDGET_S - $(elapsed) )); }
 
 # the carried wheels, once per machine (a second suite running beside this one must not replace them mid-run)
-[ -e /tmp/site/.installed ] || { python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-  --target /tmp/site .whl/*.whl >>"$LOG" 2>&1 && touch /tmp/site/.installed; } || { note "wheel install failed"; exit 1; }
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 MAX_JOBS=16 TORCH_CUDA_ARCH_LIST=9.0
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+. benchmarks/device_env.sh; device_env "$LOG" || { note "wheel install failed"; exit 1; }
 DATA=/tmp/speed_data
 LRM4D=/tmp/lrm4d_shards
 

@@ -29,10 +29,7 @@ elapsed() { echo $(( $(date +%s) - START )); }
 left() { echo $(( BUDGET - $(elapsed) )); }
 note() { echo "[$(elapsed)s] $*" | tee -a "$LOG"; }
 
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-  >>"$LOG" 2>&1 || { note "wheel install failed"; exit 1; }
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 MAX_JOBS=16 TORCH_CUDA_ARCH_LIST=9.0
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+. benchmarks/device_env.sh; device_env "$LOG" || { note "wheel install failed"; exit 1; }
 NGPU=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
 # side by side on 2 GPUs, each side gets its own half of the cores (equal minutes should mean equal hosts)
 NC=$(nproc --all); H=$(( NC / 2 )); PIN=("" "")

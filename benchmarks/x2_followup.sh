@@ -25,12 +25,7 @@ SIDE=${SIDE:-"ddp1 e2e headdim infer"}
 part() { [[ " $PARTS " == *" $1 "* ]]; }
 side() { part side && [[ " $SIDE " == *" $1 "* ]]; }
 
-if [ ! -e /tmp/site/.installed ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    >"$OUT/install.txt" 2>&1 && touch /tmp/site/.installed || { say "wheel install failed"; exit 1; }
-fi
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 MAX_JOBS=16 TORCH_CUDA_ARCH_LIST=9.0
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+. benchmarks/device_env.sh; device_env "$OUT/install.txt" || { say "wheel install failed"; exit 1; }
 side infer && { [ -e /tmp/speed_data/.made ] || ( nice -n 19 python3 benchmarks/bench_speed.py prep --data /tmp/speed_data &&
   touch /tmp/speed_data/.made ) >"$OUT/prep_speed.txt" 2>&1 & }
 side e2e && { [ -e /tmp/lrm4d_shards/.made ] || ( nice -n 19 python3 benchmarks/bench_speed.py prep-lrm4d --data /tmp/lrm4d_shards &&

@@ -25,10 +25,7 @@ DDP_VARIANTS=${DDP_VARIANTS:-"default nosplit nosplit+bucket100+gradview+bf16hoo
 VARIANTS0=${VARIANTS0:-"base base:lpsize=128 base:head=1 base:bs=12 base:lpevery=2 base:bs=12:head=1:lpsize=128 base:cudnnbench=1"}
 VARIANTS1=${VARIANTS1:-"small small:lpsize=64 small:head=1:lpsize=64:cudnnbench=1"}
 
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-  >"$OUT/install.txt" 2>&1 && touch /tmp/site/.installed || { say "wheel install failed"; exit 1; }
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 MAX_JOBS=16 TORCH_CUDA_ARCH_LIST=9.0
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+. benchmarks/device_env.sh; device_env "$OUT/install.txt" || { say "wheel install failed"; exit 1; }
 ( nice python3 benchmarks/bench_speed.py prep --data /tmp/speed_data && touch /tmp/speed_data/.made ) >"$OUT/prep_speed.txt" 2>&1 &
 ( nice python3 benchmarks/bench_speed.py prep-lrm4d --data /tmp/lrm4d_shards && touch /tmp/lrm4d_shards/.made ) >"$OUT/prep_lrm4d.txt" 2>&1 &
 ( nice python3 benchmarks/ddp_data.py even /tmp/ddp_data/even256 --shards 8 --per-shard 16 --size 256 &&

@@ -1,0 +1,15 @@
+# Sourced by the device suites (benchmarks/*.sh), once their log file is known:
+#   . benchmarks/device_env.sh; device_env "$LOG" || { note "wheel install failed"; exit 1; }
+# device_env LOGFILE installs the carried wheels (.whl/: gsplat, webdataset, braceexpand for Python 3.12) into
+# /tmp/site once per machine (/tmp/site/.installed: a suite started beside or after another must not replace
+# them under its running processes), then sets the environment every suite runs under: the wheels and the
+# checkout on PYTHONPATH, gsplat's kernel build for Hopper, unbuffered output, and NVLink multicast off in
+# NCCL, PyTorch and NVSHMEM (a program using it can put the host's shared GPUs out of service).
+device_env() {
+  if [ ! -e /tmp/site/.installed ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+      .whl/*.whl >>"$1" 2>&1 && touch /tmp/site/.installed || return 1
+  fi
+  export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 MAX_JOBS=16 TORCH_CUDA_ARCH_LIST=9.0
+  export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+}
