@@ -209,17 +209,14 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
             torch.set_rng_state(state["rng"]["torch"])
-        self.speed = fast.setup_model(model, info.device, cfg.compile,  # CUDA: cuDNN attention, compiled blocks
-                                      compile_head=cfg.compile_head)
+        # CUDA: cuDNN attention, compiled blocks, TF32 for float32 matrix products (LPIPS, slicing)
+        self.speed = fast.setup_model(model, info.device, cfg.compile, compile_head=cfg.compile_head)
         self.model = ddp.wrap(model, info, cfg.ddp)
         self.backend = resolve_backend(cfg.render, info.device)
         self.lpips = (load_lpips(cfg.loss.lpips_weights, info.device, bf16=cfg.loss.lpips_bf16,
                                  size=cfg.loss.lpips_size)
                       if cfg.loss.lpips > 0 else None)
         self.weights = weights_mod.load_weights(cfg.data.weights) if cfg.data.weights else None
-        if info.device.type == "cuda":  # float32 matrix products (LPIPS, slicing) on tensor cores
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
         self.autocast = autocast_for(cfg, info.device)
         self.skipped_total: Counter[str] = Counter()
         self.writer = None
