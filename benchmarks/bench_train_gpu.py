@@ -36,13 +36,13 @@ from training import data, fast, synthetic  # noqa: E402
 
 from training import shardspec  # noqa: E402
 from training.config import base, preset  # noqa: E402
-from training.geometry import intrinsics, orbit_cameras, plucker_image  # noqa: E402
 from training.losses import reconstruction_losses  # noqa: E402
 from training.lpips import LPIPS  # noqa: E402
 from training.model import Reconstructor, count_parameters, train_flops_per_sample  # noqa: E402
 from training.render import render_gaussians  # noqa: E402
 from training.slicing import slice_at  # noqa: E402
 from training.train import build_optimizer, forward_render  # noqa: E402
+from speed_data import inference_case  # noqa: E402 (benchmarks/ is sys.path[0] when run as a script)
 
 PEAK_BF16 = 989e12
 
@@ -154,15 +154,7 @@ def bench_inference(n_views: int, frames: int = 24, reps: int = 5) -> dict:
     torch.manual_seed(0)
     model = Reconstructor(cfg.model).to(dev).eval()
     fast.setup_model(model, dev, cfg.compile)
-    c2w = orbit_cameras(n_views, 2.1, elevation_deg=15.0)[None].to(dev)  # [1, V, 4, 4]
-    K = intrinsics(49.1, S, S).expand(1, n_views, 3, 3).contiguous().to(dev)
-    t_in = torch.linspace(0, 1, n_views, device=dev)[None]
-    rgb = torch.rand(1, n_views, 3, S, S, device=dev)
-    cond = torch.cat([plucker_image(c2w, K, S, S), t_in[..., None, None, None].expand(1, n_views, 1, S, S)], 2)
-    tg_c2w = orbit_cameras(frames, 2.1, elevation_deg=25.0, phase=0.3)[None].to(dev)  # a camera path
-    tg_K = intrinsics(49.1, S, S).expand(1, frames, 3, 3).contiguous().to(dev)
-    tg_t = torch.linspace(0, 1, frames, device=dev)[None]
-    bg = torch.ones(1, 3, device=dev)
+    rgb, cond, c2w, K, t_in, tg_c2w, tg_K, tg_t, bg = inference_case(n_views, frames, S, dev)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16)
     state = {}
 

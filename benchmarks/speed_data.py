@@ -143,3 +143,24 @@ def load_batches(data: Path, name: str, bs: int, device) -> list[dict]:
 
     path = data / f"batches-{name}-{bs}.pt"
     return [{k: t.to(device) for k, t in b.items()} for b in torch.load(path, weights_only=True)]
+
+
+def inference_case(n_views: int, frames: int, S: int, dev):
+    """The inputs both inference benchmarks use (speed_kernels.bench_infer, bench_train_gpu.bench_inference):
+    random images from n_views orbit cameras at times spread over [0, 1], their Plücker + time conditioning,
+    and a path of `frames` target cameras at times [0, 1] with a white background. Draws from torch's global
+    generator (one torch.rand), so call it where the images were drawn before."""
+    import torch
+
+    from training.geometry import intrinsics, orbit_cameras, plucker_image
+
+    c2w = orbit_cameras(n_views, 2.1, elevation_deg=15.0)[None].to(dev)  # [1, V, 4, 4]
+    K = intrinsics(49.1, S, S).expand(1, n_views, 3, 3).contiguous().to(dev)
+    t_in = torch.linspace(0, 1, n_views, device=dev)[None]  # [1, V]
+    rgb = torch.rand(1, n_views, 3, S, S, device=dev)
+    cond = torch.cat([plucker_image(c2w, K, S, S), t_in[..., None, None, None].expand(1, n_views, 1, S, S)], 2)
+    tg_c2w = orbit_cameras(frames, 2.1, elevation_deg=25.0, phase=0.3)[None].to(dev)  # a camera path
+    tg_K = intrinsics(49.1, S, S).expand(1, frames, 3, 3).contiguous().to(dev)
+    tg_t = torch.linspace(0, 1, frames, device=dev)[None]
+    bg = torch.ones(1, 3, device=dev)
+    return rgb, cond, c2w, K, t_in, tg_c2w, tg_K, tg_t, bg

@@ -121,8 +121,8 @@ def bench_infer(n_views: int, mode: str = "fast", frames: int = 24, reps: int = 
     checked against, and timed beside, the direct call of the same compiled model on the same inputs)."""
     import torch
 
+    from speed_data import inference_case
     from training.config import base
-    from training.geometry import intrinsics, orbit_cameras, plucker_image
     from training.model import Reconstructor, train_flops_per_sample
     from training.render import render_gaussians
 
@@ -134,15 +134,7 @@ def bench_infer(n_views: int, mode: str = "fast", frames: int = 24, reps: int = 
     speed = "eager"
     if mode in ("fast", "graph"):
         speed = _fast_module().setup_model(model, dev, True)
-    c2w = orbit_cameras(n_views, 2.1, elevation_deg=15.0)[None].to(dev)  # [1, V, 4, 4]
-    K = intrinsics(49.1, S, S).expand(1, n_views, 3, 3).contiguous().to(dev)
-    t_in = torch.linspace(0, 1, n_views, device=dev)[None]
-    rgb = torch.rand(1, n_views, 3, S, S, device=dev)
-    cond = torch.cat([plucker_image(c2w, K, S, S), t_in[..., None, None, None].expand(1, n_views, 1, S, S)], 2)
-    tg_c2w = orbit_cameras(frames, 2.1, elevation_deg=25.0, phase=0.3)[None].to(dev)  # a camera path
-    tg_K = intrinsics(49.1, S, S).expand(1, frames, 3, 3).contiguous().to(dev)
-    tg_t = torch.linspace(0, 1, frames, device=dev)[None]
-    bg = torch.ones(1, 3, device=dev)
+    rgb, cond, c2w, K, t_in, tg_c2w, tg_K, tg_t, bg = inference_case(n_views, frames, S, dev)
     state = {}
 
     def forward(rgb, cond, c2w, K, t_in):
