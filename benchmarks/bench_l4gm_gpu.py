@@ -132,11 +132,12 @@ def bench_training(name: str, steps: int, dev, heads: int | None = None, attenti
 
 def bench_inference(name: str, dev, frames: int = 16, size: int = 256, reps: int = 5, temporal: bool | None = None,
                     heads: int | None = None, attention: str = "auto", compile_model: bool = False,
-                    render_too: bool = True) -> dict:
+                    render_too: bool = True, graph: bool = False) -> dict:
     """Reconstruct a `frames`-frame window (video + 3 t0 views, batch 1) and render each frame once.
     `attention`: the SDPA priority (training/fast.py: auto = cuDNN first on Hopper, as `pipeline
     reconstruct` runs; cudnn; flash; default = PyTorch's order); `compile_model`: the blocks compiled
-    as the trainer compiles them (reconstruct runs eager)."""
+    as the trainer compiles them (reconstruct runs eager unless --compile); `graph`: the reconstruction
+    replayed from a CUDA graph (training/fast.GraphedCall), checked against the direct call."""
     cfg = _model_cfg(name, heads, temporal)
     m = cfg.model
     m.grad_checkpoint = False
@@ -151,10 +152,23 @@ def bench_inference(name: str, dev, frames: int = 16, size: int = 256, reps: int
     autocast = _autocast(dev)
     backend = resolve_backend(cfg.render, dev)
     state = {}
+    args = (b["in_rgb"], b["in_cond"], b["in_c2w"], b["in_K"])
+
+    def forward(*a):
+        with torch.no_grad(), autocast:
+            return model(*a, window=frames)
+
+    fn = forward
+    extra = {}
+    if graph and dev.type == "cuda":
+        fn = fast.GraphedCall(forward, clone=False)
+        ref, got = forward(*args), fn(*args)
+        extra["graph_vs_direct_max_abs_diff"] = max(
+            float((getattr(got, k).float() - getattr(ref, k).float()).abs().max()) for k in ref.__dict__)
+        speed += ", CUDA graph"
 
     def recon():
-        with torch.no_grad(), autocast:
-            state["g"] = model(b["in_rgb"], b["in_cond"], b["in_c2w"], b["in_K"], window=frames)
+        state["g"] = fn(*args)
 
     def render():
         with torch.no_grad():
@@ -175,7 +189,7 @@ def bench_inference(name: str, dev, frames: int = 16, size: int = 256, reps: int
             "gaussians_per_frame": int(state["g"].means.shape[2]), "forward_tflop": round(flops / 1e12, 2),
             "flop_floor_s": round(flops / PEAK_BF16, 4), "reconstruct_s": round(t_r, 4),
             "render_s": round(t_d, 4), "total_s": round(t_all, 4), "warmup_2_s": round(warm_s, 1),
-            "achieved_tflop_per_s": round(flops / t_r / 1e12, 1)}
+            "achieved_tflop_per_s": round(flops / t_r / 1e12, 1), **extra}
 
 
 def _autocast(dev):
@@ -227,6 +241,9 @@ def main() -> None:
     ap.add_argument("--only-variants", action="store_true", help="the variants alone (not the per-preset rows)")
     ap.add_argument("--train-attention", default="auto",
                     help="comma list of attention settings for the variants' training steps (auto,cudnn,flash)")
+    ap.add_argument("--infer-modes", default="eager",
+                    help="comma list for the presets' inference rows: eager (as pipeline reconstruct), compiled "
+                         "(blocks compiled as in training; reconstruct --compile), graph (compiled + CUDA graph)")
     ap.add_argument("--no-render", action="store_true", help="inference reconstructs only and no training step "
                     "(no gsplat: runs while gsplat compiles)")
     a = ap.parse_args()
@@ -241,7 +258,11 @@ def main() -> None:
     if not a.only_variants:
         if not a.no_render:
             jobs += [("training", lambda n=n: bench_training(n, a.steps, dev)) for n in presets]
-        jobs += [("inference", lambda n=n: bench_inference(n, dev, **inf)) for n in presets]
+        for mode in a.infer_modes.split(","):
+            if mode not in ("eager", "compiled", "graph"):
+                raise SystemExit(f"--infer-modes: {mode!r} is not one of eager, compiled, graph")
+            jobs += [("inference", lambda n=n, mode=mode: bench_inference(
+                n, dev, compile_model=mode != "eager", graph=mode == "graph", **inf)) for n in presets]
         jobs += [("inference", lambda: bench_inference(presets[-1], dev, temporal=False, **inf))]
     if a.variants:
         jobs += variant_jobs(a.variants, a.steps, dev, a.frames, a.size, not a.no_render, not a.no_render,

@@ -19,7 +19,7 @@ checkout run with --tree, replays the very same batches. `run` measures, on the 
 - curve: the loss of `--curve-steps` steps from one seed on the replayed batches (compare two runs).
 - profile: the top CUDA kernels of two steps of the first variant (torch.profiler table).
 
-Variant syntax: PRESET[:key=value...], keys bs (batch), ckpt (0/1), compile (0/1), attn (auto, cudnn,
+Variant syntax: PRESET[:key=value...], keys bs (batch), nh (attention heads), ckpt (0/1), compile (0/1), attn (auto, cudnn,
 flash, default), lpbf16 (0/1), budget (torch.compile activation memory budget, 0 = off), head (0/1:
 compile the Gaussian activations too), lpsize (LPIPS at this many px, 0 = full), lpevery (LPIPS on every
 k-th step; the row's step time is then an average over k-step cycles, so use steps divisible by k),
@@ -125,9 +125,10 @@ def run(a) -> None:
             for spec in a.split:
                 attempt("split", bench_split, parse_variant(spec), data, dev)
         elif part == "infer":
-            for mode in a.infer_modes.split(","):
-                for n in (int(x) for x in a.infer_views.split(",")):
-                    attempt("inference", bench_infer, n, mode)
+            for heads in (int(h) if h else None for h in a.infer_heads.split(",")):
+                for mode in a.infer_modes.split(","):
+                    for n in (int(x) for x in a.infer_views.split(",")):
+                        attempt("inference", bench_infer, n, mode, 24, 5, heads)
         elif part == "curve":
             for spec in a.curve:
                 attempt("curve", bench_curve, parse_variant(spec), data, a.curve_steps, dev)
@@ -160,6 +161,8 @@ def main() -> None:
     ap.add_argument("--profile", nargs="*", default=["base"])
     ap.add_argument("--infer-modes", default="fast,graph", help="comma list of eager, fast, graph (CUDA graph)")
     ap.add_argument("--infer-views", default="4,24", help="comma list of input view counts for the infer part")
+    ap.add_argument("--infer-heads", default="", help="comma list of attention head counts for the infer part "
+                    "(empty = the preset's)")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--curve-steps", type=int, default=40)
     ap.add_argument("--workers", default="1,2,4,8", help="loader: DataLoader worker counts")

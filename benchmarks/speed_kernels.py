@@ -115,10 +115,11 @@ def bench_attention() -> list[dict]:
     return rows
 
 
-def bench_infer(n_views: int, mode: str = "fast", frames: int = 24, reps: int = 5) -> dict:
+def bench_infer(n_views: int, mode: str = "fast", frames: int = 24, reps: int = 5, heads: int | None = None) -> dict:
     """`base` at batch 1: reconstruct from n_views, render `frames` at 256 px. mode: eager, fast (compiled
     blocks, cuDNN attention), graph (fast + the reconstruction replayed from a CUDA graph, fast.GraphedCall;
-    checked against, and timed beside, the direct call of the same compiled model on the same inputs)."""
+    checked against, and timed beside, the direct call of the same compiled model on the same inputs).
+    heads: attention heads (None = the preset's)."""
     import torch
 
     from speed_data import inference_case
@@ -127,6 +128,9 @@ def bench_infer(n_views: int, mode: str = "fast", frames: int = 24, reps: int = 
     from training.render import render_gaussians
 
     cfg = base()
+    if heads:
+        cfg.model.heads = heads
+        cfg.model.__post_init__()
     dev = torch.device("cuda")
     S = cfg.data.image_size
     torch.manual_seed(0)
@@ -141,7 +145,8 @@ def bench_infer(n_views: int, mode: str = "fast", frames: int = 24, reps: int = 
         with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False):
             return model(rgb, cond, c2w, K, t_in)
 
-    row = {"input_views": n_views, "mode": mode, "speed": speed, "frames": frames, "gaussians": n_views * S * S}
+    row = {"input_views": n_views, "mode": mode, "heads": cfg.model.heads, "speed": speed, "frames": frames,
+           "gaussians": n_views * S * S}
     fn = forward
     if mode == "graph":
         fn = _fast_module().GraphedCall(forward, clone=False)

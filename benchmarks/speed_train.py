@@ -43,6 +43,9 @@ class Setup:
             cfg.batch_size = int(v["bs"])
         if "ckpt" in v:
             cfg.model.grad_checkpoint = v["ckpt"] == "1"
+        if "nh" in v:  # attention heads (head dim = width / nh): the linear layers keep their shapes
+            cfg.model.heads = int(v["nh"])
+            cfg.model.__post_init__()  # the config's own checks (width divisible, even head dim)
         self.avail = {}
         want_compile = v.get("compile", "1") == "1"
         if hasattr(cfg, "compile"):

@@ -19,6 +19,7 @@ a sample's anchors are its `cameras.offsets` (framing 'track'); cameras.json has
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -114,17 +115,26 @@ class Result:
 @torch.no_grad()
 def reconstruct(checkpoint: str, spec: str, out: str | os.PathLike, *, times: str | None = None,
                 device: str | None = None, window: int | None = None, anim_frames: int = 24,
-                anim_size: int | None = None, interp: bool = False) -> Result:
-    """Run one reconstruction and write OUT/frame-NNN.ply, OUT/turntable.gif, OUT/reconstruct.json."""
+                anim_size: int | None = None, interp: bool = False, fast_gpu: bool = False) -> Result:
+    """Run one reconstruction and write OUT/frame-NNN.ply, OUT/turntable.gif, OUT/reconstruct.json.
+    fast_gpu (`--fast`, CUDA only): the model in bf16 autocast with compiled transformer blocks and TF32,
+    as it trains and as BENCHMARKS.md times inference; the Gaussians are float32 either way."""
     t_start = _time.perf_counter()
     req_times = parse_times(times)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if fast_gpu and dev.type != "cuda":
+        raise InputError(f"--fast: bf16 with compiled blocks needs a CUDA device; this run is on {dev.type} "
+                         "(leave --fast out there)")
     model, cfg, state, ckpt_path = load_model(checkpoint, dev)
     from training import fast
 
-    # CUDA: the attention priority only (no-op on a CPU): one forward pass does not repay compiling, and the
-    # model runs in float32 here, so no TF32 either
-    fast.setup_model(model, dev, compile_model=False, tf32=False)
+    # default: the attention priority only (no-op on a CPU): one forward pass does not repay compiling, and
+    # the model runs in float32, so no TF32 either; --fast: compiled blocks (repaid over many windows), bf16
+    fast.setup_model(model, dev, compile_model=fast_gpu, tf32=fast_gpu)
+
+    def precision():  # only the model's forward passes: slicing, covariances and rendering stay float32
+        return torch.autocast("cuda", dtype=torch.bfloat16) if fast_gpu else contextlib.nullcontext()
+
     family = cfg.model.family
     if family == "l4gm" and req_times is not None:
         raise InputError("--times applies to the lrm4d family (4D Gaussians sliced at any time); an l4gm "
@@ -146,7 +156,9 @@ def reconstruct(checkpoint: str, spec: str, out: str | os.PathLike, *, times: st
         chosen = choose_lrm4d_inputs(clip, cfg.data.n_in)
         v = to_views(chosen, S, bg)
         x = lambda t: t[None].to(dev)  # noqa: E731
-        g4 = model(x(v.rgb), x(v.cond()), x(v.c2w), x(v.K), x(v.time), in_anchor=x(v.anchors())).float()
+        with precision():
+            g4 = model(x(v.rgb), x(v.cond()), x(v.c2w), x(v.K), x(v.time), in_anchor=x(v.anchors()))
+        g4 = g4.float()
         out_times = req_times if req_times is not None else clip.times
         from training.slicing import slice_at
 
@@ -159,12 +171,13 @@ def reconstruct(checkpoint: str, spec: str, out: str | os.PathLike, *, times: st
         video, t0 = choose_l4gm_inputs(clip, cfg.data.n_t0_views)
         W = window or cfg.data.window
         if interp:
-            g3, windows = interpolate_video(model, to_views(video, S, bg), to_views(t0, S, bg), cfg.render, backend, bg)
+            g3, windows = interpolate_video(model, to_views(video, S, bg), to_views(t0, S, bg), cfg.render, backend,
+                                            bg, precision())
             vt = [f.time for f in video]
             out_times = [vt[k] + j / 3 * (vt[k + 1] - vt[k]) for k in range(len(vt) - 1) for j in range(3)] + vt[-1:]
         else:
             g3, windows = reconstruct_video(model, to_views(video, S, bg), to_views(t0, S, bg), W, cfg.render,
-                                            backend, bg)
+                                            backend, bg, precision())
             out_times = [f.time for f in video]
         frames = [dict(means=g3.means[0, k].cpu(), rgb=g3.rgb[0, k].cpu(), opacity=g3.opacity[0, k].cpu(),
                        scales=g3.scales[0, k].cpu(), quats=g3.quats[0, k].cpu()) for k in range(len(out_times))]
@@ -203,7 +216,8 @@ def reconstruct(checkpoint: str, spec: str, out: str | os.PathLike, *, times: st
         "image_size": S, "device": str(dev), "backend": backend, "inputs": inputs_used,
         "outputs": [{"ply": p.name, "time": float(t), "gaussians": int(fr["means"].shape[0])}
                     for p, t, fr in zip(plys, out_times, frames)],
-        "times_requested": req_times, "interpolated": interp, "animation": anim.name, "animation_frames": anim_frames,
+        "times_requested": req_times, "interpolated": interp, "fast": fast_gpu, "animation": anim.name,
+        "animation_frames": anim_frames,
         "ply_layout": "3DGS: x y z f_dc_0..2 opacity(logit) scale_0..2(log) rot_0..3(wxyz), normalised space",
         "seconds": {"model": round(model_s, 4), "total": round(_time.perf_counter() - t_start, 4)},
     }

@@ -32,14 +32,17 @@ import click
 @click.option("--anim-size", type=click.IntRange(8, 4096), default=None,
               help="Animation resolution [default: the model's image size].")
 @click.option("--device", default=None, help="cpu or cuda (default: cuda when available).")
+@click.option("--fast", "fast_gpu", is_flag=True,
+              help="CUDA only: the model in bf16 with compiled transformer blocks, as it trains (BENCHMARKS.md times "
+                   "this path); compiling costs ~30-60 s once, repaid over long videos. Default: float32, eager.")
 def command(checkpoint: str, spec: str, out: str, times: str | None, window: int | None, interp: bool,
-            anim_frames: int, anim_size: int | None, device: str | None) -> None:
+            anim_frames: int, anim_size: int | None, device: str | None, fast_gpu: bool) -> None:
     """Reconstruct one clip with a trained checkpoint and write its Gaussians frame by frame."""
     from training.reconstruct import InputError, reconstruct
 
     try:
         res = reconstruct(checkpoint, spec, out, times=times, device=device, window=window, anim_frames=anim_frames,
-                          anim_size=anim_size, interp=interp)
+                          anim_size=anim_size, interp=interp, fast_gpu=fast_gpu)
     except (InputError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
     s = res.summary

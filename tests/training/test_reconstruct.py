@@ -87,6 +87,9 @@ def test_bad_arguments_name_the_flag(procedural_many, tmp_path):
         r = _run("--checkpoint", str(path), "--input", f"{procedural_many}#{key}", "--out", str(tmp_path / "o"),
                  "--times", times)
         assert r.exit_code != 0 and "--times" in r.output and msg in r.output
+    r = _run("--checkpoint", str(path), "--input", f"{procedural_many}#{key}", "--out", str(tmp_path / "o"),
+             "--fast", "--device", "cpu")
+    assert r.exit_code != 0 and "--fast" in r.output and "CUDA" in r.output
     r = _run("--checkpoint", str(path), "--input", f"{procedural_many}#nokey_000", "--out", str(tmp_path / "o"))
     assert r.exit_code != 0 and "no sample with key 'nokey_000'" in r.output
     r = _run("--checkpoint", str(path), "--input", str(tmp_path), "--out", str(tmp_path / "o"))
