@@ -244,6 +244,8 @@ def main() -> None:
     ap.add_argument("--infer-modes", default="eager",
                     help="comma list for the presets' inference rows: eager (as pipeline reconstruct), compiled "
                          "(blocks compiled as in training; reconstruct --compile), graph (compiled + CUDA graph)")
+    ap.add_argument("--infer-only", action="store_true",
+                    help="the presets' inference rows only (no training step, no temporal-attention-off row)")
     ap.add_argument("--no-render", action="store_true", help="inference reconstructs only and no training step "
                     "(no gsplat: runs while gsplat compiles)")
     a = ap.parse_args()
@@ -256,14 +258,15 @@ def main() -> None:
     inf = dict(frames=a.frames, size=a.size, render_too=not a.no_render)
     jobs = []
     if not a.only_variants:
-        if not a.no_render:
+        if not a.no_render and not a.infer_only:
             jobs += [("training", lambda n=n: bench_training(n, a.steps, dev)) for n in presets]
         for mode in a.infer_modes.split(","):
             if mode not in ("eager", "compiled", "graph"):
                 raise SystemExit(f"--infer-modes: {mode!r} is not one of eager, compiled, graph")
             jobs += [("inference", lambda n=n, mode=mode: bench_inference(
                 n, dev, compile_model=mode != "eager", graph=mode == "graph", **inf)) for n in presets]
-        jobs += [("inference", lambda: bench_inference(presets[-1], dev, temporal=False, **inf))]
+        if not a.infer_only:
+            jobs += [("inference", lambda: bench_inference(presets[-1], dev, temporal=False, **inf))]
     if a.variants:
         jobs += variant_jobs(a.variants, a.steps, dev, a.frames, a.size, not a.no_render, not a.no_render,
                              tuple(x for x in a.train_attention.split(",") if x))
