@@ -98,7 +98,7 @@ class Setup:
         self.n_steps = getattr(self, "n_steps", 0) + 1
         lp = self.lp if (self.n_steps - 1) % self.lp_every == 0 else None  # the trainer's loss.lpips_every
         _, rgb, alpha = forward_render(self.model, b, self.cfg, BACKEND, self.autocast)
-        losses = reconstruction_losses(rgb, alpha, b["tg_rgb"], b["tg_alpha"], self.cfg.loss, lp)
+        losses = reconstruction_losses(rgb, alpha, b["tg_rgb"], b["tg_alpha"], self.cfg.loss, lp, lpips_scale=self.lp_every)
         self.opt.zero_grad(set_to_none=True)
         losses["loss"].backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)

@@ -120,7 +120,8 @@ def footprint_scales(raw_scale: Tensor, dist: Tensor, K: Tensor, log_range: floa
 
 def unit_quaternion(raw_q: Tensor) -> Tensor:
     """[..., 4] (w, x, y, z), starting at the identity rotation."""
-    return F.normalize(raw_q + raw_q.new_tensor([1.0, 0.0, 0.0, 0.0]), dim=-1)
+    # + (1, 0, 0, 0) without a host-made tensor: a CUDA graph cannot capture a host-to-device copy
+    return F.normalize(torch.cat([raw_q[..., :1] + 1.0, raw_q[..., 1:]], dim=-1), dim=-1)
 
 
 def opacity_from_raw(raw_o: Tensor, init: float) -> Tensor:

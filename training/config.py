@@ -122,7 +122,8 @@ class LossConfig:
     lpips_bf16: bool = True         # the LPIPS VGG in bf16, channels-last on CUDA (float32 distances); False = TF32
     lpips_size: int = 0             # > 0: LPIPS sees the images area-downsampled to this many px (a speed knob;
                                     # a different, coarser loss). 0 = the full image size
-    lpips_every: int = 1            # the LPIPS term on every k-th step only (a speed knob: 1/k of its gradients)
+    lpips_every: int = 1            # the LPIPS term on every k-th step only, weighted k x there (a speed knob: the
+                                    # same LPIPS gradient in expectation over steps, with more variance)
 
     def __post_init__(self) -> None:
         for name in ("mse", "mask", "ssim", "lpips"):

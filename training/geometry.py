@@ -55,8 +55,9 @@ def plucker_image(c2w: Tensor, K: Tensor, height: int, width: int) -> Tensor:
 def scale_intrinsics(K: Tensor, sx: float, sy: float) -> Tensor:
     """Intrinsics after resizing an image by (sx, sy). Exact with pixel centres at +0.5: the image
     plane [0, W] maps to [0, sx W], so fx, cx scale by sx (and fy, cy by sy). K: [..., 3, 3]."""
-    S = torch.diag(torch.tensor([sx, sy, 1.0], dtype=K.dtype, device=K.device))
-    return S @ K
+    # rows scaled in place of diag(sx, sy, 1) @ K: exact (no TF32 matmul) and no host-made tensor, which a
+    # CUDA graph cannot capture
+    return torch.cat([K[..., :1, :] * sx, K[..., 1:2, :] * sy, K[..., 2:, :]], dim=-2)
 
 
 def world_to_camera(c2w: Tensor) -> Tensor:

@@ -39,10 +39,12 @@ def ssim(pred: Tensor, target: Tensor, window: int = 11, sigma: float = 1.5) -> 
 
 
 def reconstruction_losses(pred_rgb: Tensor, pred_alpha: Tensor, tg_rgb: Tensor, tg_alpha: Tensor, cfg: LossConfig,
-                          lpips_net: LPIPS | None = None) -> dict[str, Tensor]:
+                          lpips_net: LPIPS | None = None, lpips_scale: float = 1.0) -> dict[str, Tensor]:
     """All terms and their weighted sum under "loss". Images [B, T, C, H, W] in [0, 1].
 
-    LPIPS appears only when `lpips_net` is given (its weights exist locally) and its weight is > 0.
+    LPIPS appears only when `lpips_net` is given (its weights exist locally) and its weight is > 0; it
+    enters the sum as cfg.lpips * lpips_scale * LPIPS (the trainer passes lpips_scale = k on the steps of
+    `loss.lpips_every=k`, so the LPIPS gradient is the same in expectation over steps).
     """
     pr, tr = pred_rgb.float().flatten(0, 1), tg_rgb.float().flatten(0, 1)  # [B*T, 3, H, W]
     out: dict[str, Tensor] = {}
@@ -54,7 +56,7 @@ def reconstruction_losses(pred_rgb: Tensor, pred_alpha: Tensor, tg_rgb: Tensor, 
         total = total + cfg.ssim * out["ssim"]
     if lpips_net is not None and cfg.lpips > 0:
         out["lpips"] = lpips_net(pr, tr).mean()
-        total = total + cfg.lpips * out["lpips"]
+        total = total + cfg.lpips * lpips_scale * out["lpips"]
     out["loss"] = total
     with torch.no_grad():
         out["psnr"] = psnr(pr.clamp(0, 1), tr).mean()

@@ -301,7 +301,8 @@ class Trainer:
         cfg = self.cfg
         _g, rgb, alpha = forward_render(self.model, batch, cfg, self.backend, self.autocast)
         lp = self.lpips if self.scheduler.last_epoch % cfg.loss.lpips_every == 0 else None  # last_epoch: steps done
-        losses = reconstruction_losses(rgb, alpha, batch["tg_rgb"], batch["tg_alpha"], cfg.loss, lp)
+        losses = reconstruction_losses(rgb, alpha, batch["tg_rgb"], batch["tg_alpha"], cfg.loss, lp,
+                                       lpips_scale=cfg.loss.lpips_every)  # k x on every k-th step
         self.optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(),

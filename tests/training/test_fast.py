@@ -198,7 +198,7 @@ def test_lpips_size_is_lpips_of_the_area_downsampled_images():
     torch.testing.assert_close(same(x, y), full(x, y), rtol=0, atol=0)
 
 
-def test_lpips_every_k_steps_logs_lpips_on_those_steps_only(analytic_shards, tmp_path):
+def test_lpips_every_k_steps_logs_lpips_on_those_steps_only_weighted_k_times(analytic_shards, tmp_path):
     import json
 
     from training.config import apply_overrides, tiny
@@ -217,6 +217,9 @@ def test_lpips_every_k_steps_logs_lpips_on_those_steps_only(analytic_shards, tmp
     assert [x["step"] for x in lines] == [1, 2, 3, 4]
     assert ["lpips" in x for x in lines] == [True, False, True, False]  # steps 0 and 2 of 0..3 have the term
     assert all(x["lpips"] > 0 for x in lines if "lpips" in x)
+    for x in lines:  # weighted k = 2 x where it is computed: the same LPIPS gradient in expectation over steps
+        want = x["mse"] + cfg.loss.mask * x["mask"] + cfg.loss.lpips * 2 * x.get("lpips", 0.0)
+        assert x["loss"] == pytest.approx(want, rel=1e-4, abs=1e-6)
 
 
 def _small_reconstructor(dev):
