@@ -118,14 +118,16 @@ def bench_attention() -> list[dict]:
 def bench_infer(n_views: int, mode: str = "fast", frames: int = 24, reps: int = 5, heads: int | None = None) -> dict:
     """`base` at batch 1: reconstruct from n_views, render `frames` at 256 px. mode: eager, fast (compiled
     blocks, cuDNN attention), graph (fast + the reconstruction replayed from a CUDA graph, fast.GraphedCall;
-    checked against, and timed beside, the direct call of the same compiled model on the same inputs).
+    checked against, and timed beside, the direct call of the same compiled model on the same inputs),
+    graphall (graph with the Gaussian activations compiled too and the slicing at the 24 times inside the
+    graph: only gsplat's rasteriser, which syncs, runs outside; reconstruct_ms then includes the slicing).
     heads: attention heads (None = the preset's)."""
     import torch
 
     from speed_data import inference_case
     from training.config import base
     from training.model import Reconstructor, train_flops_per_sample
-    from training.render import render_gaussians
+    from training.render import rasterize_sliced, render_gaussians
 
     cfg = base()
     if heads:
@@ -136,8 +138,8 @@ def bench_infer(n_views: int, mode: str = "fast", frames: int = 24, reps: int = 
     torch.manual_seed(0)
     model = Reconstructor(cfg.model).to(dev).eval()
     speed = "eager"
-    if mode in ("fast", "graph"):
-        speed = _fast_module().setup_model(model, dev, True)
+    if mode in ("fast", "graph", "graphall"):
+        speed = _fast_module().setup_model(model, dev, True, compile_head=mode == "graphall")
     rgb, cond, c2w, K, t_in, tg_c2w, tg_K, tg_t, bg = inference_case(n_views, frames, S, dev)
     state = {}
 
@@ -148,28 +150,42 @@ def bench_infer(n_views: int, mode: str = "fast", frames: int = 24, reps: int = 
     row = {"input_views": n_views, "mode": mode, "heads": cfg.model.heads, "speed": speed, "frames": frames,
            "gaussians": n_views * S * S}
     fn = forward
-    if mode == "graph":
+    if mode == "graphall":
+        from training.slicing import slice_at
+
+        def forward(rgb, cond, c2w, K, t_in, tg_t, _model_call=forward):  # noqa: F811 (model + slicing)
+            return slice_at(_model_call(rgb, cond, c2w, K, t_in).float(), tg_t.float())
+
+    if mode in ("graph", "graphall"):
         fn = _fast_module().GraphedCall(forward, clone=False)
-        ref = forward(rgb, cond, c2w, K, t_in)
-        got = fn(rgb, cond, c2w, K, t_in)
+        args = (rgb, cond, c2w, K, t_in) + ((tg_t,) if mode == "graphall" else ())
+        ref = forward(*args)
+        got = fn(*args)
         row["graph_vs_fast_max_rel_err"] = max(
             float((getattr(got, k).float() - getattr(ref, k).float()).norm() / getattr(ref, k).float().norm().clamp_min(1e-12))
             for k in ref.__dict__)
         rgb2 = torch.rand_like(rgb)  # new inputs through the same graph: the copy-in works
-        ref2, got2 = forward(rgb2, cond, c2w, K, t_in), fn(rgb2, cond, c2w, K, t_in)
-        row["graph_vs_fast_new_input_max_abs_diff"] = float((got2.rgb.float() - ref2.rgb.float()).abs().max())
+        ref2, got2 = forward(rgb2, *args[1:]), fn(rgb2, *args[1:])
+        col = "colors" if mode == "graphall" else "rgb"
+        row["graph_vs_fast_new_input_max_abs_diff"] = float(
+            (getattr(got2, col).float() - getattr(ref2, col).float()).abs().max())
+    else:
+        args = (rgb, cond, c2w, K, t_in)
 
     def recon():
-        state["g"] = fn(rgb, cond, c2w, K, t_in)
+        state["g"] = fn(*args)
 
     def render():
         with torch.no_grad():
-            state["img"] = render_gaussians(state["g"], tg_c2w, tg_K, tg_t, S, S, bg, cfg.render, "gsplat")
+            if mode == "graphall":  # sliced already, in the graph
+                state["img"] = rasterize_sliced(state["g"], tg_c2w, tg_K, S, S, bg, cfg.render, "gsplat")
+            else:
+                state["img"] = render_gaussians(state["g"], tg_c2w, tg_K, tg_t, S, S, bg, cfg.render, "gsplat")
 
     for _ in range(3):
         recon(), render()
-    if mode == "graph":  # the same reconstruction called directly, in the same process: the graph's gain
-        row["reconstruct_direct_ms"] = _med(_events_ms(lambda: forward(rgb, cond, c2w, K, t_in), reps))
+    if mode in ("graph", "graphall"):  # the same calls made directly, in the same process: the graph's gain
+        row["reconstruct_direct_ms"] = _med(_events_ms(lambda: forward(*args), reps))
     t_r = _med(_events_ms(recon, reps))
     t_d = _med(_events_ms(render, reps))
     t_all = _med(_events_ms(lambda: (recon(), render()), reps))

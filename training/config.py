@@ -69,7 +69,7 @@ class ModelConfig:
     patch_size: int = 8             # 8x8 patches at 256 px = 1024 tokens per view, GS-LRM/4D-LRM's choice
     width: int = 1024               # transformer width (base: ~300M parameters with 24 layers)
     depth: int = 24                 # transformer blocks
-    heads: int = 16                 # attention heads; head dim 64 suits flash attention kernels
+    heads: int = 16                 # attention heads (the presets use head dim 128: faster cuDNN attention on Hopper)
     mlp_ratio: float = 4.0          # standard ViT MLP expansion
     qk_norm: bool = True            # RMS-normalised queries/keys keep attention logits bounded in bf16 at scale
     dist_span: float = 1.0          # Gaussian centres lie within |camera| +- dist_span along their pixel ray:
@@ -310,23 +310,30 @@ def tiny() -> TrainConfig:
 
 def small() -> TrainConfig:
     """One GPU, fast experiments: 128 px, 4 inputs, 12 blocks of width 512 (~39M parameters). Batch 64:
-    the fastest per sample on an H200 (29 GiB; BENCHMARKS.md "Trainer speed")."""
+    the fastest per sample on an H200 (24 GiB). 4 heads of dim 128 and LPIPS on every 2nd step (weighted 2x):
+    the fastest settings measured, learning as well as 8 x 64 with LPIPS every step in equal-step runs
+    (BENCHMARKS.md "Trainer speed"); runs made before keep their recorded settings."""
     return TrainConfig(
         preset="small", steps=20_000, batch_size=64, log_every=20, grid_every=500, ckpt_every=1000,
         data=DataConfig(image_size=128, n_in=4, n_target=4, num_workers=6, batches_per_epoch=500),
-        model=ModelConfig(patch_size=8, width=512, depth=12, heads=8),
+        model=ModelConfig(patch_size=8, width=512, depth=12, heads=4),
+        loss=LossConfig(lpips_every=2),
         optim=OptimConfig(lr=4e-4, warmup_steps=500),
     )
 
 
 def base() -> TrainConfig:
     """The GS-LRM/4D-LRM scale: 256 px, patch 8, 24 blocks of width 1024 (~300M parameters). Batch 8 without
-    activation checkpointing: 47 GiB, fits an 80 GiB GPU (batch 16: 88 GiB, H200 only, 2% faster; with
-    --set model.grad_checkpoint=true batch 8 needs 19 GiB at 18% lower speed). BENCHMARKS.md "Trainer speed"."""
+    activation checkpointing: 41 GiB, fits an 80 GiB GPU (batch 12: 59 GiB, 2% faster; with
+    --set model.grad_checkpoint=true batch 8 needs ~19 GiB at ~18% lower speed). 8 heads of dim 128 (GS-LRM
+    splits 1024 into 16 x 64: --set model.heads=16) and LPIPS on every 2nd step, weighted 2x: 41.7% MFU on an
+    H200 against 35.2% for 16 heads and LPIPS every step, learning as well in equal-step runs (BENCHMARKS.md
+    "Trainer speed"); runs made before keep their recorded settings."""
     return TrainConfig(
         preset="base", steps=100_000, batch_size=8, log_every=20, grid_every=1000, ckpt_every=1000,
         data=DataConfig(image_size=256, n_in=4, n_target=8, num_workers=8, batches_per_epoch=1000),
-        model=ModelConfig(patch_size=8, width=1024, depth=24, heads=16),
+        model=ModelConfig(patch_size=8, width=1024, depth=24, heads=8),
+        loss=LossConfig(lpips_every=2),
         optim=OptimConfig(lr=4e-4, warmup_steps=2000),
     )
 

@@ -11,7 +11,7 @@ from torch import Tensor
 from training import raster_torch
 from training.config import RenderConfig
 from training.geometry import world_to_camera
-from training.slicing import Gaussians4D, slice_at
+from training.slicing import Gaussians4D, SlicedGaussians, slice_at
 
 
 def resolve_backend(cfg: RenderConfig, device: torch.device) -> str:
@@ -29,11 +29,17 @@ def render_gaussians(g: Gaussians4D, c2w: Tensor, K: Tensor, times: Tensor, heig
     g: B samples of N Gaussians; c2w [B, T, 4, 4], K [B, T, 3, 3], times [B, T], background [B, 3].
     Returns rgb [B, T, 3, H, W] (composited on the background) and alpha [B, T, 1, H, W].
     """
-    g = g.float()
-    s = slice_at(g, times.float())  # Gaussians at each target time, batch dims (B, T)
+    return rasterize_sliced(slice_at(g.float(), times.float()), c2w, K, height, width, background, cfg, backend)
+
+
+def rasterize_sliced(s: SlicedGaussians, c2w: Tensor, K: Tensor, height: int, width: int, background: Tensor,
+                     cfg: RenderConfig, backend: str) -> tuple[Tensor, Tensor]:
+    """The second half of `render_gaussians`: Gaussians already sliced at the targets' times (batch dims
+    (B, T); slicing has no host sync, so inference can replay it inside a CUDA graph with the model, while
+    gsplat's rasteriser, which syncs, runs outside). c2w [B, T, 4, 4], K [B, T, 3, 3], background [B, 3]."""
     viewmats = world_to_camera(c2w.float())[:, :, None]  # [B, T, 1, 4, 4]: one camera per (sample, target)
     Ks = K.float()[:, :, None]  # [B, T, 1, 3, 3]
-    B, T = times.shape
+    B, T = c2w.shape[:2]
     bg = background.float()[:, None, None, :].expand(B, T, 1, 3)  # [B, T, 1, 3]
     if backend == "gsplat":
         from training import raster_gsplat
