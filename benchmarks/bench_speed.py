@@ -125,10 +125,11 @@ def run(a) -> None:
             for spec in a.split:
                 attempt("split", bench_split, parse_variant(spec), data, dev)
         elif part == "infer":
-            for heads in (int(h) if h else None for h in a.infer_heads.split(",")):
-                for mode in a.infer_modes.split(","):
-                    for n in (int(x) for x in a.infer_views.split(",")):
-                        attempt("inference", bench_infer, n, mode, 24, 5, heads)
+            for tile in (int(t) for t in a.infer_tiles.split(",")):
+                for heads in (int(h) if h else None for h in a.infer_heads.split(",")):
+                    for mode in a.infer_modes.split(","):
+                        for n in (int(x) for x in a.infer_views.split(",")):
+                            attempt("inference", bench_infer, n, mode, 24, 5, heads, tile)
         elif part == "curve":
             for spec in a.curve:
                 attempt("curve", bench_curve, parse_variant(spec), data, a.curve_steps, dev)
@@ -163,6 +164,8 @@ def main() -> None:
     ap.add_argument("--infer-views", default="4,24", help="comma list of input view counts for the infer part")
     ap.add_argument("--infer-heads", default="", help="comma list of attention head counts for the infer part "
                     "(empty = the preset's)")
+    ap.add_argument("--infer-tiles", default="0", help="comma list of gsplat tile sizes for the infer part "
+                    "(0 = the preset's)")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--curve-steps", type=int, default=40)
     ap.add_argument("--workers", default="1,2,4,8", help="loader: DataLoader worker counts")

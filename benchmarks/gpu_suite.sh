@@ -70,7 +70,7 @@ fi
 if want speed; then
   timeout $(left) python3 benchmarks/bench_speed.py run --data $DATA --out "$OUT/after.json" \
     --parts ${SPEED_PARTS:-hw,attn,train,split,infer,profile} --variants $VARIANTS --split $SPLIT \
-    --profile ${PROFILE:-base} --infer-modes ${INFER_MODES:-fast,graph} --infer-views ${INFER_VIEWS:-4,24} --infer-heads "${INFER_HEADS:-}" --steps 8 >>"$LOG" 2>&1
+    --profile ${PROFILE:-base} --infer-modes ${INFER_MODES:-fast,graph} --infer-views ${INFER_VIEWS:-4,24} --infer-heads "${INFER_HEADS:-}" --infer-tiles "${INFER_TILES:-0}" --steps 8 >>"$LOG" 2>&1
   note "speed: done"
 fi
 if want parity; then

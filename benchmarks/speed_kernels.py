@@ -115,13 +115,14 @@ def bench_attention() -> list[dict]:
     return rows
 
 
-def bench_infer(n_views: int, mode: str = "fast", frames: int = 24, reps: int = 5, heads: int | None = None) -> dict:
+def bench_infer(n_views: int, mode: str = "fast", frames: int = 24, reps: int = 5, heads: int | None = None,
+                tile: int = 0) -> dict:
     """`base` at batch 1: reconstruct from n_views, render `frames` at 256 px. mode: eager, fast (compiled
     blocks, cuDNN attention), graph (fast + the reconstruction replayed from a CUDA graph, fast.GraphedCall;
     checked against, and timed beside, the direct call of the same compiled model on the same inputs),
     graphall (graph with the Gaussian activations compiled too and the slicing at the 24 times inside the
     graph: only gsplat's rasteriser, which syncs, runs outside; reconstruct_ms then includes the slicing).
-    heads: attention heads (None = the preset's)."""
+    heads: attention heads (None = the preset's); tile: gsplat's tile size (0 = the preset's render.tile_size)."""
     import torch
 
     from speed_data import inference_case
@@ -133,6 +134,8 @@ def bench_infer(n_views: int, mode: str = "fast", frames: int = 24, reps: int = 
     if heads:
         cfg.model.heads = heads
         cfg.model.__post_init__()
+    if tile:
+        cfg.render.tile_size = tile
     dev = torch.device("cuda")
     S = cfg.data.image_size
     torch.manual_seed(0)
@@ -147,7 +150,8 @@ def bench_infer(n_views: int, mode: str = "fast", frames: int = 24, reps: int = 
         with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False):
             return model(rgb, cond, c2w, K, t_in)
 
-    row = {"input_views": n_views, "mode": mode, "heads": cfg.model.heads, "speed": speed, "frames": frames,
+    row = {"input_views": n_views, "mode": mode, "heads": cfg.model.heads, "tile": cfg.render.tile_size, "speed": speed,
+           "frames": frames,
            "gaussians": n_views * S * S}
     fn = forward
     if mode == "graphall":

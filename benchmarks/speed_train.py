@@ -75,7 +75,7 @@ class Setup:
         except TypeError:
             self.lp = LPIPS()
             self.avail["lpbf16/lpsize"] = False
-        self.lp_every = int(v.get("lpevery", 1))
+        self.lp_every = int(v.get("lpevery", cfg.loss.lpips_every))  # the preset's loss.lpips_every by default
         # cuDNN autotuning of the convolutions (LPIPS's VGG); process-wide, so every variant sets it
         torch.backends.cudnn.benchmark = v.get("cudnnbench", "0") == "1"
         self.lp = self.lp.to(device)

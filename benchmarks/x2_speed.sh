@@ -86,7 +86,7 @@ try:
     with tarfile.open(out / "g0" / "results.tgz") as tf:
         rows = json.load(tf.extractfile("./after.json")).get("inference", [])
     for r in rows:
-        print("infer", {k: r.get(k) for k in ("input_views", "heads", "mode", "reconstruct_ms", "reconstruct_direct_ms",
+        print("infer", {k: r.get(k) for k in ("input_views", "heads", "tile", "mode", "reconstruct_ms", "reconstruct_direct_ms",
                                                "render_24_ms", "total_ms", "transformer_tflops",
                                                "graph_vs_fast_max_rel_err")})
 except (OSError, ValueError, KeyError, tarfile.TarError) as e:
