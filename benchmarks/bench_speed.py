@@ -15,15 +15,17 @@ checkout run with --tree, replays the very same batches. `run` measures, on the 
   before), peak memory. `--split` adds the time split of one variant: transformer fwd+bwd, slicing
   fwd+bwd, gsplat fwd+bwd, losses (LPIPS alone too) fwd+bwd, clip + optimiser.
 - infer: `base` at batch 1 reconstructing from 4 and 24 views, then rendering 24 frames at 256 px,
-  per --infer-modes (eager, fast = compiled blocks, graph = fast + CUDA graph of the reconstruction).
+  per --infer-modes (eager, fast = compiled blocks, graph = fast + CUDA graph of the reconstruction,
+  graphall = graph + compiled activations and the slicing inside the graph), --infer-heads, --infer-tiles.
 - curve: the loss of `--curve-steps` steps from one seed on the replayed batches (compare two runs).
 - profile: the top CUDA kernels of two steps of the first variant (torch.profiler table).
 
-Variant syntax: PRESET[:key=value...], keys bs (batch), nh (attention heads), ckpt (0/1), compile (0/1), attn (auto, cudnn,
-flash, default), lpbf16 (0/1), budget (torch.compile activation memory budget, 0 = off), head (0/1:
-compile the Gaussian activations too), lpsize (LPIPS at this many px, 0 = full), lpevery (LPIPS on every
-k-th step; the row's step time is then an average over k-step cycles, so use steps divisible by k),
-cudnnbench (0/1: torch.backends.cudnn.benchmark, autotuned VGG convolutions; not a trainer setting yet).
+Variant syntax: PRESET[:key=value...], keys bs (batch), nh (attention heads), ckpt (0/1), compile (0/1),
+attn (auto, cudnn, flash, default), lpbf16 (0/1), budget (torch.compile activation memory budget, 0 = off),
+head (0/1: compile the Gaussian activations too; default the preset's compile_head), lpsize (LPIPS at this
+many px, 0 = full), lpevery (LPIPS on every k-th step, weighted k x; default the preset's loss.lpips_every;
+the row's step time is then an average over k-step cycles, so use steps divisible by k), cudnnbench (0/1:
+torch.backends.cudnn.benchmark, autotuned VGG convolutions; not a trainer setting yet).
 The parts run in the order --parts names them.
 With --tree the old checkout's `training` package is imported instead; knobs it lacks are reported
 as unavailable. LPIPS uses a VGG of the real shape with random weights (same cost as real ones).

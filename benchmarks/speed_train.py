@@ -59,7 +59,7 @@ class Setup:
         torch.manual_seed(0)
         self.model = Reconstructor(cfg.model).to(device)
         try:
-            kw = {"compile_head": True} if v.get("head", "0") == "1" else {}
+            kw = {"compile_head": True} if v.get("head", "1" if cfg.compile_head else "0") == "1" else {}  # preset's
             self.speed = _fast_module().setup_model(self.model, device, want_compile, v.get("attn", "auto"), **kw)
         except TypeError:
             self.speed = _fast_module().setup_model(self.model, device, want_compile, v.get("attn", "auto"))
