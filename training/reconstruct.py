@@ -117,8 +117,8 @@ def reconstruct(checkpoint: str, spec: str, out: str | os.PathLike, *, times: st
                 device: str | None = None, window: int | None = None, anim_frames: int = 24,
                 anim_size: int | None = None, interp: bool = False, fast_gpu: bool = False) -> Result:
     """Run one reconstruction and write OUT/frame-NNN.ply, OUT/turntable.gif, OUT/reconstruct.json.
-    fast_gpu (`--fast`, CUDA only): the model in bf16 autocast with compiled transformer blocks and TF32,
-    as it trains and as BENCHMARKS.md times inference; the Gaussians are float32 either way."""
+    fast_gpu (`--fast`, CUDA only): the model in bf16 autocast with compiled transformer blocks, as it
+    trains and as BENCHMARKS.md times inference; slicing, covariances and rendering stay float32 (no TF32)."""
     t_start = _time.perf_counter()
     req_times = parse_times(times)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -129,8 +129,8 @@ def reconstruct(checkpoint: str, spec: str, out: str | os.PathLike, *, times: st
     from training import fast
 
     # default: the attention priority only (no-op on a CPU): one forward pass does not repay compiling, and
-    # the model runs in float32, so no TF32 either; --fast: compiled blocks (repaid over many windows), bf16
-    fast.setup_model(model, dev, compile_model=fast_gpu, tf32=fast_gpu)
+    # the model runs in float32 (no TF32); --fast: compiled blocks (repaid over many windows) under bf16
+    fast.setup_model(model, dev, compile_model=fast_gpu, tf32=False)
 
     def precision():  # only the model's forward passes: slicing, covariances and rendering stay float32
         return torch.autocast("cuda", dtype=torch.bfloat16) if fast_gpu else contextlib.nullcontext()
