@@ -136,7 +136,7 @@ def bench_inference(name: str, dev, frames: int = 16, size: int = 256, reps: int
     """Reconstruct a `frames`-frame window (video + 3 t0 views, batch 1) and render each frame once.
     `attention`: the SDPA priority (training/fast.py: auto = cuDNN first on Hopper, as `pipeline
     reconstruct` runs; cudnn; flash; default = PyTorch's order); `compile_model`: the blocks compiled
-    as the trainer compiles them (reconstruct runs eager unless --compile); `graph`: the reconstruction
+    as the trainer compiles them (`pipeline reconstruct` does with --fast, eager otherwise); `graph`: the reconstruction
     replayed from a CUDA graph (training/fast.GraphedCall), checked against the direct call."""
     cfg = _model_cfg(name, heads, temporal)
     m = cfg.model
@@ -243,7 +243,7 @@ def main() -> None:
                     help="comma list of attention settings for the variants' training steps (auto,cudnn,flash)")
     ap.add_argument("--infer-modes", default="eager",
                     help="comma list for the presets' inference rows: eager (as pipeline reconstruct), compiled "
-                         "(blocks compiled as in training; reconstruct --compile), graph (compiled + CUDA graph)")
+                         "(blocks compiled as in training; reconstruct --fast), graph (compiled + CUDA graph)")
     ap.add_argument("--infer-only", action="store_true",
                     help="the presets' inference rows only (no training step, no temporal-attention-off row)")
     ap.add_argument("--no-render", action="store_true", help="inference reconstructs only and no training step "

@@ -162,7 +162,7 @@ def main() -> None:
     ap.add_argument("--split", nargs="*", default=["base"])
     ap.add_argument("--curve", nargs="*", default=["base:bs=4"])
     ap.add_argument("--profile", nargs="*", default=["base"])
-    ap.add_argument("--infer-modes", default="fast,graph", help="comma list of eager, fast, graph (CUDA graph)")
+    ap.add_argument("--infer-modes", default="fast,graph", help="comma list of eager, fast, graph (CUDA graph), graphall")
     ap.add_argument("--infer-views", default="4,24", help="comma list of input view counts for the infer part")
     ap.add_argument("--infer-heads", default="", help="comma list of attention head counts for the infer part "
                     "(empty = the preset's)")

@@ -45,7 +45,7 @@ D=/tmp/ddp_data  # made once per machine (a second invocation of the suite reuse
     touch $D/even256/.made; fi
   if [[ "$STAGES" =~ uneven|resume|eval ]] && [ ! -e $D/uneven/.made ]; then
     python3 benchmarks/ddp_data.py uneven $D/uneven --sizes 24,3,1 --size 64 && touch $D/uneven/.made; fi
-  python3 -c "import torch; from training.lpips import LPIPS; n = LPIPS(); [l.weight.data.abs_() for l in n.lin]; torch.save(n.state_dict(), '/tmp/lpips_random.pt')"
+  random_lpips /tmp/lpips_random.pt
 ) >>"$OUT/data.txt" 2>&1 &
 DATA=$!
 note "compiling gsplat (data in the background)"

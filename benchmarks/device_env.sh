@@ -13,3 +13,9 @@ device_env() {
   export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 MAX_JOBS=16 TORCH_CUDA_ARCH_LIST=9.0
   export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 }
+
+# random_lpips PATH: an LPIPS weights file of the real shape with random weights (lin weights made positive):
+# the devices have no real VGG/LPIPS weights, and this gives the loss its real cost
+random_lpips() {
+  python3 -c "import sys, torch; from training.lpips import LPIPS; n = LPIPS(); [l.weight.data.abs_() for l in n.lin]; torch.save(n.state_dict(), sys.argv[1])" "$1"
+}

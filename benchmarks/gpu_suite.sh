@@ -90,7 +90,7 @@ if want e2e; then
   note "lrm4d shards: $(tail -1 "$OUT/lrm4d_prep.txt")"
   timeout $(left) python3 benchmarks/bench_speed.py loader --data $LRM4D --out "$OUT/loader.json" \
     --workers ${LOADER_WORKERS:-1,2,4,8} --batches 12 >>"$LOG" 2>&1
-  python3 -c "import torch; from training.lpips import LPIPS; n = LPIPS(); [l.weight.data.abs_() for l in n.lin]; torch.save(n.state_dict(), '/tmp/lpips_random.pt')"
+  random_lpips /tmp/lpips_random.pt
   T=$(( $(left) - 20 )); [ "$T" -gt 30 ] || T=30  # never a negative timeout (it was one when the compile ran long)
   timeout $T python3 -m training --shards $LRM4D --out /tmp/e2e_run --preset base \
     --steps ${E2E_STEPS:-120} --log-every 10 --grid-every 0 --ckpt-every 100000 \

@@ -26,7 +26,7 @@ L4GM_MODES=${L4GM_MODES:-"graph,compiled"}
 . benchmarks/device_env.sh; device_env "$OUT/install.txt" || { say "wheel install failed"; exit 1; }
 [ -e /tmp/speed_data/.made ] || ( nice -n 19 python3 benchmarks/bench_speed.py prep --data /tmp/speed_data &&
   touch /tmp/speed_data/.made ) >"$OUT/prep_speed.txt" 2>&1 &
-python3 -c "import torch; from training.lpips import LPIPS; n = LPIPS(); [l.weight.data.abs_() for l in n.lin]; torch.save(n.state_dict(), '/tmp/lpips_random.pt')"
+random_lpips /tmp/lpips_random.pt
 { time python3 -c "from gsplat.cuda._backend import _C; print('gsplat CUDA extension:', _C)"; } >"$OUT/compile.txt" 2>&1
 say "gsplat ready: $(grep real "$OUT/compile.txt"); $(nproc --all) cores; $(left) s left"
 
@@ -48,16 +48,7 @@ if command -v taskset >/dev/null && [ "$NC" -ge 4 ]; then PIN0="taskset -c 0-$((
   done
   wait
   say "learning runs done ($(left) s left): $(ls "$OUT"/learn/*/learn.json 2>/dev/null | wc -l) of $n"
-  python3 - "$OUT" >>"$OUT/summary.txt" 2>&1 <<'PY'
-import json, sys
-from pathlib import Path
-for p in sorted(Path(sys.argv[1]).glob("learn/*/learn.json")):
-    r = json.loads(p.read_text()); h = r.get("heldout") or {}; t = r.get("train_clips") or {}
-    f = lambda x: None if x is None else round(x, 4)  # noqa: E731
-    print("learn", p.parent.name, {"steps": r.get("steps"), "psnr": f(h.get("psnr")), "psnr_obj": f(h.get("psnr_obj")),
-          "ssim": f(h.get("ssim")), "lpips": f(h.get("lpips")), "train_psnr": f(t.get("psnr")),
-          "final": {k: f(v) for k, v in (r.get("final_train_metrics") or {}).items() if k in ("loss", "mse", "lpips")}})
-PY
+  python3 benchmarks/x2_summary.py "$OUT" learn >>"$OUT/summary.txt" 2>&1
   timeout $(( $(left) - 5 )) $PIN1 python3 -m pytest -q -p no:cacheprovider -o addopts="" -m gpu tests/training \
     >"$OUT/gputests.txt" 2>&1
   say "GPU tests: $(tail -1 "$OUT/gputests.txt") ($(left) s left)"
@@ -76,26 +67,7 @@ PY
 wait
 say "all done, $(left) s left"
 grep -h "MFU\|skip\|Error" "$OUT"/g0/suite.log 2>/dev/null | cut -c1-400 >>"$OUT/summary.txt"
-python3 - "$OUT" >>"$OUT/summary.txt" 2>&1 <<'EOF'
-import json, sys, tarfile
-from pathlib import Path
-out = Path(sys.argv[1])
-try:
-    with tarfile.open(out / "g0" / "results.tgz") as tf:
-        rows = json.load(tf.extractfile("./after.json")).get("inference", [])
-    for r in rows:
-        print("infer", {k: r.get(k) for k in ("input_views", "heads", "mode", "reconstruct_ms", "reconstruct_direct_ms",
-                                               "render_24_ms", "total_ms", "transformer_tflops",
-                                               "graph_vs_fast_max_rel_err", "graph_vs_fast_new_input_max_abs_diff")})
-except (OSError, ValueError, KeyError, tarfile.TarError) as e:
-    print("no base inference rows:", e)
-log = out / "l4gm_infer.log"
-for line in log.read_text().splitlines() if log.exists() else []:
-    if line.startswith("inference"):
-        r = json.loads(line.split(" ", 1)[1])
-        print("l4gm", {k: r.get(k) for k in ("preset", "setup", "heads", "reconstruct_s", "render_s", "total_s",
-                                              "achieved_tflop_per_s", "graph_vs_direct_max_abs_diff", "error")})
-EOF
+python3 benchmarks/x2_summary.py "$OUT" infer >>"$OUT/summary.txt" 2>&1
 grep -h "passed\|failed\|error" "$OUT/gputests.txt" 2>/dev/null | tail -5 >>"$OUT/summary.txt"
 cat "$OUT/summary.txt"
 ( cd "$OUT" && tar -czf /tmp/x2q_results.tgz --exclude=./summary.txt . &&

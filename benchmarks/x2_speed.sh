@@ -77,26 +77,7 @@ wait
 say "all done, $(left) s left"
 grep -h "e2e:\|lrm4d shards\|MFU\|skip\|Error" "$OUT"/g0/suite.log "$OUT"/e2e/suite.log "$OUT"/g1s/suite.log \
   2>/dev/null | cut -c1-400 >>"$OUT/summary.txt"
-python3 - "$OUT" >>"$OUT/summary.txt" 2>&1 <<'EOF'
-import json, sys
-from pathlib import Path
-out = Path(sys.argv[1])
-import tarfile
-try:
-    with tarfile.open(out / "g0" / "results.tgz") as tf:
-        rows = json.load(tf.extractfile("./after.json")).get("inference", [])
-    for r in rows:
-        print("infer", {k: r.get(k) for k in ("input_views", "heads", "tile", "mode", "reconstruct_ms", "reconstruct_direct_ms",
-                                               "render_24_ms", "total_ms", "transformer_tflops",
-                                               "graph_vs_fast_max_rel_err")})
-except (OSError, ValueError, KeyError, tarfile.TarError) as e:
-    print("no base inference rows:", e)
-for line in (out / "l4gm_infer.log").read_text().splitlines() if (out / "l4gm_infer.log").exists() else []:
-    if line.startswith("inference"):
-        r = json.loads(line.split(" ", 1)[1])
-        print("l4gm", {k: r.get(k) for k in ("setup", "heads", "reconstruct_s", "render_s", "total_s",
-                                              "achieved_tflop_per_s", "graph_vs_direct_max_abs_diff", "error")})
-EOF
+python3 benchmarks/x2_summary.py "$OUT" infer >>"$OUT/summary.txt" 2>&1
 grep -h "passed\|failed\|error" "$OUT/gputests.txt" 2>/dev/null | tail -5 >>"$OUT/summary.txt"
 cat "$OUT/summary.txt"
 ( cd "$OUT" && tar -czf /tmp/x2s_results.tgz --exclude=./summary.txt . &&
