@@ -10,6 +10,8 @@ import datetime
 import json
 import logging
 import os
+import time
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -19,6 +21,9 @@ from torch import nn
 from training.config import ConfigError, DDPConfig
 
 log = logging.getLogger(__name__)
+
+# Tensors handed to a collective, watched until the backend lets go of them (see `close`).
+_handed: list[weakref.ref] = []
 
 
 @dataclass(frozen=True)
@@ -92,7 +97,7 @@ def mean(values: dict[str, float], info: DistInfo) -> dict[str, float]:
     if info.world_size == 1 or not values:
         return values
     keys = sorted(values)
-    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=_comm_device(info))
+    t = _watched(torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=_comm_device(info)))
     dist.all_reduce(t)
     return {k: float(v) / info.world_size for k, v in zip(keys, t.tolist())}
 
@@ -100,7 +105,7 @@ def mean(values: dict[str, float], info: DistInfo) -> dict[str, float]:
 def total(value: float, info: DistInfo) -> float:
     if info.world_size == 1:
         return value
-    t = torch.tensor([float(value)], dtype=torch.float64, device=_comm_device(info))
+    t = _watched(torch.tensor([float(value)], dtype=torch.float64, device=_comm_device(info)))
     dist.all_reduce(t)
     return float(t.item())
 
@@ -118,10 +123,10 @@ def broadcast_json(value, info: DistInfo, src: int = 0):
         return value
     dev = _comm_device(info)
     data = json.dumps(value).encode("utf-8") if info.rank == src else b""
-    n = torch.tensor([len(data)], dtype=torch.int64, device=dev)
+    n = _watched(torch.tensor([len(data)], dtype=torch.int64, device=dev))
     dist.broadcast(n, src=src)
-    buf = (torch.frombuffer(bytearray(data), dtype=torch.uint8).to(dev) if info.rank == src
-           else torch.empty(int(n.item()), dtype=torch.uint8, device=dev))
+    buf = _watched(torch.frombuffer(bytearray(data), dtype=torch.uint8).to(dev) if info.rank == src
+                   else torch.empty(int(n.item()), dtype=torch.uint8, device=dev))
     dist.broadcast(buf, src=src)
     return json.loads(bytes(buf.cpu().numpy()).decode("utf-8"))
 
@@ -138,9 +143,31 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
-def close() -> None:
+def close(timeout_s: float = 10.0) -> None:
+    """Leave the process group, then wait until the backend has dropped every tensor we gave it.
+
+    gloo's worker threads release a finished collective (and a barrier the collectives queued before it)
+    a moment after `wait()` has returned. Releasing a tensor made in Python takes the GIL; a thread that
+    takes it while the interpreter exits is ended inside a C++ destructor, and the process dies with
+    SIGABRT ("terminate called without an active exception") after training has finished: a failed
+    torchrun rank. Sleeping here hands the GIL to those threads while the interpreter is still alive."""
     if dist.is_initialized():
         dist.destroy_process_group()
+    deadline = time.monotonic() + timeout_s
+    while any(r() is not None for r in _handed):
+        if time.monotonic() > deadline:
+            log.warning("the process group still held %d tensor(s) %.0f s after it was destroyed",
+                        sum(r() is not None for r in _handed), timeout_s)
+            break
+        time.sleep(0.002)
+    _handed.clear()
+
+
+def _watched(t: torch.Tensor) -> torch.Tensor:
+    """`t`, remembered (weakly) until the backend releases it; `close` waits for that."""
+    _handed[:] = [r for r in _handed if r() is not None]  # the released ones go: the list stays short
+    _handed.append(weakref.ref(t))
+    return t
 
 
 def _comm_device(info: DistInfo) -> torch.device:

@@ -40,6 +40,7 @@ def command(checkpoint: str, shards: str, out: str, protocol_name: str, protocol
     whether its shard was among those the checkpoint trained on (seen_in_training); the summary
     prints held-out and seen clips apart, with psnr_obj (inside the object's box) next to PSNR.
     """
+    from training import ddp
     from training.evaluate import evaluate, format_summary
 
     protocol = {"name": protocol_name, "seed": protocol_seed, "n_in": n_in, "per_kind": per_kind,
@@ -49,6 +50,8 @@ def command(checkpoint: str, shards: str, out: str, protocol_name: str, protocol
                        lpips_weights=lpips_weights, worst=worst, grids_dir=grids_dir, progress=progress)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
+    finally:
+        ddp.close()  # under torchrun: leave the group while the interpreter is alive (a world of one: nothing)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun every rank holds all rows; rank 0 wrote them
         click.echo(format_summary(res))
         click.echo(f"wrote {out} ({len(res.rows)} rows)")

@@ -134,3 +134,36 @@ def test_ddp_settings_are_validated_and_named():
         apply_overrides(base(), ["ddp.comm_hook=fp8"])
     with pytest.raises(ConfigError, match="ddp.bucket_cap_mb"):
         apply_overrides(base(), ["ddp.bucket_cap_mb=0"])
+
+
+def test_close_waits_until_the_backend_has_let_go_of_the_tensors_it_was_given(tmp_path, caplog):
+    """gloo's worker threads drop a finished collective a moment after wait() returns; at interpreter exit
+    that drop kills the process (SIGABRT, a failed torchrun rank). close() waits for it, and says so when
+    a tensor is still held after its timeout. Here a real gloo group of one holds the work object."""
+    import threading
+    import time
+    import weakref
+
+    import torch
+    import torch.distributed as dist
+
+    for held_s, timeout_s in ((0.3, 10.0), (None, 0.2)):
+        dist.init_process_group("gloo", init_method=f"file://{tmp_path}/store{timeout_s}", rank=0, world_size=1)
+        t = ddp._watched(torch.ones(3))
+        work = [dist.all_reduce(t, async_op=True)]
+        work[0].wait()
+        ref = weakref.ref(t)
+        del t
+        assert ref() is not None  # the work still holds it
+        if held_s is not None:
+            threading.Timer(held_s, work.clear).start()
+        t0 = time.monotonic()
+        ddp.close(timeout_s=timeout_s)
+        waited = time.monotonic() - t0
+        assert not dist.is_initialized()
+        if held_s is not None:
+            assert ref() is None and held_s - 0.05 <= waited < 5
+        else:
+            assert ref() is not None and waited < 2
+            assert "still held 1 tensor(s)" in caplog.text
+            work.clear()
