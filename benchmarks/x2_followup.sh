@@ -14,18 +14,15 @@
 #           beside the direct call (issue 11)
 # Results: $OUT/summary.txt (headline lines) and $OUT/results.tgz (every log and JSON).
 set -u
-OUT=${OUT:-/tmp/x2f_out}
-mkdir -p "$OUT"
-END=$(( $(date +%s) + ${TOTAL_S:-510} ))
-left() { echo $(( END - $(date +%s) )); }
-say() { echo "[$(date -u +%T)] $*" | tee -a "$OUT/summary.txt"; }
+. benchmarks/device_env.sh
+x2_begin /tmp/x2f_out 510
 DDP_VARIANTS=${DDP_VARIANTS:-"default nosplit+bucket100+gradview+bf16hook"}
 PARTS=${PARTS:-"learn ddp side"}  # any of: learn (2), ddp (3), side (4); SIDE="ddp1 e2e headdim infer" picks within 4
 SIDE=${SIDE:-"ddp1 e2e headdim infer"}
 part() { [[ " $PARTS " == *" $1 "* ]]; }
 side() { part side && [[ " $SIDE " == *" $1 "* ]]; }
 
-. benchmarks/device_env.sh; device_env "$OUT/install.txt" || { say "wheel install failed"; exit 1; }
+device_env "$OUT/install.txt" || { say "wheel install failed"; exit 1; }
 side infer && { [ -e /tmp/speed_data/.made ] || ( nice -n 19 python3 benchmarks/bench_speed.py prep --data /tmp/speed_data &&
   touch /tmp/speed_data/.made ) >"$OUT/prep_speed.txt" 2>&1 & }
 side e2e && { [ -e /tmp/lrm4d_shards/.made ] || ( nice -n 19 python3 benchmarks/bench_speed.py prep-lrm4d --data /tmp/lrm4d_shards &&
@@ -72,5 +69,4 @@ grep -h "e2e:\|lrm4d shards\|reconstruct_ms\|graph\|skip\|Error" "$OUT"/e2e/suit
   | cut -c1-700 >>"$OUT/summary.txt"
 tail -30 "$OUT/headdim.log" >>"$OUT/summary.txt" 2>/dev/null
 cat "$OUT/summary.txt"
-( cd "$OUT" && tar -czf /tmp/x2f_results.tgz --exclude=./summary.txt . &&
-  find . -mindepth 1 -maxdepth 1 ! -name summary.txt -exec rm -rf {} + ; mv /tmp/x2f_results.tgz results.tgz )
+x2_pack

@@ -10,11 +10,8 @@
 #        the `base` step variants $VARIANTS0, then l4gm-base / l4gm-small 16-frame inference ($L4GM_MODES)
 # Results: $OUT/summary.txt (headline lines, the learning table) and $OUT/results.tgz (every log and JSON).
 set -u
-OUT=${OUT:-/tmp/x2q_out}
-mkdir -p "$OUT"
-END=$(( $(date +%s) + ${TOTAL_S:-540} ))
-left() { echo $(( END - $(date +%s) )); }
-say() { echo "[$(date -u +%T)] $*" | tee -a "$OUT/summary.txt"; }
+. benchmarks/device_env.sh
+x2_begin /tmp/x2q_out 540
 LEARN_STEPS=${LEARN_STEPS:-500}
 SEEDS=${SEEDS:-"0 1"}
 ARMS=${ARMS:-"hd64:model.heads=8 hd128:model.heads=4 hd128every2:model.heads=4,loss.lpips_every=2"}
@@ -23,7 +20,7 @@ INFER_VIEWS=${INFER_VIEWS:-"4,24"}
 VARIANTS0=${VARIANTS0:-"base:nh=8:lpevery=2 base:nh=8:lpevery=3"}
 L4GM_MODES=${L4GM_MODES:-"graph,compiled"}
 
-. benchmarks/device_env.sh; device_env "$OUT/install.txt" || { say "wheel install failed"; exit 1; }
+device_env "$OUT/install.txt" || { say "wheel install failed"; exit 1; }
 [ -e /tmp/speed_data/.made ] || ( nice -n 19 python3 benchmarks/bench_speed.py prep --data /tmp/speed_data &&
   touch /tmp/speed_data/.made ) >"$OUT/prep_speed.txt" 2>&1 &
 random_lpips /tmp/lpips_random.pt
@@ -70,5 +67,4 @@ grep -h "MFU\|skip\|Error" "$OUT"/g0/suite.log 2>/dev/null | cut -c1-400 >>"$OUT
 python3 benchmarks/x2_summary.py "$OUT" infer >>"$OUT/summary.txt" 2>&1
 grep -h "passed\|failed\|error" "$OUT/gputests.txt" 2>/dev/null | tail -5 >>"$OUT/summary.txt"
 cat "$OUT/summary.txt"
-( cd "$OUT" && tar -czf /tmp/x2q_results.tgz --exclude=./summary.txt . &&
-  find . -mindepth 1 -maxdepth 1 ! -name summary.txt -exec rm -rf {} + ; mv /tmp/x2q_results.tgz results.tgz )
+x2_pack

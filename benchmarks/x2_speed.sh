@@ -13,11 +13,8 @@
 #           $VARIANTS1 (and the time split of $SPLIT1 when set)
 # Results: $OUT/summary.txt (the headline lines) and $OUT/results.tgz (every log and JSON).
 set -u
-OUT=${OUT:-/tmp/x2s_out}
-mkdir -p "$OUT"
-END=$(( $(date +%s) + ${TOTAL_S:-540} ))
-left() { echo $(( END - $(date +%s) )); }
-say() { echo "[$(date -u +%T)] $*" | tee -a "$OUT/summary.txt"; }
+. benchmarks/device_env.sh
+x2_begin /tmp/x2s_out 540
 INFER_HEADS=${INFER_HEADS:-"16,8"}
 INFER_VIEWS=${INFER_VIEWS:-"4,24"}
 VARIANTS0=${VARIANTS0:-"base:nh=8 base base:nh=8:bs=12 base:nh=8:lpsize=128 base:lpsize=128 base:nh=8:cudnnbench=1 base:nh=8:head=1 base:lpevery=2"}
@@ -29,7 +26,7 @@ SIDE1=${SIDE1:-"l4gm tests e2e small"}  # what GPU 1 runs, in this order
 INFER_MODES=${INFER_MODES:-graph}
 in1() { [[ " $SIDE1 " == *" $1 "* ]]; }
 
-. benchmarks/device_env.sh; device_env "$OUT/install.txt" || { say "wheel install failed"; exit 1; }
+device_env "$OUT/install.txt" || { say "wheel install failed"; exit 1; }
 [ -e /tmp/speed_data/.made ] || ( nice -n 19 python3 benchmarks/bench_speed.py prep --data /tmp/speed_data &&
   touch /tmp/speed_data/.made ) >"$OUT/prep_speed.txt" 2>&1 &
 in1 e2e && { [ -e /tmp/lrm4d_shards/.made ] || ( nice -n 19 python3 benchmarks/bench_speed.py prep-lrm4d --data /tmp/lrm4d_shards &&
@@ -80,5 +77,4 @@ grep -h "e2e:\|lrm4d shards\|MFU\|skip\|Error" "$OUT"/g0/suite.log "$OUT"/e2e/su
 python3 benchmarks/x2_summary.py "$OUT" infer >>"$OUT/summary.txt" 2>&1
 grep -h "passed\|failed\|error" "$OUT/gputests.txt" 2>/dev/null | tail -5 >>"$OUT/summary.txt"
 cat "$OUT/summary.txt"
-( cd "$OUT" && tar -czf /tmp/x2s_results.tgz --exclude=./summary.txt . &&
-  find . -mindepth 1 -maxdepth 1 ! -name summary.txt -exec rm -rf {} + ; mv /tmp/x2s_results.tgz results.tgz )
+x2_pack

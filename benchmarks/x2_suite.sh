@@ -12,11 +12,8 @@
 #           shards read by `python -m training`), then the `small` training variants $VARIANTS1
 # Results: $OUT/summary.txt (the headline lines) and $OUT/results.tgz (every log and JSON).
 set -u
-OUT=${OUT:-/tmp/x2_out}
-mkdir -p "$OUT"
-END=$(( $(date +%s) + ${TOTAL_S:-510} ))
-left() { echo $(( END - $(date +%s) )); }
-say() { echo "[$(date -u +%T)] $*" | tee -a "$OUT/summary.txt"; }
+. benchmarks/device_env.sh
+x2_begin /tmp/x2_out 510
 # default; nosplit: compiled blocks not split at DDP buckets (dynamo's DDPOptimizer splits every compiled
 # block at the 1 MB first bucket and each 25 MB); then also bigger buckets, grads as bucket views, bf16
 # all-reduce. Each 2-GPU run takes ~55 s: a 4th variant (e.g. bucket100+gradview) costs the small variants
@@ -25,7 +22,7 @@ DDP_VARIANTS=${DDP_VARIANTS:-"default nosplit nosplit+bucket100+gradview+bf16hoo
 VARIANTS0=${VARIANTS0:-"base base:lpsize=128 base:head=1 base:bs=12 base:lpevery=2 base:bs=12:head=1:lpsize=128 base:cudnnbench=1"}
 VARIANTS1=${VARIANTS1:-"small small:lpsize=64 small:head=1:lpsize=64:cudnnbench=1"}
 
-. benchmarks/device_env.sh; device_env "$OUT/install.txt" || { say "wheel install failed"; exit 1; }
+device_env "$OUT/install.txt" || { say "wheel install failed"; exit 1; }
 ( nice python3 benchmarks/bench_speed.py prep --data /tmp/speed_data && touch /tmp/speed_data/.made ) >"$OUT/prep_speed.txt" 2>&1 &
 ( nice python3 benchmarks/bench_speed.py prep-lrm4d --data /tmp/lrm4d_shards && touch /tmp/lrm4d_shards/.made ) >"$OUT/prep_lrm4d.txt" 2>&1 &
 ( nice python3 benchmarks/ddp_data.py even /tmp/ddp_data/even256 --shards 8 --per-shard 16 --size 256 &&
@@ -60,6 +57,4 @@ cat "$OUT"/ddp2/summary.txt "$OUT"/ddp1/summary.txt 2>/dev/null | grep -v "^metr
 grep -h "e2e:\|lrm4d shards\|reconstruct_ms\|MFU\|skip\|Error" "$OUT"/g0/suite.log "$OUT"/g1/suite.log "$OUT"/g1s/suite.log \
   2>/dev/null | cut -c1-700 >>"$OUT/summary.txt"
 cat "$OUT/summary.txt"
-# at most 8 files come back from a device call: everything but the summary goes into one archive
-( cd "$OUT" && tar -czf /tmp/x2_results.tgz --exclude=./summary.txt . &&
-  find . -mindepth 1 -maxdepth 1 ! -name summary.txt -exec rm -rf {} + ; mv /tmp/x2_results.tgz results.tgz )
+x2_pack
