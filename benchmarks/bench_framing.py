@@ -8,7 +8,7 @@ layout (8 fixed views on two rings, radius 2.1, fov 49.1) at a small size. Cover
 pixels with alpha > 0; per sample it reports the mean over all images, the median view and the best
 view (each view's mean over time), the per-time camera travel, how often the object touches the
 image border, and where the surfaces lie along the pixel rays against the reconstructor's distance bound
-(|camera - anchor| +- model.dist_span, training/blocks.py, the anchor being the time's camera offset; and,
+(|camera - anchor| +- model.dist_span, training/models/blocks.py, the anchor being the time's camera offset; and,
 for comparison, measured from the origin as before anchors). Prints a Markdown table of the median and 10th percentile per group and framing, and
 writes every row to --out (JSON lines).
 
@@ -42,12 +42,12 @@ STATS = ("coverage_mean", "coverage_median_view", "coverage_max_view", "touches_
 
 def ray_span(members: dict[str, bytes], key: str, dist_span: float) -> dict:
     """Where the surfaces lie along the pixel rays against the reconstructor's bound |camera - anchor| +-
-    dist_span (training/blocks.py ray_depth_means; anchor = cameras.offsets[t], training/decode.py
+    dist_span (training/models/blocks.py ray_depth_means; anchor = cameras.offsets[t], training/data/decode.py
     camera_anchors): the largest | ray distance - |camera - anchor| | over all surface pixels (the smallest
     dist_span that holds every surface) and the fraction of surface pixels outside the bound; the same
     measured from the origin (`_origin`: the bound before anchors, what a model given no anchors uses)."""
     from render import passes
-    from training.decode import camera_anchors
+    from training.data.decode import camera_anchors
 
     meta = json.loads(members[f"{key}.json"])
     c2w, K = np.array(meta["c2w"]), np.array(meta["K"])  # [T, V, 4, 4], [V, 3, 3]

@@ -12,7 +12,7 @@ compiled, cuDNN-first on Hopper) and 16-frame inference (eager flash, eager cuDN
 
 Inputs are random images with real camera geometry, already on the GPU: this measures the GPU side
 (model, rendering, losses, optimiser), not the loader. FLOPs count the model's matrix products and
-attention scores (training/l4gm_model.py: forward_flops; training = 3x forward); MFU and the FLOP floor
+attention scores (training/models/l4gm/model.py: forward_flops; training = 3x forward); MFU and the FLOP floor
 are against the dense bf16 peak of 989 TFLOP/s (H100/H200 SXM datasheet). `--device cpu` with the
 l4gm-tiny preset is a smoke run of the script itself (small --frames / --size), nothing to report.
 """
@@ -31,13 +31,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from training import fast  # noqa: E402
-from training.blocks import count_parameters  # noqa: E402
+from training.models import fast  # noqa: E402
+from training.models.blocks import count_parameters  # noqa: E402
 from training.config import preset  # noqa: E402
 from training.geometry import intrinsics, orbit_cameras, plucker_image  # noqa: E402
-from training.l4gm_model import VideoReconstructor, forward_flops, forward_render  # noqa: E402
-from training.losses import reconstruction_losses  # noqa: E402
-from training.render import render_frames, resolve_backend  # noqa: E402
+from training.models.l4gm.model import VideoReconstructor, forward_flops, forward_render  # noqa: E402
+from training.losses.terms import reconstruction_losses  # noqa: E402
+from training.render.frames import render_frames, resolve_backend  # noqa: E402
 from training.train import build_optimizer  # noqa: E402
 
 PEAK_BF16 = 989e12
@@ -72,7 +72,7 @@ def _window_batch(B: int, W: int, n0: int, M: int, S: int, dev) -> dict:
 
 def _setup(model, dev, attention: str, compile_model: bool, tf32: bool = True) -> str:
     """What the trainer (and, with compile_model=False, tf32=False, `pipeline reconstruct`) does with a
-    fresh model (training/fast.py), from a clean compile cache, so a variant's attention choice is the one
+    fresh model (training/models/fast.py), from a clean compile cache, so a variant's attention choice is the one
     its compiled graphs were traced with."""
     import torch._dynamo
 
@@ -134,7 +134,7 @@ def bench_inference(name: str, dev, frames: int = 16, size: int = 256, reps: int
                     heads: int | None = None, attention: str = "auto", compile_model: bool = False,
                     render_too: bool = True, graph: bool = False) -> dict:
     """Reconstruct a `frames`-frame window (video + 3 t0 views, batch 1) and render each frame once.
-    `attention`: the SDPA priority (training/fast.py: auto = cuDNN first on Hopper, as `pipeline
+    `attention`: the SDPA priority (training/models/fast.py: auto = cuDNN first on Hopper, as `pipeline
     reconstruct` runs; cudnn; flash; default = PyTorch's order); `compile_model`: the blocks compiled
     as the trainer compiles them (`pipeline reconstruct` does with --fast, eager otherwise); `graph`: the reconstruction
     replayed from a CUDA graph (training/fast.GraphedCall), checked against the direct call."""

@@ -4,7 +4,7 @@
     python benchmarks/bench_speed.py run --data DIR --out OUT.json [--parts hw,attn,train,infer,curve,profile]
         [--variants base:bs=8:compile=1 ...] [--split base:bs=8] [--tree OLD_CHECKOUT] [--curve-steps 40]
 
-`prep` writes analytic shards (training/synthetic.py) at 128 and 256 px and reads batches from them
+`prep` writes analytic shards (training/data/synthetic.py) at 128 and 256 px and reads batches from them
 through the real loader once, saved as tensors (loaded with weights_only): every variant, and an old
 checkout run with --tree, replays the very same batches. `run` measures, on the GPU:
 - hw: the two ceilings (bf16 8192^3 matrix product on random data; device-to-device copy).

@@ -2,7 +2,7 @@
 from a local folder, over HTTP and from an S3-compatible server, both servers on loopback.
 
 The data has the lrm4d layout (24 times x 12 views, RGBA PNG + 16-bit depth per (time, view), the
-JSON with 288 cameras): one analytic sample (training/synthetic.py) rendered once at --size and
+JSON with 288 cameras): one analytic sample (training/data/synthetic.py) rendered once at --size and
 replicated under --samples keys into shards of --per-shard samples (the bytes of every sample are
 the same; the loader does not care), each shard with its member index. The loader runs the trainer's
 pipeline (lrm4d picker: 4 inputs + 8 targets, no depth; decode, resize, Plücker rays) in this process
@@ -50,7 +50,7 @@ def serve_http(directory: str, port: int) -> None:
 
 
 def make_dataset(work: Path, size: int, samples: int, per_shard: int) -> Path:
-    from training import synthetic
+    from training.data import synthetic
 
     d = work / f"lrm4d-{size}-{samples}x{per_shard}"
     if (d / layout.INDEX_NAME).exists():
@@ -86,7 +86,9 @@ def upload_s3(d: Path, endpoint: str) -> str:
 
 
 def measure(spec: str, ranged: bool, passes: int, size: int) -> dict:
-    from training import data, shardspec, shardstream
+    from training.data import stream as data
+    from training.data import shardspec
+    from training.data import shardstream
     from training.config import DataConfig
 
     urls = shardspec.resolve_shards(spec)
@@ -111,9 +113,11 @@ def measure(spec: str, ranged: bool, passes: int, size: int) -> dict:
 def measure_io(spec: str, ranged: bool, passes: int, size: int) -> dict:
     """The reading alone: shards -> samples -> the lrm4d picker -> the picked members' bytes in memory
     (no decoding): what the storage costs per sample, apart from building it."""
-    from training import data, shardspec, shardstream
+    from training.data import stream as data
+    from training.data import shardspec
+    from training.data import shardstream
     from training.config import DataConfig
-    from training.decode import member_bytes
+    from training.data.decode import member_bytes
 
     urls = shardspec.resolve_shards(spec)
     cfg = DataConfig(image_size=size, n_in=4, n_target=8, load_depth=False, num_workers=0, ranged_reads=ranged)

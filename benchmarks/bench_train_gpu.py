@@ -2,15 +2,15 @@
 
 The 2026-11-21 numbers in BENCHMARKS.md came from this script; benchmarks/bench_speed.py measures more
 (variants, the time split, an old checkout for "before"). Both use the trainer's GPU settings
-(training/fast.py: compiled blocks and slicing, bf16 LPIPS) when the preset asks for them.
+(training/models/fast.py: compiled blocks and slicing, bf16 LPIPS) when the preset asks for them.
 
     python benchmarks/bench_train_gpu.py --out speed.json [--presets small,base] [--steps 12]
 
-Batches come from analytic shards (training/synthetic.py) written at each preset's resolution and
+Batches come from analytic shards (training/data/synthetic.py) written at each preset's resolution and
 read through the real loader once, then replayed from GPU memory: this measures the GPU side alone
 (the loader has its own benchmark, bench_train_loader.py). Weights are freshly initialised; the
 LPIPS term uses a randomly initialised VGG of the real shape (same cost as real weights).
-MFU counts model matrix FLOPs only (training/model.py: train_flops_per_sample), against the H100
+MFU counts model matrix FLOPs only (training/models/lrm4d/model.py: train_flops_per_sample), against the H100
 SXM's dense bf16 peak of 989 TFLOP/s.
 """
 
@@ -32,15 +32,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from training import data, fast, synthetic  # noqa: E402
+from training.data import stream as data  # noqa: E402
+from training.models import fast
+from training.data import synthetic
 
-from training import shardspec  # noqa: E402
+from training.data import shardspec  # noqa: E402
 from training.config import base, preset  # noqa: E402
-from training.losses import reconstruction_losses  # noqa: E402
-from training.lpips import LPIPS  # noqa: E402
-from training.model import Reconstructor, count_parameters, train_flops_per_sample  # noqa: E402
-from training.render import render_gaussians  # noqa: E402
-from training.slicing import slice_at  # noqa: E402
+from training.losses.terms import reconstruction_losses  # noqa: E402
+from training.losses.lpips import LPIPS  # noqa: E402
+from training.models.lrm4d.model import Reconstructor, count_parameters, train_flops_per_sample  # noqa: E402
+from training.render.frames import render_gaussians  # noqa: E402
+from training.render.slicing import slice_at  # noqa: E402
 from training.train import build_optimizer, forward_render  # noqa: E402
 from speed_data import inference_case  # noqa: E402 (benchmarks/ is sys.path[0] when run as a script)
 
@@ -113,8 +115,8 @@ def bench_training(name: str, steps: int, tmp: Path, device) -> dict:
     g = g.float()
     leaves = {k2: v.detach().requires_grad_(True) for k2, v in g.__dict__.items()}
     S = cfg.data.image_size
-    from training.slicing import Gaussians4D
-    from training import raster_gsplat
+    from training.render.slicing import Gaussians4D
+    from training.render import raster_gsplat
     from training.geometry import world_to_camera
 
     def render_fb():

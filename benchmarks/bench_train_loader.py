@@ -25,9 +25,9 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from training import data  # noqa: E402
+from training.data import stream as data  # noqa: E402
 
-from training import shardspec  # noqa: E402
+from training.data import shardspec  # noqa: E402
 from training.config import DataConfig  # noqa: E402
 
 

@@ -60,7 +60,7 @@ def from_cache(cache: Path, out: Path, nxt, data1: Path) -> None:  # nxt: the ar
     was rendered with another spec than round 0 (other flags)."""
     from contracts.layout import is_committed, read_stats, tar_name
     from manifests import read_manifest
-    from manifests.uids import sample_key
+    from contracts.uids import sample_key
     from pipeline.retry import read_shard_rows
     from pipeline.shardread import iter_shard
     from pipeline.shards import BASE_COLUMNS, ShardWriter

@@ -16,14 +16,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _sample(args):
-    from training import synthetic
+    from training.data import synthetic
 
     uid, seed, size = args
     return synthetic.make_sample(uid, seed, views=8, frames=4, size=size, depth=False)
 
 
 def write_shards(out: str, sizes: list[int], size: int, first: int = 0) -> None:
-    from training import synthetic
+    from training.data import synthetic
 
     os.makedirs(out, exist_ok=True)
     jobs = [(f"ddp{first + s:03d}x{i:03d}", 1000 * (first + s) + i, size) for s, n in enumerate(sizes) for i in range(n)]

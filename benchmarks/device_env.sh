@@ -17,7 +17,7 @@ device_env() {
 # random_lpips PATH: an LPIPS weights file of the real shape with random weights (lin weights made positive):
 # the devices have no real VGG/LPIPS weights, and this gives the loss its real cost
 random_lpips() {
-  python3 -c "import sys, torch; from training.lpips import LPIPS; n = LPIPS(); [l.weight.data.abs_() for l in n.lin]; torch.save(n.state_dict(), sys.argv[1])" "$1"
+  python3 -c "import sys, torch; from training.losses.lpips import LPIPS; n = LPIPS(); [l.weight.data.abs_() for l in n.lin]; torch.save(n.state_dict(), sys.argv[1])" "$1"
 }
 
 # The x2 suites' time budget and summary (x2_suite, x2_followup, x2_speed, x2_quality):

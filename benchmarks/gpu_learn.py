@@ -9,7 +9,7 @@ calibration. --train-minutes N is for comparing runs at equal GPU time: after th
 counted), the real run's loop gets exactly N minutes of wall time (the trainer's max_minutes deadline
 stops it, with a checkpoint), its cosine schedule planned over 1.1x the steps N minutes hold at the
 calibrated step time (so the deadline, not the step count, ends it; the schedule fraction reached is
-reported); learn.json records the steps reached and the samples seen. The checkpoint is then scored with the evaluation protocol (training/evaluate.py:
+reported); learn.json records the steps reached and the samples seen. The checkpoint is then scored with the evaluation protocol (training/models/lrm4d/protocol.py:
 `sparse4-v2/<family>@<size>`, fixed seeded pairs, target kinds by camera) on the held-out clips (other
 procedural assets, never trained on: `seen_in_training` false) and on the training clips: PSNR and
 psnr_obj (inside the target's object box) of the model next to the nearest-input and mean-colour
@@ -36,9 +36,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from training import shardspec  # noqa: E402
+from training.data import shardspec  # noqa: E402
 from training.config import apply_overrides, preset  # noqa: E402
-from training.evaluate import evaluate  # noqa: E402
+from training.models.lrm4d.protocol import evaluate  # noqa: E402
 from training.train import train  # noqa: E402
 
 log = logging.getLogger("gpu_learn")

@@ -2,7 +2,7 @@
 
     python benchmarks/lpips_crop_bias.py [--size 128] [--crops 32,64,96] [--draws 64]
 
-Renders a few analytic scenes (training/synthetic.py: objects in the middle of a white background) at two
+Renders a few analytic scenes (training/data/synthetic.py: objects in the middle of a white background) at two
 nearby times, adds a little noise to the second, and compares the LPIPS of each whole image pair with the
 mean over `--draws` uniformly placed crops of each size. LPIPS here is a random-weight VGG of the real
 shape (lin weights made positive): the question is about the estimator, which does not need the real
@@ -21,8 +21,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from training import synthetic as syn  # noqa: E402
-from training.lpips import LPIPS  # noqa: E402
+from training.data import synthetic as syn  # noqa: E402
+from training.losses.lpips import LPIPS  # noqa: E402
 
 
 def on_white(rgba: np.ndarray) -> torch.Tensor:

@@ -16,7 +16,7 @@ SMOKE = os.environ.get("BENCH_SMOKE") == "1"  # see bench_speed.py
 
 
 def _sample(args):
-    from training import synthetic
+    from training.data import synthetic
 
     i, size = args
     return synthetic.make_sample(f"bench{i}", 1000 + i, views=8, frames=4, size=size, depth=False)
@@ -26,8 +26,9 @@ def prep(data: Path, n_batches: int = 2, only: str | None = None) -> None:
     """only: "PRESET:BATCH" (e.g. base:8) to write just that preset's batches of that size."""
     import torch
 
-    from training import data as data_mod
-    from training import shardspec, synthetic
+    from training.data import stream as data_mod
+    from training.data import shardspec
+    from training.data import synthetic
     from training.config import preset
 
     data.mkdir(parents=True, exist_ok=True)
@@ -59,7 +60,7 @@ def prep(data: Path, n_batches: int = 2, only: str | None = None) -> None:
 
 def _lrm4d_sample(args):
     """One sample in the lrm4d render preset's shape (24 times x 12 views, 256 px, PNG + 16-bit depth):
-    analytic scenes (training/synthetic.py) ray-cast at 2 times, shown at the 24 times with a +-2/255
+    analytic scenes (training/data/synthetic.py) ray-cast at 2 times, shown at the 24 times with a +-2/255
     dither inside the object so the PNGs are as large as Blender renders'."""
     import io
 
@@ -67,7 +68,7 @@ def _lrm4d_sample(args):
     from PIL import Image
 
     from contracts import layout
-    from training import synthetic
+    from training.data import synthetic
 
     i, seed = args
     small = synthetic.make_sample(f"lrm4d{i}", seed, views=12, frames=2, size=256, depth=True)
@@ -93,7 +94,7 @@ def _lrm4d_sample(args):
 
 def prep_lrm4d(data: Path, n_samples: int = 32, per_shard: int = 8) -> None:
     n_samples = int(os.environ.get("LRM4D_SAMPLES", n_samples))
-    from training import synthetic
+    from training.data import synthetic
 
     with ProcessPoolExecutor(max(1, min(16, os.cpu_count() or 1))) as ex:
         samples = list(ex.map(_lrm4d_sample, [(i, 5000 + i) for i in range(n_samples)]))
@@ -113,8 +114,8 @@ def bench_loader(shards: str, workers: list[int], batches: int, preset_name: str
     """The trainer's own DataLoader (make_loader) alone: samples/s after the first batch, per worker count."""
     import torch
 
-    from training import data as data_mod
-    from training import shardspec
+    from training.data import stream as data_mod
+    from training.data import shardspec
     from training.config import preset
 
     torch.set_num_threads(1)

@@ -10,14 +10,14 @@ from pathlib import Path
 
 
 def _fast_module():
-    """training.fast from the same checkout as `training` (an editable install could supply a newer one)."""
+    """training.models.fast from the same checkout as `training` (an editable install could supply a newer one)."""
     import importlib
 
     import training
 
-    mod = importlib.import_module("training.fast")
+    mod = importlib.import_module("training.models.fast")
     if Path(mod.__file__).resolve().parent != Path(training.__file__).resolve().parent:
-        raise ImportError("training.fast is not part of this checkout")
+        raise ImportError("training.models.fast is not part of this checkout")
     return mod
 
 
@@ -127,8 +127,8 @@ def bench_infer(n_views: int, mode: str = "fast", frames: int = 24, reps: int = 
 
     from speed_data import inference_case
     from training.config import base
-    from training.model import Reconstructor, train_flops_per_sample
-    from training.render import rasterize_sliced, render_gaussians
+    from training.models.lrm4d.model import Reconstructor, train_flops_per_sample
+    from training.render.frames import rasterize_sliced, render_gaussians
 
     cfg = base()
     if heads:
@@ -155,7 +155,7 @@ def bench_infer(n_views: int, mode: str = "fast", frames: int = 24, reps: int = 
            "gaussians": n_views * S * S}
     fn = forward
     if mode == "graphall":
-        from training.slicing import slice_at
+        from training.render.slicing import slice_at
 
         def forward(rgb, cond, c2w, K, t_in, tg_t, _model_call=forward):  # noqa: F811 (model + slicing)
             return slice_at(_model_call(rgb, cond, c2w, K, t_in).float(), tg_t.float())

@@ -32,8 +32,8 @@ class Setup:
         import torch
 
         from training.config import preset
-        from training.lpips import LPIPS
-        from training.model import Reconstructor
+        from training.losses.lpips import LPIPS
+        from training.models.lrm4d.model import Reconstructor
         from training.train import autocast_for, build_optimizer
 
         self.v = v
@@ -65,7 +65,7 @@ class Setup:
             self.speed = _fast_module().setup_model(self.model, device, want_compile, v.get("attn", "auto"))
             self.avail["head"] = False
         except ImportError:
-            self.speed = "no training.fast in this tree (eager, PyTorch's attention order)"
+            self.speed = "no training.models.fast in this tree (eager, PyTorch's attention order)"
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         self.opt = build_optimizer(self.model, cfg.optim, device)
@@ -89,7 +89,7 @@ class Setup:
     def step(self, b=None):
         import torch
 
-        from training.losses import reconstruction_losses
+        from training.losses.terms import reconstruction_losses
         from training.train import forward_render
 
         if b is None:
@@ -109,7 +109,7 @@ class Setup:
 def bench_train(v: dict, data: Path, steps: int, device) -> dict:
     import torch
 
-    from training.model import count_parameters, train_flops_per_sample
+    from training.models.lrm4d.model import count_parameters, train_flops_per_sample
 
     t0 = time.perf_counter()
     s = Setup(v, data, device)
@@ -147,11 +147,11 @@ def bench_split(v: dict, data: Path, device, reps: int = 6) -> dict:
     """Each part fwd+bwd on its own, with the step's real inputs; their sum against the whole step."""
     import torch
 
-    from training import raster_gsplat
+    from training.render import raster_gsplat
     from training.geometry import world_to_camera
-    from training.losses import reconstruction_losses
-    from training.render import render_gaussians
-    from training.slicing import Gaussians4D, slice_at
+    from training.losses.terms import reconstruction_losses
+    from training.render.frames import render_gaussians
+    from training.render.slicing import Gaussians4D, slice_at
 
     s = Setup(v, data, device)
     cfg, b = s.cfg, s.batches[0]
@@ -218,7 +218,7 @@ def bench_split(v: dict, data: Path, device, reps: int = 6) -> dict:
     out["clip_plus_adamw_ms"] = _med(_events_ms(optim, reps))
     parts = ("transformer_fwd_bwd_ms", "slice_plus_gsplat_fwd_bwd_ms", "losses_fwd_bwd_ms", "clip_plus_adamw_ms")
     out["sum_of_parts_ms"] = round(sum(out[p] for p in parts), 3)
-    from training.model import train_flops_per_sample
+    from training.models.lrm4d.model import train_flops_per_sample
 
     fl = train_flops_per_sample(cfg.model, cfg.data.n_in, S) * cfg.batch_size
     out["transformer_tflops"] = round(fl / out["transformer_fwd_bwd_ms"] / 1e9, 1)
@@ -229,7 +229,7 @@ def bench_split(v: dict, data: Path, device, reps: int = 6) -> dict:
 
 
 def _vgg_flops(S: int) -> float:
-    from training.lpips import _VGG_CFG
+    from training.losses.lpips import _VGG_CFG
 
     fl, c, hw = 0.0, 3, S * S
     for x in _VGG_CFG:
@@ -268,7 +268,7 @@ def bench_curve(v: dict, data: Path, steps: int, device) -> dict:
         psnrs.append(out["psnr"].detach())
     torch.cuda.synchronize()
     step_s = (time.perf_counter() - t) / (steps - warm)
-    from training.model import train_flops_per_sample
+    from training.models.lrm4d.model import train_flops_per_sample
 
     cfg = s.cfg
     flops = train_flops_per_sample(cfg.model, cfg.data.n_in, cfg.data.image_size) * cfg.batch_size

@@ -14,4 +14,4 @@ from manifests.schema import (  # noqa: F401
     validate_manifest,
     write_manifest,
 )
-from manifests.uids import UID_RE, check_uid, is_valid_uid, sample_key, stable_uid  # noqa: F401
+from contracts.uids import UID_RE, check_uid, is_valid_uid, sample_key, stable_uid  # noqa: F401

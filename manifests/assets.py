@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from manifests.uids import check_uid
+from contracts.uids import check_uid
 
 
 class AssetUnavailable(Exception):

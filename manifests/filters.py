@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from manifests.gltf_info import GltfInfo
 
-from manifests.uids import UID_RE, is_valid_uid
+from contracts.uids import UID_RE, is_valid_uid
 
 # The reasons a row can be dropped at curation (STYLE.md §4). Short words; `pipeline curate` prints a
 # table of them and `--dropped-out` writes them next to each dropped uid.

@@ -12,12 +12,12 @@ over rounds, up to `max_weight`: a few stubborn samples cannot take over the dra
 
 Joins. Metrics rows are keyed by (uid, clip, shard). A sample evaluated in several shards (its first
 render and a later re-render carry the same key) is scored by its row in the manifest's shard for it
-when there is one: that is the copy the trainer draws (training.data.WeightedRepeat leaves out copies
+when there is one: that is the copy the trainer draws (training.data.stream.WeightedRepeat leaves out copies
 in other shards once that shard is read). Otherwise (the re-render not evaluated yet) it gets the MEAN
 over the shards it was scored in. Two metrics files (reducible) must share one `protocol` tag
 (NAME-vN/FAMILY@SIZE: same pairs, same family, same resolution) and the background their targets were
 composited on; ranked by loss, also the loss formula (`loss_weights` in the file's metadata, written by
-training/protocol.py). Files that differ are refused, never subtracted. RHO-LOSS's reference model is
+training/eval/protocol.py). Files that differ are refused, never subtracted. RHO-LOSS's reference model is
 meant to be trained on held-out data (other clips than the ones mined), so that a low reference loss
 means "learnable", not "memorised".
 

@@ -3,7 +3,7 @@
 `read_metrics` checks a metrics file (columns, uids, one protocol and one checkpoint per file, one row
 per sample and shard) and averages a sample's rows over the shards it was scored in; `check_comparable`
 refuses two files (reducible mining) whose protocol tag, background or, ranked by loss, loss formula
-(`loss_weights` in the metadata written by training/protocol.py) differ. `read_renders` reads a dataset
+(`loss_weights` in the metadata written by training/eval/protocol.py) differ. `read_renders` reads a dataset
 folder or object-store URL: per committed shard, each row's status and reason, and the recorded
 RenderSpec. The strategies that use them are in manifests/mining.py.
 """
@@ -59,7 +59,7 @@ def read_metrics(path: str | os.PathLike) -> Metrics:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from manifests.uids import is_valid_uid
+    from contracts.uids import is_valid_uid
 
     path = Path(path)
     if not path.is_file():

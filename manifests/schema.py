@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from manifests.uids import UID_RE, is_valid_uid
+from contracts.uids import UID_RE, is_valid_uid
 
 SOURCES = ("objaverse", "objaverse-xl", "local", "procedural")
 

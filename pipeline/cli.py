@@ -12,7 +12,7 @@ import importlib.util
 
 import click
 
-from pipeline.logs import setup_logging
+from contracts.logs import setup_logging
 
 # name -> module under pipeline.commands; the order is the order of the data flow.
 COMMANDS = {

@@ -125,7 +125,7 @@ def write_report(demo: Any, total_seconds: float) -> Path:
     d = demo.dir
     files = d / "report_files"
     files.mkdir(exist_ok=True)
-    from manifests.uids import sample_key
+    from contracts.uids import sample_key
     from pipeline.demo import read_train_metrics
 
     metrics = read_train_metrics(demo.run_dir)

@@ -99,7 +99,7 @@ class RunSummary:
 def plan(manifest: Any, selection: list[int], out_dir: str | Path, force: bool, retry_failed: bool
          ) -> tuple[dict[int, list[dict[str, Any]]], dict[int, set[str]], list[int]]:
     """(work: shard -> rows to render, retry: shard -> keys being replaced, skipped shards)."""
-    from manifests.uids import sample_key
+    from contracts.uids import sample_key
     from pipeline.retry import failed_keys
 
     by_shard = rows_by_shard(manifest, selection)
@@ -157,7 +157,7 @@ def _tally(summary: RunSummary, out: str | Path, work: dict[int, list], retry: d
 
     import pyarrow.parquet as pq
 
-    from manifests.uids import sample_key
+    from contracts.uids import sample_key
     from contracts.layout import parquet_name, read_stats
 
     store = storage.open_store(out)

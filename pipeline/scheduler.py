@@ -281,7 +281,7 @@ class RenderPool:
                 finish(s)
 
         def give_up(task: _Task, reason: str, detail: str) -> None:
-            from manifests.uids import sample_key
+            from contracts.uids import sample_key
 
             row = task.row
             key = sample_key(row["uid"], int(row["clip"]))

@@ -217,7 +217,7 @@ def render_row(worker: Any, row: Mapping[str, Any], cache_dir: str | None = None
     """Resolve `row`'s asset file and render it with `worker`; a file that cannot be had becomes a
     failed SampleResult with its reason (never an exception that would lose the shard)."""
     from manifests.assets import AssetUnavailable, resolve_asset
-    from manifests.uids import sample_key
+    from contracts.uids import sample_key
     from render.reasons import REASONS
     from render.result import SampleResult
 

@@ -64,7 +64,7 @@ def collect_status(directory: str | os.PathLike, manifest: Any | None = None, up
     rep.partial = sorted(seen - committed)
     expected: dict[int, set[str]] = {}
     if manifest is not None:
-        from manifests.uids import sample_key
+        from contracts.uids import sample_key
 
         rep.manifest_rows = len(manifest)
         for uid, clip, shard in zip(manifest["uid"], manifest["clip"], manifest["shard"]):

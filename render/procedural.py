@@ -35,7 +35,7 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from manifests.uids import check_uid
+from contracts.uids import check_uid
 
 log = logging.getLogger(__name__)
 
@@ -588,7 +588,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.count < 0:
         parser.error(f"--count must be >= 0, got {args.count}")
-    from pipeline.logs import setup_logging
+    from contracts.logs import setup_logging
 
     setup_logging(args.verbose)
     paths = generate_assets(args.out, args.count, args.seed, progress=True)

@@ -14,7 +14,7 @@ Scalar = float | int | bool | str | None
 class SampleResult:
     uid: str
     clip: int
-    key: str                      # manifests.uids.sample_key(uid, clip)
+    key: str                      # contracts.uids.sample_key(uid, clip)
     status: str                   # 'ok' | 'failed' | 'rejected' (contracts.layout.STATUSES)
     reason: str | None            # from render.reasons, None when ok
     detail: str | None            # free text for humans

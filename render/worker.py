@@ -22,7 +22,7 @@ from typing import Any, Mapping
 import bpy
 import numpy as np
 
-from manifests.uids import sample_key
+from contracts.uids import sample_key
 from contracts.layout import SCHEMA_VERSION, depth_member, image_member, json_member, normal_member
 from render import passes, scene
 from render.cameras import CameraSet, make_cameras, normalisation, sample_rng, to_blender
@@ -215,7 +215,7 @@ class RenderWorker:
             border_fraction=float(border.mean()), touches_border=bool(border.any()),
             normalization_scale=float(norm_scale), framing=spec.framing,
             track_travel=float(np.linalg.norm(offsets, axis=-1).max()),
-            # the smallest model.dist_span (training/blocks.py: |camera - anchor| +- dist_span along each
+            # the smallest model.dist_span (training/models/blocks.py: |camera - anchor| +- dist_span along each
             # pixel ray, the anchor being this time's camera offset) that holds every rendered surface
             dist_span_needed=quality["ray_span"],
             render_s=render_s, images=T * cams.num_views,

@@ -1,7 +1,7 @@
 """`python -m training ...` (and `torchrun ... -m training ...`): the `pipeline train` command."""
 
 from pipeline.commands.train import command
-from pipeline.logs import setup_logging
+from contracts.logs import setup_logging
 
 if __name__ == "__main__":
     setup_logging()

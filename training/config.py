@@ -118,7 +118,7 @@ class LossConfig:
     mask: float = 0.5               # MSE between rendered and true alpha: pushes Gaussians off the background
     ssim: float = 0.0               # 1 - SSIM; structure term, off by default (LPIPS covers perception)
     lpips: float = 0.5              # perceptual term as in GS-LRM/4D-LRM; used only when the weights file exists
-    lpips_weights: str | None = None  # local file (see training/lpips.py); never downloaded; None = no LPIPS
+    lpips_weights: str | None = None  # local file (see training/losses/lpips.py); never downloaded; None = no LPIPS
     lpips_bf16: bool = True         # the LPIPS VGG in bf16, channels-last on CUDA (float32 distances); False = TF32
     lpips_size: int = 0             # > 0: LPIPS sees the images area-downsampled to this many px (a speed knob;
                                     # a different, coarser loss). 0 = the full image size
@@ -182,7 +182,7 @@ class TrainConfig:
     batch_size: int = 8             # samples per rank per step
     seed: int = 0                   # seeds model init and the data stream (with rank, worker and epoch)
     bf16: bool = True               # bf16 autocast for the transformer on CUDA (ignored on CPU)
-    compile: bool = True            # CUDA: torch.compile each transformer block and the slicing (training/fast.py)
+    compile: bool = True            # CUDA: torch.compile each transformer block and the slicing (training/models/fast.py)
     compile_head: bool = False      # CUDA, with compile: also the head's Gaussian activations (lrm4d; a speed knob)
     log_every: int = 20             # steps between metrics.jsonl / TensorBoard lines
     grid_every: int = 1000          # steps between image-grid PNGs (0 = never)

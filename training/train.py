@@ -24,17 +24,17 @@ import torch
 from torch import nn
 
 from training import checkpoint as ckpt
-from training import data as data_mod
-from training import weights as weights_mod
-from training.follow import ShardFollower
+from training.data import stream as data_mod
+from training.data import weights as weights_mod
+from training.data.follow import ShardFollower
 from training import ddp
-from training import fast
+from training.models import fast
 from training.config import ConfigError, OptimConfig, TrainConfig
-from training.losses import reconstruction_losses
-from training.lpips import load_lpips
-from training.blocks import count_parameters
-from training.families import build_model, require_family
-from training.render import render_gaussians, resolve_backend
+from training.losses.terms import reconstruction_losses
+from training.losses.lpips import load_lpips
+from training.models.blocks import count_parameters
+from training.models.registry import build_model, require_family
+from training.render.frames import render_gaussians, resolve_backend
 from training.viz import save_grid
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 # are what a data-engine round changes between two stretches of one run (pipeline mine -> --weights).
 RESUMABLE_CHANGES = {"steps", "log_every", "grid_every", "ckpt_every", "keep_checkpoints", "max_minutes",
                      "data.num_workers", "data.weights",
-                     "compile", "compile_head", "loss.lpips_bf16",  # speed settings (training/fast.py): same
+                     "compile", "compile_head", "loss.lpips_bf16",  # speed settings (training/models/fast.py): same
                      "ddp.bucket_cap_mb", "ddp.gradient_as_bucket_view", "ddp.static_graph",  # model, same loss
                      "ddp.comm_hook", "ddp.split_compiled"}
 
@@ -81,7 +81,7 @@ def forward_render(model: nn.Module, batch: dict, cfg: TrainConfig, backend: str
     """Reconstruct Gaussians from the inputs and render every target at `size` (default: the config's
     image size), the way the config's model family does. Returns (gaussians, rgb, alpha)."""
     if cfg.model.family != "lrm4d":
-        from training.families import get_family
+        from training.models.registry import get_family
 
         return get_family(cfg.model.family).forward_render(model, batch, cfg, backend, autocast, size)
     return lrm4d_forward_render(model, batch, cfg, backend, autocast, size)

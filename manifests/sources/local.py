@@ -2,7 +2,7 @@
 
 Files are visited in sorted relative-path order (deterministic), symlinked folders are not followed.
 uid = the file stem when it satisfies the uid rule and no earlier file took it; otherwise a stable
-hash of the relative path (`manifests.uids.stable_uid`), recorded in `uid_origin` so the user can
+hash of the relative path (`contracts.uids.stable_uid`), recorded in `uid_origin` so the user can
 trace it. Each file is read with `manifests.gltf_info` (clips, names, durations, counts); a file that
 cannot be read becomes a dropped row with the reader's reason.
 """
@@ -17,7 +17,7 @@ from typing import Iterator
 
 from manifests.filters import Batch, Candidate, Dropped, Scan, apply_file_info
 from manifests.gltf_info import GltfError, GltfInfo, gltf_kind, read_gltf_info
-from manifests.uids import is_valid_uid, stable_uid
+from contracts.uids import is_valid_uid, stable_uid
 
 log = logging.getLogger(__name__)
 

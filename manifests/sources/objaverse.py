@@ -34,7 +34,7 @@ from typing import Any, Iterator
 
 from manifests.assets import AssetUnavailable
 from manifests.filters import Batch, Candidate, Clip, CurationError, Dropped, Scan
-from manifests.uids import UID_RE, is_valid_uid
+from contracts.uids import UID_RE, is_valid_uid
 
 log = logging.getLogger(__name__)
 

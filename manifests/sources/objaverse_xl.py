@@ -33,7 +33,7 @@ from typing import Any, Iterator, Mapping
 
 from manifests.assets import OBJAVERSE_XL_SCHEME, AssetUnavailable
 from manifests.filters import Batch, Candidate, CurationError, Dropped, Scan
-from manifests.uids import UID_RE, is_valid_uid
+from contracts.uids import UID_RE, is_valid_uid
 
 log = logging.getLogger(__name__)
 

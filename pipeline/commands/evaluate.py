@@ -24,7 +24,7 @@ import click
 @click.option("--batch-size", type=click.IntRange(1), default=None, help="Samples per batch (default 8 on GPU, 2 on CPU).")
 @click.option("--device", default=None, help="cpu or cuda (default: cuda when available).")
 @click.option("--lpips-weights", type=click.Path(dir_okay=False, exists=True), default=None,
-              help="Local LPIPS weights (training/lpips.py); without them the lpips column is null.")
+              help="Local LPIPS weights (training/losses/lpips.py); without them the lpips column is null.")
 @click.option("--worst", type=click.IntRange(0), default=8, show_default=True, help="Image grids of this many worst samples.")
 @click.option("--grids", "grids_dir", type=click.Path(file_okay=False), default=None,
               help="Folder for the worst samples' grids (default: next to --out, <stem>_worst/).")
@@ -41,7 +41,7 @@ def command(checkpoint: str, shards: str, out: str, protocol_name: str, protocol
     prints held-out and seen clips apart, with psnr_obj (inside the object's box) next to PSNR.
     """
     from training import ddp
-    from training.evaluate import evaluate, format_summary
+    from training.models.lrm4d.protocol import evaluate, format_summary
 
     protocol = {"name": protocol_name, "seed": protocol_seed, "n_in": n_in, "per_kind": per_kind,
                 "image_size": image_size}

@@ -38,7 +38,7 @@ import click
 def command(checkpoint: str, spec: str, out: str, times: str | None, window: int | None, interp: bool,
             anim_frames: int, anim_size: int | None, device: str | None, fast_gpu: bool) -> None:
     """Reconstruct one clip with a trained checkpoint and write its Gaussians frame by frame."""
-    from training.reconstruct import InputError, reconstruct
+    from training.export.reconstruct import InputError, reconstruct
 
     try:
         res = reconstruct(checkpoint, spec, out, times=times, device=device, window=window, anim_frames=anim_frames,

@@ -28,7 +28,7 @@ PRESETS = ("tiny", "small", "base", "l4gm-tiny", "l4gm-small", "l4gm-base")  # =
 @click.option("--weights", "weights", type=click.Path(dir_okay=False, exists=True), default=None,
               help="Manifest Parquet whose `weight` column makes draws proportional to weight.")
 @click.option("--lpips-weights", type=click.Path(dir_okay=False), default=None,
-              help="Local LPIPS weights file (see training/lpips.py); absent = no LPIPS term.")
+              help="Local LPIPS weights file (see training/losses/lpips.py); absent = no LPIPS term.")
 @click.option("--device", default=None, help="cpu or cuda (default: cuda when available).")
 @click.option("--log-every", type=int, default=None, help="Steps between metrics lines.")
 @click.option("--grid-every", type=int, default=None, help="Steps between image grids (0 = never).")

@@ -21,7 +21,7 @@ from pipeline.cli import cli
 from pipeline.shards import ShardWriter
 from render.presets import get_preset, with_row_settings
 from render.result import SampleResult
-from training import synthetic
+from training.data import synthetic
 
 # Scenario used by most tests: shard 0 and 1 are rendered (one failed, one rejected row), shard 2 is not.
 LAYOUT = {0: ["a0", "a1", "a2", "a3"], 1: ["b0", "b1", "b2", "b3"], 2: ["c0", "c1"]}
@@ -421,9 +421,9 @@ def test_trainer_draws_hard_samples_boost_times_as_often(scene, caplog):
     old render in shard 0 is still drawn, with the boosted weight. The failed/rejected rows are neither in
     the tars nor in next.parquet, so every drawn key has a weight.
     """
-    from training import data
-    from training import weights as weights_mod
-    from training import shardspec
+    from training.data import stream as data
+    from training.data import weights as weights_mod
+    from training.data import shardspec
     from training.config import DataConfig
 
     df, res = run(scene, fraction=0.3, boost=4.0, rerender_fraction=0.1, preset="debug")
@@ -437,7 +437,7 @@ def test_trainer_draws_hard_samples_boost_times_as_often(scene, caplog):
         it = iter(data.make_dataset(urls, cfg, batch_size=10, seed=0, weights=w))
         return Counter(k for _ in range(100) for k in next(it)["key"])
 
-    with caplog.at_level("WARNING", logger="training.data"):
+    with caplog.at_level("WARNING", logger="training.data.stream"):
         counts = draws(weights)
     assert "not in the weights manifest" not in caplog.text
     hard = np.mean([counts["a0_000"], counts["b0_000"]])
@@ -461,7 +461,7 @@ def test_a_rerender_row_renders_denser_through_the_real_worker(tmp_path):
     from pipeline.shardread import iter_shard
     from pipeline.shards import render_shard
     from tests.render import glb
-    from training import shardspec
+    from training.data import shardspec
 
     b = glb.GlbBuilder()
     node = b.add_mesh(*glb.box(0.25))

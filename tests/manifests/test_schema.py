@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from manifests import ManifestError, manifest_info, read_manifest, sample_key, stable_uid, write_manifest
-from manifests.uids import is_valid_uid
+from contracts.uids import is_valid_uid
 
 
 def _rows(n=3, **over):

@@ -102,7 +102,7 @@ def test_preview_never_writes_outside_its_folder_for_a_bad_key_in_the_tar(tmp_pa
     # A tar member name is data, not a path: a sample "key" like /somewhere/evil must not become
     # /somewhere/evil.png. The bad sample is left out (with a warning), the good one is previewed.
     from pipeline.preview import preview_shard
-    from training import synthetic
+    from training.data import synthetic
 
     outside = tmp_path / "outside"
     outside.mkdir()

@@ -173,8 +173,8 @@ def _outside_bound(s: Sample, span: float, anchored: bool) -> float:
     sigmoid), with the loader's anchors (training/decode.camera_anchors) or measured from the origin."""
     import torch
 
-    from training.blocks import ray_depth_means
-    from training.decode import camera_anchors
+    from training.models.blocks import ray_depth_means
+    from training.data.decode import camera_anchors
 
     anchors = camera_anchors(s.key, s.meta) if anchored else np.zeros((s.T, 3), np.float32)  # [T, 3]
     S = s.meta["width"]
@@ -197,7 +197,7 @@ def _outside_bound(s: Sample, span: float, anchored: bool) -> float:
 
 
 def test_the_reconstructors_distance_bound_holds_tracked_surfaces_through_the_anchors(box):
-    # training/blocks.py puts each Gaussian on its pixel ray at |camera - anchor| +- model.dist_span, the
+    # training/models/blocks.py puts each Gaussian on its pixel ray at |camera - anchor| +- model.dist_span, the
     # anchor being the camera's per-time offset (the loader's in_anchor). Measured from the origin (as
     # before anchors), a traveller's cameras are 2.5 units from it and most surfaces fall outside the
     # default span; from the anchors they all lie inside, as an in-place clip's do under union.
@@ -218,7 +218,7 @@ def test_the_reconstructors_distance_bound_holds_tracked_surfaces_through_the_an
 def test_anchors_of_zero_leave_the_distance_bound_bit_for_bit_unchanged(box):
     # Union shards (and shards from before framing) have zero anchors: existing checkpoints keep their meaning.
     torch = pytest.importorskip("torch")
-    from training.blocks import ray_depth_means
+    from training.models.blocks import ray_depth_means
 
     s = box["union"]
     g = torch.Generator().manual_seed(0)

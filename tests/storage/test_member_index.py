@@ -59,7 +59,7 @@ def test_an_aborted_writer_leaves_no_index_and_a_commit_writes_stats_last(tmp_pa
 def test_the_committed_shard_index_updated_per_commit_equals_a_full_rebuild(tmp_path):
     import json
 
-    from training import synthetic
+    from training.data import synthetic
 
     def commit(n: int) -> None:
         synthetic.commit_shard(tmp_path, n, [synthetic.make_sample(f"u{n}", n, views=2, frames=1, size=8)])
@@ -80,7 +80,7 @@ def test_the_committed_shard_index_updated_per_commit_equals_a_full_rebuild(tmp_
 
 def test_status_names_the_shards_without_a_member_index(tmp_path):
     from pipeline.status import collect_status, format_report
-    from training import synthetic
+    from training.data import synthetic
 
     synthetic.write_dataset(tmp_path, 2, 1, views=2, frames=1, size=8)  # written like older renders: no index
     w = ShardWriter(tmp_path, 2)

@@ -148,7 +148,7 @@ def test_names_outside_the_prefix_are_refused(s3_env):
 def test_an_index_pointing_outside_the_dataset_is_refused(s3_env):
     import json
 
-    from training import shardspec
+    from training.data import shardspec
 
     bucket = s3_env.new_bucket()
     s3_env.client().put_object(Bucket=bucket, Key="p/index.json",

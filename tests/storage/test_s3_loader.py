@@ -11,7 +11,9 @@ import pytest
 import torch
 
 from contracts import layout, storage
-from training import data, shardspec, shardstream
+from training.data import stream as data
+from training.data import shardspec
+from training.data import shardstream
 from training.config import DataConfig
 
 from .conftest import run_cli

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from training import synthetic
+from training.data import synthetic
 
 
 @pytest.fixture(autouse=True)

@@ -16,10 +16,11 @@ import numpy as np
 import pytest
 import torch
 
-from training import data, shardspec
-from training.blocks import ray_depth_means
+from training.data import stream as data
+from training.data import shardspec
+from training.models.blocks import ray_depth_means
 from training.config import DataConfig, ModelConfig, apply_overrides, tiny
-from training.decode import SampleError, camera_anchors
+from training.data.decode import SampleError, camera_anchors
 from training.geometry import pixel_rays
 
 from .conftest import RENDER_FLAGS, _pipeline
@@ -143,8 +144,8 @@ def test_with_anchors_every_tracked_surface_pixel_is_within_the_default_dist_spa
 
 def test_the_models_place_gaussians_from_the_anchor(traveller):
     # 4D-LRM: each input's Gaussians within |camera - its anchor| +- dist_span of its camera along its ray.
-    from training.l4gm_model import VideoReconstructor
-    from training.model import Reconstructor
+    from training.models.l4gm.model import VideoReconstructor
+    from training.models.lrm4d.model import Reconstructor
 
     torch.manual_seed(0)
     cfg = tiny().model
@@ -170,7 +171,7 @@ def test_the_models_place_gaussians_from_the_anchor(traveller):
 
 
 def test_reconstruct_reads_a_samples_anchors(traveller):
-    from training.reconstruct import anchor_at, load_input, to_views
+    from training.export.reconstruct import anchor_at, load_input, to_views
 
     meta = _meta(traveller["track"])
     clip = load_input(f"{traveller['track']}#traveller_000")
@@ -204,7 +205,7 @@ def test_camera_anchors_reads_offsets_or_zeros_and_names_bad_ones():
 def test_a_tiny_model_learns_the_tracked_traveller_and_its_turntable_follows_it(traveller, tmp_path):
     from PIL import Image, ImageSequence
 
-    from training.reconstruct import reconstruct
+    from training.export.reconstruct import reconstruct
     from training.train import train
 
     run = tmp_path / "run"

@@ -1,4 +1,4 @@
-"""The streaming loader (training/data.py) on real tar shards written in the DESIGN.md §4 layout."""
+"""The streaming loader (training/data/stream.py) on real tar shards written in the DESIGN.md §4 layout."""
 
 from __future__ import annotations
 
@@ -17,11 +17,12 @@ import pytest
 import torch
 from PIL import Image
 
-from training import data, synthetic
+from training.data import stream as data
+from training.data import synthetic
 
-from training import weights as weights_mod
+from training.data import weights as weights_mod
 
-from training import shardspec
+from training.data import shardspec
 from training.config import DataConfig
 from training.geometry import plucker_image
 

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from training.config import apply_overrides, preset
-from training.evaluate import KINDS, Protocol, choose_pairs, evaluate
-from training.protocol import fixed_views, read_metrics_info, target_kind
+from training.models.lrm4d.protocol import KINDS, Protocol, choose_pairs, evaluate
+from training.eval.protocol import fixed_views, read_metrics_info, target_kind
 from training.train import train
 
 DESIGN_COLUMNS = ["uid", "clip", "key", "shard", "psnr", "ssim", "lpips", "loss", "step", "protocol", "psnr_obj",
@@ -106,7 +106,7 @@ def test_fixed_views_read_from_the_json():
 
 
 def test_object_box_metrics():
-    from training.losses import object_boxes, psnr_in_boxes
+    from training.losses.terms import object_boxes, psnr_in_boxes
 
     tg = torch.ones(2, 3, 16, 16)
     alpha = torch.zeros(2, 1, 16, 16)
@@ -174,7 +174,7 @@ def test_seen_in_training_follows_the_checkpoints_shards(two_checkpoints, tmp_pa
         assert {r["shard"] for r in rows if r["seen_in_training"] is False} == {0, 1, 2} - seen_shards
     res = evaluate(late, str(d), tmp_path / "m.parquet", device="cpu", progress=False, worst=0)
     assert res.summary["groups"]["unseen"]["samples"] == 2 and res.summary["groups"]["seen"]["samples"] == 4
-    from training.evaluate import format_summary
+    from training.models.lrm4d.protocol import format_summary
 
     text = format_summary(res)
     assert "held-out clips (shards never trained on): 2 sample(s)" in text
@@ -182,7 +182,7 @@ def test_seen_in_training_follows_the_checkpoints_shards(two_checkpoints, tmp_pa
 
 
 def test_summary_warns_when_every_clip_was_seen(two_checkpoints, tmp_path):
-    from training.evaluate import format_summary
+    from training.models.lrm4d.protocol import format_summary
 
     d, early, _, _ = two_checkpoints
     res = evaluate(early, str(d / "shard-000000.tar"), tmp_path / "m.parquet", device="cpu", progress=False, worst=0)
@@ -194,7 +194,7 @@ def test_summary_warns_when_every_clip_was_seen(two_checkpoints, tmp_path):
 def test_loss_column_uses_the_protocols_weights_and_background(two_checkpoints, tmp_path):
     """Neither the checkpoint's loss weights nor --lpips-weights change `loss`; the formula and the
     background (the checkpoint's training background) are recorded; another image size is another tag."""
-    from training.lpips import LPIPS
+    from training.losses.lpips import LPIPS
 
     d, _, late, _ = two_checkpoints
     base = evaluate(late, str(d), tmp_path / "a.parquet", device="cpu", progress=False, worst=0).rows
@@ -229,7 +229,7 @@ def test_batch_size_does_not_change_scores(two_checkpoints, tmp_path):
 
 
 def test_lpips_column_filled_when_local_weights_exist(two_checkpoints, tmp_path):
-    from training.lpips import LPIPS
+    from training.losses.lpips import LPIPS
 
     d, _, late, _ = two_checkpoints
     torch.manual_seed(0)
@@ -295,7 +295,7 @@ def test_gpu_path_batches_and_matches_cpu(two_checkpoints, tmp_path):
         assert x["psnr"] == pytest.approx(y["psnr"], abs=0.05)
 
 
-# -- the training loader's pair choice and depth (training/data.py), same camera rules -------------------
+# -- the training loader's pair choice and depth (training/data/stream.py), same camera rules -------------------
 
 
 def _pick_sample(T: int, V: int, fixed: list[bool]) -> dict:
@@ -313,7 +313,7 @@ def test_training_novel_time_targets_are_by_camera():
     import random
 
     from training.config import DataConfig
-    from training.data import PickViews
+    from training.data.stream import PickViews
 
     fixed = [True, True, False, False, False, False]
     cfg = DataConfig(n_in=2, n_target=4, novel_time_fraction=0.5)
@@ -332,7 +332,7 @@ def test_training_targets_fill_without_repeats_when_novel_pairs_run_short():
     import random
 
     from training.config import DataConfig
-    from training.data import PickViews
+    from training.data.stream import PickViews
 
     cfg = DataConfig(n_in=2, n_target=4, novel_time_fraction=1.0)  # asks 4 novel-time targets; few exist
     pick = PickViews(cfg, handler=None, seed=0, rank=0, epoch=0)
@@ -351,8 +351,8 @@ def test_depth_is_resized_by_pixel_centres_like_rgb():
     import numpy as np
 
     from training.config import DataConfig
-    from training.data import BuildSample
-    from training.synthetic import DEPTH_SCALE, encode_depth, encode_rgba
+    from training.data.stream import BuildSample
+    from training.data.synthetic import DEPTH_SCALE, encode_depth, encode_rgba
 
     cols = np.tile(np.arange(128, dtype=np.float32), (128, 1)) * DEPTH_SCALE * 8  # [128, 128]
     rgba = encode_rgba(np.ones((128, 128, 4), np.float32))

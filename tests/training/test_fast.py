@@ -1,4 +1,4 @@
-"""training/fast.py: the GPU speed settings compute what the eager float32/TF32 code computes.
+"""training/models/fast.py: the GPU speed settings compute what the eager float32/TF32 code computes.
 
 The CPU test checks that nothing changes on a CPU; the others need a CUDA GPU (run on the GPU
 machine: `pytest tests/training/test_fast.py`) and compare, on fresh random inputs, each fast path
@@ -15,7 +15,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from training import fast, slicing
+from training.models import fast
+from training.render import slicing
 from training.config import ModelConfig
 
 
@@ -32,7 +33,7 @@ def _gaussians(B, N, device, seed):
 
 
 def test_setup_is_a_no_op_on_cpu():
-    from training.model import Reconstructor
+    from training.models.lrm4d.model import Reconstructor
 
     model = Reconstructor(ModelConfig(patch_size=4, width=64, depth=2, heads=2))
     assert fast.setup_model(model, torch.device("cpu"), compile_model=True,
@@ -53,7 +54,7 @@ def test_setup_is_a_no_op_on_cpu():
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; this machine has none")
 def test_compiled_blocks_match_eager_blocks(seed):
-    from training.blocks import Block
+    from training.models.blocks import Block
 
     dev = torch.device("cuda")
     fast.configure(dev)
@@ -126,7 +127,7 @@ def test_compiled_slicing_matches_eager_slicing():
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; this machine has none")
 def test_bf16_lpips_is_close_to_float32():
-    from training.lpips import LPIPS
+    from training.losses.lpips import LPIPS
 
     dev = torch.device("cuda")
     torch.manual_seed(0)
@@ -150,7 +151,7 @@ def test_bf16_lpips_is_close_to_float32():
 
 
 def test_gsplat_covariance_gather_has_the_same_gradient_as_indexing():
-    from training.raster_gsplat import _UpperTriangle
+    from training.render.raster_gsplat import _UpperTriangle
 
     g = torch.Generator().manual_seed(11)
     base = torch.randn(2, 7, 3, 3, generator=g, dtype=torch.float64)
@@ -169,7 +170,7 @@ def test_gsplat_covariance_gather_has_the_same_gradient_as_indexing():
 
 
 def test_fused_lpips_distance_is_the_lin_layer_formula():
-    from training.lpips import LPIPS, _tap_distance
+    from training.losses.lpips import LPIPS, _tap_distance
 
     torch.manual_seed(0)
     net = LPIPS()
@@ -184,7 +185,7 @@ def test_fused_lpips_distance_is_the_lin_layer_formula():
 
 
 def test_lpips_size_is_lpips_of_the_area_downsampled_images():
-    from training.lpips import LPIPS
+    from training.losses.lpips import LPIPS
 
     torch.manual_seed(0)
     full, small = LPIPS(), LPIPS(size=16)
@@ -202,7 +203,7 @@ def test_lpips_every_k_steps_logs_lpips_on_those_steps_only_weighted_k_times(ana
     import json
 
     from training.config import apply_overrides, tiny
-    from training.lpips import LPIPS
+    from training.losses.lpips import LPIPS
     from training.train import train
 
     torch.manual_seed(0)
@@ -223,7 +224,7 @@ def test_lpips_every_k_steps_logs_lpips_on_those_steps_only_weighted_k_times(ana
 
 
 def _small_reconstructor(dev):
-    from training.model import Reconstructor
+    from training.models.lrm4d.model import Reconstructor
 
     torch.manual_seed(0)
     model = Reconstructor(ModelConfig(patch_size=8, width=128, depth=2, heads=2)).to(dev).eval()
@@ -288,7 +289,7 @@ def test_eval_on_the_gpu_gives_the_cpu_metrics(analytic_shards, tmp_path):
     """pipeline eval on CUDA (fast.setup_model: compiled blocks, cuDNN attention; gsplat) scores a tiny
     checkpoint as the CPU does (eager, torch rasteriser), within float/rasteriser noise."""
     from training.config import apply_overrides, tiny
-    from training.evaluate import evaluate
+    from training.models.lrm4d.protocol import evaluate
     from training.train import train
 
     d, keys = analytic_shards

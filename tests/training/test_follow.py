@@ -16,9 +16,10 @@ import pytest
 
 from contracts import layout
 from training import checkpoint as ckpt
-from training import ddp, synthetic
+from training import ddp
+from training.data import synthetic
 from training.config import apply_overrides, preset
-from training.follow import ShardFollower
+from training.data.follow import ShardFollower
 
 WORLD1 = ddp.DistInfo(rank=0, world_size=1, local_rank=0, device=__import__("torch").device("cpu"))
 
@@ -29,7 +30,7 @@ def _commit(d: Path, shard: int) -> None:
 
 
 def test_the_follower_waits_for_a_first_shard_and_reports_only_committed_additions(tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="training.follow")
+    caplog.set_level(logging.INFO, logger="training.data.follow")
     f = ShardFollower(str(tmp_path), 0.2, WORLD1)
     threading.Timer(0.5, _commit, (tmp_path, 0)).start()
     t0 = time.monotonic()

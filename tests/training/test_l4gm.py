@@ -12,14 +12,15 @@ import pytest
 import torch
 
 from tests.training.conftest import _pipeline
-from training import shardspec, synthetic
+from training.data import shardspec
+from training.data import synthetic
 from training.config import ConfigError, DataConfig, apply_overrides, l4gm_tiny, tiny
-from training.data import make_dataset
-from training.decode import SampleError, parse_sample
-from training.families import get_family
+from training.data.stream import make_dataset
+from training.data.decode import SampleError, parse_sample
+from training.models.registry import get_family
 from training.geometry import intrinsics, orbit_cameras, plucker_image
-from training.l4gm_model import VideoReconstructor, expand_window, forward_flops
-from training.l4gm_samples import blend_middle, pick_window, view_kinds, window_item
+from training.models.l4gm.model import VideoReconstructor, expand_window, forward_flops
+from training.models.l4gm.samples import blend_middle, pick_window, view_kinds, window_item
 
 
 def read_samples(tar: Path) -> list[dict]:
@@ -194,7 +195,7 @@ def test_temporal_attention_is_what_mixes_information_across_times(temporal):
 def test_the_step_reads_the_window_from_a_shape_not_a_device_value():
     """forward_render must not read a tensor's value to learn the window (on a GPU: a sync every step).
     A meta tensor has a shape but no values: reading one raises."""
-    from training.l4gm_model import forward_render
+    from training.models.l4gm.model import forward_render
 
     cfg = l4gm_tiny()
     torch.manual_seed(0)
@@ -218,10 +219,10 @@ def test_the_step_reads_the_window_from_a_shape_not_a_device_value():
 
 @pytest.mark.parametrize("temporal", [True, False])
 def test_regional_compilation_finds_both_kinds_of_l4gm_blocks(temporal):
-    """training/fast.py compiles what transformer_blocks returns: every multi-view and temporal block
+    """training/models/fast.py compiles what transformer_blocks returns: every multi-view and temporal block
     (CPU: compile_blocks itself is a no-op, as before)."""
-    from training import fast
-    from training.model import Reconstructor
+    from training.models import fast
+    from training.models.lrm4d.model import Reconstructor
 
     cfg = l4gm_tiny().model
     cfg.temporal_attention = temporal

@@ -1,4 +1,4 @@
-"""The L4GM family's eval protocol (training/l4gm_eval.py) on real renders: rows, tag, fixed choice,
+"""The L4GM family's eval protocol (training/models/l4gm/protocol.py) on real renders: rows, tag, fixed choice,
 baselines, seen_in_training, and `pipeline mine` reading the result unchanged."""
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from click.testing import CliRunner
 
 from pipeline.cli import cli
 from training import checkpoint as ckpt
-from training import shardspec
+from training.data import shardspec
 from training.config import l4gm_tiny
-from training.evaluate import evaluate
-from training.families import build_model
-from training.l4gm_eval import VideoProtocol, protocol_from_options
-from training.protocol import DESIGN_COLUMNS, read_metrics_info
+from training.models.lrm4d.protocol import evaluate
+from training.models.registry import build_model
+from training.models.l4gm.protocol import VideoProtocol, protocol_from_options
+from training.eval.protocol import DESIGN_COLUMNS, read_metrics_info
 
 
 def _checkpoint(run, seed, trained_on):
@@ -71,7 +71,7 @@ def test_protocol_options_and_family_checks(tmp_path):
         protocol_from_options({"n_in": 0})
     with pytest.raises(ValueError, match="--protocol sparse4: not a protocol of the l4gm family"):
         protocol_from_options({"name": "sparse4"})
-    from training.l4gm_eval import evaluate_l4gm
+    from training.models.l4gm.protocol import evaluate_l4gm
     from training.config import tiny
 
     state = {"model": {}, "config": tiny().to_dict(), "step": 1, "family": "lrm4d"}

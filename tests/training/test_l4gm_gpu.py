@@ -21,7 +21,7 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 def test_gsplat_and_torch_render_the_same_frames_and_gradients(seed):
     from tests.training.test_l4gm import _inputs
     from training.config import l4gm_tiny
-    from training.l4gm_model import VideoReconstructor, forward_render
+    from training.models.l4gm.model import VideoReconstructor, forward_render
 
     dev = torch.device("cuda")
     cfg = l4gm_tiny()
@@ -58,9 +58,9 @@ def test_compiled_l4gm_blocks_match_eager_blocks():
     same Gaussians and weight gradients as the eager model, state-dict keys unchanged, and a training
     step that does not wait on the GPU to learn the window (torch.cuda sync debug mode)."""
     from tests.training.test_l4gm import _inputs
-    from training import fast
+    from training.models import fast
     from training.config import l4gm_tiny
-    from training.l4gm_model import VideoReconstructor
+    from training.models.l4gm.model import VideoReconstructor
 
     dev = torch.device("cuda")
     cfg = l4gm_tiny().model
@@ -84,7 +84,7 @@ def test_compiled_l4gm_blocks_match_eager_blocks():
     assert _rel(outs[1][0], outs[0][0]) < 1e-3
     for a, b in zip(outs[1][1], outs[0][1]):
         assert _rel(a, b) < 2e-2
-    from training.l4gm_model import window_of
+    from training.models.l4gm.model import window_of
 
     batch = {"window": torch.tensor([4, 4], device=dev), "window_frames": torch.arange(4, device=dev).expand(2, 4)}
     torch.cuda.set_sync_debug_mode("error")  # reading a CUDA value on the host raises

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from training.geometry import intrinsics, orbit_cameras
-from training.l4gm_longvideo import Views, interpolation_views
-from training.recon_inputs import Clip, Frame, InputError, choose_l4gm_inputs
+from training.models.l4gm.longvideo import Views, interpolation_views
+from training.export.inputs import Clip, Frame, InputError, choose_l4gm_inputs
 
 
 def _tracked_video(T: int = 3) -> tuple[Views, torch.Tensor]:

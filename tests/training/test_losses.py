@@ -1,4 +1,4 @@
-"""Losses and metrics (training/losses.py, training/lpips.py), LPIPS with and without local weights."""
+"""Losses and metrics (training/losses/terms.py, training/losses/lpips.py), LPIPS with and without local weights."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from training.config import LossConfig
-from training.losses import psnr, reconstruction_losses, ssim
-from training.lpips import LPIPS, convert, load_lpips
+from training.losses.terms import psnr, reconstruction_losses, ssim
+from training.losses.lpips import LPIPS, convert, load_lpips
 
 
 def _imgs(seed=0, shape=(2, 3, 3, 32, 32)):

@@ -1,4 +1,4 @@
-"""The reconstructor (training/model.py): shapes, bounds, initial state, presets."""
+"""The reconstructor (training/models/lrm4d/model.py): shapes, bounds, initial state, presets."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import torch
 
 from training.config import base, small, tiny
 from training.geometry import orbit_cameras, pixel_rays, plucker_image, scale_intrinsics, intrinsics
-from training.model import Reconstructor, count_parameters
+from training.models.lrm4d.model import Reconstructor, count_parameters
 
 
 def _inputs(B=2, V=2, S=32, seed=0):

@@ -11,9 +11,12 @@ import pytest
 import torch
 
 from contracts import layout, storage
-from training import data, shardspec, shardstream, synthetic
+from training.data import stream as data
+from training.data import shardspec
+from training.data import shardstream
+from training.data import synthetic
 from training.config import DataConfig
-from training.decode import MemberRef, member_bytes
+from training.data.decode import MemberRef, member_bytes
 
 from tests.httpserver import serve_directory
 

@@ -38,7 +38,8 @@ def _cameras(B, T, size, device):
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_images_and_gradients_match(seed):
-    from training import raster_gsplat, raster_torch
+    from training.render import raster_gsplat
+    from training.render import raster_torch
 
     dev = torch.device("cuda")
     B, T, N, S = 2, 2, 1500, 48
@@ -63,11 +64,11 @@ def test_images_and_gradients_match(seed):
 
 
 def test_full_4d_render_path_matches():
-    """Slicing + rendering through training.render with both backends, gradients on the 4D parameters."""
+    """Slicing + rendering through training.render.frames with both backends, gradients on the 4D parameters."""
     from training.config import RenderConfig
     from training.geometry import intrinsics, orbit_cameras
-    from training.render import render_gaussians
-    from training.slicing import Gaussians4D
+    from training.render.frames import render_gaussians
+    from training.render.slicing import Gaussians4D
 
     dev = torch.device("cuda")
     B, N, T, S = 2, 3000, 3, 40

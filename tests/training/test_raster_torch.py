@@ -1,4 +1,4 @@
-"""The pure-torch rasteriser follows gsplat's conventions (training/raster_torch.py)."""
+"""The pure-torch rasteriser follows gsplat's conventions (training/render/raster_torch.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from training.raster_torch import rasterize
+from training.render.raster_torch import rasterize
 
 W = H = 32
 F = 100.0

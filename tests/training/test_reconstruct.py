@@ -15,11 +15,11 @@ from PIL import Image
 from pipeline.cli import cli
 from tests.training.test_l4gm import read_samples
 from training import checkpoint as ckpt
-from training import shardspec
+from training.data import shardspec
 from training.config import l4gm_tiny, tiny
-from training.families import build_model
-from training.l4gm_longvideo import Views, reconstruct_video, window_spans
-from training.render import render_frames
+from training.models.registry import build_model
+from training.models.l4gm.longvideo import Views, reconstruct_video, window_spans
+from training.render.frames import render_frames
 
 
 def read_ply(path: Path) -> dict[str, np.ndarray]:
@@ -179,7 +179,7 @@ def test_long_video_windows_overlap_by_one_frame_and_feed_renders_forward():
 
 def test_interpolation_inference_triples_the_frame_rate_with_blended_windows(procedural_many, tmp_path):
     from tests.training.test_l4gm import _inputs
-    from training.l4gm_longvideo import interpolate_video
+    from training.models.l4gm.longvideo import interpolate_video
 
     cfg = l4gm_tiny()
     torch.manual_seed(0)

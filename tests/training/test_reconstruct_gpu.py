@@ -1,6 +1,6 @@
 """`pipeline reconstruct --fast` on a GPU (bf16, compiled transformer blocks) against the default float32
 eager run: the same frames, .ply files that agree to bf16 precision, for both families. Inputs are analytic
-shards (training/synthetic.py), so no Blender is needed on the GPU host. Needs a CUDA GPU (gsplat)."""
+shards (training/data/synthetic.py), so no Blender is needed on the GPU host. Needs a CUDA GPU (gsplat)."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ pytestmark = [
 def test_fast_reconstruction_matches_the_float32_run(family, tmp_path):
     from tests.training.test_reconstruct import _save_checkpoint, read_ply
     from training.config import l4gm_tiny, tiny
-    from training.reconstruct import reconstruct
-    from training.synthetic import write_dataset
+    from training.export.reconstruct import reconstruct
+    from training.data.synthetic import write_dataset
 
     keys = write_dataset(tmp_path / "data", 1, 1, seed=3, views=6, frames=6, size=32)
     cfg = tiny() if family == "lrm4d" else l4gm_tiny()

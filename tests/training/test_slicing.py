@@ -1,10 +1,10 @@
-"""4D Gaussian slicing (training/slicing.py): the properties the issue names, and gradients."""
+"""4D Gaussian slicing (training/render/slicing.py): the properties the issue names, and gradients."""
 
 from __future__ import annotations
 
 import torch
 
-from training.slicing import (Gaussians4D, condition_on_time, covariance_4d, quat_to_rotmat, rotation_4d,
+from training.render.slicing import (Gaussians4D, condition_on_time, covariance_4d, quat_to_rotmat, rotation_4d,
                               slice_at)
 
 

@@ -10,11 +10,11 @@ import torch
 from click.testing import CliRunner
 
 from training import checkpoint as ckpt
-from training import data
-from training import shardspec
-from training.baselines import evaluate
+from training.data import stream as data
+from training.data import shardspec
+from training.eval.baselines import evaluate
 from training.config import apply_overrides, tiny
-from training.model import Reconstructor
+from training.models.lrm4d.model import Reconstructor
 from training.train import lr_factor, train
 
 from tests.httpserver import serve_directory

@@ -4,7 +4,7 @@ other fixed views at the first time, and `per_time` held-out views at every time
 
 The choice depends on nothing but (name, version, seed, sample key) and the sample's own layout, so two
 checkpoints are scored on the same images. The name carries the window (`mono4` = 4 times) and the tag
-the family and size: `mono4-v1/l4gm@256`. Rows have the columns of every protocol (training/protocol.py:
+the family and size: `mono4-v1/l4gm@256`. Rows have the columns of every protocol (training/eval/protocol.py:
 psnr, psnr_obj, ssim, lpips, the protocol-owned loss, baselines, seen_in_training) plus `psnr_t0`
 (targets at the window's first time, where the model has 1 + n_t0_views views) and `psnr_later` (the
 other times, where it has the video frame and what temporal attention carries over).
@@ -22,11 +22,11 @@ from typing import Any, Mapping
 
 import torch
 
-from training import decode
-from training.eval_loop import EvalColumns, EvalPick, eval_pipeline, score_checkpoint
+from training.data import decode
+from training.eval.loop import EvalColumns, EvalPick, eval_pipeline, score_checkpoint
 from training.config import DataConfig
-from training.l4gm_samples import BuildWindowSample, pick_window, window_item
-from training.protocol import NOT_SCORED, fixed_views, protocol_rng, protocol_tag, target_kind
+from training.models.l4gm.samples import BuildWindowSample, pick_window, window_item
+from training.eval.protocol import NOT_SCORED, fixed_views, protocol_rng, protocol_tag, target_kind
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class WindowProtocolPick(EvalPick):
 
 
 class BuildWindowEvalSample(EvalColumns, BuildWindowSample):
-    """The window builder plus the metrics row's columns (training.eval_loop.EvalColumns)."""
+    """The window builder plus the metrics row's columns (training.eval.loop.EvalColumns)."""
 
 
 def make_eval_dataset(urls: list[str], protocol: VideoProtocol, image_size: int, batch_size: int, handler,
@@ -133,7 +133,7 @@ def evaluate_l4gm(state: dict, ckpt_path: Path, shards: str, out, protocol=None,
                   batch_size: int | None = None, lpips_weights: str | None = None, worst: int = 8,
                   grids_dir=None, progress: bool = True):
     """Score an L4GM-family checkpoint (its loaded `state`) on every sample of `shards`; write `out`."""
-    from training.families import require_family
+    from training.models.registry import require_family
 
     require_family(state, "l4gm", f"--checkpoint {ckpt_path}")
     protocol = protocol_from_options(protocol)

@@ -7,7 +7,7 @@ import os
 from typing import Iterable, Iterator, Mapping
 
 from training.rng import stream_rng
-from training.shardspec import shard_number
+from training.data.shardspec import shard_number
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ class Weights(dict):
 def load_weights(path: str | os.PathLike) -> Weights:
     """The sampling weights of a manifest with the `weight` column (DESIGN.md §3)."""
     from manifests.schema import read_manifest
-    from manifests.uids import sample_key
+    from contracts.uids import sample_key
 
     df = read_manifest(path)
     keys = [sample_key(u, int(c)) for u, c in zip(df["uid"], df["clip"])]

@@ -3,7 +3,7 @@
 The pipeline, one small generator stage each, with the error policy passed in as `handler`:
 
     shard urls (resampled per rank and worker, or split by rank then worker)
-    -> samples grouped by key (training.shardstream: through the shard's member index, JSON read and
+    -> samples grouped by key (training.data.shardstream: through the shard's member index, JSON read and
        images left as ranged-read references; or the tar streamed whole: local, http(s), s3://)
     -> weighted repeat (--weights) -> pick (view, time) pairs and keep only their members
     -> shuffle (still undecoded) -> decode the picked images, resize, composite, Plücker rays
@@ -26,15 +26,15 @@ import torch
 import torch.nn.functional as F
 
 from training.config import DataConfig
-from training.decode import DEPTH_FMT, SampleError, camera_anchors, decode_depth, decode_rgba, parse_sample
+from training.data.decode import DEPTH_FMT, SampleError, camera_anchors, decode_depth, decode_rgba, parse_sample
 from training.geometry import plucker_image, scale_intrinsics
-from training.protocol import fixed_views, target_kind
-from training import shardstream
-from training.shardspec import shard_number
-from training.shardstream import fetch_members, shard_samples
+from training.eval.protocol import fixed_views, target_kind
+from training.data import shardstream
+from training.data.shardspec import shard_number
+from training.data.shardstream import fetch_members, shard_samples
 from training.rng import stream_rng as _rng
 from training.rng import worker_slot as _worker
-from training.weights import WeightedRepeat
+from training.data.weights import WeightedRepeat
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ class PickViews(PickStage):
     """Choose input and target (view, time) pairs per sample and keep only those members' bytes.
 
     Inputs are n_in distinct pairs. A share `novel_time_fraction` of the targets are novel-time targets
-    by camera (training.protocol.target_kind): a fixed camera some input uses, at a frame no input
+    by camera (training.eval.protocol.target_kind): a fixed camera some input uses, at a frame no input
     shows. Random views are redrawn at every time, so a random view at an unseen frame is a novel view
     at a novel time, not a novel time; when there are too few novel-time pairs the share is filled
     from other unseen-frame pairs, then (like the other targets) from distinct pairs that are not
@@ -328,7 +328,7 @@ def make_dataset(urls: list[str], cfg: DataConfig, *, batch_size: int, seed: int
                  family: str = "lrm4d"):
     """The WebDataset pipeline for one rank (see module docstring). Returns a wds.DataPipeline that
     yields batches; with `batches_per_worker` it yields exactly that many per iteration (per worker).
-    `family` (model.family) chooses the sample picker and builder (training/families.py)."""
+    `family` (model.family) chooses the sample picker and builder (training/models/registry.py)."""
     import webdataset as wds
 
     handler = handler if handler is not None else SkipAndCount()
@@ -341,7 +341,7 @@ def make_dataset(urls: list[str], cfg: DataConfig, *, batch_size: int, seed: int
         stages.append(WeightedRepeat(weights, shards=[n for n in map(shard_number, urls) if n is not None], **kw))
     pick_cls, build_cls = (PickViews, BuildSample)
     if family != "lrm4d":
-        from training.families import get_family
+        from training.models.registry import get_family
 
         pick_cls, build_cls = get_family(family).sample_stages()
     stages.append(pick_cls(cfg, handler, **kw))

@@ -11,7 +11,7 @@ here is a no-op, so the CPU tests and the torch rasteriser run exactly the eager
   family) in place (regional compilation: the 24 identical blocks share one compiled graph per
   sequence shape, so compiling takes seconds, not minutes; state-dict keys are unchanged). Norms,
   residual adds, GELU and the QK-norm fuse into few kernels.
-- `compile_slicing()`: the 4D-to-3D slicing (training/slicing.py) as one compiled function.
+- `compile_slicing()`: the 4D-to-3D slicing (training/render/slicing.py) as one compiled function.
 - `compile_activations(model)`: the head's Gaussian activations as one compiled function (`compile_head` setting).
 - `GraphedCall(fn)`: inference through a CUDA graph per input shape (batch-1 reconstruction is launch-bound).
 """
@@ -73,7 +73,7 @@ def set_attention_priority(choice: str) -> None:
 
 def transformer_blocks(model: nn.Module) -> list[nn.Module]:
     """Every training/blocks.Block of `model`, in module order (what compile_blocks compiles)."""
-    from training.blocks import Block
+    from training.models.blocks import Block
 
     return [m for m in model.modules() if isinstance(m, Block)]
 
@@ -94,8 +94,8 @@ def compile_blocks(model: nn.Module) -> int:
 
 
 def compile_slicing(on: bool = True) -> None:
-    """Route CUDA slicing through one compiled function (training/slicing.py keeps the eager twin)."""
-    from training import slicing
+    """Route CUDA slicing through one compiled function (training/render/slicing.py keeps the eager twin)."""
+    from training.render import slicing
 
     slicing.use_compiled(on)
 

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 _XYZT = [1, 2, 3, 0]  # quaternion order (w, x, y, z) -> 4D order (x, y, z, t), with t on w
-_COMPILED = None  # torch.compile'd _slice_core, used for CUDA tensors when _USE_COMPILED (training/fast.py)
+_COMPILED = None  # torch.compile'd _slice_core, used for CUDA tensors when _USE_COMPILED (training/models/fast.py)
 _USE_COMPILED = False
 
 

@@ -212,7 +212,7 @@ def commit_shard(out_dir: str | os.PathLike, shard: int, samples: list[dict[str,
     df.to_parquet(tmp, index=False)
     os.replace(tmp, out_dir / layout.parquet_name(shard))
     stats = {"shard": shard, "ok": len(rows), "failed": 0, "rejected": 0, "seconds": time.time() - t0,
-             "schema_version": layout.SCHEMA_VERSION, "writer": "training.synthetic"}
+             "schema_version": layout.SCHEMA_VERSION, "writer": "training.data.synthetic"}
     tmp = out_dir / f".{layout.stats_name(shard)}.tmp"
     tmp.write_text(json.dumps(stats))
     os.replace(tmp, out_dir / layout.stats_name(shard))

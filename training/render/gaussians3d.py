@@ -1,5 +1,5 @@
 """Per-time 3D Gaussians (the L4GM family's output): one set per time of a window, each rendered only
-at its own time. Plain tensors; rendering is training/render.py's `render_frames`."""
+at its own time. Plain tensors; rendering is training/render/frames.py's `render_frames`."""
 
 from __future__ import annotations
 

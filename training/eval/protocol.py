@@ -15,7 +15,7 @@ module holds the pieces a family's evaluator calls:
 - `write_metrics` / `read_metrics_info`: metrics.parquet with the protocol settings in its metadata;
 - `summarize` / `format_summary`: means printed separately for clips seen and not seen in training.
 
-The 4D-LRM protocol itself (`sparse4`, its pair choice) lives in training/evaluate.py.
+The 4D-LRM protocol itself (`sparse4`, its pair choice) lives in training/models/lrm4d/protocol.py.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from training.losses import object_boxes, psnr, psnr_in_boxes, ssim, ssim_in_boxes
+from training.losses.terms import object_boxes, psnr, psnr_in_boxes, ssim, ssim_in_boxes
 
 # What is novel about a target (by camera, see target_kind); "seen" (an input pair) and "pad" (a repeat
 # that fills a fixed-size batch when a sample has too few held-out pairs) never count in any number.
@@ -144,7 +144,7 @@ def score_targets(pred: Tensor, tg: Tensor, pred_alpha: Tensor, tg_alpha: Tensor
     out = {"psnr": psnr(pred, tg), "psnr_obj": psnr_in_boxes(pred, tg, boxes), "ssim": ssim(pred, tg),
            "ssim_obj": ssim_in_boxes(pred, tg, boxes), "loss": protocol_loss(pred, tg, pred_alpha, tg_alpha)}
     if lpips_net is not None:
-        from training.losses import lpips_in_boxes
+        from training.losses.terms import lpips_in_boxes
 
         out["lpips"] = lpips_net(pred, tg)
         out["lpips_obj"] = lpips_in_boxes(lpips_net, pred, tg, boxes)

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from training.config import LossConfig
-from training.lpips import LPIPS
+from training.losses.lpips import LPIPS
 
 
 def psnr(pred: Tensor, target: Tensor) -> Tensor:

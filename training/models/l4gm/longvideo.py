@@ -12,9 +12,9 @@ import torch
 from torch import Tensor, nn
 
 from training.config import RenderConfig
-from training.gaussians3d import Gaussians3D
+from training.render.gaussians3d import Gaussians3D
 from training.geometry import plucker_image
-from training.render import render_frames
+from training.render.frames import render_frames
 
 
 def window_spans(n_frames: int, window: int) -> list[tuple[int, int]]:

@@ -3,12 +3,12 @@
 Each model family has its evaluation protocol; `EVALUATORS` below is where a family chooses it (the
 checkpoint records its family). What every family shares (the tag `NAME-vN/FAMILY@SIZE`, target kinds by
 camera, the protocol-owned loss, psnr_obj and the baselines, seen_in_training, the metrics file) lives
-in training/protocol.py. This module is the 4D-LRM family's protocol, `sparse4`:
+in training/eval/protocol.py. This module is the 4D-LRM family's protocol, `sparse4`:
 
 The protocol decides, per sample and from nothing but (protocol name, version, seed, sample key) and
 the sample's own frame/view layout, which (view, time) pairs the model sees and which held-out pairs
 it is scored on. Two checkpoints evaluated with the same protocol are therefore scored on exactly the
-same pairs, whatever their training settings. Target kinds (by camera, training/protocol.py):
+same pairs, whatever their training settings. Target kinds (by camera, training/eval/protocol.py):
 `novel_view_time`, `novel_time` (a fixed camera an input uses, at a time no input shows), `novel_view`.
 
 One row per sample (DESIGN.md §5): uid, clip, key, shard, psnr, ssim, lpips (null without local LPIPS
@@ -32,13 +32,13 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from training import data as data_mod
-from training import decode
+from training.data import stream as data_mod
+from training.data import decode
 from training.checkpoint import read_checkpoint
-from training.eval_loop import EvalColumns, EvalPick, EvalResult, eval_pipeline, score_checkpoint
+from training.eval.loop import EvalColumns, EvalPick, EvalResult, eval_pipeline, score_checkpoint
 from training.config import DataConfig
-from training.families import checkpoint_family
-from training.protocol import (KINDS, fixed_views, format_summary as _fmt, protocol_rng, protocol_tag,
+from training.models.registry import checkpoint_family
+from training.eval.protocol import (KINDS, fixed_views, format_summary as _fmt, protocol_rng, protocol_tag,
                                target_kind)
 
 log = logging.getLogger(__name__)
@@ -172,7 +172,7 @@ class ProtocolPick(EvalPick):
 
 
 class BuildEvalSample(EvalColumns, data_mod.BuildSample):
-    """The training sample builder plus the metrics row's columns (training.eval_loop.EvalColumns)."""
+    """The training sample builder plus the metrics row's columns (training.eval.loop.EvalColumns)."""
 
 
 def make_eval_dataset(urls: list[str], protocol: Protocol, image_size: int, batch_size: int, handler,
@@ -193,10 +193,10 @@ def make_eval_dataset(urls: list[str], protocol: Protocol, image_size: int, batc
 # called as fn(state, checkpoint_path, shards, out, protocol, **options) -> EvalResult, where `protocol`
 # is a dict of the command's protocol options (name, seed, n_in, per_kind, image_size; a family may
 # ignore or reinterpret them) or a family-specific protocol object. It builds its own model from the
-# state and writes the metrics file with training.protocol.write_metrics.
+# state and writes the metrics file with training.eval.protocol.write_metrics.
 EVALUATORS: dict[str, str] = {
-    "lrm4d": "training.evaluate:evaluate_lrm4d",
-    "l4gm": "training.l4gm_eval:evaluate_l4gm",  # monocular video + t0 views (training/l4gm_eval.py)
+    "lrm4d": "training.models.lrm4d.protocol:evaluate_lrm4d",
+    "l4gm": "training.models.l4gm.protocol:evaluate_l4gm",  # monocular video + t0 views (training/models/l4gm/protocol.py)
 }
 
 

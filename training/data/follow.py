@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 import time
 
-from training import ddp, shardspec
+from training import ddp
+from training.data import shardspec
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ Nothing is downloaded. The weights file is one state dict of `LPIPS` below, load
 `torch.load(..., weights_only=True)`. Make it once, on any machine that has the two public files
 (torchvision's `vgg16-397923af.pth` and the lpips package's `weights/v0.1/vgg.pth`):
 
-    python -m training.lpips --vgg vgg16-397923af.pth --lin vgg.pth --out lpips_vgg.pt
+    python -m training.losses.lpips --vgg vgg16-397923af.pth --lin vgg.pth --out lpips_vgg.pt
 
 and point `--set loss.lpips_weights=lpips_vgg.pt` at it. Without the file the trainer warns once and
 trains without the LPIPS term.
@@ -117,7 +117,7 @@ def load_lpips(path: str | os.PathLike | None, device: torch.device | str = "cpu
     """The LPIPS network from a local weights file, or None (with one warning) when it is absent.
     bf16, size: see `LPIPS` (training may use them; metrics keep float32 at full size)."""
     if not path or not os.path.isfile(path):
-        log.warning("LPIPS weights not found (%s): training without the LPIPS term. See training/lpips.py "
+        log.warning("LPIPS weights not found (%s): training without the LPIPS term. See training/losses/lpips.py "
                     "to make the file from local VGG/LPIPS weights; nothing is downloaded.", path or "no path set")
         return None
     state = torch.load(path, map_location="cpu", weights_only=True)

@@ -2,7 +2,7 @@
 grids, and (under torchrun) the split of shards over ranks and the gathering of every rank's rows.
 
 A family supplies its dataset (built for this rank's share of the shards), its forward pass and,
-optionally, extra columns per row; this module scores targets with training.protocol, keeps the
+optionally, extra columns per row; this module scores targets with training.eval.protocol, keeps the
 `worst` highest-loss samples, gathers rows from all ranks (JSON over the process group: nothing is
 pickled), writes the metrics file once (rank 0) and saves the grids of the overall worst samples,
 each from the rank that holds it. Scores do not depend on the number of ranks: every sample is
@@ -22,8 +22,9 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import torch
 
-from training import ddp, shardspec
-from training.protocol import ALL_KINDS, baseline_scores, sample_row, score_targets, seen_in_training
+from training import ddp
+from training.data import shardspec
+from training.eval.protocol import ALL_KINDS, baseline_scores, sample_row, score_targets, seen_in_training
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ def eval_pipeline(urls: list[str], pick: EvalPick, build, batch_size: int, handl
     concurrently, the family's eval sample builder `build`, batches."""
     import webdataset as wds
 
-    from training import data as data_mod
+    from training.data import stream as data_mod
 
     rank, world = (info.rank, info.world_size) if info is not None else (0, 1)
     return wds.DataPipeline(
@@ -118,12 +119,12 @@ def score_checkpoint(state: dict, ckpt_path: Path, shards: str, out, protocol, *
     trained, info=)` over this rank's share of `shards`, score every batch (run_eval), write the metrics
     file (finish_eval). default_batch: (CPU, GPU) batch size without --batch-size; extra_columns(handler)
     -> run_eval's extra_columns, or None."""
-    from training import data as data_mod
-    from training.baselines import nearest_input
+    from training.data import stream as data_mod
+    from training.eval.baselines import nearest_input
     from training.config import TrainConfig
-    from training.families import build_model
-    from training.lpips import load_lpips
-    from training.render import resolve_backend
+    from training.models.registry import build_model
+    from training.losses.lpips import load_lpips
+    from training.render.frames import resolve_backend
     from training.train import autocast_for, forward_render, to_device
 
     info = ddp.init(device)  # under torchrun: this rank's GPU, and its share of the shards below
@@ -132,7 +133,7 @@ def score_checkpoint(state: dict, ckpt_path: Path, shards: str, out, protocol, *
     model = build_model(cfg.model)
     model.load_state_dict(state["model"])
     model.to(dev).eval()
-    from training import fast
+    from training.models import fast
 
     # CUDA: cuDNN attention first and the compiled blocks as in training (no-op on a CPU); float32 stays
     # float32 (no TF32), so the metrics' LPIPS is computed as before
@@ -171,7 +172,7 @@ def finish_eval(res: LoopResult, out, shards: str, *, tag: str, protocol: dict, 
                 step: int, family: str, trained, info: ddp.DistInfo) -> EvalResult:
     """The end of every family's evaluation: an error when no sample could be scored, the metrics file
     written once (rank 0; every rank holds all rows), the ranks in step, the result."""
-    from training.protocol import summarize, write_metrics
+    from training.eval.protocol import summarize, write_metrics
 
     if not res.rows:
         raise RuntimeError(f"--shards {shards}: no sample could be evaluated (skipped: {res.skipped})")

@@ -4,7 +4,7 @@ pixel-aligned 3D Gaussians per time of the window.
 Input: per time t of a window of T, V = 1 + n_t0 views: the video frame at t and the n_t0 extra views
 of the window's first time (the same images at every t, as in L4GM). Every view becomes patches of
 [rgb, Plücker(6), time(1)]. The backbone alternates two kinds of pre-norm transformer blocks (from
-training/blocks.py, shared with the 4D-LRM family):
+training/models/blocks.py, shared with the 4D-LRM family):
 - multi-view: the tokens of the V views of one time attend to each other;
 - temporal (switchable, L4GM's main ablation): the tokens of one view index attend over all T times.
 Without temporal blocks no information passes between times: every time is reconstructed on its own.
@@ -21,12 +21,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from training.blocks import (
+from training.models.blocks import (
     Block, attention_score_flops, block_flops_per_token, footprint_scales, init_weights, opacity_from_raw, patchify,
     pixel_colour, ray_depth_means, run_block, scale_residual_init, unit_quaternion, unpatchify,
 )
 from training.config import ModelConfig
-from training.gaussians3d import Gaussians3D
+from training.render.gaussians3d import Gaussians3D
 from training.geometry import scale_intrinsics
 
 IN_CHANNELS = 10  # rgb 3 + Plücker 6 + time 1
@@ -144,7 +144,7 @@ def forward_render(model: nn.Module, batch: dict, cfg, backend: str, autocast, s
     """The family's step: reconstruct each window time's Gaussians from the flat inputs and render every
     target at its own time. Returns (Gaussians3D, rgb [B, T*M, 3, S, S], alpha [B, T*M, 1, S, S]) with the
     targets in the loader's time-major order, so losses and metrics read them like 4D-LRM targets."""
-    from training.render import render_frames
+    from training.render.frames import render_frames
 
     W = window_of(batch)
     with autocast:

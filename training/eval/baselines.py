@@ -8,7 +8,7 @@ view at that frame, else "seen" (an input pair rendered again).
 
 `evaluate` below is a quick check on loader batches for tests of learning (analytic and procedural
 clips with fixed cameras only: it classifies by view index). Numbers to report come from `pipeline eval`
-(training/evaluate.py, training/protocol.py): targets by camera, psnr_obj, seen and held-out clips apart.
+(training/models/lrm4d/protocol.py, training/eval/protocol.py): targets by camera, psnr_obj, seen and held-out clips apart.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from collections import defaultdict
 import torch
 
 from training.config import TrainConfig
-from training.losses import psnr
-from training.render import render_gaussians
+from training.losses.terms import psnr
+from training.render.frames import render_gaussians
 
 
 def nearest_input(batch: dict) -> torch.Tensor:

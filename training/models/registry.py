@@ -1,8 +1,8 @@
 """The model families (DESIGN.md §5) behind one small interface, so the shared trainer, evaluator and
 `pipeline reconstruct` dispatch on `model.family` in one place:
 
-- `lrm4d` (training/model.py): n_in posed, timed views -> one set of 4D Gaussians, sliced at any time;
-- `l4gm` (training/l4gm_model.py, l4gm_samples.py): a video + t0 views -> 3D Gaussians per window time.
+- `lrm4d` (training/models/lrm4d/model.py): n_in posed, timed views -> one set of 4D Gaussians, sliced at any time;
+- `l4gm` (training/models/l4gm/model.py, l4gm_samples.py): a video + t0 views -> 3D Gaussians per window time.
 
 Each family supplies: build_model(ModelConfig), forward_render(model, batch, cfg, backend, autocast,
 size) -> (gaussians, rgb, alpha), and the loader stages that pick and build its samples.
@@ -23,19 +23,20 @@ class Family:
     name: str
     build_model: Callable[[ModelConfig], nn.Module]
     forward_render: Callable[..., Any]
-    sample_stages: Callable[[], tuple[type, type]]  # (picker, builder) classes for training/data.py
+    sample_stages: Callable[[], tuple[type, type]]  # (picker, builder) classes for training/data/stream.py
 
 
 def _lrm4d() -> Family:
-    from training import data
-    from training.model import Reconstructor
+    from training.data import stream as data
+    from training.models.lrm4d.model import Reconstructor
     from training.train import lrm4d_forward_render
 
     return Family("lrm4d", Reconstructor, lrm4d_forward_render, lambda: (data.PickViews, data.BuildSample))
 
 
 def _l4gm() -> Family:
-    from training import l4gm_model, l4gm_samples
+    from training.models.l4gm import model as l4gm_model
+    from training.models.l4gm import samples as l4gm_samples
 
     return Family("l4gm", l4gm_model.VideoReconstructor, l4gm_model.forward_render,
                   lambda: (l4gm_samples.PickWindow, l4gm_samples.BuildWindowSample))

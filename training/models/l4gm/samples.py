@@ -7,7 +7,7 @@ render settings or the cameras, see training/protocol.fixed_views): fixed views 
 make a video; random views are drawn anew at every time, so they serve only as targets.
 
 The picker keeps only the members it uses (the values of `sample[suffix]`, passed through untouched:
-they may be bytes or lazy references that training/decode.py resolves); the builder decodes them.
+they may be bytes or lazy references that training/data/decode.py resolves); the builder decodes them.
 Flat layout of a built sample (so the shared tools, grids and baselines, read it as they read 4D-LRM
 samples): inputs = [video at t_0..t_{T-1}, t0 views], targets = n_target views per time, time-major.
 A static sample (one rendered time) fills the window with that one time: the object simply holds still.
@@ -20,13 +20,13 @@ import random
 import torch
 
 from training.config import DataConfig
-from training.data import BuildSample, PickStage, depth_members
-from training.decode import SampleError, parse_sample
-from training.protocol import fixed_views
+from training.data.stream import BuildSample, PickStage, depth_members
+from training.data.decode import SampleError, parse_sample
+from training.eval.protocol import fixed_views
 
 
 def view_kinds(meta: dict, V: int) -> tuple[list[int], list[int]]:
-    """(fixed views, random views) of a sample, by training/protocol.py's reading of its JSON."""
+    """(fixed views, random views) of a sample, by training/eval/protocol.py's reading of its JSON."""
     fixed = fixed_views(meta, int(meta.get("num_frames", 1)), V)
     return [v for v in range(V) if fixed[v]], [v for v in range(V) if not fixed[v]]
 

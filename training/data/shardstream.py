@@ -2,7 +2,7 @@
 
 A shard with a member index (`shard-N.members.parquet`, DESIGN.md §4) is not streamed: its samples
 come out with `{key}.json` read (one ranged read each) and every other member as a `MemberRef`
-(url, offset, size) that `training.decode` fetches with one ranged read only if the sample's picker
+(url, offset, size) that `training.data.decode` fetches with one ranged read only if the sample's picker
 kept it; so a sample moves its JSON and the dozen images it uses instead of its ~600 members. Ranged
 reads are seeks on local files, HTTP Range requests and S3 ranged GETs (`contracts.storage`).
 A shard without an index (written before the index existed), or whose index cannot be read, is
@@ -32,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable, Iterator
 
 from contracts import layout, storage
-from training.decode import MemberRef, SampleError
+from training.data.decode import MemberRef, SampleError
 
 log = logging.getLogger(__name__)
 

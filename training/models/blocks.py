@@ -1,7 +1,7 @@
 """What both model families share: attention, the pre-norm transformer block, patchify/unpatchify,
 the pieces of a per-pixel Gaussian head, weight init and FLOP counting.
 
-Neither family's details live here: training/model.py (4D-LRM) and training/l4gm_model.py (L4GM)
+Neither family's details live here: training/models/lrm4d/model.py (4D-LRM) and training/models/l4gm/model.py (L4GM)
 compose these pieces. State-dict key names come from the attribute names below (`attn.qkv`,
 `mlp.0`, ...), so renaming one breaks every saved checkpoint.
 """

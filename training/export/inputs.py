@@ -1,4 +1,4 @@
-"""The input clip of `pipeline reconstruct` (training/reconstruct.py) and the model inputs chosen from it.
+"""The input clip of `pipeline reconstruct` (training/export/reconstruct.py) and the model inputs chosen from it.
 
 `--input` is a rendered sample `DIR_OR_TAR#KEY` (a dataset folder or one shard tar, local), or a folder
 of the user's own images with a `cameras.json` ({"frames": [{"file", "c2w", "K", "time", "view"}]},
@@ -25,10 +25,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from training import shardspec
-from training.decode import IMAGE_RE, SampleError, camera_anchors, decode_rgba, parse_sample
+from training.data import shardspec
+from training.data.decode import IMAGE_RE, SampleError, camera_anchors, decode_rgba, parse_sample
 from training.geometry import scale_intrinsics
-from training.l4gm_longvideo import Views
+from training.models.l4gm.longvideo import Views
 
 
 class InputError(ValueError):

@@ -8,10 +8,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from training import raster_torch
+from training.render import raster_torch
 from training.config import RenderConfig
 from training.geometry import world_to_camera
-from training.slicing import Gaussians4D, SlicedGaussians, slice_at
+from training.render.slicing import Gaussians4D, SlicedGaussians, slice_at
 
 
 def resolve_backend(cfg: RenderConfig, device: torch.device) -> str:
@@ -42,7 +42,7 @@ def rasterize_sliced(s: SlicedGaussians, c2w: Tensor, K: Tensor, height: int, wi
     B, T = c2w.shape[:2]
     bg = background.float()[:, None, None, :].expand(B, T, 1, 3)  # [B, T, 1, 3]
     if backend == "gsplat":
-        from training import raster_gsplat
+        from training.render import raster_gsplat
 
         rgb, alpha = raster_gsplat.rasterize(s.means, s.covars, s.opacities, s.colors, viewmats, Ks, width, height,
                                              near_plane=cfg.near_plane, backgrounds=bg, tile_size=cfg.tile_size,
@@ -57,7 +57,7 @@ def rasterize_sliced(s: SlicedGaussians, c2w: Tensor, K: Tensor, height: int, wi
 
 def render_frames(g, c2w: Tensor, K: Tensor, height: int, width: int, background: Tensor, cfg: RenderConfig,
                   backend: str) -> tuple[Tensor, Tensor]:
-    """Render per-time 3D Gaussians (training/gaussians3d.py), each time's set only at that time's cameras.
+    """Render per-time 3D Gaussians (training/render/gaussians3d.py), each time's set only at that time's cameras.
 
     g: Gaussians3D [B, T, N, ...]; c2w [B, T, M, 4, 4], K [B, T, M, 3, 3], background [B, 3].
     Returns rgb [B, T, M, 3, H, W] and alpha [B, T, M, 1, H, W].
@@ -69,7 +69,7 @@ def render_frames(g, c2w: Tensor, K: Tensor, height: int, width: int, background
     bg = background.float()[:, None, None, :].expand(B, T, M, 3)  # [B, T, M, 3]
     covars = g.covars()  # [B, T, N, 3, 3]
     if backend == "gsplat":
-        from training import raster_gsplat
+        from training.render import raster_gsplat
 
         rgb, alpha = raster_gsplat.rasterize(g.means, covars, g.opacity, g.rgb, viewmats, Ks, width, height,
                                              near_plane=cfg.near_plane, backgrounds=bg, tile_size=cfg.tile_size,

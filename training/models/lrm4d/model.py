@@ -11,13 +11,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from training.blocks import (
+from training.models.blocks import (
     Attention, Block, attention_score_flops, block_flops_per_token, count_parameters, footprint_scales,
     init_weights, opacity_from_raw, patchify, pixel_colour, ray_depth_means, run_block, scale_residual_init,
     unit_quaternion, unpatchify,
 )
 from training.config import ModelConfig
-from training.slicing import Gaussians4D
+from training.render.slicing import Gaussians4D
 
 IN_CHANNELS = 10  # rgb 3 + Plücker 6 + time 1
 # Raw head channels per pixel: distance 1, time centre 1, rgb 3, spatial scales 3, time scale 1,
@@ -25,7 +25,7 @@ IN_CHANNELS = 10  # rgb 3 + Plücker 6 + time 1
 GAUSS_CHANNELS = 18
 TIME_SCALE_LOG_RANGE = 3.0  # temporal std within time_scale_init * exp(+-3)
 
-# Attention, Block and count_parameters live in training/blocks.py; re-exported for older imports.
+# Attention, Block and count_parameters live in training/models/blocks.py; re-exported for older imports.
 __all__ = ["Attention", "Block", "Reconstructor", "count_parameters", "train_flops_per_sample"]
 
 

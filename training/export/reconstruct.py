@@ -5,7 +5,7 @@ was run (DESIGN.md §6).
 Input (`--input`): a rendered sample `DIR_OR_TAR#KEY` (a dataset folder or one shard tar, local), or a
 folder of the user's own images with a `cameras.json` ({"frames": [{"file", "c2w", "K", "time", "view"}]},
 OpenCV cameras in the normalised space, time in [0, 1]; RGBA, or RGB on a white background); read, and
-the model's inputs chosen, in training/recon_inputs.py. The model places Gaussians within model.dist_span of each camera's anchor distance (training/blocks.py):
+the model's inputs chosen, in training/export/inputs.py. The model places Gaussians within model.dist_span of each camera's anchor distance (training/models/blocks.py):
 a sample's anchors are its `cameras.offsets` (framing 'track'); cameras.json has no anchor field
 (DESIGN.md §6), so a folder's anchors are the origin: cameras there should be framed on the origin.
 
@@ -14,7 +14,7 @@ a sample's anchors are its `cameras.offsets` (framing 'track'); cameras.json has
   clip's rendered times), one .ply per time.
 - l4gm: the video is one fixed view at every rendered time (a folder: view 0) and the t0 views are other
   fixed views of the first time (a folder: the other views); one .ply per video frame. Videos longer
-  than `--window` run as autoregressive windows overlapping by one frame (training/l4gm_longvideo.py).
+  than `--window` run as autoregressive windows overlapping by one frame (training/models/l4gm/longvideo.py).
 """
 
 from __future__ import annotations
@@ -35,13 +35,13 @@ from PIL import Image
 
 from training import checkpoint as ckpt
 from training.config import TrainConfig
-from training.families import build_model, checkpoint_family
+from training.models.registry import build_model, checkpoint_family
 from training.geometry import intrinsics, look_at
-from training.l4gm_longvideo import interpolate_video, reconstruct_video
-from training.ply import covariance_to_scale_rot, write_ply
-from training.recon_inputs import (InputError, anchor_at, choose_l4gm_inputs, choose_lrm4d_inputs, load_input,
+from training.models.l4gm.longvideo import interpolate_video, reconstruct_video
+from training.export.ply import covariance_to_scale_rot, write_ply
+from training.export.inputs import (InputError, anchor_at, choose_l4gm_inputs, choose_lrm4d_inputs, load_input,
                                    to_views)
-from training.render import render_frames, render_gaussians, resolve_backend
+from training.render.frames import render_frames, render_gaussians, resolve_backend
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def reconstruct(checkpoint: str, spec: str, out: str | os.PathLike, *, times: st
         raise InputError(f"--fast: bf16 with compiled blocks needs a CUDA device; this run is on {dev.type} "
                          "(leave --fast out there)")
     model, cfg, state, ckpt_path = load_model(checkpoint, dev)
-    from training import fast
+    from training.models import fast
 
     # default: the attention priority only (no-op on a CPU): one forward pass does not repay compiling, and
     # the model runs in float32 (no TF32); --fast: compiled blocks (repaid over many windows) under bf16
@@ -160,7 +160,7 @@ def reconstruct(checkpoint: str, spec: str, out: str | os.PathLike, *, times: st
             g4 = model(x(v.rgb), x(v.cond()), x(v.c2w), x(v.K), x(v.time), in_anchor=x(v.anchors()))
         g4 = g4.float()
         out_times = req_times if req_times is not None else clip.times
-        from training.slicing import slice_at
+        from training.render.slicing import slice_at
 
         sl = slice_at(g4, torch.tensor([out_times], device=dev))  # [1, F, N, ...]
         scales, quats = covariance_to_scale_rot(sl.covars[0, 0].cpu())  # time-independent covariance
