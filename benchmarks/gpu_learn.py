@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from training.data import shardspec  # noqa: E402
 from training.config import apply_overrides, preset  # noqa: E402
-from training.models.lrm4d.protocol import evaluate  # noqa: E402
+from training.evaluate import evaluate  # noqa: E402
 from training.train import train  # noqa: E402
 
 log = logging.getLogger("gpu_learn")

@@ -12,19 +12,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from contracts.uids import check_uid
-
-
-class AssetUnavailable(Exception):
-    """The asset file of a row cannot be had; `reason` is a short fixed word, `detail` says more."""
-
-    def __init__(self, reason: str, detail: str):
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
-
-
-OBJAVERSE_SCHEME = "objaverse:"      # objaverse:<object path in the HF repo>, e.g. objaverse:glbs/000-023/<uid>.glb
-OBJAVERSE_XL_SCHEME = "objaverse-xl:"  # objaverse-xl:<source>:<fileIdentifier>
+from manifests.locators import OBJAVERSE_SCHEME, OBJAVERSE_XL_SCHEME, AssetUnavailable  # noqa: F401 (part of the API)
 
 
 def resolve_asset(row: Mapping[str, Any], cache_dir: str | None = None) -> Path:

@@ -23,12 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from contracts.gunzip import MAX_GUNZIP_BYTES, GunzipTooLarge, gunzip_into
+
 GLB_MAGIC = b"glTF"
 CHUNK_JSON = 0x4E4F534A  # "JSON" little-endian
 CHUNK_BIN = 0x004E4942   # "BIN\0"
 GZIP_MAGIC = b"\x1f\x8b"
 MAX_JSON_BYTES = 512 << 20  # a JSON chunk this large is a broken header, not a model
-MAX_GUNZIP_BYTES = 4 << 30  # refuse gzip bombs: no real asset decompresses beyond this
 
 # Triangles / lines / points per index count, by primitive mode (glTF 2.0 §3.7.2.1).
 _MODE_NAMES = {0: "points", 1: "lines", 2: "line_loop", 3: "line_strip", 4: "triangles", 5: "triangle_strip", 6: "triangle_fan"}
@@ -118,24 +119,6 @@ def read_gltf_info(path: str | os.PathLike) -> GltfInfo:
 def parse_gltf_bytes(data: bytes, fmt: str, where: str = "<bytes>") -> GltfInfo:
     """Same as read_gltf_info for content already in memory (`fmt` "glb" or "gltf", not gzipped)."""
     return _parse(io.BytesIO(data), len(data), fmt, False, where)
-
-
-class GunzipTooLarge(ValueError):
-    """A gzip stream that unpacks to more than MAX_GUNZIP_BYTES."""
-
-
-def gunzip_into(path: str | os.PathLike, dst: BinaryIO, limit: int = MAX_GUNZIP_BYTES) -> int:
-    """Unpack the gzip file `path` into `dst` in 1 MiB chunks; returns the bytes written. Raises
-    GunzipTooLarge past `limit` (a gzip bomb), and gzip's own errors (OSError, EOFError, zlib.error)
-    for a broken stream. Used by curation (into memory) and by the render worker (into a file)."""
-    total = 0
-    with gzip.open(path, "rb") as src:
-        while chunk := src.read(1 << 20):
-            total += len(chunk)
-            if total > limit:
-                raise GunzipTooLarge(f"decompresses to more than {limit} bytes")
-            dst.write(chunk)
-    return total
 
 
 def _gunzip(path: Path, where: str) -> bytes:

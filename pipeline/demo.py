@@ -32,6 +32,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.demo_counts import curate_counts, eval_counts, mine_counts, render_counts, train_counts
+from pipeline.demo_manifests import merge_manifests
+
 log = logging.getLogger(__name__)
 
 
@@ -206,7 +209,7 @@ class Demo:
         def render0() -> Stage:
             st = self._pipeline("render", "render", "--manifest", str(everything), "--shards", "all", "--out",
                                 str(self.data), *self._render_flags())
-            st.counts = self._render_counts(committed_shards(self.data))
+            st.counts = render_counts(self.data, committed_shards(self.data))
             st.counts["shard_list"] = committed_shards(self.data)
             return st
 
@@ -217,7 +220,7 @@ class Demo:
 
         def train0() -> Stage:
             st = self._train("train round 0", c.steps, None, shards=round0_spec)
-            st.counts = self._train_counts()
+            st.counts = train_counts(self.run_dir)
             return st
 
         self._stage("train0", train0)
@@ -225,7 +228,7 @@ class Demo:
 
         def eval0() -> Stage:  # the round-0 checkpoint by name: a rerun must not score a later one
             st = self._eval("eval round 0", before, scored_spec, self._checkpoint(c.steps))
-            st.counts = self._eval_counts(before)
+            st.counts = eval_counts(before)
             return st
 
         self._stage("eval0", eval0)
@@ -236,7 +239,7 @@ class Demo:
                                 str(self.data), "--out", str(nxt), "--fraction", str(c.fraction), "--boost",
                                 str(c.boost), "--rerender-fraction", str(c.rerender_fraction), "--shard-size",
                                 str(c.shard_size))
-            st.counts = self._mine_counts(manifest, nxt)
+            st.counts = mine_counts(manifest, nxt)
             return st
 
         self._stage("mine", mine)
@@ -245,7 +248,7 @@ class Demo:
             st = self._pipeline("render re-render requests", "render", "--manifest", str(nxt), "--shards", "all",
                                 "--out", str(self.data), *self._render_flags())
             new = sorted(set(committed_shards(self.data)) - set(round0) - set(heldout_shards))
-            st.counts = self._render_counts(new)
+            st.counts = render_counts(self.data, new)
             st.counts["shard_list"] = new
             return st
 
@@ -254,7 +257,7 @@ class Demo:
         def train1() -> Stage:
             st = self._train("train round 1 (mined weights)", c.steps + c.more_steps, nxt,
                              shards=self._spec(train_shards + new))
-            st.counts = self._train_counts()
+            st.counts = train_counts(self.run_dir)
             return st
 
         self._stage("train1", train1)
@@ -263,7 +266,7 @@ class Demo:
 
         def eval1() -> Stage:
             st = self._eval("eval round 1 (same protocol, same samples)", after, scored_spec, last)
-            st.counts = self._eval_counts(after)
+            st.counts = eval_counts(after)
             return st
 
         self._stage("eval1", eval1)
@@ -272,7 +275,7 @@ class Demo:
 
             def eval_rer() -> Stage:
                 st = self._eval("eval round 1 on the re-rendered shards", rer, self._spec(new), last)
-                st.counts = self._eval_counts(rer)
+                st.counts = eval_counts(rer)
                 return st
 
             self._stage("eval1_rerendered", eval_rer)
@@ -310,7 +313,7 @@ class Demo:
             shutil.copy2(self.run_dir / "config.json", control / "config.json")
             st = self._train("train control (no mining, round-0 data)", c.steps + c.more_steps, None,
                              shards=round0_spec, run_dir=control)
-            st.counts = self._train_counts(control)
+            st.counts = train_counts(control)
             return st
 
         self._stage("train_control", train_control)
@@ -319,7 +322,7 @@ class Demo:
         def eval_control() -> Stage:
             ckpt = str(control / "checkpoints" / f"step-{c.steps + c.more_steps:08d}.pt")
             st = self._eval("eval control (same protocol, same samples)", out, scored_spec, ckpt)
-            st.counts = self._eval_counts(out)
+            st.counts = eval_counts(out)
             return st
 
         self._stage("eval_control", eval_control)
@@ -337,7 +340,7 @@ class Demo:
                                 "--seed", str(c.seed), "--assets-out", str(self.dir / "assets"), "--shard-size",
                                 str(c.shard_size), "--out", str(proc), "--dropped-out",
                                 str(self.dir / "dropped_procedural.parquet"))
-            st.counts = self._curate_counts(proc, self.dir / "dropped_procedural.parquet")
+            st.counts = curate_counts(proc, self.dir / "dropped_procedural.parquet")
             return st
 
         self._stage("curate_procedural", procedural)
@@ -349,7 +352,7 @@ class Demo:
                 st = self._pipeline("curate --assets folder", "curate", "--source", "local", "--dir", str(c.assets),
                                     "--shard-size", str(c.shard_size), "--out", str(local), "--dropped-out",
                                     str(self.dir / "dropped_local.parquet"))
-                st.counts = self._curate_counts(local, self.dir / "dropped_local.parquet")
+                st.counts = curate_counts(local, self.dir / "dropped_local.parquet")
                 return st
 
             self._stage("curate_local", user_assets)
@@ -360,106 +363,5 @@ class Demo:
             self.done["merge"] = {"name": "merge", "command": "", "seconds": 0.0}
             self._save_state()
 
-    # -- counts from the files each stage wrote ------------------------------------------------
-    @staticmethod
-    def _curate_counts(manifest: Path, dropped: Path) -> dict[str, Any]:
-        import pandas as pd
-
-        from manifests import read_manifest
-
-        df = read_manifest(manifest)
-        out: dict[str, Any] = {"assets": int(df["uid"].nunique()), "clips": len(df)}
-        if dropped.exists():
-            d = pd.read_parquet(dropped)
-            out["dropped"] = {str(k): int(v) for k, v in d["reason"].value_counts().items()}
-        return out
-
-    def _render_counts(self, shards: list[int]) -> dict[str, Any]:
-        import pyarrow.parquet as pq
-
-        from contracts.layout import parquet_name, read_stats
-
-        counts: dict[str, Any] = {"shards": len(shards), "ok": 0, "failed": 0, "rejected": 0, "images": 0, "reasons": {}}
-        for n in shards:
-            st = read_stats(self.data, n)
-            counts["images"] += int(st.get("images") or 0)
-            for r in pq.read_table(self.data / parquet_name(n), columns=["status", "reason"]).to_pylist():
-                counts[r["status"]] += 1
-                if r["reason"]:
-                    counts["reasons"][r["reason"]] = counts["reasons"].get(r["reason"], 0) + 1
-        return counts
-
-    def _train_counts(self, run_dir: Path | None = None) -> dict[str, Any]:
-        lines = read_train_metrics(run_dir or self.run_dir)
-        last = lines[-1] if lines else {}
-        return {"step": last.get("step"), "loss": last.get("loss"), "psnr": last.get("psnr"),
-                "samples_per_s": last.get("samples_per_s")}
-
-    @staticmethod
-    def _eval_counts(path: Path) -> dict[str, Any]:
-        import pandas as pd
-
-        d = pd.read_parquet(path)
-        out: dict[str, Any] = {"samples": len(d), "seen": int((d["seen_in_training"] == True).sum()),  # noqa: E712
-                               "heldout": int((d["seen_in_training"] == False).sum())}  # noqa: E712
-        for col in ("psnr", "psnr_obj", "loss", "psnr_nearest_input", "psnr_obj_nearest_input", "psnr_mean_colour"):
-            out[col] = float(d[col].mean())
-        return out
-
-    @staticmethod
-    def _mine_counts(before: Path, after: Path) -> dict[str, Any]:
-        from manifests import read_manifest
-
-        a, b = read_manifest(before), read_manifest(after)
-        reasons = b["mine_reason"].dropna().map(lambda s: s.split(":")[0]).value_counts() if "mine_reason" in b else {}
-        return {"rows_in": len(a), "rows_out": len(b), "left_out": len(a) - len(b),
-                "upweighted": int(reasons.get("upweight", 0)), "rerender": int(reasons.get("rerender", 0))}
-
     def config_dict(self) -> dict[str, Any]:
         return asdict(self.cfg)
-
-
-def read_train_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    """The logged lines of a training run (RUN/metrics.jsonl), oldest first."""
-    text = (Path(run_dir) / "metrics.jsonl").read_text(encoding="utf-8")
-    return [json.loads(x) for x in text.splitlines() if x.strip()]
-
-
-def heldout_uids(uids: list[str], n: int) -> set[str]:
-    """The `n` assets kept out of training: the first by sha256 of the uid (deterministic, no order bias)."""
-    import hashlib
-
-    return set(sorted(set(uids), key=lambda u: hashlib.sha256(u.encode()).hexdigest())[:n])
-
-
-def merge_manifests(parts: list[Path], out: Path, shard_size: int, heldout: int = 0, train_out: Path | None = None,
-                    heldout_out: Path | None = None) -> Path:
-    """One manifest over several curated ones (deterministic). With `heldout`, that many procedural
-    assets are held out: the training rows get shards 0.., the held-out rows the shards after them (so
-    no shard mixes the two); `train_out` and `heldout_out` get the two parts, `out` the union."""
-    import pandas as pd
-
-    from manifests import read_manifest, write_manifest
-    from manifests.shards import assign_shards
-
-    frames = [read_manifest(p) for p in parts]
-    df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    dup = df.duplicated(subset=["uid", "clip"], keep="first")
-    if dup.any():
-        log.warning("%d clip(s) of --assets share a uid with another source; keeping the first", int(dup.sum()))
-        df = df[~dup]
-    command = "pipeline demo (merged " + ", ".join(p.name for p in parts) + ")"
-    held = heldout_uids(df.loc[df["source"] == "procedural", "uid"].tolist(), heldout)
-    is_held = df["uid"].isin(held)
-    train = assign_shards(df[~is_held], shard_size)
-    parts_out = [train]
-    settings = {"parts": [str(p) for p in parts], "shard_size": shard_size, "heldout_uids": sorted(held)}
-    if held:
-        first = int(train["shard"].max()) + 1 if len(train) else 0
-        test = assign_shards(df[is_held], shard_size, first_shard=first)
-        parts_out.append(test)
-        if heldout_out is not None:
-            write_manifest(test, heldout_out, command=command, settings=settings)
-    if train_out is not None:
-        write_manifest(train, train_out, command=command, settings=settings)
-    return write_manifest(pd.concat(parts_out, ignore_index=True), out, command=command, settings=settings)

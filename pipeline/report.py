@@ -126,7 +126,7 @@ def write_report(demo: Any, total_seconds: float) -> Path:
     files = d / "report_files"
     files.mkdir(exist_ok=True)
     from contracts.uids import sample_key
-    from pipeline.demo import read_train_metrics
+    from pipeline.demo_counts import read_train_metrics
 
     metrics = read_train_metrics(demo.run_dir)
     before = pd.read_parquet(d / "eval" / "round0.parquet")

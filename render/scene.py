@@ -22,7 +22,7 @@ import bpy
 import mathutils
 import numpy as np
 
-from manifests.gltf_info import MAX_GUNZIP_BYTES, GunzipTooLarge, gunzip_into
+from contracts.gunzip import MAX_GUNZIP_BYTES, GunzipTooLarge, gunzip_into
 from render.cameras import orbit_position
 from render.reasons import AssetProblem
 

@@ -1,7 +1,7 @@
 """`python -m training ...` (and `torchrun ... -m training ...`): the `pipeline train` command."""
 
-from pipeline.commands.train import command
 from contracts.logs import setup_logging
+from training.cli import command
 
 if __name__ == "__main__":
     setup_logging()

@@ -122,3 +122,17 @@ def trained_on(previous: dict[str, Any] | None, urls: list[str], weights: str | 
         if entry not in manifests:
             manifests.append(entry)
     return {"shards": sorted(shards), "manifests": manifests}
+
+
+def checkpoint_family(state: dict) -> str:
+    """The family a checkpoint was trained as (checkpoints from before families existed: lrm4d)."""
+    fam = state.get("family") or ((state.get("config") or {}).get("model") or {}).get("family") or "lrm4d"
+    return str(fam)
+
+
+def require_family(state: dict, expected: str, where: str) -> None:
+    """A clear error when a checkpoint of one family meets a command or run of the other."""
+    got = checkpoint_family(state)
+    if got != expected:
+        raise ValueError(f"{where}: checkpoint is of model family {got!r}, but this needs {expected!r} "
+                         f"(--preset / --set model.family); the families' weights are not interchangeable")

@@ -10,7 +10,6 @@ grad norm averaged over the steps since the previous line; lr, samples/s, skippe
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -33,8 +32,10 @@ from training.config import ConfigError, OptimConfig, TrainConfig
 from training.losses.terms import reconstruction_losses
 from training.losses.lpips import load_lpips
 from training.models.blocks import count_parameters
-from training.models.registry import build_model, require_family
-from training.render.frames import render_gaussians, resolve_backend
+from training.device import autocast_for, to_device
+from training.checkpoint import require_family
+from training.models.registry import get_family
+from training.render.frames import resolve_backend
 from training.viz import save_grid
 
 log = logging.getLogger(__name__)
@@ -63,40 +64,6 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig, device: torch.device) ->
     other = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": other, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, fused=device.type == "cuda")
-
-
-def to_device(batch: dict, device: torch.device) -> dict:
-    return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
-
-
-def autocast_for(cfg: TrainConfig, device: torch.device) -> Any:
-    """bf16 autocast for the transformer on CUDA when the config asks for it; a no-op context otherwise."""
-    if cfg.bf16 and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def forward_render(model: nn.Module, batch: dict, cfg: TrainConfig, backend: str, autocast: Any,
-                   size: int | None = None):
-    """Reconstruct Gaussians from the inputs and render every target at `size` (default: the config's
-    image size), the way the config's model family does. Returns (gaussians, rgb, alpha)."""
-    if cfg.model.family != "lrm4d":
-        from training.models.registry import get_family
-
-        return get_family(cfg.model.family).forward_render(model, batch, cfg, backend, autocast, size)
-    return lrm4d_forward_render(model, batch, cfg, backend, autocast, size)
-
-
-def lrm4d_forward_render(model: nn.Module, batch: dict, cfg: TrainConfig, backend: str, autocast: Any,
-                         size: int | None = None):
-    """The 4D-LRM family: one set of 4D Gaussians from all inputs, sliced at every target's time."""
-    with autocast:
-        g = model(batch["in_rgb"], batch["in_cond"], batch["in_c2w"], batch["in_K"], batch["in_time"],
-                  in_anchor=batch.get("in_anchor"))
-    S = size or cfg.data.image_size
-    rgb, alpha = render_gaussians(g, batch["tg_c2w"], batch["tg_K"], batch["tg_time"], S, S, batch["background"],
-                                  cfg.render, backend)
-    return g, rgb, alpha
 
 
 INIT_ARCH = ("patch_size", "width", "depth", "heads", "mlp_ratio", "qk_norm", "temporal_attention", "gauss_stride")
@@ -187,6 +154,7 @@ class Trainer:
         if cfg.optim.schedule_steps == 0:
             cfg.optim.schedule_steps = cfg.steps  # fixed at the first invocation, kept on resume
         self.cfg = cfg
+        self.family = get_family(cfg.model.family)  # the model family's spec: model, forward pass, samples
         self.follower = ShardFollower(shards, cfg.data.follow_interval_s, info)  # --follow: re-reads the SPEC
         self.urls = self.follower.initial()  # before RUN is written: a bad SPEC leaves nothing behind
         init = read_init_weights(cfg) if resumed is None and cfg.init_from else None  # a bad one neither
@@ -196,7 +164,7 @@ class Trainer:
             tmp.write_text(cfg.to_json())
             os.replace(tmp, self.out / "config.json")
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-        model = build_model(cfg.model).to(info.device)
+        model = self.family.build_model(cfg.model).to(info.device)
         if init is not None:
             model.load_state_dict(init)
         self.model_single = model
@@ -247,7 +215,8 @@ class Trainer:
             loader = data_mod.make_loader(self.urls, cfg.data, batch_size=cfg.batch_size, seed=cfg.seed,
                                           rank=info.rank, world_size=info.world_size, epoch=self.epoch,
                                           weights=self.weights, handler=handler,
-                                          pin_memory=info.device.type == "cuda", family=cfg.model.family)
+                                          pin_memory=info.device.type == "cuda",
+                                          stages=self.family.sample_stages())
             epoch_skips: dict[int, dict] = {}
             t_wait = time.perf_counter()
             for batch in loader:
@@ -299,7 +268,7 @@ class Trainer:
         """One optimiser step. Metrics come back as detached 0-d tensors: reading them waits for the GPU,
         so the loop sums them on the device and reads them once per log line."""
         cfg = self.cfg
-        _g, rgb, alpha = forward_render(self.model, batch, cfg, self.backend, self.autocast)
+        _g, rgb, alpha = self.family.forward_render(self.model, batch, cfg, self.backend, self.autocast)
         lp = self.lpips if self.scheduler.last_epoch % cfg.loss.lpips_every == 0 else None  # last_epoch: steps done
         losses = reconstruction_losses(rgb, alpha, batch["tg_rgb"], batch["tg_alpha"], cfg.loss, lp,
                                        lpips_scale=cfg.loss.lpips_every)  # k x on every k-th step

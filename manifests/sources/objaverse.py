@@ -32,7 +32,7 @@ import zlib
 from pathlib import Path
 from typing import Any, Iterator
 
-from manifests.assets import AssetUnavailable
+from manifests.locators import AssetUnavailable
 from manifests.filters import Batch, Candidate, Clip, CurationError, Dropped, Scan
 from contracts.uids import UID_RE, is_valid_uid
 

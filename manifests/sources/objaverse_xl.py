@@ -31,7 +31,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from manifests.assets import OBJAVERSE_XL_SCHEME, AssetUnavailable
+from manifests.locators import OBJAVERSE_XL_SCHEME, AssetUnavailable
 from manifests.filters import Batch, Candidate, CurationError, Dropped, Scan
 from contracts.uids import UID_RE, is_valid_uid
 

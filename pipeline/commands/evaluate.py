@@ -41,7 +41,7 @@ def command(checkpoint: str, shards: str, out: str, protocol_name: str, protocol
     prints held-out and seen clips apart, with psnr_obj (inside the object's box) next to PSNR.
     """
     from training import ddp
-    from training.models.lrm4d.protocol import evaluate, format_summary
+    from training.evaluate import evaluate, format_summary
 
     protocol = {"name": protocol_name, "seed": protocol_seed, "n_in": n_in, "per_kind": per_kind,
                 "image_size": image_size}

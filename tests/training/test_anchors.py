@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from training.models.registry import get_family
 from training.data import stream as data
 from training.data import shardspec
 from training.models.blocks import ray_depth_means
@@ -64,7 +65,7 @@ def _meta(ds: Path) -> dict:
 
 def _batches(ds: Path, cfg: DataConfig, n: int = 1, family: str = "lrm4d", seed: int = 0) -> list[dict]:
     pipe = data.make_dataset(shardspec.resolve_shards(str(ds)), cfg, batch_size=1, seed=seed, resampled=True,
-                             batches_per_worker=n, family=family)
+                             batches_per_worker=n, stages=get_family(family).sample_stages())
     return list(pipe)
 
 

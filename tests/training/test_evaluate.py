@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from training.config import apply_overrides, preset
-from training.models.lrm4d.protocol import KINDS, Protocol, choose_pairs, evaluate
+from training.evaluate import evaluate
+from training.models.lrm4d.protocol import KINDS, Protocol, choose_pairs
 from training.eval.protocol import fixed_views, read_metrics_info, target_kind
 from training.train import train
 
@@ -174,7 +175,7 @@ def test_seen_in_training_follows_the_checkpoints_shards(two_checkpoints, tmp_pa
         assert {r["shard"] for r in rows if r["seen_in_training"] is False} == {0, 1, 2} - seen_shards
     res = evaluate(late, str(d), tmp_path / "m.parquet", device="cpu", progress=False, worst=0)
     assert res.summary["groups"]["unseen"]["samples"] == 2 and res.summary["groups"]["seen"]["samples"] == 4
-    from training.models.lrm4d.protocol import format_summary
+    from training.evaluate import format_summary
 
     text = format_summary(res)
     assert "held-out clips (shards never trained on): 2 sample(s)" in text
@@ -182,7 +183,7 @@ def test_seen_in_training_follows_the_checkpoints_shards(two_checkpoints, tmp_pa
 
 
 def test_summary_warns_when_every_clip_was_seen(two_checkpoints, tmp_path):
-    from training.models.lrm4d.protocol import format_summary
+    from training.evaluate import format_summary
 
     d, early, _, _ = two_checkpoints
     res = evaluate(early, str(d / "shard-000000.tar"), tmp_path / "m.parquet", device="cpu", progress=False, worst=0)

@@ -289,7 +289,7 @@ def test_eval_on_the_gpu_gives_the_cpu_metrics(analytic_shards, tmp_path):
     """pipeline eval on CUDA (fast.setup_model: compiled blocks, cuDNN attention; gsplat) scores a tiny
     checkpoint as the CPU does (eager, torch rasteriser), within float/rasteriser noise."""
     from training.config import apply_overrides, tiny
-    from training.models.lrm4d.protocol import evaluate
+    from training.evaluate import evaluate
     from training.train import train
 
     d, keys = analytic_shards

@@ -107,7 +107,7 @@ def test_window_picker_errors_and_static_samples(tmp_path):
 def test_built_batches_have_the_flat_window_layout(procedural_many):
     cfg = l4gm_tiny().data
     urls = shardspec.resolve_shards(str(procedural_many))
-    batch = next(iter(make_dataset(urls, cfg, batch_size=2, seed=0, resampled=False, family="l4gm")))
+    batch = next(iter(make_dataset(urls, cfg, batch_size=2, seed=0, resampled=False, stages=get_family("l4gm").sample_stages())))
     W, n0, M, S = cfg.window, cfg.n_t0_views, cfg.n_target, cfg.image_size
     assert batch["in_rgb"].shape == (2, W + n0, 3, S, S) and batch["in_cond"].shape == (2, W + n0, 7, S, S)
     assert batch["tg_rgb"].shape == (2, W * M, 3, S, S) and batch["window"].tolist() == [W, W]
@@ -131,8 +131,8 @@ def test_interpolation_inputs_blend_the_window_ends(procedural_many):
     torch.testing.assert_close(y[[0, 3, 4, 5]], x[[0, 3, 4, 5]])  # ends and t0 views untouched
     cfg = _data_cfg(interp=True)
     urls = shardspec.resolve_shards(str(procedural_many))
-    plain = next(iter(make_dataset(urls, _data_cfg(), batch_size=1, seed=3, resampled=False, family="l4gm")))
-    interp = next(iter(make_dataset(urls, cfg, batch_size=1, seed=3, resampled=False, family="l4gm")))
+    plain = next(iter(make_dataset(urls, _data_cfg(), batch_size=1, seed=3, resampled=False, stages=get_family("l4gm").sample_stages())))
+    interp = next(iter(make_dataset(urls, cfg, batch_size=1, seed=3, resampled=False, stages=get_family("l4gm").sample_stages())))
     assert plain["key"] == interp["key"]
     torch.testing.assert_close(interp["in_rgb"][0], blend_middle(plain["in_rgb"][0], 4))
     torch.testing.assert_close(interp["tg_rgb"], plain["tg_rgb"])  # supervised on the true frames

@@ -14,7 +14,7 @@ from pipeline.cli import cli
 from training import checkpoint as ckpt
 from training.data import shardspec
 from training.config import l4gm_tiny
-from training.models.lrm4d.protocol import evaluate
+from training.evaluate import evaluate
 from training.models.registry import build_model
 from training.models.l4gm.protocol import VideoProtocol, protocol_from_options
 from training.eval.protocol import DESIGN_COLUMNS, read_metrics_info

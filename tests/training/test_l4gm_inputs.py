@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from training.geometry import intrinsics, orbit_cameras
-from training.models.l4gm.longvideo import Views, interpolation_views
-from training.export.inputs import Clip, Frame, InputError, choose_l4gm_inputs
+from training.data.clip import Clip, Frame, InputError, Views
+from training.models.l4gm.longvideo import interpolation_views
+from training.models.l4gm.recon import choose_inputs as choose_l4gm_inputs
 
 
 def _tracked_video(T: int = 3) -> tuple[Views, torch.Tensor]:

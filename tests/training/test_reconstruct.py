@@ -18,7 +18,8 @@ from training import checkpoint as ckpt
 from training.data import shardspec
 from training.config import l4gm_tiny, tiny
 from training.models.registry import build_model
-from training.models.l4gm.longvideo import Views, reconstruct_video, window_spans
+from training.data.clip import Views
+from training.models.l4gm.longvideo import reconstruct_video, window_spans
 from training.render.frames import render_frames
 
 

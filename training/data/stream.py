@@ -19,16 +19,16 @@ import functools
 import logging
 import math
 import random
-from collections import Counter
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import torch
 import torch.nn.functional as F
 
 from training.config import DataConfig
+from training.data.handlers import DataStreamError, SkipAndCount, guarded, reraise  # noqa: F401 (the loader's API)
 from training.data.decode import DEPTH_FMT, SampleError, camera_anchors, decode_depth, decode_rgba, parse_sample
 from training.geometry import plucker_image, scale_intrinsics
-from training.eval.protocol import fixed_views, target_kind
+from training.data.views import fixed_views, target_kind
 from training.data import shardstream
 from training.data.shardspec import shard_number
 from training.data.shardstream import fetch_members, shard_samples
@@ -38,59 +38,6 @@ from training.data.weights import WeightedRepeat
 
 log = logging.getLogger(__name__)
 
-
-
-class DataStreamError(RuntimeError):
-    """The stream produces nothing but errors: stop instead of spinning forever."""
-
-
-# -- error policy ----------------------------------------------------------------------------------
-
-
-def _reason(exn: BaseException) -> str:
-    """A word for the count table: the SampleError's reason, else the failure's kind."""
-    import tarfile
-
-    if isinstance(exn, SampleError):
-        return exn.reason
-    if isinstance(exn, (tarfile.TarError, EOFError)):
-        return "tar_read"
-    if isinstance(exn, ValueError) and "duplicate file name" in str(exn):
-        return "tar_duplicate"
-    if isinstance(exn, OSError):
-        return "io"
-    return type(exn).__name__
-
-
-class SkipAndCount:
-    """Handler that skips a bad sample or shard, counts it by reason and logs the first few.
-
-    A stream that yields nothing but errors for `max_consecutive` in a row raises DataStreamError.
-    """
-
-    def __init__(self, max_consecutive: int = 200, log_first: int = 5):
-        self.counts: Counter[str] = Counter()
-        self.consecutive = 0
-        self.max_consecutive = max_consecutive
-        self.log_first = log_first
-
-    def __call__(self, exn: BaseException) -> bool:
-        reason = _reason(exn)
-        self.counts[reason] += 1
-        self.consecutive += 1
-        total = sum(self.counts.values())
-        if total <= self.log_first or total % 100 == 0:
-            log.warning("skipped a bad sample or shard (%s, %d skipped so far): %s", reason, total, exn)
-        if self.consecutive >= self.max_consecutive:
-            raise DataStreamError(f"{self.consecutive} errors in a row and no good sample; last: {exn}") from exn
-        return True
-
-    def success(self) -> None:
-        self.consecutive = 0
-
-
-def reraise(exn: BaseException) -> bool:
-    raise exn
 
 
 # -- stages ----------------------------------------------------------------------------------------
@@ -138,12 +85,7 @@ class PickStage:
 
     def __call__(self, src: Iterable[dict]) -> Iterator[dict]:
         rng = _rng(self.seed, self.rank, self.epoch, 3)
-        for sample in src:
-            try:
-                yield self.pick(sample, rng)
-            except Exception as exn:  # noqa: BLE001 (policy is the handler's)
-                if not self.handler(exn):
-                    break
+        yield from guarded(src, lambda sample: self.pick(sample, rng), self.handler)
 
     def pick(self, sample: dict, rng: random.Random) -> dict:
         raise NotImplementedError
@@ -234,15 +176,7 @@ class BuildSample:
 
     def __call__(self, src: Iterable[dict]) -> Iterator[dict]:
         rng = _rng(self.seed, self.rank, self.epoch, 4)
-        for item in src:
-            try:
-                out = self.build(item, rng)
-            except Exception as exn:  # noqa: BLE001
-                if not self.handler(exn):
-                    break
-                continue
-            getattr(self.handler, "success", lambda: None)()
-            yield out
+        yield from guarded(src, lambda item: self.build(item, rng), self.handler, counts_success=True)
 
     def background(self, rng: random.Random) -> torch.Tensor:
         bg = self.cfg.background
@@ -325,65 +259,71 @@ class Collate:
 def make_dataset(urls: list[str], cfg: DataConfig, *, batch_size: int, seed: int = 0, rank: int = 0,
                  world_size: int = 1, epoch: int = 0, resampled: bool = True, handler: Callable | None = None,
                  weights: Mapping[str, float] | None = None, batches_per_worker: int | None = None,
-                 family: str = "lrm4d"):
+                 stages: tuple[type, type] | None = None):
     """The WebDataset pipeline for one rank (see module docstring). Returns a wds.DataPipeline that
     yields batches; with `batches_per_worker` it yields exactly that many per iteration (per worker).
-    `family` (model.family) chooses the sample picker and builder (training/models/registry.py)."""
+    `stages`: the (picker, builder) classes of the model family (training/models/registry.py
+    `Family.sample_stages()`); default the posed (view, time) pairs below (PickViews, BuildSample)."""
     import webdataset as wds
 
     handler = handler if handler is not None else SkipAndCount()
     kw = dict(seed=seed, rank=rank, epoch=epoch)
-    stages: list[Any] = [
+    pipe: list[Any] = [
         ShardSource(urls, resampled=resampled, world_size=world_size, **kw),
         functools.partial(shard_samples, handler=handler, ranged=cfg.ranged_reads),
     ]
     if weights is not None:
-        stages.append(WeightedRepeat(weights, shards=[n for n in map(shard_number, urls) if n is not None], **kw))
-    pick_cls, build_cls = (PickViews, BuildSample)
-    if family != "lrm4d":
-        from training.models.registry import get_family
-
-        pick_cls, build_cls = get_family(family).sample_stages()
-    stages.append(pick_cls(cfg, handler, **kw))
+        pipe.append(WeightedRepeat(weights, shards=[n for n in map(shard_number, urls) if n is not None], **kw))
+    pick_cls, build_cls = stages or (PickViews, BuildSample)
+    pipe.append(pick_cls(cfg, handler, **kw))
     if resampled:
-        stages.append(wds.shuffle(cfg.shuffle_buffer, initial=cfg.shuffle_buffer,
-                                  rng=_LazyRng(seed, rank, epoch)))
-    stages.append(functools.partial(fetch_members, handler=handler))  # picked members over the network, concurrently
-    stages.append(build_cls(cfg, handler, **kw))
-    stages.append(wds.batched(batch_size, collation_fn=Collate(handler), partial=not resampled))
-    pipe = wds.DataPipeline(*stages)
+        pipe.append(Shuffle(cfg.shuffle_buffer, **kw))
+    pipe.append(functools.partial(fetch_members, handler=handler))  # picked members over the network, concurrently
+    pipe.append(build_cls(cfg, handler, **kw))
+    pipe.append(wds.batched(batch_size, collation_fn=Collate(handler), partial=not resampled))
+    dataset = wds.DataPipeline(*pipe)
     if batches_per_worker is not None:
-        pipe = pipe.with_epoch(batches_per_worker)
-    return pipe
+        dataset = dataset.with_epoch(batches_per_worker)
+    return dataset
 
 
-class _LazyRng(random.Random):
-    """A random.Random seeded at first use in the worker that uses it (worker ids exist only there)."""
+class Shuffle:
+    """Buffered shuffle stage that seeds itself when iteration starts, in the DataLoader worker that
+    runs it, so its stream is private to (seed, rank, worker, epoch) (training/rng.py). Holds up to
+    `size` items; once full, every arriving item makes it yield one uniformly chosen buffered item;
+    at the end it empties the buffer in random order."""
 
-    def __init__(self, seed: int, rank: int, epoch: int):
-        super().__init__(0)
-        self._args, self._seeded = (seed, rank, epoch), False
+    def __init__(self, size: int, *, seed: int, rank: int, epoch: int):
+        self.size = max(1, size)
+        self.seed, self.rank, self.epoch = seed, rank, epoch
 
-    def random(self) -> float:  # wds.shuffle picks with rng.randint -> random()
-        if not self._seeded:
-            self.seed(_rng(*self._args, 5).random())
-            self._seeded = True
-        return super().random()
+    def __call__(self, src: Iterable[Any]) -> Iterator[Any]:
+        rng = random.Random(_rng(self.seed, self.rank, self.epoch, 5).random())  # seeded here, in the worker
+        buf: list[Any] = []
 
-    def randint(self, a: int, b: int) -> int:
-        self.random()
-        return super().randint(a, b)
+        def take() -> Any:
+            k = rng.randrange(len(buf))
+            buf[k], buf[-1] = buf[-1], buf[k]
+            return buf.pop()
+
+        for item in src:
+            buf.append(item)
+            if len(buf) >= self.size:
+                yield take()
+        while buf:
+            yield take()
 
 
 def make_loader(urls: list[str], cfg: DataConfig, *, batch_size: int, seed: int, rank: int = 0,
                 world_size: int = 1, epoch: int = 0, weights: Mapping[str, float] | None = None,
-                handler: Callable | None = None, pin_memory: bool = False, family: str = "lrm4d"):
+                handler: Callable | None = None, pin_memory: bool = False,
+                stages: tuple[type, type] | None = None):
     """A DataLoader over one epoch of `cfg.batches_per_epoch` batches (rounded up to a multiple of
     the worker count) for this rank; every rank gets the same count, so DDP never waits on data."""
     workers = cfg.num_workers
     per_worker = math.ceil(cfg.batches_per_epoch / max(1, workers))
     ds = make_dataset(urls, cfg, batch_size=batch_size, seed=seed, rank=rank, world_size=world_size, epoch=epoch,
-                      handler=handler, weights=weights, batches_per_worker=per_worker, family=family)
+                      handler=handler, weights=weights, batches_per_worker=per_worker, stages=stages)
     return torch.utils.data.DataLoader(ds, batch_size=None, num_workers=workers, pin_memory=pin_memory,
                                        persistent_workers=False, prefetch_factor=2 if workers > 0 else None)
 

@@ -24,6 +24,7 @@ import torch
 
 from training import ddp
 from training.data import shardspec
+from training.data.handlers import guarded
 from training.eval.protocol import ALL_KINDS, baseline_scores, sample_row, score_targets, seen_in_training
 
 log = logging.getLogger(__name__)
@@ -78,12 +79,7 @@ class EvalPick:
     handler: Callable[[Exception], bool]
 
     def __call__(self, src: Iterable[dict]) -> Iterator[dict]:
-        for sample in src:
-            try:
-                yield self.pick(sample)
-            except Exception as exn:  # noqa: BLE001 (the handler decides)
-                if not self.handler(exn):
-                    break
+        yield from guarded(src, self.pick, self.handler)
 
     def pick(self, sample: dict) -> dict:
         raise NotImplementedError
@@ -110,22 +106,23 @@ def eval_pipeline(urls: list[str], pick: EvalPick, build, batch_size: int, handl
 
 
 @torch.no_grad()
-def score_checkpoint(state: dict, ckpt_path: Path, shards: str, out, protocol, *, family: str, make_dataset,
+def score_checkpoint(state: dict, ckpt_path: Path, shards: str, out, protocol, *, family: str, build_model,
+                     forward_render, make_dataset,
                      default_batch: tuple[int, int], extra_columns=None, device: str | None = None,
                      batch_size: int | None = None, lpips_weights: str | None = None, worst: int = 8,
                      grids_dir=None, progress: bool = True) -> EvalResult:
     """What every family's evaluator does once it holds its protocol object: build the checkpoint's model
-    (under torchrun: on this rank's GPU), `make_dataset(urls, protocol, size, batch, handler, background,
-    trained, info=)` over this rank's share of `shards`, score every batch (run_eval), write the metrics
-    file (finish_eval). default_batch: (CPU, GPU) batch size without --batch-size; extra_columns(handler)
-    -> run_eval's extra_columns, or None."""
+    with the family's `build_model(ModelConfig)` (under torchrun: on this rank's GPU), `make_dataset(urls,
+    protocol, size, batch, handler, background, trained, info=)` over this rank's share of `shards`, score
+    every batch (run_eval) through the family's `forward_render(model, batch, cfg, backend, autocast,
+    size)`, write the metrics file (finish_eval). default_batch: (CPU, GPU) batch size without
+    --batch-size; extra_columns(handler) -> run_eval's extra_columns, or None."""
     from training.data import stream as data_mod
     from training.eval.baselines import nearest_input
     from training.config import TrainConfig
-    from training.models.registry import build_model
     from training.losses.lpips import load_lpips
     from training.render.frames import resolve_backend
-    from training.train import autocast_for, forward_render, to_device
+    from training.device import autocast_for, to_device
 
     info = ddp.init(device)  # under torchrun: this rank's GPU, and its share of the shards below
     dev = info.device

@@ -5,8 +5,8 @@ is written in every metrics row; metrics of different tags are never compared or
 module holds the pieces a family's evaluator calls:
 
 - `protocol_tag` / `parse_tag`: the tag format;
-- `fixed_views`: which views of a sample are fixed cameras (random views are redrawn at every time, so
-  a random view index is not a camera) and `target_kind`: what is novel about a target, by camera;
+- target kinds by camera (`fixed_views`, `target_kind`, from training/data/views.py, which the training
+  sample pickers share);
 - `PROTOCOL_LOSS` and `protocol_loss`: the `loss` column's formula, owned by the protocol (not by the
   checkpoint's training weights, not by whether LPIPS weights exist), recorded in the metrics file;
 - `score_targets` / `baseline_scores`: per-target PSNR, SSIM, LPIPS (full image and inside the
@@ -35,13 +35,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from training.data.views import ALL_KINDS, KINDS, NOT_SCORED, fixed_views, target_kind  # noqa: F401
 from training.losses.terms import object_boxes, psnr, psnr_in_boxes, ssim, ssim_in_boxes
-
-# What is novel about a target (by camera, see target_kind); "seen" (an input pair) and "pad" (a repeat
-# that fills a fixed-size batch when a sample has too few held-out pairs) never count in any number.
-KINDS = ("novel_view_time", "novel_time", "novel_view")
-NOT_SCORED = ("seen", "pad")
-ALL_KINDS = KINDS + NOT_SCORED
 
 # The `loss` column of every protocol: colour MSE + 0.5 x alpha MSE, per target, averaged over the
 # scored targets. LPIPS and SSIM have their own columns and never enter `loss`, so the value depends
@@ -80,46 +75,6 @@ def parse_tag(tag: str) -> dict[str, Any]:
 
 
 # -- cameras ----------------------------------------------------------------------------------------
-
-
-def fixed_views(meta: Mapping[str, Any], num_frames: int, num_views: int) -> list[bool]:
-    """Per view index: True for a fixed camera (the same orbit position at every time), False for a
-    random view (redrawn at every time, so view v at time t and at time t' are different cameras).
-
-    From the sample JSON: `cameras.fixed` (the render worker writes it), else the render settings
-    (`render.spec.fixed_views`: views 0..n-1 are fixed, the rest random), else from the cameras
-    themselves (a view whose c2w is the same at every time is fixed).
-    """
-    cams = meta.get("cameras")
-    if isinstance(cams, dict) and isinstance(cams.get("fixed"), list) and len(cams["fixed"]) == num_views:
-        return [bool(x) for x in cams["fixed"]]
-    spec = (meta.get("render") or {}).get("spec") if isinstance(meta.get("render"), dict) else None
-    if isinstance(spec, dict) and isinstance(spec.get("fixed_views"), int):
-        n = spec["fixed_views"]
-        return [v < n for v in range(num_views)]
-    c2w = np.asarray(meta["c2w"], dtype=np.float64)  # [T, V, 4, 4]
-    if num_frames <= 1:
-        return [True] * num_views
-    return [bool(np.allclose(c2w[:, v], c2w[:1, v], atol=1e-6)) for v in range(num_views)]
-
-
-def target_kind(pair: tuple[int, int], inputs: Sequence[tuple[int, int]], fixed: Sequence[bool]) -> str:
-    """What is novel about target `pair` (frame, view) given the input pairs, by camera:
-
-    - `seen`: an input pair;
-    - `novel_time`: a time no input shows, from a fixed camera some input uses;
-    - `novel_view_time`: a time no input shows, from a camera no input uses (every random view is
-      such a camera: it exists at its own time only);
-    - `novel_view`: a time some input shows, from another camera.
-    """
-    if tuple(pair) in {tuple(p) for p in inputs}:
-        return "seen"
-    t, v = pair
-    seen_t = {p[0] for p in inputs}
-    seen_cams = {p[1] for p in inputs if fixed[p[1]]}
-    if t not in seen_t:
-        return "novel_time" if fixed[v] and v in seen_cams else "novel_view_time"
-    return "novel_view"
 
 
 # -- the loss column and per-target scores --------------------------------------------------------

@@ -3,18 +3,12 @@ frame as 3D Gaussian Splatting .ply files, a turntable animation through time (G
 was run (DESIGN.md §6).
 
 Input (`--input`): a rendered sample `DIR_OR_TAR#KEY` (a dataset folder or one shard tar, local), or a
-folder of the user's own images with a `cameras.json` ({"frames": [{"file", "c2w", "K", "time", "view"}]},
-OpenCV cameras in the normalised space, time in [0, 1]; RGBA, or RGB on a white background); read, and
-the model's inputs chosen, in training/export/inputs.py. The model places Gaussians within model.dist_span of each camera's anchor distance (training/models/blocks.py):
-a sample's anchors are its `cameras.offsets` (framing 'track'); cameras.json has no anchor field
-(DESIGN.md §6), so a folder's anchors are the origin: cameras there should be framed on the origin.
-
-- lrm4d: inputs are n_in (view, time) pairs (from a sample: frames spread over the clip, fixed views
-  spread around it; from a folder: every image). The 4D Gaussians are sliced at `--times` (default: the
-  clip's rendered times), one .ply per time.
-- l4gm: the video is one fixed view at every rendered time (a folder: view 0) and the t0 views are other
-  fixed views of the first time (a folder: the other views); one .ply per video frame. Videos longer
-  than `--window` run as autoregressive windows overlapping by one frame (training/models/l4gm/longvideo.py).
+folder of the user's own images with a `cameras.json` (training/data/clip.py reads both). The family's
+`reconstruct` hook (training/models/registry.py; lrm4d/recon.py, l4gm/recon.py) chooses its inputs from
+the clip, runs the model and renders the turntable; this module does what is common: the checkpoint,
+options, .ply files, the animation and the record. The model places Gaussians within model.dist_span of
+each camera's anchor distance (training/models/blocks.py): a sample's anchors are its `cameras.offsets`
+(framing 'track'); a folder's are the origin.
 """
 
 from __future__ import annotations
@@ -34,14 +28,13 @@ import torch
 from PIL import Image
 
 from training import checkpoint as ckpt
+from training.checkpoint import checkpoint_family
 from training.config import TrainConfig
-from training.models.registry import build_model, checkpoint_family
+from training.data.clip import InputError, load_input
+from training.export.ply import write_ply
 from training.geometry import intrinsics, look_at
-from training.models.l4gm.longvideo import interpolate_video, reconstruct_video
-from training.export.ply import covariance_to_scale_rot, write_ply
-from training.export.inputs import (InputError, anchor_at, choose_l4gm_inputs, choose_lrm4d_inputs, load_input,
-                                   to_views)
-from training.render.frames import render_frames, render_gaussians, resolve_backend
+from training.models.registry import get_family
+from training.render.frames import resolve_backend
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +71,7 @@ def load_model(path: str | os.PathLike, device: torch.device) -> tuple[torch.nn.
     cfg = TrainConfig.from_dict(state["config"])
     if cfg.model.family != checkpoint_family(state):
         raise InputError(f"--checkpoint {p}: family {checkpoint_family(state)!r} disagrees with its config")
-    model = build_model(cfg.model)
+    model = get_family(cfg.model.family).build_model(cfg.model)
     model.load_state_dict(state["model"])
     return model.to(device).eval(), cfg, state, p
 
@@ -136,13 +129,7 @@ def reconstruct(checkpoint: str, spec: str, out: str | os.PathLike, *, times: st
         return torch.autocast("cuda", dtype=torch.bfloat16) if fast_gpu else contextlib.nullcontext()
 
     family = cfg.model.family
-    if family == "l4gm" and req_times is not None:
-        raise InputError("--times applies to the lrm4d family (4D Gaussians sliced at any time); an l4gm "
-                         "checkpoint outputs one frame per video frame")
-    if window is not None and (family != "l4gm" or window < 2):
-        raise InputError(f"--window {window}: an l4gm option, at least 2")
-    if interp and (family != "l4gm" or window is not None):
-        raise InputError("--interp: an l4gm option (windows of 4 frames, so no --window)")
+    fam = get_family(family)
     if interp and not cfg.data.interp:
         log.warning("--interp with a checkpoint not trained as an interpolation model (data.interp=false)")
     backend = resolve_backend(cfg.render, dev)
@@ -152,38 +139,9 @@ def reconstruct(checkpoint: str, spec: str, out: str | os.PathLike, *, times: st
     outdir = Path(out)
     outdir.mkdir(parents=True, exist_ok=True)
     t_model = _time.perf_counter()
-    if family == "lrm4d":
-        chosen = choose_lrm4d_inputs(clip, cfg.data.n_in)
-        v = to_views(chosen, S, bg)
-        x = lambda t: t[None].to(dev)  # noqa: E731
-        with precision():
-            g4 = model(x(v.rgb), x(v.cond()), x(v.c2w), x(v.K), x(v.time), in_anchor=x(v.anchors()))
-        g4 = g4.float()
-        out_times = req_times if req_times is not None else clip.times
-        from training.render.slicing import slice_at
-
-        sl = slice_at(g4, torch.tensor([out_times], device=dev))  # [1, F, N, ...]
-        scales, quats = covariance_to_scale_rot(sl.covars[0, 0].cpu())  # time-independent covariance
-        frames = [dict(means=sl.means[0, k].cpu(), rgb=sl.colors[0, k].cpu(), opacity=sl.opacities[0, k].cpu(),
-                       scales=scales, quats=quats) for k in range(len(out_times))]
-        inputs_used = [{"frame": f.frame, "view": f.view, "time": f.time, "source": f.source} for f in chosen]
-    else:
-        video, t0 = choose_l4gm_inputs(clip, cfg.data.n_t0_views)
-        W = window or cfg.data.window
-        if interp:
-            g3, windows = interpolate_video(model, to_views(video, S, bg), to_views(t0, S, bg), cfg.render, backend,
-                                            bg, precision())
-            vt = [f.time for f in video]
-            out_times = [vt[k] + j / 3 * (vt[k + 1] - vt[k]) for k in range(len(vt) - 1) for j in range(3)] + vt[-1:]
-        else:
-            g3, windows = reconstruct_video(model, to_views(video, S, bg), to_views(t0, S, bg), W, cfg.render,
-                                            backend, bg, precision())
-            out_times = [f.time for f in video]
-        frames = [dict(means=g3.means[0, k].cpu(), rgb=g3.rgb[0, k].cpu(), opacity=g3.opacity[0, k].cpu(),
-                       scales=g3.scales[0, k].cpu(), quats=g3.quats[0, k].cpu()) for k in range(len(out_times))]
-        inputs_used = {"video": [{"frame": f.frame, "view": f.view, "time": f.time, "source": f.source} for f in video],
-                       "t0": [{"frame": f.frame, "view": f.view, "time": f.time, "source": f.source} for f in t0],
-                       "windows": [list(w["span"]) for w in windows]}
+    frames, out_times, inputs_used, turntable = fam.reconstruct(
+        model, cfg, clip, times=req_times, window=window, interp=interp, backend=backend, background=bg, device=dev,
+        precision=precision())
     model_s = _time.perf_counter() - t_model
     plys = []
     for k, fr in enumerate(frames):
@@ -194,21 +152,7 @@ def reconstruct(checkpoint: str, spec: str, out: str | os.PathLike, *, times: st
     size = anim_size or S
     radius = float(np.mean([np.linalg.norm(f.c2w[:3, 3] - np.asarray(f.anchor)) for f in clip.frames]))
     c2w, K = turntable_cameras(anim_frames, radius, size)
-    images = []
-    for j in range(anim_frames):
-        if family == "lrm4d":
-            lo, hi = min(out_times), max(out_times)
-            t = lo + (hi - lo) * j / max(1, anim_frames - 1)
-            c2w[j, :3, 3] += torch.from_numpy(anchor_at(clip, t))
-            rgb, _ = render_gaussians(g4, c2w[j][None, None].to(dev), K[j][None, None].to(dev),
-                                      torch.tensor([[t]], device=dev), size, size, bg[None].to(dev), cfg.render, backend)
-            images.append(rgb[0, 0].cpu())
-        else:
-            k = min(len(frames) - 1, j * len(frames) // anim_frames)
-            c2w[j, :3, 3] += torch.from_numpy(anchor_at(clip, out_times[k]))  # (interpolated frames too)
-            rgb, _ = render_frames(g3.frames([k]), c2w[j][None, None, None].to(dev), K[j][None, None, None].to(dev),
-                                   size, size, bg[None].to(dev), cfg.render, backend)
-            images.append(rgb[0, 0, 0].cpu())
+    images = [turntable(c2w[j], K[j], j, anim_frames, size) for j in range(anim_frames)]
     anim = save_gif(outdir / "turntable.gif", torch.stack(images))
     summary = {
         "command": " ".join(sys.argv), "checkpoint": str(ckpt_path), "step": int(state.get("step", -1)),

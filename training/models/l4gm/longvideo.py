@@ -6,14 +6,12 @@ carries on without new multi-view input. The overlapping frame is kept from the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor, nn
 
 from training.config import RenderConfig
 from training.render.gaussians3d import Gaussians3D
-from training.geometry import plucker_image
+from training.data.clip import Views
 from training.render.frames import render_frames
 
 
@@ -29,32 +27,6 @@ def window_spans(n_frames: int, window: int) -> list[tuple[int, int]]:
         if end >= n_frames:
             return spans
         start = end - 1
-
-
-@dataclass
-class Views:
-    """Posed, timed images of one clip: rgb [n, 3, S, S] (composited on the background), c2w [n, 4, 4],
-    K [n, 3, 3] (at S), time [n], anchor [n, 3] (what each camera is framed on, DESIGN.md §2 offsets;
-    None = the origin)."""
-
-    rgb: Tensor
-    c2w: Tensor
-    K: Tensor
-    time: Tensor
-    anchor: Tensor | None = None
-
-    def take(self, idx: slice | list[int]) -> "Views":
-        return Views(self.rgb[idx], self.c2w[idx], self.K[idx], self.time[idx],
-                     None if self.anchor is None else self.anchor[idx])
-
-    def anchors(self) -> Tensor:
-        """[n, 3], zeros when no anchor was given."""
-        return self.anchor if self.anchor is not None else torch.zeros(self.c2w.shape[0], 3)
-
-    def cond(self) -> Tensor:
-        """Plücker rays + the time plane: [n, 7, S, S]."""
-        S = self.rgb.shape[-1]
-        return torch.cat([plucker_image(self.c2w, self.K, S, S), self.time[:, None, None, None].expand(-1, 1, S, S)], 1)
 
 
 @torch.no_grad()

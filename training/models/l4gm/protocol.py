@@ -25,6 +25,7 @@ import torch
 from training.data import decode
 from training.eval.loop import EvalColumns, EvalPick, eval_pipeline, score_checkpoint
 from training.config import DataConfig
+from training.models.l4gm.model import VideoReconstructor, forward_render
 from training.models.l4gm.samples import BuildWindowSample, pick_window, window_item
 from training.eval.protocol import NOT_SCORED, fixed_views, protocol_rng, protocol_tag, target_kind
 
@@ -133,7 +134,7 @@ def evaluate_l4gm(state: dict, ckpt_path: Path, shards: str, out, protocol=None,
                   batch_size: int | None = None, lpips_weights: str | None = None, worst: int = 8,
                   grids_dir=None, progress: bool = True):
     """Score an L4GM-family checkpoint (its loaded `state`) on every sample of `shards`; write `out`."""
-    from training.models.registry import require_family
+    from training.checkpoint import require_family
 
     require_family(state, "l4gm", f"--checkpoint {ckpt_path}")
     protocol = protocol_from_options(protocol)
@@ -151,6 +152,7 @@ def evaluate_l4gm(state: dict, ckpt_path: Path, shards: str, out, protocol=None,
             return out
         return per_time
 
-    return score_checkpoint(state, ckpt_path, shards, out, protocol, family="l4gm", make_dataset=make_eval_dataset,
+    return score_checkpoint(state, ckpt_path, shards, out, protocol, family="l4gm", build_model=VideoReconstructor,
+                            forward_render=forward_render, make_dataset=make_eval_dataset,
                             default_batch=(1, 4), extra_columns=columns, device=device, batch_size=batch_size,
                             lpips_weights=lpips_weights, worst=worst, grids_dir=grids_dir, progress=progress)

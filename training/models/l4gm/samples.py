@@ -22,7 +22,7 @@ import torch
 from training.config import DataConfig
 from training.data.stream import BuildSample, PickStage, depth_members
 from training.data.decode import SampleError, parse_sample
-from training.eval.protocol import fixed_views
+from training.data.views import fixed_views
 
 
 def view_kinds(meta: dict, V: int) -> tuple[list[int], list[int]]:

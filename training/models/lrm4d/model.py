@@ -17,6 +17,7 @@ from training.models.blocks import (
     unit_quaternion, unpatchify,
 )
 from training.config import ModelConfig
+from training.render.frames import render_gaussians
 from training.render.slicing import Gaussians4D
 
 IN_CHANNELS = 10  # rgb 3 + Plücker 6 + time 1
@@ -91,3 +92,15 @@ def train_flops_per_sample(cfg: ModelConfig, n_in: int, image_size: int) -> floa
         D, cfg.mlp_ratio)
     attn = cfg.depth * attention_score_flops(1, L, D)
     return 3.0 * (per_token * L + attn)
+
+
+def forward_render(model: nn.Module, batch: dict, cfg, backend: str, autocast, size: int | None = None):
+    """The 4D-LRM family's step: one set of 4D Gaussians from all inputs, sliced at every target's time
+    and rendered at `size` (default: the config's image size). Returns (gaussians, rgb, alpha)."""
+    with autocast:
+        g = model(batch["in_rgb"], batch["in_cond"], batch["in_c2w"], batch["in_K"], batch["in_time"],
+                  in_anchor=batch.get("in_anchor"))
+    S = size or cfg.data.image_size
+    rgb, alpha = render_gaussians(g, batch["tg_c2w"], batch["tg_K"], batch["tg_time"], S, S, batch["background"],
+                                  cfg.render, backend)
+    return g, rgb, alpha

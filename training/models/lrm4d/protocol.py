@@ -1,7 +1,7 @@
-"""`pipeline eval`: score a checkpoint on shards with a fixed, seeded protocol -> metrics.parquet.
+"""The 4D-LRM family's evaluation protocol, `sparse4` (`pipeline eval` on an lrm4d checkpoint).
 
-Each model family has its evaluation protocol; `EVALUATORS` below is where a family chooses it (the
-checkpoint records its family). What every family shares (the tag `NAME-vN/FAMILY@SIZE`, target kinds by
+Each model family has its evaluation protocol (its `Family.evaluate`, training/models/registry.py; the
+checkpoint records its family; training/evaluate.py dispatches). What every family shares (the tag `NAME-vN/FAMILY@SIZE`, target kinds by
 camera, the protocol-owned loss, psnr_obj and the baselines, seen_in_training, the metrics file) lives
 in training/eval/protocol.py. This module is the 4D-LRM family's protocol, `sparse4`:
 
@@ -20,7 +20,6 @@ Broken samples, and samples with a single (view, time) pair, are skipped and cou
 
 from __future__ import annotations
 
-import importlib
 import logging
 import math
 import os
@@ -34,16 +33,15 @@ import torch
 
 from training.data import stream as data_mod
 from training.data import decode
-from training.checkpoint import read_checkpoint
 from training.eval.loop import EvalColumns, EvalPick, EvalResult, eval_pipeline, score_checkpoint
 from training.config import DataConfig
-from training.models.registry import checkpoint_family
-from training.eval.protocol import (KINDS, fixed_views, format_summary as _fmt, protocol_rng, protocol_tag,
+from training.models.lrm4d.model import Reconstructor, forward_render
+from training.eval.protocol import (KINDS, fixed_views, protocol_rng, protocol_tag,
                                target_kind)
 
 log = logging.getLogger(__name__)
 
-__all__ = ["KINDS", "Protocol", "choose_pairs", "evaluate", "format_summary", "EVALUATORS", "EvalResult"]
+__all__ = ["KINDS", "Protocol", "choose_pairs", "evaluate_lrm4d", "EvalResult"]
 
 
 @dataclass(frozen=True)
@@ -186,33 +184,6 @@ def make_eval_dataset(urls: list[str], protocol: Protocol, image_size: int, batc
                          batch_size, handler, protocol.seed, info)
 
 
-# -- checkpoints and the family's choice of protocol -------------------------------------------------
-
-
-# Where a model family chooses its evaluation protocol: family -> "module:function". The function is
-# called as fn(state, checkpoint_path, shards, out, protocol, **options) -> EvalResult, where `protocol`
-# is a dict of the command's protocol options (name, seed, n_in, per_kind, image_size; a family may
-# ignore or reinterpret them) or a family-specific protocol object. It builds its own model from the
-# state and writes the metrics file with training.eval.protocol.write_metrics.
-EVALUATORS: dict[str, str] = {
-    "lrm4d": "training.models.lrm4d.protocol:evaluate_lrm4d",
-    "l4gm": "training.models.l4gm.protocol:evaluate_l4gm",  # monocular video + t0 views (training/models/l4gm/protocol.py)
-}
-
-
-def evaluate(checkpoint: str | os.PathLike, shards: str, out: str | os.PathLike,
-             protocol: Protocol | Mapping[str, Any] | None = None, **options: Any) -> EvalResult:
-    """Score `checkpoint` on every sample of `shards` with its family's protocol; write `out`."""
-    state, path = read_checkpoint(checkpoint)
-    family = checkpoint_family(state)
-    target = EVALUATORS.get(family)
-    if target is None:
-        raise ValueError(f"--checkpoint {path}: model family {family!r} has no evaluation protocol "
-                         f"(known: {', '.join(sorted(EVALUATORS))})")
-    module, fn = target.split(":")
-    return getattr(importlib.import_module(module), fn)(state, path, shards, out, protocol, **options)
-
-
 # -- the 4D-LRM evaluator -------------------------------------------------------------------------------
 
 
@@ -226,12 +197,6 @@ def evaluate_lrm4d(state: dict, ckpt_path: Path, shards: str, out: str | os.Path
     if protocol is None or isinstance(protocol, Mapping):
         protocol = Protocol(**{k: v for k, v in (protocol or {}).items() if v is not None})
     return score_checkpoint(state, ckpt_path, shards, out, protocol, family=protocol.family,
-                            make_dataset=make_eval_dataset, default_batch=(2, 8), device=device,
+                            build_model=Reconstructor, forward_render=forward_render, make_dataset=make_eval_dataset, default_batch=(2, 8), device=device,
                             batch_size=batch_size, lpips_weights=lpips_weights, worst=worst, grids_dir=grids_dir,
                             progress=progress)
-
-
-def format_summary(res: EvalResult, top: int = 5) -> str:
-    """The printed summary: held-out and seen-in-training clips apart, baselines, the worst samples."""
-    return _fmt(res.rows, res.summary, res.skipped, res.worst[0].parent if res.worst else None, top)
-

@@ -1,15 +1,11 @@
-"""The input clip of `pipeline reconstruct` (training/export/reconstruct.py) and the model inputs chosen from it.
+"""The input clip of `pipeline reconstruct` (training/export/reconstruct.py) and `Views`, posed timed
+images ready for a model; each family chooses its inputs from a clip (training/models/*/recon.py).
 
 `--input` is a rendered sample `DIR_OR_TAR#KEY` (a dataset folder or one shard tar, local), or a folder
 of the user's own images with a `cameras.json` ({"frames": [{"file", "c2w", "K", "time", "view"}]},
 OpenCV cameras in the normalised space, time in [0, 1]; RGBA, or RGB on a white background). A
 sample's camera anchors are its `cameras.offsets` (framing 'track'); cameras.json has no anchor field
 (DESIGN.md §6), so a folder's anchors are the origin.
-
-- lrm4d: n_in (view, time) pairs (from a sample: frames spread over the clip, fixed views spread around
-  it; from a folder: every image);
-- l4gm: the video is one fixed view at every rendered time (a folder: view 0) and the t0 views are
-  other fixed views of the first time (a folder: the other views).
 """
 
 from __future__ import annotations
@@ -23,12 +19,38 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 from PIL import Image
 
 from training.data import shardspec
 from training.data.decode import IMAGE_RE, SampleError, camera_anchors, decode_rgba, parse_sample
-from training.geometry import scale_intrinsics
-from training.models.l4gm.longvideo import Views
+from training.geometry import plucker_image, scale_intrinsics
+
+
+@dataclass
+class Views:
+    """Posed, timed images of one clip: rgb [n, 3, S, S] (composited on the background), c2w [n, 4, 4],
+    K [n, 3, 3] (at S), time [n], anchor [n, 3] (what each camera is framed on, DESIGN.md §2 offsets;
+    None = the origin)."""
+
+    rgb: Tensor
+    c2w: Tensor
+    K: Tensor
+    time: Tensor
+    anchor: Tensor | None = None
+
+    def take(self, idx: slice | list[int]) -> "Views":
+        return Views(self.rgb[idx], self.c2w[idx], self.K[idx], self.time[idx],
+                     None if self.anchor is None else self.anchor[idx])
+
+    def anchors(self) -> Tensor:
+        """[n, 3], zeros when no anchor was given."""
+        return self.anchor if self.anchor is not None else torch.zeros(self.c2w.shape[0], 3)
+
+    def cond(self) -> Tensor:
+        """Plücker rays + the time plane: [n, 7, S, S]."""
+        S = self.rgb.shape[-1]
+        return torch.cat([plucker_image(self.c2w, self.K, S, S), self.time[:, None, None, None].expand(-1, 1, S, S)], 1)
 
 
 class InputError(ValueError):
@@ -176,58 +198,11 @@ def to_views(frames: list[Frame], size: int, background: torch.Tensor) -> Views:
                  torch.tensor([fr.anchor for fr in frames], dtype=torch.float32))
 
 
-def _spread(items: list, n: int, skip_first: bool = False) -> list:
+def spread(items: list, n: int, skip_first: bool = False) -> list:
     """n items evenly spread over `items` (cyclically), e.g. fixed views around the object."""
     m = len(items)
     offset = 1 if skip_first else 0
     return [items[(round((i + offset) * m / (n + offset))) % m] for i in range(n)]
-
-
-def choose_lrm4d_inputs(clip: Clip, n_in: int) -> list[Frame]:
-    if clip.kind == "folder":
-        return clip.frames
-    by = {(fr.frame, fr.view): fr for fr in clip.frames}
-    frames = sorted({fr.frame for fr in clip.frames})
-    fixed = sorted({fr.view for fr in clip.frames if fr.fixed}) or sorted({fr.view for fr in clip.frames})
-    idx = np.linspace(0, len(frames) - 1, n_in).round().astype(int)
-    views = _spread(fixed, n_in)
-    chosen = [by.get((frames[i], v)) for i, v in zip(idx, views)]
-    return [c for c in chosen if c is not None] or clip.frames[:n_in]
-
-
-def choose_l4gm_inputs(clip: Clip, n_t0: int) -> tuple[list[Frame], list[Frame]]:
-    """(video frames in time order, t0 views)."""
-    if clip.kind == "folder":
-        video = sorted([fr for fr in clip.frames if fr.view == 0], key=lambda f: f.time)
-        if not video:
-            raise InputError(f"--input {clip.name}: no frames of view 0 (the video) in cameras.json")
-        t0 = [fr for fr in clip.frames if fr.view != 0]
-        bad = [fr.source for fr in t0 if abs(fr.time - video[0].time) > 1e-6]
-        if bad:
-            raise InputError(f"--input {clip.name}: views other than 0 must show the video's first time "
-                             f"{video[0].time}; {bad[:3]} do not")
-        return video, t0
-    fixed = sorted({fr.view for fr in clip.frames if fr.fixed})
-    if len(fixed) < 1 + n_t0:
-        raise InputError(f"--input {clip.name}: {len(fixed)} fixed view(s); the video and {n_t0} t0 views need {1 + n_t0}")
-    by = {(fr.frame, fr.view): fr for fr in clip.frames}
-    frames = sorted({fr.frame for fr in clip.frames})  # every rendered time of the clip
-    # the video needs its view at every time, a t0 view the first time (as the training picker asks)
-    complete = [v for v in fixed if all((t, v) in by for t in frames)]
-    if not complete:
-        gaps = {v: [t for t in frames if (t, v) not in by][:3] for v in fixed}
-        raise InputError(f"--input {clip.name}: no fixed view has an image at every one of the clip's {len(frames)} "
-                         f"times, so none can be the video (missing frames per view: {gaps})")
-    v0 = complete[0]
-    at_first = [v for v in fixed if v != v0 and (frames[0], v) in by]
-    if len(at_first) < n_t0:
-        raise InputError(f"--input {clip.name}: {len(at_first)} other fixed view(s) have an image at the first time "
-                         f"(frame {frames[0]}); {n_t0} t0 views are needed")
-    ring = fixed[fixed.index(v0):] + fixed[:fixed.index(v0)]
-    t0_views = _spread(ring, n_t0, skip_first=True)  # spread around the object from the video's view
-    if not set(t0_views) <= set(at_first) or len(set(t0_views)) < n_t0:
-        t0_views = _spread(at_first, n_t0)
-    return [by[(t, v0)] for t in frames], [by[(frames[0], v)] for v in t0_views]
 
 
 def anchor_at(clip: Clip, t: float) -> np.ndarray:
