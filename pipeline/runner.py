@@ -143,81 +143,42 @@ def run_render(manifest: Any, selection: list[int], spec: Any, out_dir: str | Pa
 
     if work:
         if use_ray:
-            summary.counters = _run_ray(work, retry, spec, out, pool_cfg, on_commit)
+            summary.counters, counts = _run_ray(work, retry, spec, out, pool_cfg, on_commit)
         else:
-            _run_plain(work, retry, spec, out, threads, progress, on_commit, cache_dir)
+            counts = _run_plain(work, retry, spec, out, threads, progress, on_commit, cache_dir)
+        summary.samples = {k: v for k, v in counts.items() if k in ("ok", "failed", "rejected")}
+        summary.images = counts.get("images", 0)
     summary.seconds = time.perf_counter() - t0
-    _tally(summary, out, work, retry)
     write_index(out)
     return summary
 
 
-def _tally(summary: RunSummary, out: str | Path, work: dict[int, list], retry: dict[int, set[str]]) -> None:
-    import io
-
-    import pyarrow.parquet as pq
-
-    from contracts.uids import sample_key
-    from contracts.layout import parquet_name, read_stats
-
-    store = storage.open_store(out)
-    for n, rows in work.items():
-        if not is_committed(out, n):
-            continue
-        keys = {sample_key(r["uid"], int(r["clip"])) for r in rows}
-        table = pq.read_table(io.BytesIO(store.read_bytes(parquet_name(n))), columns=["key", "status"])
-        for r in table.to_pylist():
-            if r["key"] in keys:
-                summary.samples[r["status"]] = summary.samples.get(r["status"], 0) + 1
-        if n not in retry:
-            summary.images += int(read_stats(out, n).get("images") or 0)
-
-
-def _run_ray(work, retry, spec, out, pool_cfg, on_commit) -> dict[str, int]:
+def _run_ray(work, retry, spec, out, pool_cfg, on_commit) -> tuple[dict[str, int], dict[str, int]]:
+    """(the pool's scheduler events, this run's sample and image counts)."""
     from pipeline import scheduler
-    from pipeline.retry import RetryShardWriter
-    from pipeline.shards import ShardWriter, clear_shard
-
-    def factory(_d: Path, n: int) -> Any:  # `out` itself: the pool's Path() would mangle a URL
-        if n in retry:
-            return RetryShardWriter(out, n, retry[n])
-        clear_shard(out, n)
-        return ShardWriter(out, n)
 
     scheduler.init_ray(pool_cfg.address, pool_cfg.num_cpus)
     log.info("Ray: %s", scheduler.cluster_summary())
-    pool = scheduler.RenderPool(spec, out, pool_cfg, writer_factory=factory)
-    pool.run(work, on_commit=on_commit)
-    return dict(pool.counts)
+    pool = scheduler.RenderPool(spec, out, pool_cfg)
+    pool.run(work, on_commit=on_commit, retry=retry)
+    events = {k: v for k, v in pool.counts.items() if k not in ("ok", "failed", "rejected", "images")}
+    return events, {k: v for k, v in pool.counts.items() if k not in events}
 
 
-def _run_plain(work, retry, spec, out, threads, progress, on_commit, cache_dir=None) -> None:
-    """One process, one bpy: the same work without Ray (debugging, benchmarks, tiny jobs)."""
-    from tqdm import tqdm
-
-    from pipeline.retry import RetryShardWriter
-    from pipeline.shards import render_row, render_shard
+def _run_plain(work, retry, spec, out, threads, progress, on_commit, cache_dir=None) -> dict[str, int]:
+    """One process, one bpy: the same work without Ray (debugging, benchmarks, tiny jobs), through the
+    same ShardAssembler as the Ray pool. Returns this run's sample and image counts."""
+    from pipeline.assembly import ShardAssembler, render_rows
     from render.worker import RenderWorker
 
-    total = sum(len(r) for r in work.values())
     worker = RenderWorker(spec, threads=threads)
-    bar = tqdm(total=total, unit="sample", desc="render", disable=not progress, dynamic_ncols=True)
+    extra = {"spec": spec.to_dict(), "scheduler": "plain", "blender_version": getattr(worker, "blender_version", None)}
+    assembler = ShardAssembler(out, extra, retry=retry, on_commit=on_commit, total=sum(len(r) for r in work.values()),
+                               progress=progress)
     try:
         for n, rows in work.items():
-            if n in retry:
-                writer = RetryShardWriter(out, n, retry[n])
-                try:
-                    for r in rows:
-                        writer.add(render_row(worker, r, cache_dir))
-                        bar.update(1)
-                    stats = writer.commit({"spec": spec.to_dict(), "scheduler": "plain"})
-                except BaseException:
-                    writer.abort()
-                    raise
-            else:
-                stats = render_shard(rows, spec, out, n, force=True, worker=worker, cache_dir=cache_dir,
-                                     on_sample=lambda _r: bar.update(1))
-            on_commit(n, stats)
+            render_rows(assembler, n, rows, worker, cache_dir)
     finally:
-        bar.close()
+        assembler.close()
         worker.close()
+    return dict(assembler.counts)

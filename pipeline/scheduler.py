@@ -1,7 +1,7 @@
 """Ray scheduling of render work: a pool of render-worker actors over many shards.
 
 The only module that imports ray (STYLE.md §5). The work itself is `render.worker.RenderWorker`
-and `pipeline.shards.ShardWriter`, the same pieces `pipeline.shards.render_shard` uses without Ray;
+and `pipeline.shards.ShardWriter`, the same pieces `pipeline.assembly.render_shard` uses without Ray;
 this layer only schedules them:
 
 - one bpy per actor (`cpus_per_worker` CPUs reserved, Blender's thread count set to match);
@@ -24,7 +24,7 @@ import collections
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -108,7 +108,7 @@ class RenderActorImpl:
             time.sleep(3600)
 
     def render(self, row: dict[str, Any]) -> tuple[SampleResult, dict[str, Any]]:
-        from pipeline.shards import render_row
+        from pipeline.assembly import render_row
 
         self._maybe_fault(str(row["uid"]))
         result = render_row(self.worker, row, self.cache_dir)
@@ -173,31 +173,16 @@ class _Task:
     t0: float
 
 
-@dataclass
-class _OpenShard:
-    writer: Any
-    remaining: int
-    started: float = field(default_factory=time.time)
-
-
 class RenderPool:
     """Render the rows of many shards with a pool of actors; commit each shard as it completes."""
 
-    def __init__(self, spec: RenderSpec, out_dir: str | Path, cfg: PoolConfig,
-                 writer_factory: Callable[[Path, int], Any] | None = None):
+    def __init__(self, spec: RenderSpec, out_dir: str | Path, cfg: PoolConfig):
         import ray
 
         self.ray = ray
         self.spec = spec
-        self.out_dir = Path(out_dir)
+        self.out_dir = out_dir  # a folder or an object-store URL, as given (Path() would mangle a URL)
         self.cfg = cfg
-        if writer_factory is None:
-            from pipeline.shards import ShardWriter, clear_shard
-
-            def writer_factory(d: Path, n: int) -> Any:
-                clear_shard(d, n)  # leftovers of a killed run; committed shards never reach here
-                return ShardWriter(d, n)
-        self.writer_factory = writer_factory
         self.faults = parse_faults(os.environ)
         self.faults_once_dir = os.environ.get(FAULTS_ONCE_ENV)
         cpus = int(ray.cluster_resources().get("CPU", 1))
@@ -227,58 +212,34 @@ class RenderPool:
         self.ray.kill(actor, no_restart=True)
 
     # -- main loop ----------------------------------------------------------------------------
-    def run(self, shards: Mapping[int, list[dict[str, Any]]],
-            on_commit: Callable[[int, Any], None] | None = None) -> dict[int, Any]:
-        """Render every row of `shards` (shard -> rows) and commit each shard; return shard -> stats."""
-        from tqdm import tqdm
+    def run(self, shards: Mapping[int, list[dict[str, Any]]], on_commit: Callable[[int, Any], None] | None = None,
+            retry: Mapping[int, set[str]] | None = None) -> dict[int, Any]:
+        """Render every row of `shards` (shard -> rows) and commit each shard through one ShardAssembler
+        (pipeline/assembly.py; `retry`: shard -> keys re-rendered into that committed shard); return
+        shard -> stats. `self.counts` gets the actors' events and the assembler's sample counts."""
+        from pipeline.assembly import ShardAssembler
 
         order = sorted(shards)
         total = sum(len(shards[s]) for s in order)
         queue: collections.deque[tuple[int, dict[str, Any], int]] = collections.deque()
-        open_shards: dict[int, _OpenShard] = {}
-        committed: dict[int, Any] = {}
         next_shard = 0
         inflight: dict[Any, _Task] = {}
         idle = [self._new_actor() for _ in range(min(self.n_workers, max(total, 1)))]
         self.actors = list(idle)
-        images = 0
-        bar = tqdm(total=total, unit="sample", desc="render", disable=not self.cfg.progress, dynamic_ncols=True)
-        t_start = time.perf_counter()
+        assembler = ShardAssembler(self.out_dir, {"spec": self.spec.to_dict(), "scheduler": "ray",
+                                                  "workers": self.n_workers},
+                                   retry=retry, on_commit=on_commit, total=total, progress=self.cfg.progress)
 
         def open_more() -> None:
             nonlocal next_shard
-            while next_shard < len(order) and len(open_shards) < self.cfg.max_shards_open:
+            while next_shard < len(order) and len(assembler.pending) < self.cfg.max_shards_open:
                 s = order[next_shard]
                 next_shard += 1
-                rows = shards[s]
-                open_shards[s] = _OpenShard(writer=self.writer_factory(self.out_dir, s), remaining=len(rows))
-                if not rows:
-                    finish(s)
-                    continue
-                queue.extend((s, r, 1) for r in rows)
-
-        def finish(s: int) -> None:
-            st = open_shards.pop(s)
-            stats = st.writer.commit({"spec": self.spec.to_dict(), "scheduler": "ray",
-                                      "workers": self.n_workers})
-            committed[s] = stats
-            if on_commit:
-                on_commit(s, stats)
-            log.info("committed shard %d", s)
+                assembler.open(s, len(shards[s]))
+                queue.extend((s, r, 1) for r in shards[s])
 
         def record(s: int, result: SampleResult) -> None:
-            nonlocal images
-            open_shards[s].writer.add(result)
-            open_shards[s].remaining -= 1
-            self.counts[result.status] += 1
-            images += sum(1 for n in result.members if n.endswith((".png", ".webp")) and ".depth." not in n
-                          and ".normal." not in n)
-            bar.update(1)
-            elapsed = max(time.perf_counter() - t_start, 1e-6)
-            bar.set_postfix(img_s=f"{images / elapsed:.1f}", failed=self.counts["failed"],
-                            rejected=self.counts["rejected"], refresh=False)
-            if open_shards[s].remaining == 0:
-                finish(s)
+            assembler.add(s, result)
 
         def give_up(task: _Task, reason: str, detail: str) -> None:
             from contracts.uids import sample_key
@@ -350,16 +311,15 @@ class RenderPool:
                         lost(task, "timeout", f"no result within {self.cfg.asset_timeout_s:.0f} s")
                 open_more()
         finally:
-            bar.close()
             for actor in self.actors:
                 try:
                     self._retire(actor, graceful=not inflight)
                 except Exception as exc:  # shutting down anyway
                     log.debug("retire failed: %s", exc)
             self.actors = []
-            for st in open_shards.values():
-                st.writer.abort()
-        return committed
+            assembler.close()  # aborts the shards that did not complete
+            self.counts.update(assembler.counts)
+        return assembler.committed
 
 
 def render_shards(shards: Mapping[int, list[dict[str, Any]]], spec: RenderSpec, out_dir: str | Path,

@@ -1,4 +1,4 @@
-"""Writing and committing one shard (DESIGN.md §4, §6), and rendering one shard without Ray.
+"""Writing and committing one shard (DESIGN.md §4, §6).
 
 `ShardWriter` builds the tar, the parquet and the member index (`shard-N.members.parquet`: name,
 offset, size of every tar member) under temporary names, moves them into the dataset, and writes
@@ -6,16 +6,15 @@ offset, size of every tar member) under temporary names, moves them into the dat
 files are built in place and renamed; under an object-store URL (`s3://bucket/prefix`) they are built
 in a local scratch folder and uploaded whole, tar, parquet and member index first, stats.json last,
 so a killed upload never looks committed. Tar members are written deterministically (sorted names,
-fixed mtime/uid/gid/mode), so the same renders give the same bytes. `render_shard` is the plain
-function the Ray layer schedules: skip a committed shard (unless force), clear leftovers of a
-crashed run, render each row, commit.
+fixed mtime/uid/gid/mode), so the same renders give the same bytes. Samples reach a writer through
+pipeline/assembly.py's ShardAssembler, whoever rendered them.
 
 Test-only (documented, like the scheduler's fault injection): with `PIPELINE_TEST_UPLOAD_PAUSE=DIR`
 in the environment, a writer uploading to an object store stops after the tar is uploaded, creates
 `DIR/reached-shard-N` and waits (up to 300 s) for `DIR/release` before uploading the rest, so a test
 can stop the object store in the middle of a shard upload.
 
-No bpy and no ray at module level: the worker is imported only when `render_shard` has to make one.
+No bpy and no ray here.
 """
 
 from __future__ import annotations
@@ -30,10 +29,10 @@ import tarfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Mapping
 
 from contracts import storage
-from contracts.layout import (SCHEMA_VERSION, STATUSES, is_committed, members_name, parquet_name, read_stats, shard_stem,
+from contracts.layout import (SCHEMA_VERSION, STATUSES, members_name, parquet_name, shard_stem,
                               stats_name, tar_name, write_member_index)
 
 log = logging.getLogger(__name__)
@@ -211,69 +210,3 @@ def clear_shard(out_dir: str | os.PathLike, shard: int) -> None:
     if not store.remote and store.is_dir():
         for leftover in store.root.glob(f".{shard_stem(shard)}.*.tmp-*"):
             leftover.unlink(missing_ok=True)
-
-
-def render_row(worker: Any, row: Mapping[str, Any], cache_dir: str | None = None) -> Any:
-    """Resolve `row`'s asset file and render it with `worker`; a file that cannot be had becomes a
-    failed SampleResult with its reason (never an exception that would lose the shard)."""
-    from manifests.assets import AssetUnavailable, resolve_asset
-    from contracts.uids import sample_key
-    from render.reasons import REASONS
-    from render.result import SampleResult
-
-    uid, clip = str(row["uid"]), int(row["clip"])
-    t0 = time.perf_counter()
-    try:
-        path = resolve_asset(row, cache_dir)
-    except AssetUnavailable as exc:
-        reason = exc.reason if exc.reason in REASONS else "download_failed"
-        return SampleResult.problem(uid, clip, sample_key(uid, clip), reason, exc.detail, time.perf_counter() - t0)
-    except Exception as exc:  # a source module's own error: one failed row, not a lost shard
-        log.warning("resolving %s failed", uid, exc_info=True)
-        return SampleResult.problem(uid, clip, sample_key(uid, clip), "download_failed",
-                                    f"{type(exc).__name__}: {exc}"[:500], time.perf_counter() - t0)
-    return worker.render(row, path)
-
-
-def render_shard(rows: Iterable[Mapping[str, Any]], spec: Any, out_dir: str | os.PathLike, shard: int,
-                 force: bool = False, worker: Any | None = None,
-                 on_sample: Callable[[Any], None] | None = None, cache_dir: str | None = None) -> ShardStats:
-    """Render the manifest `rows` of shard `shard` into DIR and commit it; no Ray involved.
-
-    A committed shard is skipped unless `force`. Leftovers of a crashed run (a tar or parquet without
-    stats.json, temporary files) are removed first. `worker` (a render.worker.RenderWorker) is reused
-    when given, else one is made and closed here. `on_sample(result)` is called after each sample.
-    `cache_dir` is the Objaverse cache for rows whose file must be fetched (default ~/.objaverse).
-    """
-    out = out_dir if storage.is_url(str(out_dir)) else Path(out_dir)
-    storage.open_store(out).ensure()
-    if is_committed(out, shard) and not force:
-        log.info("shard %d already committed in %s; skipping (use --force to redo)", shard, out)
-        return ShardStats.from_json(read_stats(out, shard), skipped=True)
-    clear_shard(out, shard)
-    rows = sorted((dict(r) for r in rows), key=lambda r: (str(r["uid"]), int(r["clip"])))
-    for r in rows:
-        if "shard" in r and r["shard"] is not None and int(r["shard"]) != shard:
-            raise ValueError(f"row ({r['uid']!r}, {r['clip']}) belongs to shard {int(r['shard'])}, not {shard}")
-    own = worker is None
-    if own:
-        from render.worker import RenderWorker
-
-        worker = RenderWorker(spec)
-    writer = ShardWriter(out, shard)
-    try:
-        for r in rows:
-            result = render_row(worker, r, cache_dir)
-            writer.add(result)
-            if on_sample is not None:
-                on_sample(result)
-        wspec = getattr(worker, "spec", spec)
-        extra = {"spec": wspec.to_dict() if hasattr(wspec, "to_dict") else wspec,
-                 "blender_version": getattr(worker, "blender_version", None)}
-        return writer.commit(extra)
-    except BaseException:
-        writer.abort()
-        raise
-    finally:
-        if own:
-            worker.close()

@@ -13,7 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from contracts.layout import MEMBER_RE, committed_shards, is_committed, parquet_name, read_stats, stats_name, tar_name
-from pipeline.shards import ShardWriter, render_shard
+from pipeline.assembly import render_shard
+from pipeline.shards import ShardWriter
 from render.result import SampleResult
 
 

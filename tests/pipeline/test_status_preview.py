@@ -12,7 +12,7 @@ from PIL import Image
 from manifests import read_manifest, sample_key
 from contracts.layout import INDEX_NAME, parquet_name, stats_name, tar_name
 from pipeline.runner import rows_by_shard
-from pipeline.shards import render_shard
+from pipeline.assembly import render_shard
 from tests.pipeline.conftest import run_cli
 
 pytestmark = pytest.mark.blender
