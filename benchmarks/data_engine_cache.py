@@ -31,7 +31,7 @@ def make_cache(out: Path, cache: Path) -> None:
     import pandas as pd
 
     from manifests import read_manifest, write_manifest
-    from manifests.mining import Densify, rerender_settings
+    from manifests.rerender import Densify, rerender_settings
     from manifests.mining_inputs import read_renders
     from manifests.shards import assign_shards
 

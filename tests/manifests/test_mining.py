@@ -15,7 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from manifests.mining import Densify, MineConfig, MiningError, densify, mine, read_metrics
+from manifests.mining import MineConfig, MiningError, mine, read_metrics
+from manifests.rerender import Densify, densify
 from manifests.schema import manifest_info, read_manifest, write_manifest
 from pipeline.cli import cli
 from pipeline.shards import ShardWriter

@@ -30,7 +30,7 @@ def exp(proc_manifest, tmp_path_factory):
     """A two-clip round 0 (rendered), a two-clip pool, the cache of both, and a next-round manifest asking for
     one denser re-render and one pool clip."""
     from manifests import read_manifest, write_manifest
-    from manifests.mining import Densify, rerender_settings
+    from manifests.rerender import Densify, rerender_settings
     from manifests.mining_inputs import read_renders
     from manifests.shards import assign_shards
 
