@@ -31,8 +31,8 @@ def markdown_files(root: Path = ROOT) -> list[Path]:
     return out
 
 
-def _prose(text: str) -> list[str]:
-    """The lines of `text` outside fenced code blocks, with HTML comments and inline code removed."""
+def _outside_fences(text: str) -> list[str]:
+    """The lines of Markdown `text` outside fenced code blocks, HTML comments removed."""
     text = re.sub(r"<!--.*?-->", "", text, flags=re.S)
     lines, fence = [], None
     for line in text.splitlines():
@@ -42,10 +42,14 @@ def _prose(text: str) -> list[str]:
                 fence = m.group(1)[0] * 3
             elif line.strip().startswith(fence):
                 fence = None
-            continue
-        if fence is None:
-            lines.append(re.sub(r"(`+)(?:(?!\1).)+?\1", "", line))
+        elif fence is None:
+            lines.append(line)
     return lines
+
+
+def _prose(text: str) -> list[str]:
+    """The lines outside fenced code, inline code removed too."""
+    return [re.sub(r"(`+)(?:(?!\1).)+?\1", "", line) for line in _outside_fences(text)]
 
 
 def links(path: Path) -> list[str]:
@@ -80,16 +84,7 @@ def anchors(path: Path) -> set[str]:
 
 def _heading_lines(path: Path) -> list[str]:
     """The text of every ATX heading outside fenced code (inline code kept: it is part of the anchor)."""
-    out, fence = [], None
-    for line in re.sub(r"<!--.*?-->", "", path.read_text(encoding="utf-8"), flags=re.S).splitlines():
-        m = re.match(r"^\s{0,3}(`{3,}|~{3,})", line)
-        if m:
-            fence = m.group(1)[0] * 3 if fence is None else (None if line.strip().startswith(fence) else fence)
-            continue
-        h = _HEADING.match(line) if fence is None else None
-        if h:
-            out.append(h.group(1))
-    return out
+    return [m.group(1) for m in map(_HEADING.match, _outside_fences(path.read_text(encoding="utf-8"))) if m]
 
 
 def problems(path: Path, root: Path = ROOT) -> list[str]:
