@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common import l4gm_line, last_line, speed_line
-from device_run import Job, SkipJob
+from device_run import Job
 
 PY = "python3"
 B = "benchmarks"
