@@ -12,6 +12,8 @@ package is imported (--tree), and the device runner imports this file before any
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -71,6 +73,43 @@ def random_lpips(path: str | Path) -> Path:
 
     torch.save(positive_lin(LPIPS()).state_dict(), str(path))
     return Path(path)
+
+
+# -- processes -------------------------------------------------------------------------------------------
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (children first), from /proc: torchrun starts its ranks in sessions of their
+    own, so killing torchrun's process group leaves them running (and holding their GPUs)."""
+    children: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def kill_tree(pid: int, sig: int = signal.SIGKILL) -> None:
+    """`sig` to a process started with its own process group, that group, and every process below it."""
+    for p in [*descendants(pid), pid]:
+        try:
+            os.kill(p, sig)
+        except ProcessLookupError:
+            pass
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass
 
 
 # -- DDP settings by name (benchmarks/device.py ddp --ddp-variants) ----------------------------------------
@@ -136,34 +175,43 @@ def metrics_line(run: str | Path, label: str = "") -> str:
             f"last loss {lines[-1].get('loss', float('nan')):.4f} mse {lines[-1].get('mse', float('nan')):.5f}")
 
 
-def speed_line(path: str | Path) -> str:
-    """bench_speed.py run's JSON: MFU and step time per training variant, inference ms per row."""
+def _rows_line(path: str | Path, formats: dict) -> str:
+    """One line from a benchmark's JSON of row lists: each row of each key through its format; rows that
+    hold an error (and a top-level `errors` list) are counted instead."""
     r = _json(path)
     if r is None:
         return "no result"
-    parts = [f"{t['variant']} MFU {100 * t['mfu']:.1f}% step {t['step_ms_median_synced']:.0f} ms"
-             for t in r.get("training", [])]
-    parts += [f"infer {i.get('input_views')}v {i.get('mode')}{'' if not i.get('heads') else ' nh' + str(i['heads'])}"
-              f" {i.get('total_ms')} ms" for i in r.get("inference", [])]
-    parts += [f"split {s.get('variant')}" for s in r.get("split", [])]
-    parts += [f"curve {c.get('variant')} last loss {(c.get('loss') or [None])[-1]}" for c in r.get("curve", [])]
-    if r.get("errors"):
-        parts.append(f"{len(r['errors'])} error(s)")
+    parts, errors = [], len(r.get("errors") or [])
+    for key, fmt in formats.items():
+        for row in r.get(key) or []:
+            if "error" in row:
+                errors += 1
+            else:
+                parts.append(fmt(row))
+    if errors:
+        parts.append(f"{errors} error(s)")
     return "; ".join(parts) or "no rows"
+
+
+def speed_line(path: str | Path) -> str:
+    """bench_speed.py run's JSON: MFU and step time per training variant, inference ms per row."""
+    return _rows_line(path, {
+        "training": lambda t: f"{t['variant']} MFU {100 * t['mfu']:.1f}% step {t['step_ms_median_synced']:.0f} ms",
+        "inference": lambda i: f"infer {i.get('input_views')}v {i.get('mode')}"
+                               f"{' nh' + str(i['heads']) if i.get('heads') else ''} {i.get('total_ms')} ms",
+        "split": lambda x: f"split {x.get('variant')} transformer {x.get('transformer_fwd_bwd_ms')} ms",
+        "curve": lambda c: f"curve {c.get('variant')} last loss {(c.get('loss') or [None])[-1]}",
+    })
 
 
 def l4gm_line(path: str | Path) -> str:
     """bench_l4gm_gpu.py's JSON: MFU per training row, seconds per 16-frame inference row."""
-    r = _json(path)
-    if r is None:
-        return "no result"
-    parts = [f"{t.get('preset')} nh{t.get('heads')} MFU {100 * (t.get('mfu') or 0):.1f}% step {t.get('step_s')} s"
-             for t in r.get("training", [])]
-    parts += [f"{i.get('preset')} nh{i.get('heads')} {i.get('frames')}f {i.get('setup', '')} total {i.get('total_s')} s"
-              for i in r.get("inference", [])]
-    if r.get("errors"):
-        parts.append(f"{len(r['errors'])} error(s)")
-    return "; ".join(parts) or "no rows"
+    return _rows_line(path, {
+        "training": lambda t: f"{t.get('preset')} nh{t.get('heads')} MFU {100 * (t.get('mfu') or 0):.1f}% "
+                              f"step {t.get('step_s')} s",
+        "inference": lambda i: f"{i.get('preset')} nh{i.get('heads')} {i.get('frames')}f {i.get('setup', '')} "
+                               f"total {i.get('total_s')} s",
+    })
 
 
 def learn_line(path: str | Path) -> str:

@@ -21,14 +21,13 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
-from common import ddp_variant_sets, metrics_line
+from common import ddp_variant_sets, descendants, kill_tree, metrics_line
 
 PY = sys.executable
 
@@ -49,7 +48,7 @@ def _run(cmd: list[str], timeout: float, log: Path | None = None) -> int:
     try:
         return p.wait(timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
+        kill_tree(p.pid)  # torchrun's ranks too: they run in sessions of their own
         p.wait()
         return 124
     finally:
@@ -107,6 +106,14 @@ def uneven(a) -> None:
           f"{sum('shard' in x for x in text.splitlines())} shard log lines; added: {' '.join(added) or 'none'}")
 
 
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def _steps_ok(run: Path) -> str:
     s = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
     ok = s == sorted(set(s)) and s == list(range(s[0], s[-1] + 1, 5))
@@ -125,11 +132,13 @@ def resume(a) -> None:
         if ckpt.exists() or p.poll() is not None:
             break
         time.sleep(1)
-    try:
-        os.killpg(p.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    ranks = descendants(p.pid)
+    kill_tree(p.pid)  # SIGKILL to torchrun and its ranks (in sessions of their own: not in torchrun's group)
     p.wait()
+    for _ in range(30):  # the ranks are gone before the resume writes into the same folder
+        if not any(os.path.exists(f"/proc/{r}") and _alive(r) for r in ranks):
+            break
+        time.sleep(0.5)
     print("killed at checkpoints:", " ".join(sorted(x.name for x in (run / "checkpoints").glob("*"))), flush=True)
     print("resumed on 2 GPUs to 40: rc", _run(train_cmd(2, [*args, "--steps", "40"]), a.timeout), flush=True)
     print("resumed on 1 GPU to 50: rc", _run(train_cmd(1, [*args, "--steps", "50"]), a.timeout), flush=True)

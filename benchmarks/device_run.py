@@ -5,7 +5,8 @@ what would start too late; the executor runs the commands in their own process g
 the output folder, and ends with a summary table and, when more files were written than a device call
 brings back, one results archive.
 
-No torch, no repository imports: this runs before any wheel is installed, and on the CPU box in tests.
+Standard library only (and benchmarks/common.py): this runs before any wheel is installed, and on the CPU box
+in tests.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+
+from common import descendants, kill_tree
 
 # NVLink multicast off in NCCL, PyTorch and NVSHMEM, in every command: a program using it can put the host's
 # shared GPUs out of service (the device tool's KINDS.md)
@@ -375,17 +378,21 @@ class Runner:
 
 
 def _kill_group(p: subprocess.Popen) -> None:
-    """SIGTERM to the job's process group (torchrun's ranks, a learning run's loader workers), SIGKILL after 10 s."""
-    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+    """SIGTERM to the job, its process group and every process below it (torchrun's ranks run in sessions of
+    their own; a learning run's loader workers), then SIGKILL to what is left after 10 s."""
+    below = descendants(p.pid)
+    kill_tree(p.pid, signal.SIGTERM)
+    try:
+        p.wait(10)
+    except subprocess.TimeoutExpired:
+        pass
+    for q in [*below, *descendants(p.pid)]:
         try:
-            os.killpg(p.pid, sig)
+            os.kill(q, signal.SIGKILL)
         except ProcessLookupError:
-            return
-        try:
-            p.wait(wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+            pass
+    kill_tree(p.pid, signal.SIGKILL)
+    p.wait()
 
 
 def _copy(src: str, dst: Path) -> None:

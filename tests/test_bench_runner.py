@@ -265,7 +265,9 @@ def test_runner_runs_commands_with_timeouts_markers_and_collection(tmp_path):
     work.mkdir()
     (work / "made.txt").write_text("x")
     grandchild = tmp_path / "grandchild.pid"
-    hang = ("import subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']);"
+    # the grandchild starts a session of its own, as torchrun's ranks do: killing the job's group misses it
+    hang = ("import subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], "
+            "start_new_session=True);"
             f"open({str(grandchild)!r}, 'w').write(str(p.pid)); time.sleep(60)")
     jobs = [
         Job("write", "t", [sys.executable, "-c", f"open({str(work / 'r.json')!r}, 'w').write('{{}}'); print('hi')"],
@@ -348,3 +350,6 @@ def test_headline_readers_on_stored_results(tmp_path):
     line = common.metrics_line(run, "base on 1 GPU")
     assert line.startswith("base on 1 GPU: steps 10, samples/s 4.0, step 500 ms, data wait 10.0 ms")
     assert common.speed_line(tmp_path / "absent.json") == "no result"
+    (tmp_path / "l4gm.json").write_text(json.dumps({"training": [{"error": "OOM"}], "inference": [
+        {"preset": "l4gm-base", "heads": 8, "frames": 16, "setup": "compiled", "total_s": 0.2}]}))
+    assert common.l4gm_line(tmp_path / "l4gm.json") == "l4gm-base nh8 16f compiled total 0.2 s; 1 error(s)"
