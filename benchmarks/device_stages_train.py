@@ -66,7 +66,10 @@ def learn(c: Ctx) -> list[Job]:
                  *([f"loss.lpips_weights={c.lpips}"] if a.learn_lpips else [])]
 
         def argv(left, out=out, run=run, preset=preset, extra=extra):
-            length = (["--steps", str(a.learn_steps)] if a.learn_steps else
+            # equal steps: the trainer's deadline (gpu_learn --minutes, 3 by default) is what the budget leaves less
+            # ~90 s of scoring, so that it does not end a shared run before its steps
+            length = (["--steps", str(a.learn_steps), "--minutes", str(round(max(1.0, (left - reserve - 90) / 60), 2))]
+                      if a.learn_steps else
                       ["--train-minutes", str(minutes(left)), "--calib-steps", str(a.calib_steps)])
             return [PY, f"{B}/gpu_learn.py", "--train", f"{tp}/train", "--heldout", f"{tp}/heldout", "--out", out,
                     "--run", run, *length, "--preset", preset, *[x for kv in extra for x in ("--set", kv)]]

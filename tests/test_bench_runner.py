@@ -353,3 +353,27 @@ def test_headline_readers_on_stored_results(tmp_path):
     (tmp_path / "l4gm.json").write_text(json.dumps({"training": [{"error": "OOM"}], "inference": [
         {"preset": "l4gm-base", "heads": 8, "frames": 16, "setup": "compiled", "total_s": 0.2}]}))
     assert common.l4gm_line(tmp_path / "l4gm.json") == "l4gm-base nh8 16f compiled total 0.2 s; 1 error(s)"
+
+
+# -- the DDP checks on two gloo ranks (the device runs them on GPUs) ----------------------------------------
+
+
+@pytest.mark.slow
+def test_ddp_checks_kill_resume_and_eval_on_two_cpu_ranks(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+
+    def run(*args):
+        p = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
+        assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+        return p.stdout
+
+    data, ckpt = tmp_path / "uneven", tmp_path / "resume"
+    run(str(BENCH / "ddp_data.py"), "uneven", str(data), "--sizes", "4,2,1", "--size", "32")
+    out = run(str(BENCH / "ddp_checks.py"), "resume", "--data", str(data), "--run", str(ckpt), "--preset", "tiny",
+              "--size", "32", "--timeout", "300")
+    # the killed run's ranks are gone (they run in sessions of their own): the resume starts from step 20 at most
+    assert "killed at checkpoints:" in out and "step-00000020.pt" in out
+    assert out.strip().splitlines()[-1] == "metric steps [5, 10, 15, 20, 25, 30, 35, 40, 45, 50] ok"
+    out = run(str(BENCH / "ddp_checks.py"), "eval", "--data", str(data), "--run", str(ckpt), "--tmp", str(tmp_path),
+              "--timeout", "300")
+    assert "same keys/order/nulls True, pairs equal True" in out.strip().splitlines()[-1]
