@@ -86,15 +86,16 @@ def uneven(a) -> None:
     def add_shard():
         time.sleep(a.add_after)
         here = Path(__file__).resolve().parent
-        subprocess.run([PY, str(here / "ddp_data.py"), "add", data, "--shard", "3", "--count", "6", "--size", "64"],
+        subprocess.run([PY, str(here / "ddp_data.py"), "add", data, "--shard", "3", "--count", "6", "--size", str(a.size)],
                        check=False)
 
     threading.Thread(target=add_shard, daemon=True).start()
     run.parent.mkdir(parents=True, exist_ok=True)
     log = run.parent / (run.name + ".train.log")
-    rc = _run(train_cmd(2, ["--shards", data, "--out", a.run, "--preset", a.preset, "--steps", str(a.steps),
-                            "--log-every", "10", "--grid-every", "0", "--ckpt-every", "1000", "--follow",
-                            "--follow-interval", "5", "--set", f"data.image_size={a.size}", "--set", "data.batches_per_epoch=10"]), a.timeout, log)
+    args = ["--shards", data, "--out", a.run, "--preset", a.preset, "--steps", str(a.steps), "--log-every", "10",
+            "--grid-every", "0", "--ckpt-every", "1000", "--follow", "--follow-interval", "5",
+            "--set", f"data.image_size={a.size}", "--set", "data.batches_per_epoch=10"]
+    rc = _run(train_cmd(2, args), a.timeout, log)
     text = log.read_text(errors="replace") if log.exists() else ""
     print(text[-3000:])
     try:

@@ -38,7 +38,9 @@ import time
 from pathlib import Path
 
 from common import ROOT, ddp_variant_sets
-from device_run import Job, Runner, needs_pack, pack, summary_table, write_record
+from device_plan import Job
+from device_results import needs_pack, pack, summary_table, write_record
+from device_run import Runner
 from device_stages import Ctx, before, curve, e2e, gputests, l4gm, parity, setup, speed
 from device_stages_train import data_engine, ddp, learn, parse_arm
 
@@ -189,7 +191,7 @@ def build(a: argparse.Namespace, out: Path, gpus: list[int]) -> list[Job]:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["keep"]:
-        from device_keep import keep_main
+        from device_results import keep_main
 
         return keep_main(argv[1:])
     a = parse(argv)
@@ -203,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
 
     def say(msg: str) -> None:
-        line = msg if a.dry_run else f"[{time.strftime('%H:%M:%S', time.gmtime())} +{int(time.monotonic() - t0)}s] {msg}"
+        stamp = f"[{time.strftime('%H:%M:%S', time.gmtime())} +{int(time.monotonic() - t0)}s] "
+        line = msg if a.dry_run else stamp + msg
         print(line, flush=True)
         if log:
             log.write(line + "\n")

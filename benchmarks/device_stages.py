@@ -1,5 +1,5 @@
 """The device runner's stages (benchmarks/device.py): each stage turns the parsed arguments into jobs
-(benchmarks/device_run.py). The commands are the measurement scripts beside this file; the data sets they
+(benchmarks/device_plan.py). The commands are the measurement scripts beside this file; the data sets they
 need are made by CPU jobs once per machine (a `.made` marker), while gsplat compiles.
 
 Where each stage came from (the device suites it replaces, 2026-12-07):
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common import l4gm_line, last_line, speed_line
-from device_run import Job
+from device_plan import Job
 
 PY = "python3"
 B = "benchmarks"
@@ -85,7 +85,8 @@ def setup(c: Ctx) -> list[Job]:
     return [
         Job("setup-install", "setup", ["bash", "-c", install], min_s=5),
         Job("setup-env", "setup", ["bash", "-c", env], needs=("setup-install",), log="env.txt", min_s=5, max_s=60),
-        Job("setup-compile", "setup", [PY, "-c", "from gsplat.cuda._backend import _C; print('gsplat CUDA extension:', _C)"],
+        Job("setup-compile", "setup",
+            [PY, "-c", "from gsplat.cuda._backend import _C; print('gsplat CUDA extension:', _C)"],
             needs=("setup-install",), min_s=5),
         Job("setup-lpips", "setup", [PY, f"{B}/common.py", "random-lpips", c.lpips], needs=("setup-install",),
             marker=c.lpips, min_s=5, max_s=120),
@@ -120,7 +121,8 @@ def speed(c: Ctx) -> list[Job]:
         groups = {"infer" if parts == ["infer"] else "run": []}
     jobs = [_speed_prep(c)]
     for i, (name, vs) in enumerate(groups.items()):
-        mine = [p for p in parts if (p in solo and i == 0) or (p == "train" and vs) or (p == "split" and splits.get(name))]
+        mine = [p for p in parts
+                if (p in solo and i == 0) or (p == "train" and vs) or (p == "split" and splits.get(name))]
         if not mine:
             continue
         out = c.o("speed", f"after-{name}.json")

@@ -9,7 +9,7 @@ import glob
 import math
 
 from common import ddp_variant_sets, last_line, learn_line
-from device_run import Job, SkipJob
+from device_plan import Job, SkipJob
 from device_stages import PY, B, Ctx, _words
 
 GPU_STAGES = ("speed", "before", "curve", "e2e", "parity", "gputests", "l4gm", "ddp", "data-engine")
@@ -160,8 +160,8 @@ def data_engine(c: Ctx) -> list[Job]:
     X = [PY, f"{B}/data_engine_experiment.py"]
     steps = ["--steps0", str(a.de_steps0), "--steps1", str(a.de_steps1)]
     copy = (f"test -f {exp}/experiment_config.json && test -f {exp}/cache/manifest.parquet || "
-            f"{{ echo 'no prepared experiment + cache in {exp}'; exit 1; }}; rm -rf {work} && mkdir -p $(dirname {work}) "
-            f"&& cp -r {exp} {work}")
+            f"{{ echo 'no prepared experiment + cache in {exp}'; exit 1; }}; "
+            f"rm -rf {work} && mkdir -p $(dirname {work}) && cp -r {exp} {work}")
     jobs = [Job("de-copy", "data-engine", ["bash", "-c", copy], needs=c.need("setup-install"), min_s=10)]
     gpu = 0 if cpu else 1
     r0 = []

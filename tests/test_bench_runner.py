@@ -20,8 +20,9 @@ sys.path.insert(0, str(BENCH))
 
 import common  # noqa: E402
 import device  # noqa: E402
-from device_run import (SAFE_ENV, Job, Runner, Scheduler, Skip, SkipJob, Start, core_ranges, job_env,  # noqa: E402
-                        needs_pack, pack)
+from device_plan import SAFE_ENV, Job, Scheduler, Skip, SkipJob, Start, core_ranges, job_env  # noqa: E402
+from device_results import keep, needs_pack, pack  # noqa: E402
+from device_run import Runner  # noqa: E402
 from device_stages_train import learn_minutes  # noqa: E402
 
 RESULTS = BENCH / "results"
@@ -30,8 +31,8 @@ RESULTS = BENCH / "results"
 def dry(*args: str) -> str:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("OUT", None)
-    p = subprocess.run([sys.executable, str(BENCH / "device.py"), *args, "--dry-run"], capture_output=True,
-                       text=True, env=env, cwd=REPO, timeout=60)
+    p = subprocess.run([sys.executable, str(BENCH / "device.py"), *args, "--dry-run"], capture_output=True, text=True,
+                       env=env, cwd=REPO, timeout=60)
     assert p.returncode == 0, p.stdout + p.stderr
     return p.stdout
 
@@ -232,7 +233,8 @@ def test_dry_run_every_stage_on_two_gpus():
               "--learn-presets", "small l4gm-small", "--ddp-variants", "default nosplit+bucket100")
     for text in ("setup-install", "gsplat.cuda._backend", "random-lpips", "--tree .scratch/helper-gpu/before",
                  "--parts curve", "prep-lrm4d", "python3 -m training --shards /tmp/bench/lrm4d_shards",
-                 "tests/training/test_raster_parity.py", "-m gpu tests/training", "--only-variants --variants l4gm-base",
+                 "tests/training/test_raster_parity.py", "-m gpu tests/training",
+                 "--only-variants --variants l4gm-base",
                  "gpu_learn.py --train .trainpack/train", "--preset l4gm-small", "ddp_checks.py scale",
                  "--variant nosplit+bucket100", "ddp_checks.py uneven", "ddp_checks.py resume", "ddp_checks.py eval",
                  "data_engine_experiment.py round0", "--concurrent 15", "data_engine_experiment.py report"):
@@ -305,8 +307,6 @@ def test_main_on_a_cpu_host_then_keep(tmp_path, capsys):
     assert run["stages"] == ["gputests"] and run["jobs"][0]["status"] == "skipped"
     (out / "env.txt").write_text("0, NVIDIA H100 80GB HBM3, 81559 MiB, 580.1, 1980 MHz\n")
     results = tmp_path / "results"
-    from device_keep import keep
-
     line = keep(out, "2026-12-07-h100-gputests", results)
     assert line.startswith("- `2026-12-07-h100-gputests/`: stages gputests;")
     assert "NVIDIA H100 80GB HBM3" in line and "`python3 benchmarks/device.py gputests --gpus none" in line
