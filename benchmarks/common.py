@@ -99,6 +99,16 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
+def proc_start(pid: int) -> int | None:
+    """A process's start time (clock ticks after boot; None once it is gone): a pid seen earlier is the same
+    process only while this is unchanged."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def kill_tree(pid: int, sig: int = signal.SIGKILL) -> None:
     """`sig` to a process started with its own process group, that group, and every process below it."""
     for p in [*descendants(pid), pid]:

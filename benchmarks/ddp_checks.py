@@ -86,8 +86,8 @@ def uneven(a) -> None:
     def add_shard():
         time.sleep(a.add_after)
         here = Path(__file__).resolve().parent
-        subprocess.run([PY, str(here / "ddp_data.py"), "add", data, "--shard", "3", "--count", "6", "--size", str(a.size)],
-                       check=False)
+        subprocess.run([PY, str(here / "ddp_data.py"), "add", data, "--shard", "3", "--count", "6",
+                        "--size", str(a.size)], check=False)
 
     threading.Thread(target=add_shard, daemon=True).start()
     run.parent.mkdir(parents=True, exist_ok=True)

@@ -17,8 +17,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common import descendants, kill_tree
+from common import descendants, proc_start
 from device_plan import Job, Scheduler, Skip, Start, core_ranges, job_env
+
 
 @dataclass
 class Result:
@@ -148,21 +149,32 @@ class Runner:
 
 
 def _kill_group(p: subprocess.Popen) -> None:
-    """SIGTERM to the job, its process group and every process below it (torchrun's ranks run in sessions of
-    their own; a learning run's loader workers), then SIGKILL to what is left after 10 s."""
-    below = descendants(p.pid)
-    kill_tree(p.pid, signal.SIGTERM)
+    """SIGTERM to the job, its process group and every process below it when it timed out (torchrun's ranks
+    run in sessions of their own; a learning run's loader workers), then SIGKILL to what is left after 10 s.
+    A process is signalled only while it is the one seen at first (same pid, same start time)."""
+    below = {q: proc_start(q) for q in descendants(p.pid)}
+    _signal(p, below, signal.SIGTERM)
     try:
         p.wait(10)
     except subprocess.TimeoutExpired:
         pass
-    for q in [*below, *descendants(p.pid)]:
+    _signal(p, below, signal.SIGKILL)
+    p.wait()
+
+
+def _signal(p: subprocess.Popen, below: dict[int, int | None], sig: int) -> None:
+    targets = [q for q, start in below.items() if start is not None and proc_start(q) == start]
+    if p.poll() is None:
+        targets.append(p.pid)
+    for q in targets:
         try:
-            os.kill(q, signal.SIGKILL)
+            os.kill(q, sig)
         except ProcessLookupError:
             pass
-    kill_tree(p.pid, signal.SIGKILL)
-    p.wait()
+    try:
+        os.killpg(p.pid, sig)  # the group's id is not reused while any member lives
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _copy(src: str, dst: Path) -> None:
