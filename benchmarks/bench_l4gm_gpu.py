@@ -22,14 +22,15 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 import traceback
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import PEAK_BF16, peak_gib, repo_on_path, sync_time  # noqa: E402 (benchmarks/ is sys.path[0])
+
+repo_on_path()
 
 from training.models import fast  # noqa: E402
 from training.models.blocks import count_parameters  # noqa: E402
@@ -39,21 +40,6 @@ from training.models.l4gm.model import VideoReconstructor, forward_flops, forwar
 from training.losses.terms import reconstruction_losses  # noqa: E402
 from training.render.frames import render_frames, resolve_backend  # noqa: E402
 from training.train import build_optimizer  # noqa: E402
-
-PEAK_BF16 = 989e12
-
-
-def _sync_time(fn, reps: int, dev) -> list[float]:
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    out = []
-    for _ in range(reps):
-        sync()
-        t = time.perf_counter()
-        fn()
-        sync()
-        out.append(time.perf_counter() - t)
-    return out
-
 
 def _window_batch(B: int, W: int, n0: int, M: int, S: int, dev) -> dict:
     n = W + n0
@@ -118,7 +104,7 @@ def bench_training(name: str, steps: int, dev, heads: int | None = None, attenti
         step()
     warm_s = time.perf_counter() - t0
     _reset_peak(dev)
-    times = _sync_time(step, steps, dev)
+    times = sync_time(step, steps, dev)
     st = statistics.median(times)
     flops = 3.0 * forward_flops(m, d.window, 1 + d.n_t0_views, d.image_size) * B
     return {"preset": name, "params_M": round(count_parameters(model) / 1e6, 1), "heads": m.heads,
@@ -127,7 +113,7 @@ def bench_training(name: str, steps: int, dev, heads: int | None = None, attenti
             "gauss_stride": m.gauss_stride, "grad_checkpoint": m.grad_checkpoint, "step_s": round(st, 4),
             "step_s_min": round(min(times), 4), "warmup_3_steps_s": round(warm_s, 1),
             "samples_per_s": round(B / st, 2), "train_tflop_per_step": round(flops / 1e12, 2),
-            "mfu": round(flops / st / PEAK_BF16, 4), "peak_mem_gib": _peak_gib(dev)}
+            "mfu": round(flops / st / PEAK_BF16, 4), "peak_mem_gib": peak_gib(dev)}
 
 
 def bench_inference(name: str, dev, frames: int = 16, size: int = 256, reps: int = 5, temporal: bool | None = None,
@@ -180,9 +166,9 @@ def bench_inference(name: str, dev, frames: int = 16, size: int = 256, reps: int
         if render_too:
             render()
     warm_s = time.perf_counter() - t0
-    t_r = statistics.median(_sync_time(recon, reps, dev))
-    t_d = statistics.median(_sync_time(render, reps, dev)) if render_too else float("nan")
-    t_all = statistics.median(_sync_time(lambda: (recon(), render()), reps, dev)) if render_too else float("nan")
+    t_r = statistics.median(sync_time(recon, reps, dev))
+    t_d = statistics.median(sync_time(render, reps, dev)) if render_too else float("nan")
+    t_all = statistics.median(sync_time(lambda: (recon(), render()), reps, dev)) if render_too else float("nan")
     flops = forward_flops(m, frames, 1 + n0, size)
     return {"preset": name, "temporal_attention": m.temporal_attention, "heads": m.heads,
             "head_dim": m.width // m.heads, "setup": speed, "frames": frames, "image_size": size,
@@ -201,10 +187,6 @@ def _autocast(dev):
 def _reset_peak(dev) -> None:
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-
-
-def _peak_gib(dev) -> float | None:
-    return round(torch.cuda.max_memory_allocated() / 2**30, 1) if dev.type == "cuda" else None
 
 
 def variant_jobs(name: str, steps: int, dev, frames: int, size: int, render_too: bool, train_too: bool,

@@ -21,16 +21,16 @@ import contextlib
 import json
 import os
 import statistics
-import sys
 import tempfile
-import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import PEAK_BF16, positive_lin, repo_on_path, sync_time  # noqa: E402 (benchmarks/ is sys.path[0])
+
+repo_on_path()
 
 from training.data import stream as data  # noqa: E402
 from training.models import fast
@@ -45,9 +45,6 @@ from training.render.frames import render_gaussians  # noqa: E402
 from training.render.slicing import slice_at  # noqa: E402
 from training.train import build_optimizer, forward_render  # noqa: E402
 from speed_data import inference_case  # noqa: E402 (benchmarks/ is sys.path[0] when run as a script)
-
-PEAK_BF16 = 989e12
-
 
 def _sample(args):
     i, size = args
@@ -69,17 +66,6 @@ def gpu_batches(cfg, n_batches: int, tmp: Path, device) -> list[dict]:
     return out
 
 
-def _sync_time(fn, reps: int) -> list[float]:
-    times = []
-    for _ in range(reps):
-        torch.cuda.synchronize()
-        t = time.perf_counter()
-        fn()
-        torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
-    return times
-
-
 def bench_training(name: str, steps: int, tmp: Path, device) -> dict:
     cfg = preset(name)
     cfg.render.backend = "gsplat"
@@ -91,8 +77,7 @@ def bench_training(name: str, steps: int, tmp: Path, device) -> dict:
     lp = LPIPS(bf16=cfg.loss.lpips_bf16).to(device)
     if lp.bf16:
         lp = lp.to(memory_format=torch.channels_last)
-    for lin in lp.lin:
-        lin.weight.data.abs_()
+    positive_lin(lp)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16)
 
     def step(b):
@@ -107,7 +92,7 @@ def bench_training(name: str, steps: int, tmp: Path, device) -> dict:
         step(batches[i % len(batches)])
     torch.cuda.reset_peak_memory_stats()
     k = iter(range(10**9))
-    t_step = statistics.median(_sync_time(lambda: step(batches[next(k) % len(batches)]), steps))
+    t_step = statistics.median(sync_time(lambda: step(batches[next(k) % len(batches)]), steps))
     peak = torch.cuda.max_memory_allocated() / 2**30
     b = batches[0]
     with torch.no_grad(), autocast:
@@ -135,8 +120,8 @@ def bench_training(name: str, steps: int, tmp: Path, device) -> dict:
         (rgb.square().mean() + alpha.mean()).backward()
 
     render_fb(), gsplat_fb()
-    t_render = statistics.median(_sync_time(render_fb, 5))
-    t_gsplat = statistics.median(_sync_time(gsplat_fb, 5))
+    t_render = statistics.median(sync_time(render_fb, 5))
+    t_gsplat = statistics.median(sync_time(gsplat_fb, 5))
     flops = train_flops_per_sample(cfg.model, cfg.data.n_in, S) * cfg.batch_size
     return {
         "preset": name, "params_M": round(count_parameters(model) / 1e6, 1), "batch_size": cfg.batch_size,
@@ -170,9 +155,9 @@ def bench_inference(n_views: int, frames: int = 24, reps: int = 5) -> dict:
 
     for _ in range(2):
         recon(), render()
-    t_r = _sync_time(recon, reps)
-    t_d = _sync_time(render, reps)
-    t_all = _sync_time(lambda: (recon(), render()), reps)
+    t_r = sync_time(recon, reps)
+    t_d = sync_time(render, reps)
+    t_all = sync_time(lambda: (recon(), render()), reps)
     return {"input_views": n_views, "frames": frames, "image_size": S, "gaussians": n_views * S * S,
             "reconstruct_s": round(statistics.median(t_r), 4), "render_24_s": round(statistics.median(t_d), 4),
             "total_s": round(statistics.median(t_all), 4)}

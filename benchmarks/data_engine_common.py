@@ -19,7 +19,7 @@ ARMS = ("control", "reweight", "rerender", "pool", "combo")
 SIZES = {  # assets per set, render settings, training
     "cpu": dict(round0=12, rare_keep=1, pool=15, heldout=9, resolution=32, frames=4, views=4, samples=2, shard_size=8,
                 preset="tiny", steps0=120, steps1=40, batch=4, budget=6, image_size=32),
-    # gpu: sized for one ~8 min call on 2 x H200 with every render from the CPU-made cache (benchmarks/data_engine_gpu.sh)
+    # gpu: sized for one ~8 min call on 2 x H200 with every render from the CPU-made cache (benchmarks/device.py data-engine)
     "gpu": dict(round0=42, rare_keep=3, pool=42, heldout=15, resolution=64, frames=4, views=4, samples=4, shard_size=8,
                 preset="small", steps0=1000, steps1=400, batch=16, budget=16, image_size=64, format="webp"),
 }

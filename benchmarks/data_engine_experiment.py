@@ -27,7 +27,7 @@ folder and trains the same number of further steps from the same round-0 checkpo
 | pool | K pool clips most like the hard ones (--pool-strategy similar) | uniform |
 | combo | K pool clips like the hard ones | hard round-0 clips x4 |
 
-cache (for a host without Blender, e.g. the GPU machine: benchmarks/data_engine_gpu.sh): renders beforehand
+cache (for a host without Blender, e.g. the GPU machine: benchmarks/device.py data-engine): renders beforehand
 every clip an arm can ask for, with the arms' own flags and --threads 1: each pool row at base density, and
 each round-0 row with the denser settings `pipeline mine --rerender-fraction` writes for it (the same
 manifests.mining.rerender_settings on the recorded round-0 spec). `arm --render-cache DIR/cache` then still

@@ -1,4 +1,4 @@
-"""Analytic datasets for the several-GPU suite (benchmarks/ddp_suite.sh): no Blender needed.
+"""Analytic datasets for the several-GPU checks (benchmarks/device.py ddp, benchmarks/ddp_checks.py): no Blender needed.
 
     python benchmarks/ddp_data.py even DIR --shards 8 --per-shard 16 --size 256
     python benchmarks/ddp_data.py uneven DIR --sizes 24,3,1 --size 64

@@ -19,7 +19,7 @@ ground truth) and OUTDIR/learn_metrics.jsonl (the training log).
 
     python benchmarks/gpu_learn.py --table OUT.md LEARN_JSON [LEARN_JSON ...]
 
-puts learn.json files side by side as one Markdown table (benchmarks/l4gm_gpu_suite.sh's learn_table.md).
+puts learn.json files side by side as one Markdown table (benchmarks/device.py learn's learn_table.md).
 """
 
 from __future__ import annotations

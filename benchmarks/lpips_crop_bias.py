@@ -13,13 +13,13 @@ often than the border, so their mean overweights the object and is not the whole
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import positive_lin, repo_on_path  # noqa: E402 (benchmarks/ is sys.path[0])
+
+repo_on_path()
 
 from training.data import synthetic as syn  # noqa: E402
 from training.losses.lpips import LPIPS  # noqa: E402
@@ -60,9 +60,7 @@ def main() -> None:
         ys.append(on_white(syn.render_view(scene, 0.25, cam, K, a.size)[0]))
     x, y = torch.stack(xs), torch.stack(ys)
     y = (y + 0.05 * torch.randn_like(y)).clamp(0, 1)
-    net = LPIPS()
-    for lin in net.lin:
-        lin.weight.data.abs_()
+    net = positive_lin(LPIPS())
     with torch.no_grad():
         full = net(x, y)
         print("whole image LPIPS per scene:", [round(v, 5) for v in full.tolist()])

@@ -12,10 +12,9 @@ import os
 import time
 from pathlib import Path
 
+from common import PEAK_BF16, positive_lin
 from speed_data import load_batches
 from speed_kernels import _events_ms, _fast_module, _med
-
-PEAK_BF16 = 989e12
 # BENCH_SMOKE=1: run the code paths on a CPU with the tiny preset and the torch rasteriser (numbers
 # meaningless), to catch mistakes before spending GPU time (see bench_speed.py).
 SMOKE = os.environ.get("BENCH_SMOKE") == "1"
@@ -81,8 +80,7 @@ class Setup:
         self.lp = self.lp.to(device)
         if getattr(self.lp, "bf16", False):
             self.lp = self.lp.to(memory_format=torch.channels_last)
-        for lin in self.lp.lin:
-            lin.weight.data.abs_()
+        positive_lin(self.lp)
         self.autocast = autocast_for(cfg, device)
         self.i = 0
 
