@@ -38,8 +38,8 @@ from training.checkpoint import read_checkpoint
 from training.eval_loop import EvalColumns, EvalPick, EvalResult, eval_pipeline, score_checkpoint
 from training.config import DataConfig
 from training.families import checkpoint_family
-from training.protocol import (KINDS, fixed_views, format_summary as _fmt, protocol_rng, protocol_tag,
-                               target_kind)
+from training.protocol import (SPARSE_KINDS as KINDS, changed_settings, fixed_views, format_summary as _fmt,
+                               protocol_rng, protocol_tag, target_kind)
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +67,12 @@ class Protocol:
             raise ValueError(f"--image-size must be >= 8, got {self.image_size}")
         protocol_tag(self.name, self.version, self.family, 8)  # validates the name
 
+    # the settings that change which pairs are scored: in the tag whenever they differ from the defaults
+    TAG_SETTINGS = ("seed", "n_in", "per_kind")
+
     def tag(self, image_size: int) -> str:
-        return protocol_tag(self.name, self.version, self.family, self.image_size or image_size)
+        return protocol_tag(self.name, self.version, self.family, self.image_size or image_size,
+                            changed_settings(self, self.TAG_SETTINGS))
 
     @property
     def n_target(self) -> int:

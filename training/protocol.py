@@ -1,10 +1,11 @@
 """Evaluation protocols: what every family's `pipeline eval` shares (DESIGN.md §5).
 
-A protocol belongs to one model family. Its tag `NAME-vVERSION/FAMILY@SIZE` (e.g. `sparse4-v2/lrm4d@256`)
-is written in every metrics row; metrics of different tags are never compared or subtracted. This
-module holds the pieces a family's evaluator calls:
+A protocol belongs to one model family. Its tag `NAME-vVERSION[SETTINGS]/FAMILY@SIZE` (e.g.
+`sparse4-v2/lrm4d@256`, or `sparse4-v2[n_in=8]/lrm4d@256` when a setting that changes which pairs are
+scored or how differs from the protocol's default) is written in every metrics row; metrics of
+different tags are never compared or subtracted. This module holds the pieces a family's evaluator calls:
 
-- `protocol_tag` / `parse_tag`: the tag format;
+- `protocol_tag` / `parse_tag` / `changed_settings`: the tag format and the rule for its settings;
 - `fixed_views`: which views of a sample are fixed cameras (random views are redrawn at every time, so
   a random view index is not a camera) and `target_kind`: what is novel about a target, by camera;
 - `PROTOCOL_LOSS` and `protocol_loss`: the `loss` column's formula, owned by the protocol (not by the
@@ -39,7 +40,11 @@ from training.losses import object_boxes, psnr, psnr_in_boxes, ssim, ssim_in_box
 
 # What is novel about a target (by camera, see target_kind); "seen" (an input pair) and "pad" (a repeat
 # that fills a fixed-size batch when a sample has too few held-out pairs) never count in any number.
-KINDS = ("novel_view_time", "novel_time", "novel_view")
+# `known_view` (a camera some input uses at another time) is told apart from `novel_view` (a camera no
+# input uses) by the L4GM protocol; sparse4 draws its targets per kind from the first three, so it keeps
+# them (splitting would change its pairs: a new version).
+KINDS = ("novel_view_time", "novel_time", "novel_view", "known_view")
+SPARSE_KINDS = KINDS[:3]
 NOT_SCORED = ("seen", "pad")
 ALL_KINDS = KINDS + NOT_SCORED
 
@@ -48,7 +53,8 @@ ALL_KINDS = KINDS + NOT_SCORED
 # neither on the checkpoint's training loss weights nor on --lpips-weights. Change = new version.
 PROTOCOL_LOSS = {"mse": 1.0, "mask": 0.5}
 
-TAG_RE = re.compile(r"^(?P<name>[A-Za-z0-9_]+)-v(?P<version>\d+)/(?P<family>[A-Za-z0-9_]+)@(?P<size>\d+)$")
+TAG_RE = re.compile(r"^(?P<name>[A-Za-z0-9_]+)-v(?P<version>\d+)(?:\[(?P<settings>[A-Za-z0-9_]+=[A-Za-z0-9_.-]+"
+                    r"(?:,[A-Za-z0-9_]+=[A-Za-z0-9_.-]+)*)\])?/(?P<family>[A-Za-z0-9_]+)@(?P<size>\d+)$")
 
 # metrics.parquet: DESIGN.md §5 columns first, in this order, then psnr_obj and seen_in_training.
 DESIGN_COLUMNS = ("uid", "clip", "key", "shard", "psnr", "ssim", "lpips", "loss", "step", "protocol",
@@ -56,12 +62,29 @@ DESIGN_COLUMNS = ("uid", "clip", "key", "shard", "psnr", "ssim", "lpips", "loss"
 METADATA_KEY = b"objaverse4d.metrics"
 
 
-def protocol_tag(name: str, version: int, family: str, image_size: int) -> str:
-    """`NAME-vVERSION/FAMILY@SIZE`, the string in every metrics row."""
-    tag = f"{name}-v{int(version)}/{family}@{int(image_size)}"
+def protocol_tag(name: str, version: int, family: str, image_size: int,
+                 settings: Mapping[str, Any] | None = None) -> str:
+    """`NAME-vVERSION[SETTINGS]/FAMILY@SIZE`, the string in every metrics row. `settings`: the protocol's
+    settings that differ from its defaults and change which pairs are scored or how (DESIGN.md §5), in
+    the protocol's field order, e.g. {'n_in': 8} -> `sparse4-v2[n_in=8]/lrm4d@256`; none -> no brackets."""
+    part = ",".join(f"{k}={_setting_text(v)}" for k, v in (settings or {}).items())
+    tag = f"{name}-v{int(version)}{f'[{part}]' if part else ''}/{family}@{int(image_size)}"
     if not TAG_RE.match(tag):
         raise ValueError(f"protocol tag {tag!r}: name and family must be [A-Za-z0-9_]+ (--protocol)")
     return tag
+
+
+def _setting_text(v: Any) -> str:
+    return ("true" if v else "false") if isinstance(v, bool) else str(v)
+
+
+def changed_settings(protocol: Any, keys: Sequence[str]) -> dict[str, Any]:
+    """The fields `keys` of a protocol dataclass whose values differ from the class defaults, in order:
+    what its tag must carry (DESIGN.md §5)."""
+    import dataclasses
+
+    defaults = {f.name: f.default for f in dataclasses.fields(protocol)}
+    return {k: getattr(protocol, k) for k in keys if getattr(protocol, k) != defaults[k]}
 
 
 def protocol_rng(name: str, version: int, seed: int, key: str) -> random.Random:
@@ -72,11 +95,14 @@ def protocol_rng(name: str, version: int, seed: int, key: str) -> random.Random:
 
 
 def parse_tag(tag: str) -> dict[str, Any]:
-    """{'name', 'version', 'family', 'image_size'} of a tag; ValueError for an old or foreign one."""
+    """{'name', 'version', 'family', 'image_size', 'settings'} of a tag (settings: {key: text} of the
+    bracketed part, {} without one); ValueError for an old or foreign one."""
     m = TAG_RE.match(str(tag))
     if not m:
-        raise ValueError(f"protocol {tag!r} is not NAME-vN/FAMILY@SIZE (written before protocol v2?)")
-    return {"name": m["name"], "version": int(m["version"]), "family": m["family"], "image_size": int(m["size"])}
+        raise ValueError(f"protocol {tag!r} is not NAME-vN[SETTINGS]/FAMILY@SIZE (written before protocol v2?)")
+    settings = dict(kv.split("=", 1) for kv in m["settings"].split(",")) if m["settings"] else {}
+    return {"name": m["name"], "version": int(m["version"]), "family": m["family"], "image_size": int(m["size"]),
+            "settings": settings}
 
 
 # -- cameras ----------------------------------------------------------------------------------------
@@ -103,14 +129,18 @@ def fixed_views(meta: Mapping[str, Any], num_frames: int, num_views: int) -> lis
     return [bool(np.allclose(c2w[:, v], c2w[:1, v], atol=1e-6)) for v in range(num_views)]
 
 
-def target_kind(pair: tuple[int, int], inputs: Sequence[tuple[int, int]], fixed: Sequence[bool]) -> str:
+def target_kind(pair: tuple[int, int], inputs: Sequence[tuple[int, int]], fixed: Sequence[bool],
+                split_views: bool = False) -> str:
     """What is novel about target `pair` (frame, view) given the input pairs, by camera:
 
     - `seen`: an input pair;
     - `novel_time`: a time no input shows, from a fixed camera some input uses;
     - `novel_view_time`: a time no input shows, from a camera no input uses (every random view is
       such a camera: it exists at its own time only);
-    - `novel_view`: a time some input shows, from another camera.
+    - `novel_view`: a time some input shows, from another camera; with `split_views`, only from a
+      camera no input uses (never seen), and
+    - `known_view` (only with `split_views`): a time some input shows, from a fixed camera that an input
+      uses at another time (L4GM: a t0 view's camera at a later time of the window).
     """
     if tuple(pair) in {tuple(p) for p in inputs}:
         return "seen"
@@ -119,7 +149,7 @@ def target_kind(pair: tuple[int, int], inputs: Sequence[tuple[int, int]], fixed:
     seen_cams = {p[1] for p in inputs if fixed[p[1]]}
     if t not in seen_t:
         return "novel_time" if fixed[v] and v in seen_cams else "novel_view_time"
-    return "novel_view"
+    return "known_view" if split_views and fixed[v] and v in seen_cams else "novel_view"
 
 
 # -- the loss column and per-target scores --------------------------------------------------------
@@ -289,7 +319,9 @@ def format_summary(rows: list[dict], summary: Mapping[str, Any], skipped: Mappin
                   f"lpips {f(s['lpips'], 3)}  loss {f(s['loss'], 4)}",
                   f"    psnr (obj) by target kind: novel view+time {f(s['psnr_novel_view_time'])} "
                   f"({f(s['psnr_obj_novel_view_time'])}), novel time {f(s['psnr_novel_time'])} "
-                  f"({f(s['psnr_obj_novel_time'])}), novel view {f(s['psnr_novel_view'])} ({f(s['psnr_obj_novel_view'])})",
+                  f"({f(s['psnr_obj_novel_time'])}), novel view {f(s['psnr_novel_view'])} ({f(s['psnr_obj_novel_view'])})"
+                  + (f", camera seen at another time {f(s['psnr_known_view'])} ({f(s['psnr_obj_known_view'])})"
+                     if s["psnr_known_view"] is not None else ""),
                   f"    baselines psnr (obj): nearest input frame {f(s['psnr_nearest_input'])} "
                   f"({f(s['psnr_obj_nearest_input'])}) dB, mean colour {f(s['psnr_mean_colour'])} "
                   f"({f(s['psnr_obj_mean_colour'])}) dB"]
