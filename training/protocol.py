@@ -223,12 +223,25 @@ def sample_row(scores: Mapping[str, Tensor], kinds: Sequence[str]) -> dict[str, 
 
 def seen_in_training(shard_url: str | None, trained: Mapping[str, Any] | None) -> bool | None:
     """True when `shard_url` is one of the shards the checkpoint trained on (its `trained_on` record,
-    training/checkpoint.py); None when the checkpoint records nothing (written before the record)."""
+    training/checkpoint.py); None when the checkpoint records nothing (written before the record).
+
+    By content identity (DESIGN.md §4: tar_bytes and tar_sha256 in the shard's stats.json) when both the
+    shard and the record have one, so a local path and a URL to the same shard match and a shard
+    rewritten in place does not; by location (the real path, or the URL as given) otherwise."""
+    from contracts.identity import shard_identity, valid_identity
     from training.checkpoint import shard_id
 
     if trained is None:
         return None
-    return shard_id(shard_url or "") in set(trained.get("shards", []))
+    content = {k: valid_identity(v) for k, v in (trained.get("content") or {}).items()}
+    mine = shard_identity(shard_url) if shard_url else None
+    if mine is not None and mine in content.values():
+        return True
+    sid = shard_id(shard_url or "")
+    if sid not in set(trained.get("shards", [])):
+        return False
+    recorded = content.get(sid)
+    return True if mine is None or recorded is None else recorded == mine
 
 
 # -- metrics files -------------------------------------------------------------------------------------
