@@ -1,15 +1,17 @@
 """The input clip of `pipeline reconstruct` (training/reconstruct.py) and the model inputs chosen from it.
 
 `--input` is a rendered sample `DIR_OR_TAR#KEY` (a dataset folder or one shard tar, local), or a folder
-of the user's own images with a `cameras.json` ({"frames": [{"file", "c2w", "K", "time", "view"}]},
-OpenCV cameras in the normalised space, time in [0, 1]; RGBA, or RGB on a white background). A
-sample's camera anchors are its `cameras.offsets` (framing 'track'); cameras.json has no anchor field
-(DESIGN.md §6), so a folder's anchors are the origin.
+of the user's own images with a `cameras.json` ({"frames": [{"file", "c2w", "K", "time", "view",
+"anchor"}]}, OpenCV cameras in the normalised space, time in [0, 1]; RGBA, or RGB on a white
+background). A sample's camera anchors are its `cameras.offsets` (framing 'track'); a folder's are each
+frame's optional `anchor` (the object's position at that time for tracked cameras, DESIGN.md §6), the
+origin where absent.
 
 - lrm4d: n_in (view, time) pairs (from a sample: frames spread over the clip, fixed views spread around
   it; from a folder: every image);
 - l4gm: the video is one fixed view at every rendered time (a folder: view 0) and the t0 views are
-  other fixed views of the first time (a folder: the other views).
+  other fixed views of the first time (a folder: the other views). A checkpoint trained without t0 views
+  (data.n_t0_views=0) takes the video alone; one trained with them refuses a folder that has none.
 """
 
 from __future__ import annotations
@@ -135,8 +137,12 @@ def _load_folder(p: Path) -> Clip:
             t = float(e["time"])
             v = int(e.get("view", 0))
             name = str(e["file"])
+            anchor = np.asarray(e.get("anchor", (0.0, 0.0, 0.0)), np.float64)
         except (KeyError, TypeError, ValueError) as exn:
             raise InputError(f"{at}: missing or malformed field ({exn})") from None
+        if anchor.shape != (3,) or not np.isfinite(anchor).all():
+            raise InputError(f"{at}: anchor must be 3 finite numbers (the object's position at that time), "
+                             f"got {e.get('anchor')!r}")
         if c2w.shape != (4, 4) or K.shape != (3, 3) or not (np.isfinite(c2w).all() and np.isfinite(K).all()):
             raise InputError(f"{at}: c2w must be 4x4 and K 3x3, finite")
         if not 0.0 <= t <= 1.0:
@@ -152,7 +158,7 @@ def _load_folder(p: Path) -> Clip:
                 rgba = np.asarray(im.convert("RGBA"), np.float32) / 255.0  # RGB images: opaque (white backgrounds stay)
         except Exception as exn:  # noqa: BLE001
             raise InputError(f"{at}: cannot read image {name} ({exn})") from None
-        frames.append(Frame(-1, v, t, rgba, c2w, K, True, name))
+        frames.append(Frame(-1, v, t, rgba, c2w, K, True, name, tuple(float(a) for a in anchor)))
     times = sorted({fr.time for fr in frames})
     for fr in frames:
         fr.frame = times.index(fr.time)
@@ -160,7 +166,11 @@ def _load_folder(p: Path) -> Clip:
 
 
 def to_views(frames: list[Frame], size: int, background: torch.Tensor) -> Views:
-    """Composite on the background, resize to size x size, scale K to match."""
+    """Composite on the background, resize to size x size, scale K to match. No frames: empty views
+    (an L4GM checkpoint trained without t0 views)."""
+    if not frames:
+        return Views(torch.zeros(0, 3, size, size), torch.zeros(0, 4, 4), torch.zeros(0, 3, 3), torch.zeros(0),
+                     torch.zeros(0, 3))
     rgbs, c2ws, Ks = [], [], []
     for fr in frames:
         x = torch.from_numpy(fr.rgba).permute(2, 0, 1).float()  # [4, h, w]
@@ -202,6 +212,10 @@ def choose_l4gm_inputs(clip: Clip, n_t0: int) -> tuple[list[Frame], list[Frame]]
         if not video:
             raise InputError(f"--input {clip.name}: no frames of view 0 (the video) in cameras.json")
         t0 = [fr for fr in clip.frames if fr.view != 0]
+        if not t0 and n_t0 > 0:
+            raise InputError(f"--input {clip.name}: cameras.json has frames of view 0 (the video) only; this "
+                             f"checkpoint was trained with data.n_t0_views={n_t0} extra views at the video's first "
+                             f"time: add images of other views (view 1, 2, ...) at time {video[0].time}")
         bad = [fr.source for fr in t0 if abs(fr.time - video[0].time) > 1e-6]
         if bad:
             raise InputError(f"--input {clip.name}: views other than 0 must show the video's first time "
