@@ -2,8 +2,9 @@
 
 `read_metrics` checks a metrics file (columns, uids, one protocol and one checkpoint per file, one row
 per sample and shard) and averages a sample's rows over the shards it was scored in; `check_comparable`
-refuses two files (reducible mining) whose protocol tag, background or, ranked by loss, loss formula
-(`loss_weights` in the metadata written by training/eval/protocol.py) differ. `read_renders` reads a dataset
+refuses two files (reducible mining) whose protocol tag or settings (the tag's `[...]` part and the
+`protocol` settings in the metadata; the message names each setting that differs), background or,
+ranked by loss, loss formula (`loss_weights` in the metadata written by training/eval/protocol.py) differ. `read_renders` reads a dataset
 folder or object-store URL: per committed shard, each row's status and reason, and the recorded
 RenderSpec. The strategies that use them are in manifests/mining.py.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,7 @@ class Metrics:
     by_shard: pd.DataFrame       # uid, clip, shard, loss, psnr
     loss_weights: dict | None = None  # the loss column's formula (metadata); None when the file does not say
     background: str | None = None     # what the targets were composited on (metadata); None when unknown
+    settings: dict | None = None      # the protocol's settings (metadata `protocol`); None when unknown
 
     def join(self, rows: pd.DataFrame) -> pd.DataFrame:
         """loss, psnr and `found` for each of `rows` (uid, clip, shard), in order: the metrics of the row's
@@ -107,7 +110,8 @@ def read_metrics(path: str | os.PathLike) -> Metrics:
                    table=table, multi_shard=int((table["n_shards"] > 1).sum()),
                    by_shard=df[["uid", "clip", "shard", "loss", "psnr"]].copy(),
                    loss_weights=dict(lw) if isinstance(lw, dict) else None,
-                   background=str(info["background"]) if info.get("background") is not None else None)
+                   background=str(info["background"]) if info.get("background") is not None else None,
+                   settings=dict(info["protocol"]) if isinstance(info.get("protocol"), dict) else None)
 
 
 def _metrics_info(path: Path) -> dict[str, Any]:
@@ -125,9 +129,11 @@ def _metrics_info(path: Path) -> dict[str, Any]:
 def check_comparable(cur: Metrics, ref: Metrics, by: str) -> None:
     """Refuse two metrics files whose numbers are not on one scale: protocol tag, background, and (by
     loss) the loss formula must agree; a file that does not record a setting cannot be compared on it."""
-    if ref.protocol != cur.protocol:
+    diff = setting_differences(cur, ref)
+    if ref.protocol != cur.protocol or diff:
         raise MiningError(f"protocol mismatch: {cur.path} was evaluated with {cur.protocol!r}, {ref.path} with "
-                          f"{ref.protocol!r}; evaluate both checkpoints with the same protocol")
+                          f"{ref.protocol!r}{': ' + '; '.join(diff) if diff else ''}; they scored different pairs or "
+                          f"scored them differently: evaluate both checkpoints with the same protocol settings")
     if cur.background != ref.background:
         raise MiningError(f"background mismatch: {cur.path} composited its targets on {cur.background!r}, {ref.path} on "
                           f"{ref.background!r}; their PSNRs and losses are not comparable")
@@ -140,6 +146,44 @@ def check_comparable(cur: Metrics, ref: Metrics, by: str) -> None:
         if cur.loss_weights != ref.loss_weights:
             raise MiningError(f"loss formula mismatch: {cur.path} has loss weights {cur.loss_weights}, {ref.path} has "
                               f"{ref.loss_weights}; losses of different formulas are never subtracted")
+
+
+TAG_PARTS = re.compile(r"^(?P<base>[^\[/]+)(?:\[(?P<settings>[^\]]*)\])?/(?P<rest>.+)$")
+# metadata settings that are not a difference of protocol: None = "the checkpoint's own" size, which the
+# tag resolves (a size difference shows in the tags)
+IGNORED_SETTINGS = ("image_size",)
+
+
+def _tag_settings(tag: str) -> tuple[str, dict[str, str]]:
+    """('NAME-vN/FAMILY@SIZE', {setting: text}) of a protocol tag (DESIGN.md §5); the tag itself and {}
+    when it has another form."""
+    m = TAG_PARTS.match(tag)
+    if not m:
+        return tag, {}
+    pairs = [kv.split("=", 1) for kv in (m["settings"] or "").split(",") if "=" in kv]
+    return f"{m['base']}/{m['rest']}", {k: v for k, v in pairs}
+
+
+def setting_differences(cur: Metrics, ref: Metrics) -> list[str]:
+    """Each protocol setting on which two metrics files differ, named ('setting n_in: 8 in A, 4 in B'):
+    from the tags' settings (a setting absent from a tag has its default), then from the settings stored
+    in the files' metadata when both have them (files written before tags carried settings)."""
+    out = []
+    base_c, tag_c = _tag_settings(cur.protocol)
+    base_r, tag_r = _tag_settings(ref.protocol)
+    if base_c != base_r:
+        out.append(f"protocol {base_c} in {cur.path.name}, {base_r} in {ref.path.name}")
+    for k in sorted(set(tag_c) | set(tag_r)):
+        if tag_c.get(k) != tag_r.get(k):
+            out.append(f"setting {k}: {tag_c.get(k, 'default')} in {cur.path.name}, {tag_r.get(k, 'default')} in "
+                       f"{ref.path.name}")
+    if cur.settings is not None and ref.settings is not None:
+        named = set(tag_c) | set(tag_r)
+        for k in sorted((set(cur.settings) | set(ref.settings)) - named - set(IGNORED_SETTINGS)):
+            if cur.settings.get(k) != ref.settings.get(k):
+                out.append(f"setting {k}: {cur.settings.get(k)!r} in {cur.path.name}, {ref.settings.get(k)!r} in "
+                           f"{ref.path.name}")
+    return out
 
 
 @dataclass

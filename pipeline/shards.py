@@ -2,7 +2,8 @@
 
 `ShardWriter` builds the tar, the parquet and the member index (`shard-N.members.parquet`: name,
 offset, size of every tar member) under temporary names, moves them into the dataset, and writes
-`shard-N.stats.json` last: its presence is what makes the shard committed. In a local folder the
+`shard-N.stats.json` last: its presence is what makes the shard committed; it records the tar's content
+identity (`tar_bytes`, `tar_sha256`, contracts/identity.py). In a local folder the
 files are built in place and renamed; under an object-store URL (`s3://bucket/prefix`) they are built
 in a local scratch folder and uploaded whole, tar, parquet and member index first, stats.json last,
 so a killed upload never looks committed. Tar members are written deterministically (sorted names,
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from contracts import storage
+from contracts.identity import tar_identity
 from contracts.layout import (SCHEMA_VERSION, STATUSES, members_name, parquet_name, shard_stem,
                               stats_name, tar_name, write_member_index)
 
@@ -127,7 +129,8 @@ class ShardWriter:
     def commit(self, extra: Mapping[str, Any] | None = None) -> ShardStats:
         """Move (or upload) the tar, the parquet and the member index into place, then write stats.json (last)."""
         self._tar.close()
-        tar_bytes = self._tmp_tar.stat().st_size
+        identity = tar_identity(self._tmp_tar)  # DESIGN.md §4: the same in a folder and under a URL
+        tar_bytes = identity["tar_bytes"]
         pid = os.getpid()
         tmp_pq = self._scratch / f".{parquet_name(self.shard)}.tmp-{pid}"
         tmp_members = self._scratch / f".{members_name(self.shard)}.tmp-{pid}"
@@ -149,7 +152,7 @@ class ShardWriter:
                   "samples_seconds": float(sum(r["seconds"] for r in self.rows)),
                   "images_per_s": stats.images / stats.seconds if stats.seconds > 0 else None,
                   "committed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": socket.gethostname(),
-                  **dict(extra or {})}
+                  **dict(extra or {}), "tar_sha256": identity["tar_sha256"]}
         record.pop("skipped", None)
         self.store.write_bytes(stats_name(self.shard),
                                json.dumps(record, indent=1, sort_keys=True, default=str).encode("utf-8"))

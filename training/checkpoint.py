@@ -110,10 +110,13 @@ def _manifest_entry(path: str) -> dict[str, Any]:
     return {"path": os.path.realpath(path) if "://" not in path else path, "sha256": digest}
 
 
-def trained_on(previous: dict[str, Any] | None, urls: list[str], weights: str | None) -> dict[str, Any]:
-    """The record stored in a checkpoint: `previous` (the resumed checkpoint's record) plus the shards
-    of this invocation and its weight manifest. {'shards': [shard ids, sorted], 'manifests': [{'path',
-    'sha256'}, in first-use order]}."""
+def trained_on(previous: dict[str, Any] | None, urls: list[str], weights: str | None,
+               identities: dict[str, dict] | None = None) -> dict[str, Any]:
+    """The record stored in a checkpoint: `previous` (the resumed checkpoint's record, or for a new run
+    started with init_from, that checkpoint's: DESIGN.md §5) plus the shards of this invocation and its
+    weight manifest. {'shards': [shard ids, sorted], 'manifests': [{'path', 'sha256'}, in first-use
+    order], 'content': {shard id: {'tar_bytes', 'tar_sha256'}} for the shards whose stats.json records
+    their identity (`identities`: url -> identity or None, contracts/identity.py)}."""
     prev = previous if isinstance(previous, dict) else {}
     shards = set(prev.get("shards", [])) | {shard_id(u) for u in urls}
     manifests = [m for m in prev.get("manifests", []) if isinstance(m, dict)]
@@ -121,7 +124,12 @@ def trained_on(previous: dict[str, Any] | None, urls: list[str], weights: str | 
         entry = _manifest_entry(weights)
         if entry not in manifests:
             manifests.append(entry)
-    return {"shards": sorted(shards), "manifests": manifests}
+    content = {k: v for k, v in (prev.get("content") or {}).items() if isinstance(v, dict)}
+    for u, ident in (identities or {}).items():
+        if ident:
+            content[shard_id(u)] = dict(ident)
+    return {"shards": sorted(shards), "manifests": manifests, "content": dict(sorted(content.items()))}
+
 
 
 def checkpoint_family(state: dict) -> str:

@@ -69,8 +69,9 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig, device: torch.device) ->
 INIT_ARCH = ("patch_size", "width", "depth", "heads", "mlp_ratio", "qk_norm", "temporal_attention", "gauss_stride")
 
 
-def read_init_weights(cfg: TrainConfig) -> dict:
-    """The model weights a new run starts from (--set init_from=CKPT_OR_RUN), same family only."""
+def read_init_weights(cfg: TrainConfig) -> tuple[dict, dict | None]:
+    """The model weights a new run starts from (--set init_from=CKPT_OR_RUN), same family only, and that
+    checkpoint's `trained_on` record (the new run inherits it: DESIGN.md §5)."""
     state, path = ckpt.read_checkpoint(cfg.init_from, flag="--set init_from")
     require_family(state, cfg.model.family, f"--set init_from={path}")
     # the architecture must match: attention weights have the same shapes for any head count, so another
@@ -83,7 +84,7 @@ def read_init_weights(cfg: TrainConfig) -> dict:
                           f"{', '.join(f'model.{k}={getattr(cfg.model, k)}' for k in keys)}; add "
                           f"{' '.join('--set ' + x for x in theirs)} to start from it")
     log.info("model weights from %s (step %s)", path, state.get("step"))
-    return state["model"]
+    return state["model"], state.get("trained_on")
 
 
 def resolve_resume(cfg: TrainConfig, saved: dict) -> TrainConfig:
@@ -158,6 +159,9 @@ class Trainer:
         self.follower = ShardFollower(shards, cfg.data.follow_interval_s, info)  # --follow: re-reads the SPEC
         self.urls = self.follower.initial()  # before RUN is written: a bad SPEC leaves nothing behind
         init = read_init_weights(cfg) if resumed is None and cfg.init_from else None  # a bad one neither
+        if init is not None:
+            init, self.trained_before = init  # what the weights were trained on stays seen
+        self._identities: dict[str, dict | None] = {}  # shard url -> content identity (stats.json), read once
         if info.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             tmp = self.out / ".config.json.tmp"
@@ -307,11 +311,21 @@ class Trainer:
                 "config": self.cfg.to_dict(), "world_size": self.info.world_size,
                 "rng": {"torch": torch.get_rng_state()},
                 "family": getattr(self.cfg.model, "family", "lrm4d"),
-                "trained_on": ckpt.trained_on(self.trained_before, self.urls, self.cfg.data.weights),
+                "trained_on": ckpt.trained_on(self.trained_before, self.urls, self.cfg.data.weights,
+                                              self.shard_identities()),
             }
             path = ckpt.save(self.out, step, state, keep=self.cfg.keep_checkpoints)
             log.info("checkpoint %s", path)
         ddp.barrier(self.info)
+
+    def shard_identities(self) -> dict[str, dict | None]:
+        """Content identity of every shard this invocation reads (contracts/identity.py), each read once."""
+        from contracts.identity import shard_identity
+
+        for u in self.urls:
+            if u not in self._identities:
+                self._identities[u] = shard_identity(u)
+        return {u: self._identities[u] for u in self.urls}
 
     def close(self) -> None:
         if self.writer is not None:

@@ -18,6 +18,10 @@ import click
                    "your images with cameras.json (DESIGN.md §6; for l4gm, view 0 is the video).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), metavar="DIR",
               help="Output folder: frame-NNN.ply (3D Gaussian Splatting layout), turntable.gif, reconstruct.json.")
+@click.option("--compact", is_flag=True,
+              help="Write the short .ply record (x y z f_dc_0..2 opacity scale_0..2 rot_0..3, 14 floats) for viewers "
+                   "that read properties by name. Default: the full 3DGS record (62 floats, with nx ny nz and "
+                   "f_rest_0..44 as zeros) that the original 3DGS viewer needs.")
 @click.option("--times", default=None, metavar="T1,T2,...",
               help="lrm4d only: clip times in [0, 1] to slice the 4D Gaussians at, one .ply each, e.g. "
                    "0.1,0.35,0.6 (sub-frame times work) [default: the clip's rendered times].")
@@ -36,13 +40,13 @@ import click
               help="CUDA only: the model in bf16 with compiled transformer blocks, as it trains (BENCHMARKS.md times "
                    "this path); compiling costs ~30-60 s once, repaid over long videos. Default: float32, eager.")
 def command(checkpoint: str, spec: str, out: str, times: str | None, window: int | None, interp: bool,
-            anim_frames: int, anim_size: int | None, device: str | None, fast_gpu: bool) -> None:
+            anim_frames: int, anim_size: int | None, device: str | None, fast_gpu: bool, compact: bool) -> None:
     """Reconstruct one clip with a trained checkpoint and write its Gaussians frame by frame."""
     from training.export.reconstruct import InputError, reconstruct
 
     try:
         res = reconstruct(checkpoint, spec, out, times=times, device=device, window=window, anim_frames=anim_frames,
-                          anim_size=anim_size, interp=interp, fast_gpu=fast_gpu)
+                          anim_size=anim_size, interp=interp, fast_gpu=fast_gpu, compact=compact)
     except (InputError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
     s = res.summary

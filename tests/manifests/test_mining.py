@@ -40,7 +40,8 @@ def write_test_manifest(path: Path, layout=LAYOUT, weight=1.0, **columns) -> Pat
 
 
 def write_metrics(path: Path, values: dict[str, float], psnr: dict[str, float] | None = None, protocol="v1-seed0",
-                  step=1000, shard_of=None, drop: tuple[str, ...] = (), loss_weights=None, background="white") -> Path:
+                  step=1000, shard_of=None, drop: tuple[str, ...] = (), loss_weights=None, background="white",
+                  settings=None) -> Path:
     """A metrics file in the DESIGN.md §5 layout: uid, clip, key, shard, psnr, ssim, lpips, loss, step, protocol,
     with the metadata `pipeline eval` writes (loss formula, background; None leaves a key out)."""
     shard_of = shard_of or {u: s for s, us in LAYOUT.items() for u in us}
@@ -55,7 +56,7 @@ def write_metrics(path: Path, values: dict[str, float], psnr: dict[str, float] |
         "step": pa.array([step] * len(uids), pa.int64()), "protocol": pa.array([protocol] * len(uids), pa.string()),
     }
     table = pa.table({k: v for k, v in cols.items() if k not in drop})
-    info = {"loss_weights": loss_weights or {"mse": 1.0, "mask": 0.5}, "background": background}
+    info = {"loss_weights": loss_weights or {"mse": 1.0, "mask": 0.5}, "background": background, "protocol": settings}
     info = {k: v for k, v in info.items() if v is not None and not (k == "loss_weights" and loss_weights is False)}
     table = table.replace_schema_metadata({b"objaverse4d.metrics": json.dumps(info).encode()})
     pq.write_table(table, path)
@@ -178,6 +179,25 @@ def test_resolutions_loss_formulas_and_backgrounds_never_mix(scene, tmp_path):
     ref = write_metrics(tmp_path / "rn.parquet", LOSS, protocol="sparse4-v2/lrm4d@256", loss_weights=False)
     with pytest.raises(MiningError, match=r"rn\.parquet: records no loss formula"):
         run(scene, strategy="reducible", reference_metrics=str(ref))
+
+
+def test_protocol_settings_never_mix_and_the_setting_is_named(scene, tmp_path):
+    """Metrics scored on other pairs (another n_in) are refused, naming the setting: from the tags'
+    settings (DESIGN.md §5), and from the metadata settings of files whose tags do not carry them."""
+    base = {"name": "sparse4", "version": 2, "seed": 2026, "n_in": 4, "per_kind": 2, "image_size": None,
+            "family": "lrm4d"}
+    cur = write_metrics(tmp_path / "cur.parquet", LOSS, protocol="sparse4-v2/lrm4d@256", settings=base)
+    scene = {**scene, "metrics": cur}
+    ref = write_metrics(tmp_path / "r8.parquet", LOSS, protocol="sparse4-v2[n_in=8]/lrm4d@256",
+                        settings={**base, "n_in": 8})
+    with pytest.raises(MiningError, match=r"setting n_in: default in cur\.parquet, 8 in r8\.parquet"):
+        run(scene, strategy="reducible", reference_metrics=str(ref))
+    old = write_metrics(tmp_path / "old.parquet", LOSS, protocol="sparse4-v2/lrm4d@256", settings={**base, "n_in": 8})
+    with pytest.raises(MiningError, match=r"setting n_in: 4 in cur\.parquet, 8 in old\.parquet"):
+        run(scene, strategy="reducible", by="psnr", reference_metrics=str(old))
+    same = write_metrics(tmp_path / "same.parquet", LOSS, protocol="sparse4-v2/lrm4d@256",
+                         settings={**base, "image_size": 256})  # the checkpoint's own size, given explicitly
+    run(scene, strategy="reducible", reference_metrics=str(same))
 
 
 def test_reference_metrics_help_says_the_reference_trains_on_held_out_data():

@@ -135,7 +135,12 @@ def test_interpolation_inputs_blend_the_window_ends(procedural_many):
     interp = next(iter(make_dataset(urls, cfg, batch_size=1, seed=3, resampled=False, stages=get_family("l4gm").sample_stages())))
     assert plain["key"] == interp["key"]
     torch.testing.assert_close(interp["in_rgb"][0], blend_middle(plain["in_rgb"][0], 4))
-    torch.testing.assert_close(interp["tg_rgb"], plain["tg_rgb"])  # supervised on the true frames
+    M = cfg.n_target  # targets per time, time-major: the video camera's true frame is the first at middle times
+    video = int(plain["in_pairs"][0, 0, 1])
+    for k in (1, 2):
+        assert tuple(interp["tg_pairs"][0, k * M].tolist()) == tuple(plain["in_pairs"][0, k].tolist())
+        assert int(interp["tg_pairs"][0, k * M, 1]) == video
+        torch.testing.assert_close(interp["tg_rgb"][0, k * M], plain["in_rgb"][0, k])  # supervised on the true frame
     assert not torch.allclose(interp["in_rgb"][0, 1], plain["in_rgb"][0, 1])
     with pytest.raises(ConfigError, match="data.window >= 3"):
         apply_overrides(l4gm_tiny(), ["data.interp=true", "data.window=2"])

@@ -38,7 +38,7 @@ def test_mono_protocol_rows_and_mining(procedural_many, tmp_path):
                   progress=False)
     df = pd.read_parquet(tmp_path / "a.parquet")
     assert list(df.columns[: len(DESIGN_COLUMNS)]) == list(DESIGN_COLUMNS)
-    assert set(df["protocol"]) == {"mono4-v1/l4gm@32"} and ra.tag == "mono4-v1/l4gm@32"
+    assert set(df["protocol"]) == {"mono4-v2/l4gm@32"} and ra.tag == "mono4-v2/l4gm@32"
     assert len(df) >= 3 and df["psnr"].notna().all() and df["psnr_obj"].notna().all()
     for col in ("psnr_t0", "psnr_later", "psnr_nearest_input", "psnr_mean_colour", "loss"):
         assert df[col].notna().all(), col
@@ -51,9 +51,16 @@ def test_mono_protocol_rows_and_mining(procedural_many, tmp_path):
     W = 4
     frames = [t for t, _ in p["inputs"][:W]]
     assert frames == [0, 1, 2, 3] and len({v for _, v in p["inputs"][:W]}) == 1  # one video view from the start
-    assert all(k in ("novel_view", "pad") for k in p["kinds"])  # the video shows every time
+    # the video shows every time: a held-out camera is a t0 view's camera (seen at the first time) at a
+    # later time (known_view) or a camera no input uses (novel_view)
+    t0_views = {v for _, v in p["inputs"][W:]}
+    for (t, v), k in zip(p["targets"], p["kinds"]):
+        assert k == "pad" or k == ("known_view" if t > 0 and v in t0_views else "novel_view"), (t, v, k)
+    kinds = [k for r in ra.rows for k in json.loads(r["pairs"])["kinds"]]
+    assert "known_view" in kinds and "novel_view" in kinds
+    assert df["psnr_known_view"].notna().any() and df["psnr_novel_view"].notna().any()
     info = read_metrics_info(tmp_path / "a.parquet")
-    assert info["protocol_tag"] == "mono4-v1/l4gm@32" and info["protocol"]["n_t0_views"] == 3
+    assert info["protocol_tag"] == "mono4-v2/l4gm@32" and info["protocol"]["n_t0_views"] == 3
     assert len(ra.worst) == 1 and ra.worst[0].exists()
     # mining reads the metrics unchanged
     manifest = procedural_many.parent / "m.parquet"
@@ -65,7 +72,7 @@ def test_mono_protocol_rows_and_mining(procedural_many, tmp_path):
 
 def test_protocol_options_and_family_checks(tmp_path):
     p = protocol_from_options({"name": "mono8", "per_kind": 3, "n_in": 2, "image_size": None})
-    assert (p.window, p.per_time, p.n_t0_views) == (8, 3, 1) and p.tag(256) == "mono8-v1/l4gm@256"
+    assert (p.window, p.per_time, p.n_t0_views) == (8, 3, 1) and p.tag(256) == "mono8-v2[n_t0_views=1,per_time=3]/l4gm@256"
     assert protocol_from_options(None) == VideoProtocol()
     with pytest.raises(ValueError, match="--n-in 0"):
         protocol_from_options({"n_in": 0})

@@ -63,8 +63,9 @@ def test_lrm4d_slices_at_requested_times_into_standard_ply_files(procedural_many
     plys = [read_ply(out / f"frame-{k:03d}.ply") for k in range(3)]
     N = cfg.data.n_in * cfg.data.image_size ** 2
     for p in plys:
-        assert list(p) == ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2",
-                           "rot_0", "rot_1", "rot_2", "rot_3"]
+        assert list(p) == ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2",
+                           *[f"f_rest_{i}" for i in range(45)], "opacity", "scale_0", "scale_1", "scale_2",
+                           "rot_0", "rot_1", "rot_2", "rot_3"]  # the full 3DGS record (DESIGN.md §6)
         assert len(p["x"]) == N
         rgb = np.stack([p[f"f_dc_{i}"] for i in range(3)], 1) * 0.28209479 + 0.5
         assert (rgb > -1e-4).all() and (rgb < 1 + 1e-4).all()

@@ -2,10 +2,11 @@
 images ready for a model; each family chooses its inputs from a clip (training/models/*/recon.py).
 
 `--input` is a rendered sample `DIR_OR_TAR#KEY` (a dataset folder or one shard tar, local), or a folder
-of the user's own images with a `cameras.json` ({"frames": [{"file", "c2w", "K", "time", "view"}]},
-OpenCV cameras in the normalised space, time in [0, 1]; RGBA, or RGB on a white background). A
-sample's camera anchors are its `cameras.offsets` (framing 'track'); cameras.json has no anchor field
-(DESIGN.md §6), so a folder's anchors are the origin.
+of the user's own images with a `cameras.json` ({"frames": [{"file", "c2w", "K", "time", "view",
+"anchor"}]}, OpenCV cameras in the normalised space, time in [0, 1]; RGBA, or RGB on a white
+background). A sample's camera anchors are its `cameras.offsets` (framing 'track'); a folder's are each
+frame's optional `anchor` (the object's position at that time for tracked cameras, DESIGN.md §6), the
+origin where absent.
 """
 
 from __future__ import annotations
@@ -157,8 +158,12 @@ def _load_folder(p: Path) -> Clip:
             t = float(e["time"])
             v = int(e.get("view", 0))
             name = str(e["file"])
+            anchor = np.asarray(e.get("anchor", (0.0, 0.0, 0.0)), np.float64)
         except (KeyError, TypeError, ValueError) as exn:
             raise InputError(f"{at}: missing or malformed field ({exn})") from None
+        if anchor.shape != (3,) or not np.isfinite(anchor).all():
+            raise InputError(f"{at}: anchor must be 3 finite numbers (the object's position at that time), "
+                             f"got {e.get('anchor')!r}")
         if c2w.shape != (4, 4) or K.shape != (3, 3) or not (np.isfinite(c2w).all() and np.isfinite(K).all()):
             raise InputError(f"{at}: c2w must be 4x4 and K 3x3, finite")
         if not 0.0 <= t <= 1.0:
@@ -174,7 +179,7 @@ def _load_folder(p: Path) -> Clip:
                 rgba = np.asarray(im.convert("RGBA"), np.float32) / 255.0  # RGB images: opaque (white backgrounds stay)
         except Exception as exn:  # noqa: BLE001
             raise InputError(f"{at}: cannot read image {name} ({exn})") from None
-        frames.append(Frame(-1, v, t, rgba, c2w, K, True, name))
+        frames.append(Frame(-1, v, t, rgba, c2w, K, True, name, tuple(float(a) for a in anchor)))
     times = sorted({fr.time for fr in frames})
     for fr in frames:
         fr.frame = times.index(fr.time)
@@ -182,7 +187,11 @@ def _load_folder(p: Path) -> Clip:
 
 
 def to_views(frames: list[Frame], size: int, background: torch.Tensor) -> Views:
-    """Composite on the background, resize to size x size, scale K to match."""
+    """Composite on the background, resize to size x size, scale K to match. No frames: empty views
+    (an L4GM checkpoint trained without t0 views)."""
+    if not frames:
+        return Views(torch.zeros(0, 3, size, size), torch.zeros(0, 4, 4), torch.zeros(0, 3, 3), torch.zeros(0),
+                     torch.zeros(0, 3))
     rgbs, c2ws, Ks = [], [], []
     for fr in frames:
         x = torch.from_numpy(fr.rgba).permute(2, 0, 1).float()  # [4, h, w]

@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from contracts import layout
+from contracts.identity import tar_identity
 
 DEPTH_SCALE = 1.0 / 8192.0  # 16-bit depth: 0.12 mm steps in normalised units, up to 8.0 units away
 
@@ -212,7 +213,8 @@ def commit_shard(out_dir: str | os.PathLike, shard: int, samples: list[dict[str,
     df.to_parquet(tmp, index=False)
     os.replace(tmp, out_dir / layout.parquet_name(shard))
     stats = {"shard": shard, "ok": len(rows), "failed": 0, "rejected": 0, "seconds": time.time() - t0,
-             "schema_version": layout.SCHEMA_VERSION, "writer": "training.data.synthetic"}
+             "schema_version": layout.SCHEMA_VERSION, "writer": "training.data.synthetic",
+             **tar_identity(out_dir / layout.tar_name(shard))}
     tmp = out_dir / f".{layout.stats_name(shard)}.tmp"
     tmp.write_text(json.dumps(stats))
     os.replace(tmp, out_dir / layout.stats_name(shard))

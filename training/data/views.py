@@ -10,7 +10,11 @@ import numpy as np
 
 # What is novel about a target (by camera, see target_kind); "seen" (an input pair) and "pad" (a repeat
 # that fills a fixed-size batch when a sample has too few held-out pairs) never count in any number.
-KINDS = ("novel_view_time", "novel_time", "novel_view")
+# `known_view` (a camera some input uses at another time) is told apart from `novel_view` (a camera no
+# input uses) by the L4GM protocol; sparse4 draws its targets per kind from the first three, so it keeps
+# them (splitting would change its pairs: a new version).
+KINDS = ("novel_view_time", "novel_time", "novel_view", "known_view")
+SPARSE_KINDS = KINDS[:3]
 NOT_SCORED = ("seen", "pad")
 ALL_KINDS = KINDS + NOT_SCORED
 
@@ -36,14 +40,18 @@ def fixed_views(meta: Mapping[str, Any], num_frames: int, num_views: int) -> lis
     return [bool(np.allclose(c2w[:, v], c2w[:1, v], atol=1e-6)) for v in range(num_views)]
 
 
-def target_kind(pair: tuple[int, int], inputs: Sequence[tuple[int, int]], fixed: Sequence[bool]) -> str:
+def target_kind(pair: tuple[int, int], inputs: Sequence[tuple[int, int]], fixed: Sequence[bool],
+                split_views: bool = False) -> str:
     """What is novel about target `pair` (frame, view) given the input pairs, by camera:
 
     - `seen`: an input pair;
     - `novel_time`: a time no input shows, from a fixed camera some input uses;
     - `novel_view_time`: a time no input shows, from a camera no input uses (every random view is
       such a camera: it exists at its own time only);
-    - `novel_view`: a time some input shows, from another camera.
+    - `novel_view`: a time some input shows, from another camera; with `split_views`, only from a
+      camera no input uses (never seen), and
+    - `known_view` (only with `split_views`): a time some input shows, from a fixed camera that an input
+      uses at another time (L4GM: a t0 view's camera at a later time of the window).
     """
     if tuple(pair) in {tuple(p) for p in inputs}:
         return "seen"
@@ -52,4 +60,4 @@ def target_kind(pair: tuple[int, int], inputs: Sequence[tuple[int, int]], fixed:
     seen_cams = {p[1] for p in inputs if fixed[p[1]]}
     if t not in seen_t:
         return "novel_time" if fixed[v] and v in seen_cams else "novel_view_time"
-    return "novel_view"
+    return "known_view" if split_views and fixed[v] and v in seen_cams else "novel_view"

@@ -3,8 +3,9 @@
 - mean colour: each target predicted as its own mean colour (an upper bound on any constant guess);
 - nearest input: each target predicted as the input image closest in time (then in viewing direction),
   copied as is: what a model that ignores 3D and motion would do.
-A target is "novel time" when no input shows its frame, else "novel view" when no input shows its
-view at that frame, else "seen" (an input pair rendered again).
+A target is "novel time" when no input shows its frame; else "known view" when an input shows its view
+at another frame (an L4GM t0 view at a later time), "novel view" when no input shows its view at all;
+else "seen" (an input pair rendered again).
 
 `evaluate` below is a quick check on loader batches for tests of learning (analytic and procedural
 clips with fixed cameras only: it classifies by view index). Numbers to report come from `pipeline eval`
@@ -34,14 +35,15 @@ def nearest_input(batch: dict) -> torch.Tensor:
 
 
 def categories(batch: dict) -> list[list[str]]:
-    """'novel_time', 'novel_view' or 'seen' for every target of every sample."""
+    """'novel_time', 'known_view', 'novel_view' or 'seen' for every target of every sample."""
     out = []
     for b in range(batch["tg_pairs"].shape[0]):
         ins = {tuple(p) for p in batch["in_pairs"][b].tolist()}
-        frames = {t for t, _ in ins}
+        frames, views = {t for t, _ in ins}, {v for _, v in ins}
         row = []
         for t, v in batch["tg_pairs"][b].tolist():
-            row.append("seen" if (t, v) in ins else "novel_view" if t in frames else "novel_time")
+            row.append("seen" if (t, v) in ins else "novel_time" if t not in frames
+                       else "known_view" if v in views else "novel_view")
         out.append(row)
     return out
 

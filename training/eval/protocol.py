@@ -1,10 +1,11 @@
 """Evaluation protocols: what every family's `pipeline eval` shares (DESIGN.md §5).
 
-A protocol belongs to one model family. Its tag `NAME-vVERSION/FAMILY@SIZE` (e.g. `sparse4-v2/lrm4d@256`)
-is written in every metrics row; metrics of different tags are never compared or subtracted. This
-module holds the pieces a family's evaluator calls:
+A protocol belongs to one model family. Its tag `NAME-vVERSION[SETTINGS]/FAMILY@SIZE` (e.g.
+`sparse4-v2/lrm4d@256`, or `sparse4-v2[n_in=8]/lrm4d@256` when a setting that changes which pairs are
+scored or how differs from the protocol's default) is written in every metrics row; metrics of
+different tags are never compared or subtracted. This module holds the pieces a family's evaluator calls:
 
-- `protocol_tag` / `parse_tag`: the tag format;
+- `protocol_tag` / `parse_tag` / `changed_settings`: the tag format and the rule for its settings;
 - target kinds by camera (`fixed_views`, `target_kind`, from training/data/views.py, which the training
   sample pickers share);
 - `PROTOCOL_LOSS` and `protocol_loss`: the `loss` column's formula, owned by the protocol (not by the
@@ -35,7 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from training.data.views import ALL_KINDS, KINDS, NOT_SCORED, fixed_views, target_kind  # noqa: F401
+from training.data.views import ALL_KINDS, KINDS, NOT_SCORED, SPARSE_KINDS, fixed_views, target_kind  # noqa: F401
 from training.losses.terms import object_boxes, psnr, psnr_in_boxes, ssim, ssim_in_boxes
 
 # The `loss` column of every protocol: colour MSE + 0.5 x alpha MSE, per target, averaged over the
@@ -43,7 +44,8 @@ from training.losses.terms import object_boxes, psnr, psnr_in_boxes, ssim, ssim_
 # neither on the checkpoint's training loss weights nor on --lpips-weights. Change = new version.
 PROTOCOL_LOSS = {"mse": 1.0, "mask": 0.5}
 
-TAG_RE = re.compile(r"^(?P<name>[A-Za-z0-9_]+)-v(?P<version>\d+)/(?P<family>[A-Za-z0-9_]+)@(?P<size>\d+)$")
+TAG_RE = re.compile(r"^(?P<name>[A-Za-z0-9_]+)-v(?P<version>\d+)(?:\[(?P<settings>[A-Za-z0-9_]+=[A-Za-z0-9_.-]+"
+                    r"(?:,[A-Za-z0-9_]+=[A-Za-z0-9_.-]+)*)\])?/(?P<family>[A-Za-z0-9_]+)@(?P<size>\d+)$")
 
 # metrics.parquet: DESIGN.md §5 columns first, in this order, then psnr_obj and seen_in_training.
 DESIGN_COLUMNS = ("uid", "clip", "key", "shard", "psnr", "ssim", "lpips", "loss", "step", "protocol",
@@ -51,12 +53,29 @@ DESIGN_COLUMNS = ("uid", "clip", "key", "shard", "psnr", "ssim", "lpips", "loss"
 METADATA_KEY = b"objaverse4d.metrics"
 
 
-def protocol_tag(name: str, version: int, family: str, image_size: int) -> str:
-    """`NAME-vVERSION/FAMILY@SIZE`, the string in every metrics row."""
-    tag = f"{name}-v{int(version)}/{family}@{int(image_size)}"
+def protocol_tag(name: str, version: int, family: str, image_size: int,
+                 settings: Mapping[str, Any] | None = None) -> str:
+    """`NAME-vVERSION[SETTINGS]/FAMILY@SIZE`, the string in every metrics row. `settings`: the protocol's
+    settings that differ from its defaults and change which pairs are scored or how (DESIGN.md §5), in
+    the protocol's field order, e.g. {'n_in': 8} -> `sparse4-v2[n_in=8]/lrm4d@256`; none -> no brackets."""
+    part = ",".join(f"{k}={_setting_text(v)}" for k, v in (settings or {}).items())
+    tag = f"{name}-v{int(version)}{f'[{part}]' if part else ''}/{family}@{int(image_size)}"
     if not TAG_RE.match(tag):
         raise ValueError(f"protocol tag {tag!r}: name and family must be [A-Za-z0-9_]+ (--protocol)")
     return tag
+
+
+def _setting_text(v: Any) -> str:
+    return ("true" if v else "false") if isinstance(v, bool) else str(v)
+
+
+def changed_settings(protocol: Any, keys: Sequence[str]) -> dict[str, Any]:
+    """The fields `keys` of a protocol dataclass whose values differ from the class defaults, in order:
+    what its tag must carry (DESIGN.md §5)."""
+    import dataclasses
+
+    defaults = {f.name: f.default for f in dataclasses.fields(protocol)}
+    return {k: getattr(protocol, k) for k in keys if getattr(protocol, k) != defaults[k]}
 
 
 def protocol_rng(name: str, version: int, seed: int, key: str) -> random.Random:
@@ -67,14 +86,14 @@ def protocol_rng(name: str, version: int, seed: int, key: str) -> random.Random:
 
 
 def parse_tag(tag: str) -> dict[str, Any]:
-    """{'name', 'version', 'family', 'image_size'} of a tag; ValueError for an old or foreign one."""
+    """{'name', 'version', 'family', 'image_size', 'settings'} of a tag (settings: {key: text} of the
+    bracketed part, {} without one); ValueError for an old or foreign one."""
     m = TAG_RE.match(str(tag))
     if not m:
-        raise ValueError(f"protocol {tag!r} is not NAME-vN/FAMILY@SIZE (written before protocol v2?)")
-    return {"name": m["name"], "version": int(m["version"]), "family": m["family"], "image_size": int(m["size"])}
-
-
-# -- cameras ----------------------------------------------------------------------------------------
+        raise ValueError(f"protocol {tag!r} is not NAME-vN[SETTINGS]/FAMILY@SIZE (written before protocol v2?)")
+    settings = dict(kv.split("=", 1) for kv in m["settings"].split(",")) if m["settings"] else {}
+    return {"name": m["name"], "version": int(m["version"]), "family": m["family"], "image_size": int(m["size"]),
+            "settings": settings}
 
 
 # -- the loss column and per-target scores --------------------------------------------------------
@@ -148,12 +167,25 @@ def sample_row(scores: Mapping[str, Tensor], kinds: Sequence[str]) -> dict[str, 
 
 def seen_in_training(shard_url: str | None, trained: Mapping[str, Any] | None) -> bool | None:
     """True when `shard_url` is one of the shards the checkpoint trained on (its `trained_on` record,
-    training/checkpoint.py); None when the checkpoint records nothing (written before the record)."""
+    training/checkpoint.py); None when the checkpoint records nothing (written before the record).
+
+    By content identity (DESIGN.md §4: tar_bytes and tar_sha256 in the shard's stats.json) when both the
+    shard and the record have one, so a local path and a URL to the same shard match and a shard
+    rewritten in place does not; by location (the real path, or the URL as given) otherwise."""
+    from contracts.identity import shard_identity, valid_identity
     from training.checkpoint import shard_id
 
     if trained is None:
         return None
-    return shard_id(shard_url or "") in set(trained.get("shards", []))
+    content = {k: valid_identity(v) for k, v in (trained.get("content") or {}).items()}
+    mine = shard_identity(shard_url) if shard_url else None
+    if mine is not None and mine in content.values():
+        return True
+    sid = shard_id(shard_url or "")
+    if sid not in set(trained.get("shards", [])):
+        return False
+    recorded = content.get(sid)
+    return True if mine is None or recorded is None else recorded == mine
 
 
 # -- metrics files -------------------------------------------------------------------------------------
@@ -244,7 +276,9 @@ def format_summary(rows: list[dict], summary: Mapping[str, Any], skipped: Mappin
                   f"lpips {f(s['lpips'], 3)}  loss {f(s['loss'], 4)}",
                   f"    psnr (obj) by target kind: novel view+time {f(s['psnr_novel_view_time'])} "
                   f"({f(s['psnr_obj_novel_view_time'])}), novel time {f(s['psnr_novel_time'])} "
-                  f"({f(s['psnr_obj_novel_time'])}), novel view {f(s['psnr_novel_view'])} ({f(s['psnr_obj_novel_view'])})",
+                  f"({f(s['psnr_obj_novel_time'])}), novel view {f(s['psnr_novel_view'])} ({f(s['psnr_obj_novel_view'])})"
+                  + (f", camera seen at another time {f(s['psnr_known_view'])} ({f(s['psnr_obj_known_view'])})"
+                     if s["psnr_known_view"] is not None else ""),
                   f"    baselines psnr (obj): nearest input frame {f(s['psnr_nearest_input'])} "
                   f"({f(s['psnr_obj_nearest_input'])}) dB, mean colour {f(s['psnr_mean_colour'])} "
                   f"({f(s['psnr_obj_mean_colour'])}) dB"]

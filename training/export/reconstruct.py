@@ -6,9 +6,12 @@ Input (`--input`): a rendered sample `DIR_OR_TAR#KEY` (a dataset folder or one s
 folder of the user's own images with a `cameras.json` (training/data/clip.py reads both). The family's
 `reconstruct` hook (training/models/registry.py; lrm4d/recon.py, l4gm/recon.py) chooses its inputs from
 the clip, runs the model and renders the turntable; this module does what is common: the checkpoint,
-options, .ply files, the animation and the record. The model places Gaussians within model.dist_span of
-each camera's anchor distance (training/models/blocks.py): a sample's anchors are its `cameras.offsets`
-(framing 'track'); a folder's are the origin.
+options, the background, .ply files, the animation and the record. The model places Gaussians within
+model.dist_span of each camera's anchor distance (training/models/blocks.py): a sample's anchors are its
+`cameras.offsets` (framing 'track'), a folder's each frame's optional `anchor` (DESIGN.md §6; the origin
+where absent). Inputs are composited on, and renders drawn over, the background the checkpoint trained
+on (data.background; `random`: grey 0.5). The .ply files hold the full 3DGS record, or with --compact
+the short one (training/export/ply.py).
 """
 
 from __future__ import annotations
@@ -62,6 +65,16 @@ def parse_times(text: str | None) -> list[float] | None:
 
 # -- checkpoint ------------------------------------------------------------------------------------
 
+PLY_FULL = ("3DGS full record: x y z nx ny nz(0) f_dc_0..2 f_rest_0..44(0) opacity(logit) scale_0..2(log) "
+            "rot_0..3(wxyz), normalised space")
+PLY_COMPACT = "3DGS compact: x y z f_dc_0..2 opacity(logit) scale_0..2(log) rot_0..3(wxyz), normalised space"
+
+
+def background_of(name: str) -> torch.Tensor:
+    """The colour [3] inputs are composited on and renders drawn over, for a checkpoint trained on `name`
+    (data.background): white, black, or for `random` (a grey drawn per sample) the mean grey 0.5."""
+    return {"white": torch.ones(3), "black": torch.zeros(3)}.get(name, torch.full((3,), 0.5))
+
 
 def load_model(path: str | os.PathLike, device: torch.device) -> tuple[torch.nn.Module, TrainConfig, dict, Path]:
     try:
@@ -108,8 +121,10 @@ class Result:
 @torch.no_grad()
 def reconstruct(checkpoint: str, spec: str, out: str | os.PathLike, *, times: str | None = None,
                 device: str | None = None, window: int | None = None, anim_frames: int = 24,
-                anim_size: int | None = None, interp: bool = False, fast_gpu: bool = False) -> Result:
+                anim_size: int | None = None, interp: bool = False, fast_gpu: bool = False,
+                compact: bool = False) -> Result:
     """Run one reconstruction and write OUT/frame-NNN.ply, OUT/turntable.gif, OUT/reconstruct.json.
+    compact (`--compact`): the 14-float .ply record instead of the full 3DGS one (training/export/ply.py).
     fast_gpu (`--fast`, CUDA only): the model in bf16 autocast with compiled transformer blocks, as it
     trains and as BENCHMARKS.md times inference; slicing, covariances and rendering stay float32 (no TF32)."""
     t_start = _time.perf_counter()
@@ -135,7 +150,7 @@ def reconstruct(checkpoint: str, spec: str, out: str | os.PathLike, *, times: st
     backend = resolve_backend(cfg.render, dev)
     clip = load_input(spec)
     S = cfg.data.image_size
-    bg = torch.ones(3)  # white, as the models train
+    bg = background_of(cfg.data.background)  # inputs and renders on what the checkpoint trained on
     outdir = Path(out)
     outdir.mkdir(parents=True, exist_ok=True)
     t_model = _time.perf_counter()
@@ -146,7 +161,7 @@ def reconstruct(checkpoint: str, spec: str, out: str | os.PathLike, *, times: st
     plys = []
     for k, fr in enumerate(frames):
         plys.append(write_ply(outdir / f"frame-{k:03d}.ply", fr["means"], fr["rgb"], fr["opacity"], fr["scales"],
-                              fr["quats"]))
+                              fr["quats"], compact=compact))
     # turntable through time: one camera step and one time step per animation frame, around the anchor
     # of that time (a tracked sample's cameras follow the object; the origin otherwise)
     size = anim_size or S
@@ -162,7 +177,8 @@ def reconstruct(checkpoint: str, spec: str, out: str | os.PathLike, *, times: st
                     for p, t, fr in zip(plys, out_times, frames)],
         "times_requested": req_times, "interpolated": interp, "fast": fast_gpu, "animation": anim.name,
         "animation_frames": anim_frames,
-        "ply_layout": "3DGS: x y z f_dc_0..2 opacity(logit) scale_0..2(log) rot_0..3(wxyz), normalised space",
+        "ply_layout": (PLY_COMPACT if compact else PLY_FULL), "background": cfg.data.background,
+        "background_rgb": [float(c) for c in bg],
         "seconds": {"model": round(model_s, 4), "total": round(_time.perf_counter() - t_start, 4)},
     }
     rec = outdir / "reconstruct.json"

@@ -45,7 +45,7 @@ def reconstruct_video(model: nn.Module, video: Views, t0: Views, window: int, re
     t0_now = t0
     for i, (a, b) in enumerate(window_spans(T, window)):
         vid = video.take(slice(a, b))
-        if i > 0:  # the t0 views of this window: renders of the previous window's last frame
+        if i > 0 and t0.rgb.shape[0] > 0:  # the t0 views of this window: renders of the previous window's last frame
             last = parts[-1].frames([-1])  # [1, 1, N, ...]
             # the t0 cameras follow the object as tracked cameras do: moved to the video's anchor now
             anchor = vid.anchors()[:1].expand(t0.c2w.shape[0], 3)  # [n0, 3]

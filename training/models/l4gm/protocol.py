@@ -4,7 +4,19 @@ other fixed views at the first time, and `per_time` held-out views at every time
 
 The choice depends on nothing but (name, version, seed, sample key) and the sample's own layout, so two
 checkpoints are scored on the same images. The name carries the window (`mono4` = 4 times) and the tag
-the family and size: `mono4-v1/l4gm@256`. Rows have the columns of every protocol (training/eval/protocol.py:
+the family, the size and every setting that differs from its default (`seed`, `n_t0_views`, `per_time`,
+`interp`; DESIGN.md §5): `mono4-v2/l4gm@256`, `mono4-v2[n_t0_views=1]/l4gm@256`.
+
+Target kinds (training/data/views.py, split by camera): the video shows every time, so a held-out target
+is `novel_view` (a camera no input uses), `known_view` (a t0 view's camera at a later time: seen at
+another time) or, with interpolation, `novel_time` / `novel_view_time` at the middle times. v2 split
+v1's `novel_view` into the first two.
+
+Interpolation (`interp`, the tag's `[interp=true]`, on by default for a checkpoint trained with
+`data.interp`): the video's middle frames are replaced by blends of the window's two ends, as the
+interpolation model is trained and run (training/models/l4gm/samples.py), and the true middle frames of the
+video camera are among the targets, so the numbers measure the frames it must invent. Scoring an
+interpolation checkpoint without it (true middle frames as inputs) is refused. Rows have the columns of every protocol (training/eval/protocol.py:
 psnr, psnr_obj, ssim, lpips, the protocol-owned loss, baselines, seen_in_training) plus `psnr_t0`
 (targets at the window's first time, where the model has 1 + n_t0_views views) and `psnr_later` (the
 other times, where it has the video frame and what temporal attention carries over).
@@ -27,7 +39,7 @@ from training.eval.loop import EvalColumns, EvalPick, eval_pipeline, score_check
 from training.config import DataConfig
 from training.models.l4gm.model import VideoReconstructor, forward_render
 from training.models.l4gm.samples import BuildWindowSample, pick_window, window_item
-from training.eval.protocol import NOT_SCORED, fixed_views, protocol_rng, protocol_tag, target_kind
+from training.eval.protocol import NOT_SCORED, changed_settings, fixed_views, protocol_rng, protocol_tag, target_kind
 
 log = logging.getLogger(__name__)
 
@@ -35,16 +47,22 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class VideoProtocol:
     name: str = "mono"          # the window length is appended: mono4
-    version: int = 1            # bump when the choice below or the scoring changes
+    version: int = 2            # bump when the choice below or the scoring changes (2: known_view apart)
     seed: int = 2026            # with the sample key, seeds the choice of views
     window: int = 4             # rendered times per sample, from the clip's first
     n_t0_views: int = 3         # L4GM's setting: 4 views of the first time in all
     per_time: int = 2           # held-out views scored at every time
     image_size: int | None = None  # evaluation resolution; None: the checkpoint's own
+    interp: bool = False        # blended middle video frames (the interpolation model's inputs)
+
+    TAG_SETTINGS = ("seed", "n_t0_views", "per_time", "interp")  # in the tag when not the default
 
     def __post_init__(self) -> None:
         if self.window < 1:
             raise ValueError(f"--window must be >= 1, got {self.window}")
+        if self.interp and self.window < 3:
+            raise ValueError(f"--protocol mono{self.window} with interpolation (data.interp): a window of "
+                             f"{self.window} has no middle frame to blend; use mono4 or longer")
         if self.per_time < 1:
             raise ValueError(f"--per-kind (held-out views per time) must be >= 1, got {self.per_time}")
         if self.image_size is not None and self.image_size < 8:
@@ -55,14 +73,15 @@ class VideoProtocol:
         return "l4gm"
 
     def tag(self, image_size: int) -> str:
-        return protocol_tag(f"{self.name}{self.window}", self.version, self.family, image_size)
+        return protocol_tag(f"{self.name}{self.window}", self.version, self.family, self.image_size or image_size,
+                            changed_settings(self, self.TAG_SETTINGS))
 
     def rng(self, key: str) -> random.Random:
         return protocol_rng(f"{self.name}{self.window}", self.version, self.seed, key)
 
     def data_config(self, image_size: int, background: str) -> DataConfig:
         return DataConfig(image_size=image_size, n_target=self.per_time, window=self.window,
-                          n_t0_views=self.n_t0_views, background=background, num_workers=0)
+                          n_t0_views=self.n_t0_views, background=background, num_workers=0, interp=self.interp)
 
 
 def protocol_from_options(options: Mapping[str, Any] | VideoProtocol | None) -> VideoProtocol:
@@ -81,7 +100,8 @@ def protocol_from_options(options: Mapping[str, Any] | VideoProtocol | None) -> 
                              f"use mono4 (or monoN for N-time windows)")
         if digits:
             kw["window"] = int(digits)  # mono8 = the mono protocol with 8-time windows
-    for src, dst in (("seed", "seed"), ("per_kind", "per_time"), ("image_size", "image_size"), ("window", "window")):
+    for src, dst in (("seed", "seed"), ("per_kind", "per_time"), ("image_size", "image_size"), ("window", "window"),
+                     ("interp", "interp")):
         if src in o:
             kw[dst] = o[src]
     if "n_in" in o:
@@ -105,9 +125,12 @@ class WindowProtocolPick(EvalPick):
         choice = pick_window(rng, key, meta, T, V, members, self.cfg, start=0)
         item = window_item(sample, key, meta, members, choice, self.cfg)
         inputs = [(t, v) for t, v, _, _ in item["inputs"]]
+        if self.protocol.interp:  # blended middle video frames show no true image of their time
+            W = len(choice["frames"])
+            inputs = [p for j, p in enumerate(inputs) if not 0 < j < W - 1]
         kinds, used = [], set()
         for t, v, _, _ in item["targets"]:
-            kind = target_kind((t, v), inputs, fixed)
+            kind = target_kind((t, v), inputs, fixed, split_views=True)
             kinds.append("pad" if kind != "seen" and (t, v) in used else kind)  # a repeat when views run short
             used.add((t, v))
         item["kinds"] = kinds
@@ -137,7 +160,14 @@ def evaluate_l4gm(state: dict, ckpt_path: Path, shards: str, out, protocol=None,
     from training.checkpoint import require_family
 
     require_family(state, "l4gm", f"--checkpoint {ckpt_path}")
-    protocol = protocol_from_options(protocol)
+    trained_interp = bool((state["config"].get("data") or {}).get("interp"))
+    if trained_interp and isinstance(protocol, Mapping) and protocol.get("interp") is None:
+        protocol = {**protocol, "interp": True}  # an interpolation model is scored on what it must invent
+    protocol = protocol_from_options(protocol if protocol is not None else {"interp": trained_interp})
+    if trained_interp and not protocol.interp:
+        raise ValueError(f"--checkpoint {ckpt_path}: an interpolation model (data.interp=true) scored without "
+                         f"blended middle frames would see the true frames it must invent; use the protocol "
+                         f"with interp=true ({protocol.tag(8).split('/')[0]}[interp=true])")
 
     def columns(handler):
         def per_time(batch: dict, i: int, row: dict, scores: dict, kinds: list[str]) -> dict | None:

@@ -1,6 +1,7 @@
 """`pipeline reconstruct` for the L4GM family: the video (one fixed view at every rendered time; a folder:
 view 0) and the t0 views (other fixed views of the first time; a folder: the other views) -> one set of
-3D Gaussians per video frame, through autoregressive windows (training/models/l4gm/longvideo.py), or
+3D Gaussians per video frame (a checkpoint trained without t0 views, data.n_t0_views=0, takes the video
+alone; one trained with them refuses a folder that has none), through autoregressive windows (training/models/l4gm/longvideo.py), or
 at 3x the frame rate with `--interp`."""
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ def choose_inputs(clip: Clip, n_t0: int) -> tuple[list[Frame], list[Frame]]:
         if not video:
             raise InputError(f"--input {clip.name}: no frames of view 0 (the video) in cameras.json")
         t0 = [fr for fr in clip.frames if fr.view != 0]
+        if not t0 and n_t0 > 0:
+            raise InputError(f"--input {clip.name}: cameras.json has frames of view 0 (the video) only; this "
+                             f"checkpoint was trained with data.n_t0_views={n_t0} extra views at the video's first "
+                             f"time: add images of other views (view 1, 2, ...) at time {video[0].time}")
         bad = [fr.source for fr in t0 if abs(fr.time - video[0].time) > 1e-6]
         if bad:
             raise InputError(f"--input {clip.name}: views other than 0 must show the video's first time "

@@ -11,6 +11,8 @@ they may be bytes or lazy references that training/data/decode.py resolves); the
 Flat layout of a built sample (so the shared tools, grids and baselines, read it as they read 4D-LRM
 samples): inputs = [video at t_0..t_{T-1}, t0 views], targets = n_target views per time, time-major.
 A static sample (one rendered time) fills the window with that one time: the object simply holds still.
+With `data.interp` (the interpolation model) the video's middle frames are blends of the window's two
+ends, and the video camera is the first target at every middle time: the true frames it must invent.
 """
 
 from __future__ import annotations
@@ -59,6 +61,14 @@ def pick_window(rng: random.Random, key: str, meta: dict, T: int, V: int, member
     inputs = {video, *t0_views}
     targets = []
     for k, t in enumerate(frames):
+        if cfg.interp and not static and 0 < k < W - 1:
+            # interpolation: the video's frame here is a blend, so its true frame is what the model must
+            # invent; it is always a target (as L4GM supervises the true frames on the input view)
+            pool = [v for v in range(V) if (t, v) in members and v != video]
+            rest = cfg.n_target - 1
+            more = rng.sample(pool, rest) if len(pool) >= rest else [rng.choice(pool or [video]) for _ in range(rest)]
+            targets.append([video, *more])
+            continue
         seen = inputs if (k == 0 or static) else {video}  # a static window repeats frame 0: t0 views are seen
         pool = [v for v in range(V) if (t, v) in members and v not in seen]
         pool = pool or [v for v in range(V) if (t, v) in members and v not in inputs] or [video]

@@ -36,8 +36,8 @@ from training.data import decode
 from training.eval.loop import EvalColumns, EvalPick, EvalResult, eval_pipeline, score_checkpoint
 from training.config import DataConfig
 from training.models.lrm4d.model import Reconstructor, forward_render
-from training.eval.protocol import (KINDS, fixed_views, protocol_rng, protocol_tag,
-                               target_kind)
+from training.eval.protocol import (SPARSE_KINDS as KINDS, changed_settings, fixed_views, protocol_rng,
+                                   protocol_tag, target_kind)
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +65,12 @@ class Protocol:
             raise ValueError(f"--image-size must be >= 8, got {self.image_size}")
         protocol_tag(self.name, self.version, self.family, 8)  # validates the name
 
+    # the settings that change which pairs are scored: in the tag whenever they differ from the defaults
+    TAG_SETTINGS = ("seed", "n_in", "per_kind")
+
     def tag(self, image_size: int) -> str:
-        return protocol_tag(self.name, self.version, self.family, self.image_size or image_size)
+        return protocol_tag(self.name, self.version, self.family, self.image_size or image_size,
+                            changed_settings(self, self.TAG_SETTINGS))
 
     @property
     def n_target(self) -> int:
