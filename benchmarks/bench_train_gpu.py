@@ -43,7 +43,8 @@ from training.losses.lpips import LPIPS  # noqa: E402
 from training.models.lrm4d.model import Reconstructor, count_parameters, train_flops_per_sample  # noqa: E402
 from training.render.frames import render_gaussians  # noqa: E402
 from training.render.slicing import slice_at  # noqa: E402
-from training.train import build_optimizer, forward_render  # noqa: E402
+from training.models.registry import forward_render  # noqa: E402
+from training.train import build_optimizer  # noqa: E402
 from speed_data import inference_case  # noqa: E402 (benchmarks/ is sys.path[0] when run as a script)
 
 def _sample(args):

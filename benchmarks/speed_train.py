@@ -33,7 +33,8 @@ class Setup:
         from training.config import preset
         from training.losses.lpips import LPIPS
         from training.models.lrm4d.model import Reconstructor
-        from training.train import autocast_for, build_optimizer
+        from training.device import autocast_for
+        from training.train import build_optimizer
 
         self.v = v
         cfg = preset(v["preset"])
@@ -88,7 +89,7 @@ class Setup:
         import torch
 
         from training.losses.terms import reconstruction_losses
-        from training.train import forward_render
+        from training.models.registry import forward_render
 
         if b is None:
             b = self.batches[self.i % len(self.batches)]

@@ -172,7 +172,7 @@ def test_the_models_place_gaussians_from_the_anchor(traveller):
 
 
 def test_reconstruct_reads_a_samples_anchors(traveller):
-    from training.export.reconstruct import anchor_at, load_input, to_views
+    from training.data.clip import anchor_at, load_input, to_views
 
     meta = _meta(traveller["track"])
     clip = load_input(f"{traveller['track']}#traveller_000")
