@@ -33,7 +33,7 @@ STATUSES = (sl.ALL, *layout.STATUSES)
 
 
 def _md_escape(text: str) -> str:
-    return "".join("\\" + c if c in "\\`*_{}[]<>()#+-.!|" else c for c in str(text))
+    return "".join("\\" + c if c in "\\`*_[]<>|" else c for c in str(text))
 
 
 class TimeControls:
@@ -199,6 +199,10 @@ class ViewerApp:
         st = self.ds.stats(n)
         reasons = ", ".join(f"{_md_escape(k)} {v}" for k, v in sorted((st.get("reasons") or {}).items()))
         idx = "" if entry is None or entry.has_index is not False else "  \nno member index: tar headers scanned"
+        try:
+            self.ds.members(n)  # the member index against the tar (one small read, cached)
+        except ShardProblem as exn:
+            idx += f"  \n⚠ {_md_escape(exn)}"
         return (f"{head}: {st.get('ok', '?')} ok, {st.get('failed', '?')} failed, {st.get('rejected', '?')} rejected"
                 + (f"  \nreasons: {reasons}" if reasons else "") + idx)
 

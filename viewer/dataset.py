@@ -218,15 +218,25 @@ class Dataset:
             index, why = None, f"member index unreadable ({exn})"
         else:
             why = "no member index"
-        if index is not None:
-            try:
-                size = storage.size(tar)
-            except Exception as exn:  # noqa: BLE001
-                raise ShardProblem(f"{tar}: cannot read its size ({exn})"[:400]) from None
-            if not index_fits(index, size):
-                index, why = None, f"the member index does not match the tar ({size} bytes)"
+        try:
+            size = storage.size(tar)
+        except FileNotFoundError:
+            raise ShardProblem(f"{tar}: missing") from None
+        except Exception as exn:  # noqa: BLE001
+            raise ShardProblem(f"{tar}: cannot read its size ({exn})"[:400]) from None
+        recorded = self.stats(n).get("tar_bytes")
+        if isinstance(recorded, int) and recorded != size:
+            raise ShardProblem(f"{tar}: {size} bytes, but its stats.json records {recorded}: truncated or replaced")
+        if index is not None and not index_fits(index, size):
+            raise ShardProblem(f"{tar}: the tar ({size} bytes) does not end where its member index says: "
+                               f"truncated, or rewritten after the index")
         if index is None:
             index = self._scan_tar(tar, why)
+            end = -(-max((off + sz for _, off, sz in index), default=0) // 512) * 512
+            # a whole tar ends with two zero blocks after its last member (a cut one ends anywhere)
+            if end + 1024 > size or storage.read_range(tar, end, 1024) != bytes(1024):
+                raise ShardProblem(f"{tar}: truncated tar ({size} bytes, no end-of-archive after its last "
+                                   f"member; {why})")
         table = {name: (int(off), int(size)) for name, off, size in index}
         with self._lock:
             self._index[n] = table
