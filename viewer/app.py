@@ -283,7 +283,9 @@ class ViewerApp:
         self.depth.options = ["all", "none", *[f"view {v}" for v in range(reader.V)]]
         self.sample_info.content = (text + f"  \n{reader.T} time(s) × {reader.V} view(s), "
                                     f"{reader.width}×{reader.height} px, framing {reader.framing}")
-        self._aim(reader.c2w[0, 0, :3, 3], reader.anchors()[0])
+        anchor = reader.anchors()[0]
+        d = reader.c2w[0, 0, :3, 3] - anchor  # from above and behind view 0, the whole rig in sight
+        self._aim(anchor + 1.3 * d + np.array([0.0, 0.0, 1.1 * np.linalg.norm(d)]), anchor)
         self.time.set_times([float(x) for x in reader.meta["times"]])
         log.info("drew %s in %.2f s", entry.key, time.perf_counter() - t0)
 

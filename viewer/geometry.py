@@ -94,7 +94,7 @@ def subsample(points: np.ndarray, colors: np.ndarray, max_points: int, seed: int
 
 
 def frustum_scale(c2w: np.ndarray, anchors: np.ndarray) -> float:
-    """A frustum size that suits the rig: a fifth of the median camera distance to its anchor."""
+    """A frustum size that suits the rig: 15% of the median camera distance to its anchor."""
     c2w = np.asarray(c2w, dtype=np.float64).reshape(-1, 4, 4)
     d = np.linalg.norm(c2w[:, :3, 3] - np.asarray(anchors, dtype=np.float64).reshape(-1, 3).mean(0), axis=-1)
-    return float(max(0.02, 0.2 * np.median(d)))
+    return float(max(0.02, 0.15 * np.median(d)))

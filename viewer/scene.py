@@ -159,7 +159,7 @@ class SampleLayer:
                 self.frustums[v] = self.scene.add_camera_frustum(
                     f"{self.root}/view_{v:03d}", fov=f.fov, aspect=f.aspect, scale=self.scale, image=img,
                     wxyz=f.wxyz, position=f.position, color=VIEW_COLOURS[0 if self.fixed[v] else 1],
-                    thickness=0.004 * self.scale / 0.3, cast_shadow=False, receive_shadow=False)
+                    thickness=0.03 * self.scale, cast_shadow=False, receive_shadow=False)
             else:
                 h.wxyz, h.position = f.wxyz, f.position
                 h.image = img
