@@ -121,7 +121,7 @@ def time_draw(d: Path) -> dict:
                 "time_step_s_median": statistics.median(steps), "time_step_s_all": steps,
                 "times": reader.T, "views": reader.V, "size": reader.width, "depth_points": points}
     finally:
-        r.server.stop()
+        r.stop()
 
 
 def main() -> None:

@@ -47,6 +47,7 @@ class TimeControls:
             self.fps = gui.add_slider("frames per second", min=1, max=12, step=1, initial_value=4)
             self.label = gui.add_markdown("")
         self.playing = False
+        self.stopped = threading.Event()
         self.slider.on_update(lambda _: self.on_time(int(self.slider.value)))
         self.play.on_click(lambda _: self.toggle())
         self.times: list[float] = []
@@ -69,8 +70,7 @@ class TimeControls:
         self.play.label = "pause" if self.playing else "play"
 
     def _loop(self) -> None:
-        while True:
-            time.sleep(1.0 / max(1, int(self.fps.value)))
+        while not self.stopped.wait(1.0 / max(1, int(self.fps.value))):
             if self.playing and len(self.times) > 1:
                 self.slider.value = (int(self.slider.value) + 1) % len(self.times)
 
@@ -387,3 +387,10 @@ class ViewerApp:
 
     def set_status(self, text: str) -> None:
         self.status.content = text
+
+    def close(self) -> None:
+        """Stop the player thread and drop the scratch folder of on-the-spot reconstructions."""
+        import shutil
+
+        self.time.stopped.set()
+        shutil.rmtree(self.workdir, ignore_errors=True)

@@ -21,6 +21,10 @@ class Running:
     url: str
     seconds: float  # from the call until the first scene was built
 
+    def stop(self) -> None:
+        self.app.close()
+        self.server.stop()
+
 
 def start(dataset: str | None = None, reconstruction: str | None = None, metrics: str | None = None,
           checkpoint: str | None = None, key: str | None = None, host: str = "127.0.0.1", port: int = 8080,
@@ -64,7 +68,7 @@ def start(dataset: str | None = None, reconstruction: str | None = None, metrics
     try:
         app = ViewerApp(server, dataset=ds, reconstruction=rec, metrics=scores, checkpoint=checkpoint, key=key,
                         device=device)
-    except Exception:
+    except BaseException:
         server.stop()
         raise
     shown = "localhost" if host in ("0.0.0.0", "::", "") else host

@@ -59,4 +59,4 @@ def command(dataset: str | None, reconstruction: str | None, metrics: str | None
     except KeyboardInterrupt:
         pass
     finally:
-        running.server.stop()
+        running.stop()

@@ -30,4 +30,4 @@ def test_viewer_reads_a_bucket_dataset_by_ranged_gets(s3_dataset, s3_env):
         assert storage.io_counts["range_requests"] - reads == 2 * app.reader.V
         assert storage.io_counts["stream"] == before.get("stream", 0)
     finally:
-        r.server.stop()
+        r.stop()

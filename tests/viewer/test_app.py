@@ -36,7 +36,7 @@ def running():
 
     yield go
     for r in made:
-        r.server.stop()
+        r.stop()
 
 
 def _copy_shard(src: Path, n_src: int, dst: Path, n: int, parts=("tar", "parquet", "members.parquet", "stats.json")):
