@@ -21,8 +21,10 @@ import numpy as np
 
 from contracts import layout
 from viewer import samples as sl
+from viewer.controls import TimeControls
+from viewer.controls import md_escape as _md_escape
 from viewer.dataset import Dataset, SampleReader, ShardProblem
-from viewer.recon import (Reconstruction, ReconstructionError, heldout_views, input_views, reconstruct_sample)
+from viewer.recon import Reconstruction, ReconstructionError, heldout_views, input_views, reconstruct_sample
 from viewer.scene import FrameCache, SampleLayer, SplatLayer, add_input_views, depth_views_of, sample_frame
 
 log = logging.getLogger(__name__)
@@ -30,49 +32,6 @@ log = logging.getLogger(__name__)
 ALL_SHARDS = "all shards"
 MAX_LISTED = 400  # samples in the dropdown at once; the filters narrow the rest
 STATUSES = (sl.ALL, *layout.STATUSES)
-
-
-def _md_escape(text: str) -> str:
-    return "".join("\\" + c if c in "\\`*_[]<>|" else c for c in str(text))
-
-
-class TimeControls:
-    """The time slider, play/pause and fps; `on_time(t)` is called for every new time."""
-
-    def __init__(self, gui: Any, on_time: Any):
-        self.on_time = on_time
-        with gui.add_folder("Time"):
-            self.slider = gui.add_slider("time", min=0, max=1, step=1, initial_value=0, disabled=True)
-            self.play = gui.add_button("play", disabled=True)
-            self.fps = gui.add_slider("frames per second", min=1, max=12, step=1, initial_value=4)
-            self.label = gui.add_markdown("")
-        self.playing = False
-        self.stopped = threading.Event()
-        self.slider.on_update(lambda _: self.on_time(int(self.slider.value)))
-        self.play.on_click(lambda _: self.toggle())
-        self.times: list[float] = []
-        threading.Thread(target=self._loop, daemon=True, name="viewer-play").start()
-
-    def set_times(self, times: list[float]) -> None:
-        """A new clip: its normalised times; the slider goes back to 0 (and draws it)."""
-        self.times = list(times) or [0.0]
-        n = len(self.times)
-        self.slider.max = max(1, n - 1)
-        self.slider.disabled = n < 2
-        self.play.disabled = n < 2
-        if self.slider.value != 0:
-            self.slider.value = 0  # draws through the callback
-        else:
-            self.on_time(0)
-
-    def toggle(self) -> None:
-        self.playing = not self.playing
-        self.play.label = "pause" if self.playing else "play"
-
-    def _loop(self) -> None:
-        while not self.stopped.wait(1.0 / max(1, int(self.fps.value))):
-            if self.playing and len(self.times) > 1:
-                self.slider.value = (int(self.slider.value) + 1) % len(self.times)
 
 
 class ViewerApp:
