@@ -230,3 +230,24 @@ def test_nothing_the_browser_sends_reaches_the_filesystem(procedural_one, runnin
         assert b"<html" in page.read()[:200].lower()
     app.sample_dd.value = app.sample_dd.options[0]
     assert app.reader is not None and app.reader.key == drawn
+
+
+def test_play_steps_through_the_times_and_pause_stops(procedural_one, running):
+    import time
+
+    app = running(str(procedural_one)).app
+    app.time.fps.value = 12
+    seen = set()
+    app.time.toggle()
+    assert app.time.play.label == "pause"
+    deadline = time.monotonic() + 30
+    while len(seen) < app.reader.T and time.monotonic() < deadline:
+        seen.add(int(app.time.slider.value))
+        time.sleep(0.02)
+    app.time.toggle()
+    assert seen == set(range(app.reader.T)) and app.time.play.label == "play"
+    time.sleep(0.3)
+    stopped = app.time.slider.value
+    time.sleep(0.5)
+    assert app.time.slider.value == stopped
+    assert f"t = {stopped} " in app.time.label.content
