@@ -264,13 +264,30 @@ class Dataset:
             raise ShardProblem(f"{tar}: no member {name} (a failed or rejected sample has no members)")
         from training.decode import SampleError, parse_sample
 
+        mine = {k: v for k, v in table.items() if k.startswith(key + ".")}
+        held: dict[str, bytes] = {}
         try:
-            grouped = {"__key__": key, "json": _read(tar, table[name]),
-                       **{m[len(key) + 1:]: None for m in table if m.startswith(key + ".") and m != name}}
+            data = storage.read_range(tar, *table[name])
+        except storage.RangeNotSupported:
+            # a server that ignores Range requests: this sample's members streamed once, kept in memory
+            held = self._stream_sample(tar, key)
+            data = held.get(name, b"")
+        except Exception as exn:  # noqa: BLE001 (file, HTTP and S3 errors: the member is unreadable)
+            raise ShardProblem(f"{tar}: reading {name} failed ({exn})"[:400]) from None
+        try:
+            grouped = {"__key__": key, "json": data, **{m[len(key) + 1:]: None for m in mine if m != name}}
             _, meta, _, _, _ = parse_sample(grouped)  # the contract checks the trainer applies
         except SampleError as exn:
             raise ShardProblem(f"{tar}#{name}: {exn}"[:400]) from None
-        return SampleReader(key, meta, tar, {k: v for k, v in table.items() if k.startswith(key + ".")})
+        return SampleReader(key, meta, tar, mine, held)
+
+    def _stream_sample(self, tar: str, key: str) -> dict[str, bytes]:
+        from pipeline.shardread import iter_shard
+
+        try:
+            return next(iter_shard(tar, keys={key})).members
+        except (StopIteration, OSError, tarfile.TarError) as exn:
+            raise ShardProblem(f"{tar}: cannot stream sample {key} ({exn!r})"[:400]) from None
 
 
 def _read(tar: str, where: tuple[int, int]) -> bytes:
@@ -287,8 +304,10 @@ def _int_or_none(v: Any) -> int | None:
 class SampleReader:
     """One sample's JSON, and its images and depth maps read (one ranged read each) when asked for."""
 
-    def __init__(self, key: str, meta: dict, tar: str, members: dict[str, tuple[int, int]]):
+    def __init__(self, key: str, meta: dict, tar: str, members: dict[str, tuple[int, int]],
+                 held: dict[str, bytes] | None = None):
         self.key, self.meta, self.tar, self.members = key, meta, tar, members
+        self.held = held or {}  # members already in memory (streamed from a server without Range support)
         self.T, self.V = int(meta["num_frames"]), int(meta["num_views"])
         self.c2w = np.asarray(meta["c2w"], dtype=np.float64)   # [T, V, 4, 4]
         self.K = np.asarray(meta["K"], dtype=np.float64)       # [V, 3, 3]
@@ -314,6 +333,8 @@ class SampleReader:
 
     def member_bytes(self, name: str) -> bytes:
         """One member's bytes (one ranged read)."""
+        if name in self.held:
+            return self.held[name]
         self.reads += 1
         return _read(self.tar, self.members[name])
 

@@ -190,6 +190,11 @@ def test_served_dataset_is_read_by_http_ranges(procedural_one, first_key, runnin
         app.time.slider.value = 1
         assert servers[0].range_requests - before == app.reader.V * 2  # this time's images and depth maps
         assert "depth points" in app.time.label.content
+    with serve_directory(procedural_one, ranges=False) as base:  # Python's http.server: no Range support
+        app = running(base + "/").app
+        assert app.reader is not None and app.reader.held  # the sample streamed once, kept
+        app.time.slider.value = 1
+        assert app.reader.reads == 0 and "depth points" in app.time.label.content
 
 
 def test_checkpoint_reconstructs_the_selected_sample(procedural_one, tiny_checkpoint, running):
