@@ -24,6 +24,7 @@ from viewer import samples as sl
 from viewer.controls import TimeControls
 from viewer.controls import md_escape as _md_escape
 from viewer.dataset import Dataset, SampleReader, ShardProblem
+from viewer.geometry import overview_eye
 from viewer.recon import Reconstruction, ReconstructionError, heldout_views, input_views, reconstruct_sample
 from viewer.scene import FrameCache, SampleLayer, SplatLayer, add_input_views, depth_views_of, sample_frame
 
@@ -243,8 +244,7 @@ class ViewerApp:
         self.sample_info.content = (text + f"  \n{reader.T} time(s) × {reader.V} view(s), "
                                     f"{reader.width}×{reader.height} px, framing {reader.framing}")
         anchor = reader.anchors()[0]
-        d = reader.c2w[0, 0, :3, 3] - anchor  # from above and behind view 0, the whole rig in sight
-        self._aim(anchor + 1.3 * d + np.array([0.0, 0.0, 1.1 * np.linalg.norm(d)]), anchor)
+        self._aim(overview_eye(anchor, reader.c2w[0, 0, :3, 3]), anchor)
         self.time.set_times([float(x) for x in reader.meta["times"]])
         log.info("drew %s in %.2f s", entry.key, time.perf_counter() - t0)
 
@@ -317,10 +317,10 @@ class ViewerApp:
     def _show_reconstruction(self) -> None:
         rec = self.recon
         views, why = input_views(rec)
-        add_input_views(self.server.scene, views)
         first = rec.splats(0)
         centre = first.centers.mean(0) if len(first) else np.zeros(3)
-        self._aim(centre + np.array([1.6, -1.6, 0.9]), centre)
+        add_input_views(self.server.scene, views, centre)
+        self._aim(overview_eye(centre, views[0].c2w[:3, 3] if views else None), centre)
         info = rec.record
         self.set_status(f"**{_md_escape(rec.folder)}**  \n{len(rec)} frame(s)"
                         + (f", {_md_escape(info.get('family'))} checkpoint step {info.get('step')}" if info else "")

@@ -9,6 +9,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
+
+from viewer.geometry import overview_eye
 from viewer.recon import Reconstruction, input_views
 from viewer.scene import SplatLayer, add_input_views
 
@@ -25,10 +28,11 @@ def export_html(rec: Reconstruction, out: str | os.PathLike, fps: float = 4.0) -
         scene = server.scene
         scene.set_up_direction("+z")
         views, _ = input_views(rec)
-        add_input_views(scene, views)
         first = rec.splats(0)
-        centre = first.centers.mean(0) if len(first) else (0.0, 0.0, 0.0)
-        server.initial_camera.position = tuple(float(c) + d for c, d in zip(centre, (1.6, -1.6, 0.9)))
+        centre = first.centers.mean(0) if len(first) else np.zeros(3)
+        add_input_views(scene, views, centre)
+        eye = overview_eye(centre, views[0].c2w[:3, 3] if views else None)
+        server.initial_camera.position = tuple(float(c) for c in eye)
         server.initial_camera.look_at = tuple(float(c) for c in centre)
         server.initial_camera.up = (0.0, 0.0, 1.0)
         layer = SplatLayer(scene, "/splats")

@@ -98,3 +98,13 @@ def frustum_scale(c2w: np.ndarray, anchors: np.ndarray) -> float:
     c2w = np.asarray(c2w, dtype=np.float64).reshape(-1, 4, 4)
     d = np.linalg.norm(c2w[:, :3, 3] - np.asarray(anchors, dtype=np.float64).reshape(-1, 3).mean(0), axis=-1)
     return float(max(0.02, 0.15 * np.median(d)))
+
+
+def overview_eye(target: np.ndarray, camera: np.ndarray | None, default_distance: float = 2.0) -> np.ndarray:
+    """Where the browser's camera starts: above and behind `camera` (a rig camera's position), looking at
+    `target`, so that the rig and what it looks at are in sight; a fixed oblique view without one."""
+    target = np.asarray(target, dtype=np.float64)
+    if camera is None:
+        return target + default_distance * np.array([0.8, -0.8, 0.45])
+    d = np.asarray(camera, dtype=np.float64) - target
+    return target + 1.3 * d + np.array([0.0, 0.0, 1.1 * np.linalg.norm(d)])

@@ -198,12 +198,15 @@ class SplatLayer:
             self.handle = None
 
 
-def add_input_views(scene: Any, views: list, root: str = "/inputs", scale: float = 0.25) -> list[Any]:
-    """A reconstruction's input views (viewer.recon.InputView) as frustums with their images."""
+def add_input_views(scene: Any, views: list, centre: np.ndarray, root: str = "/inputs") -> list[Any]:
+    """A reconstruction's input views (viewer.recon.InputView) as frustums with their images, sized to
+    their distance from `centre` (the Gaussians' centre)."""
     handles = []
+    scale = geometry.frustum_scale(np.stack([v.c2w for v in views]), centre) if views else 0.25
     for i, v in enumerate(views):
         f = geometry.frustum(v.c2w, v.K, v.rgba.shape[1], v.rgba.shape[0])
         handles.append(scene.add_camera_frustum(
             f"{root}/view_{i:03d}", fov=f.fov, aspect=f.aspect, scale=scale, image=on_white(v.rgba), wxyz=f.wxyz,
-            position=f.position, color=VIEW_COLOURS[0], thickness=0.004, cast_shadow=False, receive_shadow=False))
+            position=f.position, color=VIEW_COLOURS[0], thickness=0.03 * scale, cast_shadow=False,
+            receive_shadow=False))
     return handles
