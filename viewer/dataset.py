@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import tarfile
 import threading
 from collections import OrderedDict
@@ -297,6 +298,21 @@ def _read(tar: str, where: tuple[int, int]) -> bytes:
         raise ShardProblem(f"{tar}: ranged read of {where[1]} bytes at {where[0]} failed ({exn})"[:400]) from None
 
 
+_pools: dict[int, Any] = {}
+
+
+def _pool() -> Any:
+    """This process's threads for concurrent ranged reads (as many as a trainer's loader worker uses)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from training.shardstream import FETCH_THREADS
+
+    pool = _pools.get(os.getpid())
+    if pool is None:
+        pool = _pools[os.getpid()] = ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="viewer-fetch")
+    return pool
+
+
 def _int_or_none(v: Any) -> int | None:
     return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
@@ -308,6 +324,7 @@ class SampleReader:
                  held: dict[str, bytes] | None = None):
         self.key, self.meta, self.tar, self.members = key, meta, tar, members
         self.held = held or {}  # members already in memory (streamed from a server without Range support)
+        self._fetched: dict[str, bytes] = {}  # the members of the time being built, read concurrently
         self.T, self.V = int(meta["num_frames"]), int(meta["num_views"])
         self.c2w = np.asarray(meta["c2w"], dtype=np.float64)   # [T, V, 4, 4]
         self.K = np.asarray(meta["K"], dtype=np.float64)       # [V, 3, 3]
@@ -332,11 +349,30 @@ class SampleReader:
         return None
 
     def member_bytes(self, name: str) -> bytes:
-        """One member's bytes (one ranged read)."""
+        """One member's bytes (one ranged read, unless `fetch` read it already)."""
         if name in self.held:
             return self.held[name]
+        if name in self._fetched:
+            return self._fetched.pop(name)
         self.reads += 1
         return _read(self.tar, self.members[name])
+
+    def fetch(self, names: list[str]) -> None:
+        """Read these members now, FETCH_THREADS at a time, when the shard is behind a network (http(s),
+        s3): one round trip of latency for a time's images and depth maps instead of one per member.
+        Local files are left to `member_bytes` (a seek each). Failures are left to it too."""
+        todo = [n for n in names if n in self.members and n not in self.held]
+        if not storage.is_url(self.tar) or len(todo) < 2:
+            return
+        def one(name: str) -> tuple[str, bytes | None]:
+            try:
+                return name, _read(self.tar, self.members[name])
+            except ShardProblem:
+                return name, None
+
+        got = dict(_pool().map(one, todo))
+        self.reads += len(todo)
+        self._fetched = {n: b for n, b in got.items() if b is not None}
 
     def rgba(self, t: int, v: int) -> np.ndarray:
         """[H, W, 4] uint8 straight RGBA of view v at time t."""

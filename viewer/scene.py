@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from contracts import layout
 from viewer import geometry
 from viewer.dataset import SampleReader, ShardProblem
 from viewer.gaussians import Splats
@@ -57,6 +58,8 @@ def sample_frame(reader: SampleReader, t: int, depth_views: list[int], stride: i
     frustums = [geometry.frustum(reader.c2w[t, v], reader.K[v], W, H) for v in range(V)]
     imgs: list[np.ndarray | None] = [None] * V
     problems = []
+    wanted = [reader.image_name(t, v) for v in range(V) if images or v in depth_views]
+    reader.fetch([n for n in wanted if n] + [layout.depth_member(reader.key, t, v) for v in depth_views])
     pts, cols = [], []
     for v in range(V):
         if images or v in depth_views:
