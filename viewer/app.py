@@ -310,8 +310,11 @@ class ViewerApp:
             self.recon = rec
         self.recon_info.content = (f"predicted {len(rec)} frame(s) of {len(rec.splats(0))} Gaussians in "
                                    f"{time.perf_counter() - t0:.1f} s; frustums: the {len(held)} held-out view(s) "
-                                   f"with their ground-truth images")
-        self.redraw()
+                                   f"with their ground-truth images; depth points off (the splats sit among them)")
+        if self.depth.value != "none":
+            self.depth.value = "none"  # redraws through its callback
+        else:
+            self.redraw()
 
     # -- reconstruction mode -------------------------------------------------------------------
     def _show_reconstruction(self) -> None:

@@ -211,6 +211,7 @@ def test_checkpoint_reconstructs_the_selected_sample(procedural_one, tiny_checkp
     app.time.slider.value = reader.T - 1
     np.testing.assert_array_equal(app.splats.handle.centers, app.recon.splats(reader.T - 1).centers)
     assert "held-out view" in app.recon_info.content
+    assert app.depth.value == "none" and len(app.layer.cloud.points) == 0  # the splats are not hidden by points
 
 
 def test_nothing_the_browser_sends_reaches_the_filesystem(procedural_one, running):
