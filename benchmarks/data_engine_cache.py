@@ -62,7 +62,7 @@ def from_cache(cache: Path, out: Path, nxt, data1: Path) -> None:  # nxt: the ar
     from manifests import read_manifest
     from contracts.uids import sample_key
     from pipeline.retry import read_shard_rows
-    from pipeline.shardread import iter_shard
+    from contracts.shardread import iter_shard
     from pipeline.shards import BASE_COLUMNS, ShardWriter
     from render.result import SampleResult
 

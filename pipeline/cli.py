@@ -25,6 +25,7 @@ COMMANDS = {
     "mine": "mine",
     "demo": "demo",
     "reconstruct": "reconstruct",
+    "view": "view",
 }
 
 

@@ -281,6 +281,7 @@ class Demo:
             self._stage("eval1_rerendered", eval_rer)
         if c.more_steps:
             self._control(round0_spec, scored_spec)
+        self._viewer_scene(last, after)
         total = time.perf_counter() - t_start
         from pipeline.report import write_report
 
@@ -326,6 +327,27 @@ class Demo:
             return st
 
         self._stage("eval_control", eval_control)
+
+    def _viewer_scene(self, checkpoint: str, metrics: Path) -> None:
+        """One clip reconstructed with the last checkpoint (a held-out one when there is one) and written
+        as a self-contained 3D scene that the report embeds (`pipeline view --export`, viewer/export.py)."""
+        import importlib.util
+
+        import pandas as pd
+
+        m = pd.read_parquet(metrics, columns=["key", "seen_in_training"]).sort_values("key")
+        held = m[m["seen_in_training"] == False]  # noqa: E712 (a nullable column)
+        key = str((held if len(held) else m)["key"].iloc[0])
+        rec = self.dir / "reconstruction"
+        self._stage("reconstruct", lambda: self._pipeline(
+            "reconstruct one clip", "reconstruct", "--checkpoint", checkpoint, "--input", f"{self.data}#{key}",
+            "--out", str(rec), "--device", "cpu", "--anim-frames", "8"))
+        if importlib.util.find_spec("viser") is None:
+            print("\n== the view extra (viser) is not installed: no 3D scene in the report", flush=True)
+            return
+        self._stage("view_export", lambda: self._pipeline(
+            "3D scene for the report", "view", "--reconstruction", str(rec), "--export",
+            str(self.dir / "report_files" / "reconstruction.html")))
 
     def _checkpoint(self, step: int) -> str:
         return str(self.run_dir / "checkpoints" / f"step-{step:08d}.pt")

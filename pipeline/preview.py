@@ -9,7 +9,7 @@ import numpy as np
 
 from contracts import storage
 from contracts.layout import KEY_RE, is_committed, tar_name
-from pipeline.shardread import ShardSample, iter_shard
+from contracts.shardread import ShardSample, iter_shard
 
 log = logging.getLogger(__name__)
 

@@ -101,7 +101,7 @@ def _contact_sheets(demo: Any, keys: list[str], files: Path) -> list[tuple[str, 
     """(key, original sheet, re-rendered sheet or None) PNGs for `keys`, from the committed shards."""
     from contracts.layout import committed_shards, tar_name
     from pipeline.preview import contact_sheet
-    from pipeline.shardread import iter_shard
+    from contracts.shardread import iter_shard
 
     found: dict[str, list[tuple[int, str]]] = {}
     wanted = set(keys)
@@ -256,6 +256,9 @@ def write_report(demo: Any, total_seconds: float) -> Path:
     if worst_grids:
         doc.append("<h2>Worst predictions after round 1</h2><p>Per sample: inputs; predictions; ground truth.</p>")
         doc += [f"<p><img src='report_files/{_e(g.name)}'></p>" for g in worst_grids]
+    from viewer.report import demo_section
+
+    doc.append(demo_section(d, demo.data, d / "eval" / "round1.parquet", demo.run_dir))
     doc.append("<h2>Reproduce</h2><p>Every stage above is a plain <code>pipeline</code> command; run them in order. "
                "Settings: <code>" + _e(json.dumps(demo.config_dict())) + "</code></p></body></html>")
     report = d / "report.html"

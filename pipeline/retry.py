@@ -19,7 +19,7 @@ from typing import Any, Mapping
 from contracts import storage
 from contracts.layout import STATUS_FAILED, STATUS_OK, is_committed, parquet_name, stats_name, tar_name
 from pipeline.shards import BASE_COLUMNS, ShardStats, ShardWriter
-from pipeline.shardread import iter_shard
+from contracts.shardread import iter_shard
 from render.result import SampleResult
 
 log = logging.getLogger(__name__)

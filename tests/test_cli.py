@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-HEAVY = ["bpy", "ray", "torch", "gsplat", "objaverse", "webdataset", "pandas", "pyarrow"]
+HEAVY = ["bpy", "ray", "torch", "gsplat", "objaverse", "webdataset", "pandas", "pyarrow", "viser"]
 
 
 def _run(code: str) -> str:

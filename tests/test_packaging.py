@@ -35,7 +35,7 @@ def test_pip_check_is_clean_except_the_known_bpy_wheel_tag():
         assert _bpy_wheel_tag_mislabelled(), "pip flags bpy for a reason other than its mislabelled WHEEL tag"
 
 
-@pytest.mark.parametrize("module", ["bpy", "pyarrow", "ray", "webdataset", "gsplat", "torch", "objaverse", "pandas"])
+@pytest.mark.parametrize("module", ["bpy", "pyarrow", "ray", "webdataset", "gsplat", "torch", "objaverse", "pandas", "viser"])
 def test_heavy_dependencies_import(module):
     code = f"import {module}"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -479,7 +479,7 @@ def test_a_rerender_row_renders_denser_through_the_real_worker(tmp_path):
     """Render a sliding cube with Blender, mine it, render next.parquet's new shard: a denser sample with the
     same key in the new shard, the old one untouched in its old shard; the trainer finds both."""
     pytest.importorskip("bpy", reason="render extra (bpy 5.0.1) not installed")
-    from pipeline.shardread import iter_shard
+    from contracts.shardread import iter_shard
     from pipeline.assembly import render_shard
     from tests.render import glb
     from training.data import shardspec

@@ -67,7 +67,7 @@ def exp(proc_manifest, tmp_path_factory):
 
 def shard_contents(folder: Path) -> dict:
     from contracts.layout import committed_shards
-    from pipeline.shardread import iter_shard
+    from contracts.shardread import iter_shard
 
     got = {}
     for n in committed_shards(folder):

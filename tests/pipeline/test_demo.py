@@ -3,6 +3,7 @@ clips never trained on, scored by every evaluation and reported apart."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 
@@ -136,3 +137,16 @@ def test_a_demo_folder_refuses_other_settings(demo_dir):
     out, _, _ = demo_dir
     r = run_cli("demo", "--out", str(out), "--smoke", "--count", "6", check=False)
     assert r.returncode == 1 and "other settings (" in r.stderr and "count" in r.stderr
+
+
+def test_report_says_how_to_view_and_embeds_a_reconstruction(demo_dir):
+    out, _, _ = demo_dir
+    report = (out / "report.html").read_text()
+    assert f"pipeline view {out / 'data'}" in report and "ssh -N -L 8080:127.0.0.1:8080" in report
+    assert f"pipeline view --reconstruction {out / 'reconstruction'}" in report
+    rec = json.loads((out / "reconstruction" / "reconstruct.json").read_text())
+    held = pd.read_parquet(out / "manifest_heldout.parquet")
+    assert rec["clip"].rsplit("_", 1)[0] in set(held["uid"]) and rec["step"] == 36  # a held-out clip, last checkpoint
+    if importlib.util.find_spec("viser") is not None:
+        assert "<iframe src='report_files/reconstruction.html'" in report
+        assert "__VISER_EMBED_DATA__" in (out / "report_files" / "reconstruction.html").read_text()

@@ -21,7 +21,7 @@ import pytest
 from manifests import read_manifest, sample_key
 from contracts.layout import committed_shards, parquet_name, read_stats, tar_name
 from pipeline.runner import rows_by_shard
-from pipeline.shardread import iter_shard
+from contracts.shardread import iter_shard
 from tests.pipeline.conftest import TINY_FLAGS, run_cli
 
 pytestmark = [pytest.mark.ray, pytest.mark.blender]

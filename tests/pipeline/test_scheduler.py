@@ -11,7 +11,7 @@ import pytest
 from manifests import read_manifest, sample_key
 from contracts.layout import committed_shards, parquet_name, stats_name, tar_name
 from pipeline.scheduler import PoolConfig, RenderPool, parse_faults
-from pipeline.shardread import iter_shard
+from contracts.shardread import iter_shard
 from pipeline.assembly import render_shard
 
 pytestmark = [pytest.mark.ray, pytest.mark.blender]

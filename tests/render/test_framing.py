@@ -241,7 +241,7 @@ def test_pipeline_render_framing_flag_end_to_end(box_path, tmp_path, framing):
     from contracts.layout import read_stats
     from manifests.schema import write_manifest
     from pipeline.cli import cli
-    from pipeline.shardread import iter_shard
+    from contracts.shardread import iter_shard
 
     df = pd.DataFrame({"uid": ["box"], "clip": [0], "clip_name": [""], "source": ["local"], "uri": [str(box_path)],
                        "sha256": [None], "license": ["cc0"], "shard": [0], "weight": [1.0], "round": [0]})

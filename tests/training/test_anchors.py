@@ -57,7 +57,7 @@ def traveller(tmp_path_factory) -> dict[str, Path]:
 
 
 def _meta(ds: Path) -> dict:
-    from pipeline.shardread import iter_shard
+    from contracts.shardread import iter_shard
 
     (sample,) = iter_shard(ds / "shard-000000.tar")
     return sample.meta
