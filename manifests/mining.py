@@ -40,6 +40,12 @@ not yet rendered pool manifest are appended as new rows to render (new shards af
 +1, `mine_reason` `pool:similar` or `pool:random`, `pool_reason` the explanation), chosen from
 pre-render features to resemble the hard examples (or at random, the control).
 
+Target-aware acquisition (`target`, manifests/acquire.py): with the current model's metrics on a target
+split and a group column, `pool_strategy` `target` spreads the render budget over the pool's groups by what
+the target still lacks (signals of manifests/signals.py), with diverse picks within each group
+(`mine_reason` `pool:target`); `target.weights` also sets the next round's sampling weights per group
+(`group_reason`).
+
 Reading and checking the inputs (metrics files, the renders folder) is manifests/mining_inputs.py.
 
 Deterministic: rows keep the input manifest's order, ties in the ranking break by (uid, clip), new
@@ -59,6 +65,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from manifests.acquire import TargetConfig
 from manifests.mining_inputs import MiningError, Renders, check_comparable, read_metrics, read_renders
 from manifests.rerender import Densify, rerender_settings
 from manifests.schema import read_manifest, write_manifest
@@ -92,6 +99,7 @@ class MineConfig:
     pool_strategy: str = "similar"          # similar: like the hard examples (pre-render features); random: control
     pool_seed: int = 0                      # seed of the random control's draw
     pool_probe: bool = True                 # read skinned/morphed from local glTF files of the pool (no Blender)
+    target: TargetConfig | None = None      # target-aware acquisition / group weights (manifests/acquire.py)
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -117,6 +125,10 @@ class MineConfig:
 
         if self.pool_strategy not in POOL_STRATEGIES:
             raise ValueError(f"--pool-strategy must be one of {POOL_STRATEGIES}, got {self.pool_strategy!r}")
+        if self.pool_strategy == "target" and (self.target is None or not self.pool):
+            raise ValueError("--pool-strategy target needs --target-metrics, --group-by, --pool and --render-budget")
+        if self.target is not None and self.pool_strategy != "target" and not self.target.weights:
+            raise ValueError("--target-metrics is used by --pool-strategy target or --group-weights")
         if self.pool and self.render_budget < 1:
             raise ValueError("--pool needs --render-budget K >= 1 (how many pool rows to render next)")
         if self.render_budget and not self.pool:
@@ -158,6 +170,7 @@ class MineResult:
     pool_in_manifest: int = 0                          # pool rows left out: already in the manifest
     pool_picks: list[dict[str, Any]] = field(default_factory=list)  # uid, clip, shard, gain, reason
     pool_features: list[str] = field(default_factory=list)
+    target: dict[str, Any] = field(default_factory=dict)  # group deficits, budget and weights (acquire.Target.report)
 
     @property
     def new_shards(self) -> list[int]:
@@ -175,6 +188,11 @@ def mine(cfg: MineConfig, command: str | None = None) -> MineResult:
     if ref is not None:
         check_comparable(cur, ref, cfg.by)
     renders = read_renders(cfg.renders) if cfg.renders else None
+    tgt = None
+    if cfg.target is not None:
+        from manifests.acquire import read_target
+
+        tgt = read_target(cfg.target, cur, manifest, cfg.renders, cfg.pool_probe)
     res = MineResult(out=Path(cfg.out), rows_in=len(manifest), rows_out=0, protocol=cur.protocol, step=cur.step,
                      reference_step=ref.step if ref else None, scored=0, hard=0)
     df = manifest.copy()
@@ -242,18 +260,25 @@ def mine(cfg: MineConfig, command: str | None = None) -> MineResult:
         cut = order["score"].to_numpy()
         threshold = float(cut[len(hard)]) if len(cut) > len(hard) else None
         first = max([max(known)] + res.new_shards) + 1
-        df = _add_pool(df, hard, score[hard], threshold, cfg, first, int(manifest["round"].max()) + 1, res)
+        df = _add_pool(df, hard, score[hard], threshold, cfg, first, int(manifest["round"].max()) + 1, res, tgt)
+    if tgt is not None:
+        if cfg.target.weights:
+            from manifests.acquire import reweight
+
+            df = reweight(tgt, df, cfg.pool_probe)
+            res.weights_after = _summary(df["weight"].to_numpy())
+        res.target = tgt.report
     res.rows_out = len(df)
     settings = {**asdict(cfg), "protocol": cur.protocol, "step": cur.step,
                 "reference_step": res.reference_step, "scored": res.scored, "hard": res.hard,
                 "dropped": dict(sorted(res.dropped.items())), "new_shards": res.new_shards,
-                "pool_picks": len(res.pool_picks)}
+                "pool_picks": len(res.pool_picks), "target_report": res.target or None}
     write_manifest(df, cfg.out, command=command, settings=settings)
     return res
 
 
 def _add_pool(df: pd.DataFrame, hard: np.ndarray, scores: np.ndarray, threshold: float | None, cfg: MineConfig,
-              first_shard: int, next_round: int, res: MineResult) -> pd.DataFrame:
+              first_shard: int, next_round: int, res: MineResult, tgt=None) -> pd.DataFrame:
     """Append the pool rows chosen under the render budget (manifests/pool.py) as new rows to render."""
     from manifests import pool as pool_mod
 
@@ -261,11 +286,15 @@ def _add_pool(df: pd.DataFrame, hard: np.ndarray, scores: np.ndarray, threshold:
     cand, res.pool_in_manifest = pool_mod.prepare_pool(pool, df, cfg.pool_probe)
     res.pool_rows = len(cand)
     hard_rows = df.iloc[hard]
-    if cfg.pool_probe:
+    if cfg.pool_probe and cfg.pool_strategy == "similar":
         hard_rows = pool_mod.probe_gltf(hard_rows)
     res.pool_features = pool_mod.describe_features([hard_rows, cand, df])
     if cfg.pool_strategy == "random":
         picks = pool_mod.select_random(cand, cfg.render_budget, cfg.pool_seed)
+    elif cfg.pool_strategy == "target":
+        from manifests.acquire import select
+
+        picks = select(tgt, cand, df, cfg.render_budget, cfg.pool_probe)
     else:
         if not len(hard_rows):
             raise MiningError(f"--pool-strategy similar: no hard example to resemble ({res.scored} row(s) scored); "
