@@ -22,8 +22,8 @@ Examples:
       --manifest m.parquet --renders data --out next.parquet
   pipeline mine --metrics run/metrics.parquet --manifest m.parquet --renders data --out next.parquet \\
       --pool pool.parquet --render-budget 500                 (render next the 500 pool clips most like the hard ones)
-  pipeline mine --metrics run/metrics.parquet --manifest m.parquet --renders data --out next.parquet \
-      --pool pool.parquet --render-budget 500 --pool-strategy target --target-metrics run/val_metrics.parquet \
+  pipeline mine --metrics run/metrics.parquet --manifest m.parquet --renders data --out next.parquet \\
+      --pool pool.parquet --render-budget 500 --pool-strategy target --target-metrics run/val_metrics.parquet \\
       --target-manifest val.parquet --group-by category --group-weights
                       (the budget per category by what the validation clips still lack, diverse picks in each)
 
