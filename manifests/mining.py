@@ -5,7 +5,9 @@ Strategies rank the evaluated samples from hardest down:
 - `reducible` (RHO-LOSS, Mindermann et al. 2022): by the current loss minus a reference model's loss on
   the same sample (or reference PSNR minus current PSNR). A sample that both models get wrong (broken
   geometry, flicker, a clip that cannot be learnt from the views) scores near zero and is not chased;
-  only samples with a positive score qualify.
+  only samples with a positive score qualify;
+- `baseline` (`--by psnr`): by the nearest-input copy baseline's PSNR minus the model's (manifests/signals.py):
+  one evaluation, and a clip that is hard for any method counts less than one the model alone gets wrong.
 The top `fraction` of the scored samples have their `weight` multiplied by `boost` (weights compound
 over rounds, up to `max_weight`: a few stubborn samples cannot take over the draws); the top
 `rerender_fraction` of them also become re-render requests.
@@ -73,7 +75,7 @@ from manifests.shards import assign_shards
 
 log = logging.getLogger(__name__)
 
-STRATEGIES = ("topk", "reducible")
+STRATEGIES = ("topk", "reducible", "baseline")
 BY = ("loss", "psnr")
 
 
@@ -108,8 +110,10 @@ class MineConfig:
             raise ValueError(f"--by must be one of {BY}, got {self.by!r}")
         if self.strategy == "reducible" and not self.reference_metrics:
             raise ValueError("--strategy reducible needs --reference-metrics (the reference model's metrics file)")
-        if self.strategy == "topk" and self.reference_metrics:
+        if self.strategy != "reducible" and self.reference_metrics:
             raise ValueError("--reference-metrics is used only by --strategy reducible")
+        if self.strategy == "baseline" and self.by != "psnr":
+            raise ValueError("--strategy baseline needs --by psnr (the copy baseline has a PSNR, not a loss)")
         if not (0.0 < self.fraction <= 1.0):
             raise ValueError(f"--fraction must be in (0, 1], got {self.fraction}")
         if not (math.isfinite(self.boost) and self.boost >= 1.0):
@@ -206,7 +210,13 @@ def mine(cfg: MineConfig, command: str | None = None) -> MineResult:
     scored = cur.join(df)
     has = scored["found"].to_numpy()
     res.multi_shard = int((has & ~scored["own_shard"].to_numpy() & scored["n_shards"].gt(1).to_numpy()).sum())
-    if ref is None:
+    if cfg.strategy == "baseline":
+        from manifests.signals import sample_deficits
+
+        d = sample_deficits(cfg.metrics, "baseline", metric="psnr")
+        keys = df[["uid", "clip"]].astype({"clip": "int64"})
+        score = keys.merge(d, on=["uid", "clip"], how="left")["deficit"]
+    elif ref is None:
         score = scored["loss"] if cfg.by == "loss" else -scored["psnr"]
     else:
         r = ref.join(df)

@@ -39,9 +39,10 @@ Then: pipeline render --manifest next.parquet --shard N --out data      (each ne
 @click.option("--manifest", required=True, type=click.Path(dir_okay=False, exists=True),
               help="The manifest the evaluated samples were rendered from.")
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="Next round's manifest (Parquet).")
-@click.option("--strategy", type=click.Choice(("topk", "reducible")), default="topk", show_default=True,
+@click.option("--strategy", type=click.Choice(("topk", "reducible", "baseline")), default="topk", show_default=True,
               help="topk: the worst samples of the current model; reducible: current minus reference loss "
-                   "(RHO-LOSS), so samples both models get wrong are not chased.")
+                   "(RHO-LOSS), so samples both models get wrong are not chased; baseline (--by psnr): the "
+                   "nearest-input copy's PSNR minus the model's, one evaluation.")
 @click.option("--reference-metrics", type=click.Path(dir_okay=False, exists=True),
               help="reducible: metrics of a reference model on the same samples, same protocol tag, background and "
                    "loss formula. RHO-LOSS needs the reference model trained on held-out data (other clips than "
