@@ -1,0 +1,257 @@
+"""Issue 23's experiment, the runs: one command per (scenario, arm), its seeds at once, every shard built
+from the render cache (benchmarks/data_engine_loop.py), every step the real `pipeline` command.
+
+    python benchmarks/data_engine_experiment.py loop-arm --out .exp23 --scenario shifted --arm groups_diverse \\
+        --seeds 0,1,2 --device cuda
+    python benchmarks/data_engine_experiment.py loop-report --out .exp23
+
+Per seed (made once, shared by the arms, under a lock): round 0 = `small` trained STEPS0 steps on the round-0
+clips, scored by `pipeline eval` on the round-0 clips (what topk/reducible mine), on the target validation
+clips (what the target arms aim at) and on the test clips (the starting point). Each arm then runs the real
+`pipeline mine` with the same render budget (the size's budget of pool clips), builds the new shards from the
+cache, trains STEPS1 more steps from the round-0 checkpoint on round 0 + its new clips (same steps for every
+arm), and is scored on the test clips:
+
+| arm | pipeline mine | training weights |
+|---|---|---|
+| random | --pool-strategy random --pool-seed SEED | uniform |
+| topk | per-clip top-k loss (today's), --pool-strategy similar | uniform |
+| reducible | --strategy reducible with a reference model trained STEPS0 steps on the validation clips (RHO-LOSS), --pool-strategy similar | uniform |
+| groups | --pool-strategy target --within random (group budget from the validation deficits) | uniform |
+| groups_diverse | --pool-strategy target --within diverse (k-center in each group) | uniform |
+| combo | groups_diverse + --group-weights | group shares |
+
+GPU seconds: wall seconds of the arm's own `pipeline train` / `pipeline eval` processes (the reducible arm's
+reference run included; round 0 counted once per seed, apart). Render core-seconds: the cached samples' own
+one-core seconds of the arm's new clips. The random arm also scores its middle checkpoint (the control's
+learning curve: still rising at the budget, or flat).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from data_engine_common import KINDS, committed, sh, spec
+from data_engine_loop import GROUP_BY, loop_cfg
+
+LOOP_ARMS = ("random", "topk", "reducible", "groups", "groups_diverse", "combo")
+
+
+@contextmanager
+def locked(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+def _shards(p: Path) -> list[int]:
+    import pandas as pd
+
+    return sorted({int(s) for s in pd.read_parquet(p, columns=["shard"])["shard"]})
+
+
+def setup_scenario(out: Path, s: str) -> Path:
+    """DIR/S/data: round-0, validation and test shards, copied from the cache (once)."""
+    from data_engine_cache import copy_rows
+
+    from contracts.layout import committed_shards, read_stats
+    from manifests import read_manifest
+
+    d = out / s / "data"
+    with locked(out / s / "setup.lock"):
+        base = read_stats(out / "cache" / "data", committed_shards(out / "cache" / "data")[0]).get("spec")
+        for role in ("round0", "val", "test"):
+            copy_rows(out / "cache", read_manifest(out / s / f"{role}.parquet").assign(render_settings=None), d, base)
+    return d
+
+
+def _gpu(args: list[str], log: Path, cost: dict, what: str) -> None:
+    cost[what] = round(cost.get(what, 0.0) + sh(args, log), 1)
+
+
+def round0(out: Path, s: str, seed: int, device: str, workers: int) -> dict:
+    from data_engine_experiment import train_args
+
+    c = loop_cfg(out)
+    d = out / s / f"seed{seed}"
+    data = out / s / "data"
+    done = d / "round0.json"
+    with locked(d / "round0.lock"):
+        if done.exists():
+            return json.loads(done.read_text())
+        shutil.rmtree(d / "round0", ignore_errors=True)
+        cost: dict = {}
+        log = d / "round0_log.txt"
+        _gpu(train_args(c, spec(data, _shards(out / s / "round0.parquet")), d / "round0", c["steps0"], seed, device, None,
+                        workers), log, cost, "train_s")
+        ck = d / "round0" / "checkpoints" / f"step-{c['steps0']:08d}.pt"
+        for role in ("round0", "val", "test"):
+            _gpu(_eval(ck, spec(data, _shards(out / s / f"{role}.parquet")), d / f"round0_on_{role}.parquet", device),
+                 log, cost, "eval_s")
+        r = {"checkpoint": str(ck), "gpu_s": round(cost["train_s"] + cost["eval_s"], 1), **cost,
+             "test": _scores(out, s, d / "round0_on_test.parquet")}
+        done.write_text(json.dumps(r, indent=1))
+        return r
+
+
+def _eval(ck: Path, shards: str, metrics: Path, device: str) -> list[str]:
+    return ["eval", "--checkpoint", str(ck), "--shards", shards, "--out", str(metrics), "--device", device,
+            "--worst", "0", "--no-progress"]
+
+
+def _scores(out: Path, s: str, metrics: Path) -> dict:
+    """psnr_obj and psnr on the test clips: all, and per group of the scenario's group column."""
+    import pandas as pd
+
+    from manifests.signals import group_labels
+
+    m = pd.read_parquet(metrics)
+    t = pd.read_parquet(out / s / "test.parquet")
+    lab = dict(zip(zip(t["uid"], t["clip"].astype(int)), group_labels(t, GROUP_BY[s], probe=False)))
+    m["group"] = [lab.get((u, int(k)), "?") for u, k in zip(m["uid"], m["clip"])]
+    res = {"all": {"clips": len(m), "psnr_obj": float(m["psnr_obj"].mean()), "psnr": float(m["psnr"].mean())}}
+    for g, x in m.groupby("group"):
+        res[str(g)] = {"clips": len(x), "psnr_obj": float(x["psnr_obj"].mean()), "psnr": float(x["psnr"].mean())}
+    return res
+
+
+def _reference(out: Path, s: str, seed: int, device: str, workers: int, log: Path, cost: dict) -> Path:
+    """RHO-LOSS's reference: `small` trained STEPS0 steps on the validation clips only, scored on round 0."""
+    from data_engine_experiment import train_args
+
+    d = out / s / f"seed{seed}"
+    data = out / s / "data"
+    ref = d / "reference_on_round0.parquet"
+    run = d / "reference"
+    shutil.rmtree(run, ignore_errors=True)
+    c = loop_cfg(out)
+    _gpu(train_args(c, spec(data, _shards(out / s / "val.parquet")), run, c["steps0"], seed, device, None, workers),
+         log, cost, "reference_train_s")
+    _gpu(_eval(run, spec(data, _shards(out / s / "round0.parquet")), ref, device), log, cost, "reference_eval_s")
+    return ref
+
+
+def _positives(cur: Path, ref: Path) -> int:
+    import pandas as pd
+
+    a = pd.read_parquet(cur).groupby(["uid", "clip"])["loss"].mean()
+    b = pd.read_parquet(ref).groupby(["uid", "clip"])["loss"].mean()
+    return int(((a - b).dropna() > 0).sum())
+
+
+def run_arm(out: Path, s: str, arm: str, seed: int, device: str, workers: int) -> dict:
+    import pandas as pd
+
+    from data_engine_cache import copy_rows
+    from data_engine_experiment import train_args
+
+    c = loop_cfg(out)
+    setup_scenario(out, s)
+    r0 = round0(out, s, seed, device, workers)
+    d = out / s / f"seed{seed}" / arm
+    if (d / "result.json").exists():
+        return json.loads((d / "result.json").read_text())
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(parents=True)
+    log, cost, note = d / "log.txt", {}, None
+    sd = out / s / f"seed{seed}"
+    mine = ["mine", "--metrics", str(sd / "round0_on_round0.parquet"), "--manifest", str(out / s / "round0.parquet"),
+            "--renders", str(out / s / "data"), "--out", str(d / "next.parquet"), "--shard-size", str(c["shard_size"]),
+            "--rerender-fraction", "0", "--boost", "1", "--fraction", "0.25", "--pool", str(out / s / "pool.parquet"),
+            "--render-budget", str(c["budget"]), "--no-pool-probe"]
+    target = ["--target-metrics", str(sd / "round0_on_val.parquet"), "--target-manifest", str(out / s / "val.parquet"),
+              "--group-by", GROUP_BY[s]]
+    if arm == "random":
+        mine += ["--pool-strategy", "random", "--pool-seed", str(seed)]
+    elif arm == "topk":
+        mine += ["--pool-strategy", "similar"]
+    elif arm == "reducible":
+        ref = _reference(out, s, seed, device, workers, log, cost)
+        if _positives(sd / "round0_on_round0.parquet", ref):
+            mine += ["--strategy", "reducible", "--reference-metrics", str(ref), "--pool-strategy", "similar"]
+        else:  # no round-0 clip the reference gets more right: nothing reducible to resemble
+            note = "no round-0 clip with current loss > reference loss: fell back to --pool-strategy random"
+            mine += ["--pool-strategy", "random", "--pool-seed", str(seed)]
+    elif arm in ("groups", "groups_diverse", "combo"):
+        mine += ["--pool-strategy", "target", *target, "--within", "random" if arm == "groups" else "diverse",
+                 "--pool-seed", str(seed)] + (["--group-weights"] if arm == "combo" else [])
+    else:
+        raise SystemExit(f"unknown arm {arm!r}; arms: {', '.join(LOOP_ARMS)}")
+    sh(mine, log)
+    nxt = pd.read_parquet(d / "next.parquet")
+    new = nxt[nxt["round"] > 0]
+    base_spec = json.loads(next((out / "cache" / "data").glob("shard-*.stats.json")).read_text()).get("spec")
+    copy_rows(out / "cache", new, d / "data", base_spec)
+    run = d / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    ck0 = Path(r0["checkpoint"])
+    shutil.copy2(ck0, run / "checkpoints" / ck0.name)
+    shutil.copy2(ck0.parents[1] / "config.json", run / "config.json")
+    shards = spec(out / s / "data", _shards(out / s / "round0.parquet")) + "::" + spec(d / "data", committed(d / "data"))
+    weights = d / "next.parquet" if arm == "combo" else None
+    _gpu(train_args(c, shards, run, c["steps0"] + c["steps1"], seed, device, weights, workers), log, cost, "train_s")
+    test = spec(out / s / "data", _shards(out / s / "test.parquet"))
+    _gpu(_eval(run, test, d / "test_metrics.parquet", device), log, cost, "eval_s")
+    curve = {}
+    if arm == "random":
+        mid = c["steps0"] + c["steps1"] // 2
+        ck = run / "checkpoints" / f"step-{mid:08d}.pt"
+        if ck.exists():
+            _gpu(_eval(ck, test, d / "test_metrics_mid.parquet", device), log, cost, "curve_eval_s")
+            curve = {c["steps0"]: r0["test"]["all"]["psnr_obj"],
+                     mid: _scores(out, s, d / "test_metrics_mid.parquet")["all"]["psnr_obj"]}
+    m = pd.read_parquet(d / "test_metrics.parquet")
+    assert not m["seen_in_training"].any(), "test clips must never be trained on"
+    images, core_s = 0, 0.0
+    for n in committed(d / "data"):
+        p = pd.read_parquet(d / "data" / f"shard-{n:06d}.parquet")
+        ok = p[p["status"] == "ok"]
+        images += int((ok["num_frames"] * ok["num_views"]).sum())
+        core_s += float(ok["seconds"].sum())
+    res = {"scenario": s, "arm": arm, "seed": seed, "steps0": c["steps0"], "steps1": c["steps1"],
+           "budget": c["budget"], "new_clips": len(new), "new_images": images, "render_core_s": round(core_s, 1),
+           "gpu_s": round(sum(cost.values()), 1), "cost": cost, "round0_gpu_s": r0["gpu_s"],
+           "new_by_group": {str(k): int(v) for k, v in _new_groups(out, s, new).items()},
+           "protocol": str(m["protocol"].iloc[0]), "test": _scores(out, s, d / "test_metrics.parquet"),
+           "round0_test": r0["test"], "note": note,
+           "curve": {**curve, c["steps0"] + c["steps1"]: float(m["psnr_obj"].mean())} if curve else None}
+    (d / "result.json").write_text(json.dumps(res, indent=1))
+    return res
+
+
+def _new_groups(out: Path, s: str, new):
+    from manifests.signals import group_labels
+
+    return group_labels(new, GROUP_BY[s], probe=False).value_counts().sort_index()
+
+
+def loop_arm(out: Path, s: str, arm: str, seeds: list[int], device: str, workers: int) -> None:
+    """One command per arm: the seeds at once (one process each, spread over the visible GPUs)."""
+    setup_scenario(out, s)
+    ngpu = 1
+    if device == "cuda":
+        import torch
+
+        ngpu = max(1, torch.cuda.device_count())
+    procs = []
+    t0 = time.perf_counter()
+    for i, seed in enumerate(seeds):
+        env = {**os.environ, "CUDA_VISIBLE_DEVICES": str(i % ngpu)} if device == "cuda" else dict(os.environ)
+        logf = open(out / s / f"arm-{arm}-seed{seed}.txt", "w")
+        procs.append(subprocess.Popen([sys.executable, __file__.replace("data_engine_arms", "data_engine_experiment"),
+                                       "loop-seed", "--out", str(out), "--scenario", s, "--arm", arm, "--seed",
+                                       str(seed), "--device", device, "--num-workers", str(workers)],
+                                      stdout=logf, stderr=subprocess.STDOUT, env=env))
+    rcs = [p.wait() for p in procs]
+    print(json.dumps({"scenario": s, "arm": arm, "seeds": seeds, "rc": rcs, "wall_s": round(time.perf_counter() - t0, 1)}))
+    if any(rcs):
+        raise SystemExit(f"{s}/{arm}: seed run(s) failed (rc {rcs}); logs: {out / s}/arm-{arm}-seed*.txt")
