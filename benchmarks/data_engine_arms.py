@@ -234,8 +234,8 @@ def _new_groups(out: Path, s: str, new):
     return group_labels(new, GROUP_BY[s], probe=False).value_counts().sort_index()
 
 
-def loop_arm(out: Path, s: str, arm: str, seeds: list[int], device: str, workers: int) -> None:
-    """One command per arm: the seeds at once (one process each, spread over the visible GPUs)."""
+def loop_arm(out: Path, s: str, arm: str, seeds: list[int], device: str, workers: int, gpu_base: int = 0) -> None:
+    """One command per arm: the seeds at once (one process each; seed i on GPU (gpu_base + i) % GPUs)."""
     setup_scenario(out, s)
     ngpu = 1
     if device == "cuda":
@@ -245,7 +245,7 @@ def loop_arm(out: Path, s: str, arm: str, seeds: list[int], device: str, workers
     procs = []
     t0 = time.perf_counter()
     for i, seed in enumerate(seeds):
-        env = {**os.environ, "CUDA_VISIBLE_DEVICES": str(i % ngpu)} if device == "cuda" else dict(os.environ)
+        env = {**os.environ, "CUDA_VISIBLE_DEVICES": str((gpu_base + i) % ngpu)} if device == "cuda" else dict(os.environ)
         logf = open(out / s / f"arm-{arm}-seed{seed}.txt", "w")
         procs.append(subprocess.Popen([sys.executable, __file__.replace("data_engine_arms", "data_engine_experiment"),
                                        "loop-seed", "--out", str(out), "--scenario", s, "--arm", arm, "--seed",

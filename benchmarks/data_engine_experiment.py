@@ -283,6 +283,7 @@ def main() -> None:
         p.add_argument("--seeds" if name == "loop-arm" else "--seed", default="0,1,2" if name == "loop-arm" else "0")
         p.add_argument("--device", default="cpu")
         p.add_argument("--num-workers", type=int, default=2)
+        p.add_argument("--gpu-base", type=int, default=0, help="loop-arm: seed i runs on GPU (base + i) %% GPUs")
     p = sub.add_parser("loop-report")
     p.add_argument("--out", required=True, type=Path)
     p = sub.add_parser("all")
@@ -310,7 +311,7 @@ def main() -> None:
     elif a.cmd == "loop-arm":
         from data_engine_arms import loop_arm
 
-        loop_arm(a.out, a.scenario, a.arm, [int(x) for x in a.seeds.split(",")], a.device, a.num_workers)
+        loop_arm(a.out, a.scenario, a.arm, [int(x) for x in a.seeds.split(",")], a.device, a.num_workers, a.gpu_base)
     elif a.cmd == "loop-seed":
         from data_engine_arms import run_arm
 
