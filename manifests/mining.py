@@ -42,11 +42,7 @@ not yet rendered pool manifest are appended as new rows to render (new shards af
 +1, `mine_reason` `pool:similar` or `pool:random`, `pool_reason` the explanation), chosen from
 pre-render features to resemble the hard examples (or at random, the control).
 
-Target-aware acquisition (`target`, manifests/acquire.py): with the current model's metrics on a target
-split and a group column, `pool_strategy` `target` spreads the render budget over the pool's groups by what
-the target still lacks (signals of manifests/signals.py), with diverse picks within each group
-(`mine_reason` `pool:target`); `target.weights` also sets the next round's sampling weights per group
-(`group_reason`).
+Target-aware acquisition (`target`; `pool:target` picks, `group_reason` weights): manifests/acquire.py.
 
 Reading and checking the inputs (metrics files, the renders folder) is manifests/mining_inputs.py.
 
@@ -213,9 +209,8 @@ def mine(cfg: MineConfig, command: str | None = None) -> MineResult:
     if cfg.strategy == "baseline":
         from manifests.signals import sample_deficits
 
-        d = sample_deficits(cfg.metrics, "baseline", metric="psnr")
-        keys = df[["uid", "clip"]].astype({"clip": "int64"})
-        score = keys.merge(d, on=["uid", "clip"], how="left")["deficit"]
+        d = sample_deficits(cfg.metrics, "baseline", metric="psnr")  # the mean over the shards a clip was scored in
+        score = df[["uid", "clip"]].astype({"clip": "int64"}).merge(d, on=["uid", "clip"], how="left")["deficit"]
     elif ref is None:
         score = scored["loss"] if cfg.by == "loss" else -scored["psnr"]
     else:
