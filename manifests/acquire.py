@@ -189,6 +189,7 @@ def pick_groups(pool: pd.DataFrame, pool_groups: pd.Series, plans: list[GroupPla
             else:
                 j = int(np.argmax(np.where(taken, -1.0, mind)))
                 why = f"farthest first: {mind[j]:.2f} std from the nearest rendered or picked row {ref[j]}"
+            gain = float(mind[j]) if np.isfinite(mind[j]) else 0.0  # the distance this pick adds to the cover
             taken[j] = True
             row = pool.iloc[idx[j]]
             d_new = np.sqrt(((X - X[j]) ** 2).sum(-1))
@@ -196,7 +197,7 @@ def pick_groups(pool: pd.DataFrame, pool_groups: pd.Series, plans: list[GroupPla
             mind = np.where(closer, d_new, mind)
             ref = [f"{row['uid']}:{int(row['clip'])}" if c else r for c, r in zip(closer, ref)]
             side = ", ".join(f"{c} {_show(row, c)}" for c in SHOW if c in pool.columns)
-            out.append(Pick(str(row["uid"]), int(row["clip"]), float(mind[j]) if k else 0.0,
+            out.append(Pick(str(row["uid"]), int(row["clip"]), gain,
                               f"{head}; diverse pick {k + 1}/{plan.budget}: {why}; features {', '.join(names)}; {side}"))
     return out
 
