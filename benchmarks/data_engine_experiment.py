@@ -279,7 +279,7 @@ def main() -> None:
         p = sub.add_parser(name, help="issue 23: benchmarks/data_engine_arms.py")
         p.add_argument("--out", required=True, type=Path)
         p.add_argument("--scenario", required=True, choices=("matched", "shifted", "real"))
-        p.add_argument("--arm", required=True, choices=("random", "topk", "reducible", "groups", "groups_diverse", "combo"))
+        p.add_argument("--arm", required=True, choices=("random", "topk", "reducible", "groups", "groups_diverse", "groups_rho", "combo"))
         p.add_argument("--seeds" if name == "loop-arm" else "--seed", default="0,1,2" if name == "loop-arm" else "0")
         p.add_argument("--device", default="cpu")
         p.add_argument("--num-workers", type=int, default=2)
