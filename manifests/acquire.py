@@ -8,7 +8,9 @@ each group's mean deficit d_g (dB, a signal of manifests/signals.py) measures ho
 from what it could do there.
 
 Budget (DoReMi, Xie et al. 2023, applied once per round): a group's weight is its share of the target
-clips p_g times exp(eta * (d_g - d)), d the target's mean deficit, normalised; then mixed with the uniform
+clips p_g times exp(eta * (d_g - d) / sigma), d the target's mean deficit and sigma the per-clip spread of
+the deficit over the target (so eta is per standard deviation, whatever the signal's scale: the copy
+baseline's deficits span tens of dB between static-looking and fast clips, a reference's a few), normalised; then mixed with the uniform
 share, s_g = (1 - floor) * w_g + floor / G over the G groups the pool has, so no group starves. The render
 budget B becomes whole counts: every group first gets min(its pool rows, floor(floor * B / G)), the rest
 goes one row at a time to the group furthest below its quota s_g * B that still has pool rows (ties by
@@ -53,7 +55,7 @@ class TargetConfig:
     signal: str = "baseline"             # raw | baseline (nearest-input copy) | reference (RHO, needs reference)
     reference: str | None = None         # signal reference: a reference model's metrics on the target clips
     metric: str = "psnr_obj"             # the PSNR column deficits are measured in
-    eta: float = 1.0                     # per dB: a group 1 dB further behind gets e x the weight
+    eta: float = 1.0                     # per std of the per-clip deficit: a group 1 std further behind gets e x
     floor: float = 0.2                   # share mixed in uniformly over the groups: no group starves
     within: str = "diverse"              # diverse (k-center) | random, within each group's budget
     weights: bool = False                # also set the next round's sampling weights per group
@@ -109,8 +111,9 @@ def group_shares(groups: list[str], target: pd.DataFrame, eta: float, floor: flo
     p = t.loc[inside, "share"].to_numpy(dtype="float64")
     p = p / p.sum()
     d = t.loc[inside, "deficit"].to_numpy(dtype="float64")
+    scale = float(t["scale"].iloc[0]) if "scale" in t.columns else 1.0
     mean = float((p * d).sum())
-    raw = p * np.exp(np.clip(eta * (d - mean), -50, 50))
+    raw = p * np.exp(np.clip(eta * (d - mean) / scale, -50, 50))
     w = dict(zip(inside, raw / raw.sum()))
     G = len(groups)
     out = []

@@ -172,7 +172,8 @@ def render_stats(folder: str | os.PathLike) -> pd.DataFrame:
 def group_deficits(deficits: pd.DataFrame, rows: pd.DataFrame, column: str, renders=None, probe: bool = True,
                    where: str = "target manifest") -> pd.DataFrame:
     """Per group of `column`: clips (the scored clips of `rows`, a validation split), share of them, mean
-    model value, mean base and mean deficit (dB), sorted by group name. Clips of `deficits` with no row in
+    model value, mean base and mean deficit (dB), and `scale`, the per-clip standard deviation of the
+    deficit over all those clips (1 when there is none), sorted by group name. Clips of `deficits` with no row in
     `rows`, and clips with a NaN deficit, are left out; none left is an error."""
     keys = rows[["uid", "clip"]].astype({"clip": "int64"}).assign(group=group_labels(rows, column, renders, probe, where).to_numpy())
     keys = keys.drop_duplicates(["uid", "clip"])
@@ -185,4 +186,6 @@ def group_deficits(deficits: pd.DataFrame, rows: pd.DataFrame, column: str, rend
           .agg(clips=("deficit", "size"), value=("value", "mean"), base=("base", "mean"), deficit=("deficit", "mean"))
           .reset_index())
     g["share"] = g["clips"] / g["clips"].sum()
-    return g[["group", "clips", "share", "value", "base", "deficit"]]
+    sd = float(j["deficit"].std(ddof=0)) if len(j) > 1 else 0.0
+    g["scale"] = sd if sd > 0 else 1.0  # the per-clip spread of the deficit over the whole target (dB)
+    return g[["group", "clips", "share", "value", "base", "deficit", "scale"]]

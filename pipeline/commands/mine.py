@@ -92,7 +92,8 @@ Then: pipeline render --manifest next.parquet --shard N --out data      (each ne
 @click.option("--group-metric", type=click.Choice(("psnr_obj", "psnr")), default="psnr_obj", show_default=True,
               help="The PSNR column deficits are measured in.")
 @click.option("--group-eta", type=float, default=1.0, show_default=True,
-              help="Multiplicative-weights step per dB of deficit (0 = the target's own mix).")
+              help="Multiplicative-weights step per standard deviation of the per-clip deficit (0 = the target's "
+                   "own mix).")
 @click.option("--group-floor", type=float, default=0.2, show_default=True,
               help="Share spread uniformly over the groups so none starves (each gets >= floor*budget/groups rows).")
 @click.option("--within", type=click.Choice(("diverse", "random")), default="diverse", show_default=True,

@@ -108,6 +108,8 @@ def test_group_deficits_are_means_over_the_target_split(evaluated, tmp_path):
         assert g.set_index("group").loc[cat, "deficit"] == pytest.approx(want)
         assert g.set_index("group").loc[cat, "clips"] == 3
     assert g["share"].sum() == pytest.approx(1.0)
+    inside = d[d["uid"].isin(set(rows["uid"]))]["deficit"]
+    assert (g["scale"] == pytest.approx(float(inside.std(ddof=0)))).all()
 
 
 def test_deform_groups_from_the_real_gltf_files(curated_pool):
@@ -150,6 +152,9 @@ def test_group_shares_are_multiplicative_weights_with_a_floor():
     assert sum(p.share for p in plans.values()) == pytest.approx(1.0)
     flat = {p.group: p for p in group_shares(["a", "b"], table, eta=0.0, floor=0.0)}
     assert flat["a"].share == pytest.approx(0.75)  # eta 0: the target's own mix
+    wide = {p.group: p for p in group_shares(["a", "b"], table.assign(scale=2.0), eta=1.0, floor=0.0)}
+    wa2, wb2 = 0.75 * np.exp((1.0 - mean) / 2), 0.25 * np.exp((3.0 - mean) / 2)  # eta is per std of the deficit
+    assert wide["b"].weight == pytest.approx(wb2 / (wa2 + wb2))
 
 
 def test_allocation_is_exact_and_respects_floors_and_pool_sizes():
