@@ -29,9 +29,9 @@ reference trained on the validation clips alone scored worse than the current mo
 in the CPU check: nothing was "reducible"). When no round-0 clip has a positive excess, `reducible` falls back
 to the random draw and says so in its result.
 
+Render core-seconds: the cached samples' own CPU seconds (`cpu_s` of the shard parquet, one render thread).
 GPU seconds: wall seconds of the arm's own `pipeline train` / `pipeline eval` processes (the reference run
-included for the arms that use it, counted in each; round 0 counted once per seed, apart). Render core-seconds: the cached samples' own
-one-core seconds of the arm's new clips. The random arm also scores its middle checkpoint (the control's
+included for the arms that use it, counted in each; round 0 counted once per seed, apart). The random arm also scores its middle checkpoint (the control's
 learning curve: still rising at the budget, or flat).
 """
 
@@ -243,14 +243,16 @@ def run_arm(out: Path, s: str, arm: str, seed: int, device: str, workers: int) -
                      mid: _scores(out, s, d / "test_metrics_mid.parquet")["all"]["psnr_obj"]}
     m = pd.read_parquet(d / "test_metrics.parquet")
     assert not m["seen_in_training"].any(), "test clips must never be trained on"
-    images, core_s = 0, 0.0
+    images, core_s, wall_s = 0, 0.0, 0.0
     for n in committed(d / "data"):
         p = pd.read_parquet(d / "data" / f"shard-{n:06d}.parquet")
         ok = p[p["status"] == "ok"]
         images += int((ok["num_frames"] * ok["num_views"]).sum())
-        core_s += float(ok["seconds"].sum())
+        core_s += float(ok["cpu_s"].sum())   # CPU seconds of the render process (one thread: --threads 1)
+        wall_s += float(ok["seconds"].sum())  # its wall seconds (inflated when the CPU box was shared)
     res = {"scenario": s, "arm": arm, "seed": seed, "steps0": c["steps0"], "steps1": c["steps1"],
            "budget": c["budget"], "new_clips": len(new), "new_images": images, "render_core_s": round(core_s, 1),
+           "render_wall_s": round(wall_s, 1),
            "gpu_s": round(sum(cost.values()), 1), "cost": cost, "round0_gpu_s": r0["gpu_s"],
            "new_by_group": {str(k): int(v) for k, v in _new_groups(out, s, new).items()},
            "protocol": str(m["protocol"].iloc[0]), "test": _scores(out, s, d / "test_metrics.parquet"),

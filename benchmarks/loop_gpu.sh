@@ -1,7 +1,8 @@
 #!/bin/bash
 # Issue 23's experiment (benchmarks/data_engine_arms.py) on a GPU host without Blender, from the render cache
 # made on the CPU box (python benchmarks/data_engine_experiment.py loop-prepare --out .exp23 --assets .scratch/exp23/assets):
-#   device run, carry [".whl", ".exp23"]:  SCENARIOS=shifted ARMS=random bash benchmarks/loop_gpu.sh
+#   tar czf .exp23.tgz --exclude=.exp23/curated .exp23     (24.5 MiB; the folder itself is 43 MiB)
+#   device run, carry [".whl", ".exp23.tgz"]:  SCENARIOS=shifted ARMS=random bash benchmarks/loop_gpu.sh
 # One (scenario, arm) per call is the plain case; SCENARIOS and ARMS take space-separated lists and then run every
 # (scenario, arm) at once, each with its SEEDS at once, processes spread round-robin over the GPUs.
 # The runs write into WORK (a copy of .exp23 made once per machine, so a later call on the same warm machine
@@ -11,7 +12,7 @@
 #   DEVICE=cpu EXP=.scratch/exp23cpu WORK=/tmp/exp23cpu_work SCENARIOS=shifted ARMS=random SEEDS=0 bash benchmarks/loop_gpu.sh
 set -u
 OUT=${OUT:-/tmp/loop_gpu_out}
-EXP=${EXP:-.exp23}
+EXP=${EXP:-.exp23}                 # EXP.tgz when carried packed, else the folder
 WORK=${WORK:-/tmp/exp23_work}
 DEVICE=${DEVICE:-cuda}
 SCENARIOS=${SCENARIOS:-shifted}
@@ -31,7 +32,10 @@ if [ "$DEVICE" = cuda ]; then
 fi
 export OMP_NUM_THREADS=2
 { date -u; nvidia-smi --query-gpu=index,name,memory.total --format=csv 2>&1; nproc; git log -1 --format=%h 2>&1; } >"$OUT/env.txt" 2>&1
-[ -f "$WORK/loop_config.json" ] || { rm -rf "$WORK"; mkdir -p "$(dirname "$WORK")"; cp -r "$EXP" "$WORK"; }
+if [ ! -f "$WORK/loop_config.json" ]; then  # once per machine: a later call on a warm machine reuses round 0
+  rm -rf "$WORK"; mkdir -p "$WORK"
+  if [ -f "$EXP.tgz" ]; then tar xzf "$EXP.tgz" -C "$WORK" --strip-components=1; else cp -r "$EXP/." "$WORK"; fi
+fi
 note "device $DEVICE, $NGPU GPU(s); scenarios $SCENARIOS; arms $ARMS; seeds $SEEDS; work $WORK"
 if [ "$DEVICE" = cuda ]; then
   timeout "$(left)" python3 -c "from gsplat.cuda._backend import _C" >"$OUT/compile.txt" 2>&1; note "gsplat: rc $?"
