@@ -22,8 +22,8 @@ arm), and is scored on the test clips:
 | groups_rho | groups_diverse with --signal reference (group deficit = reference minus current psnr_obj on the validation clips) | uniform |
 | combo | groups_diverse + --group-weights | group shares |
 
-The reference (reducible, groups_rho; made once per seed under a lock) is `small` trained STEPS0 + STEPS1 steps
-from scratch on round 0 plus the whole pool (rendered in the cache): the RHO-LOSS reference trained on more
+The reference (reducible, groups_rho; made once per seed under a lock) is `small` trained STEPS0 steps (as round
+0: it runs beside round 0, not after it) from scratch on round 0 plus the whole pool (rendered in the cache): the RHO-LOSS reference trained on more
 data of the candidates' distribution, so `current - reference` is what the pool's data can still teach (a
 reference trained on the validation clips alone scored worse than the current model on every round-0 clip
 in the CPU check: nothing was "reducible"). When no round-0 clip has a positive excess, `reducible` falls back
@@ -155,7 +155,7 @@ def _reference(out: Path, s: str, seed: int, device: str, workers: int) -> dict:
         run, log, cost = d / "reference", d / "reference_log.txt", {}
         shutil.rmtree(run, ignore_errors=True)
         shards = spec(data, _shards(out / s / "round0.parquet")) + "::" + spec(pool_data, _shards(out / s / "pool.parquet"))
-        _gpu(train_args(c, shards, run, c["steps0"] + c["steps1"], seed, device, None, workers), log, cost, "train_s")
+        _gpu(train_args(c, shards, run, c["steps0"], seed, device, None, workers), log, cost, "train_s")
         r = {"gpu_s": 0.0}
         for role in ("round0", "val"):
             m = d / f"reference_on_{role}.parquet"
