@@ -182,6 +182,7 @@ def run_arm(out: Path, s: str, arm: str, seed: int, device: str, workers: int) -
 
     c = loop_cfg(out)
     setup_scenario(out, s)
+    rr = _reference(out, s, seed, device, workers) if arm in ("reducible", "groups_rho") else None  # beside round 0
     r0 = round0(out, s, seed, device, workers)
     d = out / s / f"seed{seed}" / arm
     if (d / "result.json").exists():
@@ -201,7 +202,6 @@ def run_arm(out: Path, s: str, arm: str, seed: int, device: str, workers: int) -
     elif arm == "topk":
         mine += ["--pool-strategy", "similar"]
     elif arm == "reducible":
-        rr = _reference(out, s, seed, device, workers)
         cost["reference_s"] = rr["gpu_s"]
         ref = rr["round0"]
         if _positives(sd / "round0_on_round0.parquet", Path(ref)):
@@ -213,7 +213,6 @@ def run_arm(out: Path, s: str, arm: str, seed: int, device: str, workers: int) -
         mine += ["--pool-strategy", "target", *target, "--within", "random" if arm == "groups" else "diverse",
                  "--pool-seed", str(seed)] + (["--group-weights"] if arm == "combo" else [])
         if arm == "groups_rho":
-            rr = _reference(out, s, seed, device, workers)
             cost["reference_s"] = rr["gpu_s"]
             mine += ["--signal", "reference", "--target-reference-metrics", rr["val"]]
     else:
