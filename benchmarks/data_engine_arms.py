@@ -86,29 +86,38 @@ def _gpu(args: list[str], log: Path, cost: dict, what: str) -> None:
     cost[what] = round(cost.get(what, 0.0) + sh(args, log), 1)
 
 
-def round0(out: Path, s: str, seed: int, device: str, workers: int) -> dict:
+def _made_once(out: Path, s: str, seed: int, name: str, shards: str, roles: tuple[str, ...], device: str,
+               workers: int) -> dict:
+    """`small` trained STEPS0 steps from scratch on SHARDS (DIR/S/seedN/NAME), scored on each role's clips; made
+    once per seed under a lock, so arms running at once share it."""
     from data_engine_experiment import train_args
 
     c = loop_cfg(out)
     d = out / s / f"seed{seed}"
-    data = out / s / "data"
-    done = d / "round0.json"
-    with locked(d / "round0.lock"):
+    done = d / f"{name}.json"
+    with locked(d / f"{name}.lock"):
         if done.exists():
             return json.loads(done.read_text())
-        shutil.rmtree(d / "round0", ignore_errors=True)
-        cost: dict = {}
-        log = d / "round0_log.txt"
-        _gpu(train_args(c, spec(data, _shards(out / s / "round0.parquet")), d / "round0", c["steps0"], seed, device, None,
-                        workers), log, cost, "train_s")
-        ck = d / "round0" / "checkpoints" / f"step-{c['steps0']:08d}.pt"
-        for role in ("round0", "val", "test"):
-            _gpu(_eval(ck, spec(data, _shards(out / s / f"{role}.parquet")), d / f"round0_on_{role}.parquet", device),
-                 log, cost, "eval_s")
-        r = {"checkpoint": str(ck), "gpu_s": round(cost["train_s"] + cost["eval_s"], 1), **cost,
-             "test": _scores(out, s, d / "round0_on_test.parquet")}
+        run, log, cost = d / name, d / f"{name}_log.txt", {}
+        shutil.rmtree(run, ignore_errors=True)
+        _gpu(train_args(c, shards, run, c["steps0"], seed, device, None, workers), log, cost, "train_s")
+        ck = run / "checkpoints" / f"step-{c['steps0']:08d}.pt"
+        r: dict = {"checkpoint": str(ck), "metrics": {}}
+        for role in roles:
+            m = d / f"{name}_on_{role}.parquet"
+            _gpu(_eval(ck, spec(out / s / "data", _shards(out / s / f"{role}.parquet")), m, device), log, cost, "eval_s")
+            r["metrics"][role] = str(m)
+        r.update(cost, gpu_s=round(sum(cost.values()), 1))
+        if "test" in roles:
+            r["test"] = _scores(out, s, Path(r["metrics"]["test"]))
         done.write_text(json.dumps(r, indent=1))
         return r
+
+
+def round0(out: Path, s: str, seed: int, device: str, workers: int) -> dict:
+    """The seed's round 0, scored on the round-0 (mined), validation (target) and test (start) clips."""
+    shards = spec(out / s / "data", _shards(out / s / "round0.parquet"))
+    return _made_once(out, s, seed, "round0", shards, ("round0", "val", "test"), device, workers)
 
 
 def _eval(ck: Path, shards: str, metrics: Path, device: str) -> list[str]:
@@ -133,37 +142,19 @@ def _scores(out: Path, s: str, metrics: Path) -> dict:
 
 
 def _reference(out: Path, s: str, seed: int, device: str, workers: int) -> dict:
-    """RHO-LOSS's reference (module docstring), scored on the round-0 and the validation clips; made once."""
+    """RHO-LOSS's reference (module docstring): round 0 plus the whole pool, scored on the round-0 and validation
+    clips. The pool's shards go to DIR/S/pool_data, apart from DIR/S/data: mine's new shard numbers never see them."""
     from data_engine_cache import copy_rows
-    from data_engine_experiment import train_args
 
     from contracts.layout import committed_shards, read_stats
     from manifests import read_manifest
 
-    c = loop_cfg(out)
-    d = out / s / f"seed{seed}"
-    data = out / s / "data"
-    done = d / "reference.json"
-    with locked(d / "reference.lock"):
-        if done.exists():
-            return json.loads(done.read_text())
+    pool_data = out / s / "pool_data"
+    with locked(out / s / "setup.lock"):
         base = read_stats(out / "cache" / "data", committed_shards(out / "cache" / "data")[0]).get("spec")
-        pool_data = out / s / "pool_data"  # apart from DIR/S/data: mine's new shard numbers never see these
-        with locked(out / s / "setup.lock"):
-            copy_rows(out / "cache", read_manifest(out / s / "pool.parquet").assign(render_settings=None), pool_data,
-                      base)
-        run, log, cost = d / "reference", d / "reference_log.txt", {}
-        shutil.rmtree(run, ignore_errors=True)
-        shards = spec(data, _shards(out / s / "round0.parquet")) + "::" + spec(pool_data, _shards(out / s / "pool.parquet"))
-        _gpu(train_args(c, shards, run, c["steps0"], seed, device, None, workers), log, cost, "train_s")
-        r = {"gpu_s": 0.0}
-        for role in ("round0", "val"):
-            m = d / f"reference_on_{role}.parquet"
-            _gpu(_eval(run, spec(data, _shards(out / s / f"{role}.parquet")), m, device), log, cost, "eval_s")
-            r[role] = str(m)
-        r["gpu_s"] = round(sum(cost.values()), 1)
-        done.write_text(json.dumps(r, indent=1))
-        return r
+        copy_rows(out / "cache", read_manifest(out / s / "pool.parquet").assign(render_settings=None), pool_data, base)
+    shards = spec(out / s / "data", _shards(out / s / "round0.parquet")) + "::" + spec(pool_data, _shards(out / s / "pool.parquet"))
+    return _made_once(out, s, seed, "reference", shards, ("round0", "val"), device, workers)
 
 
 def _positives(cur: Path, ref: Path) -> int:
@@ -203,7 +194,7 @@ def run_arm(out: Path, s: str, arm: str, seed: int, device: str, workers: int) -
         mine += ["--pool-strategy", "similar"]
     elif arm == "reducible":
         cost["reference_s"] = rr["gpu_s"]
-        ref = rr["round0"]
+        ref = rr["metrics"]["round0"]
         if _positives(sd / "round0_on_round0.parquet", Path(ref)):
             mine += ["--strategy", "reducible", "--reference-metrics", ref, "--pool-strategy", "similar"]
         else:  # no round-0 clip the reference gets more right: nothing reducible to resemble
@@ -214,7 +205,7 @@ def run_arm(out: Path, s: str, arm: str, seed: int, device: str, workers: int) -
                  "--pool-seed", str(seed)] + (["--group-weights"] if arm == "combo" else [])
         if arm == "groups_rho":
             cost["reference_s"] = rr["gpu_s"]
-            mine += ["--signal", "reference", "--target-reference-metrics", rr["val"]]
+            mine += ["--signal", "reference", "--target-reference-metrics", rr["metrics"]["val"]]
     else:
         raise SystemExit(f"unknown arm {arm!r}; arms: {', '.join(LOOP_ARMS)}")
     sh(mine, log)
