@@ -54,5 +54,5 @@ note "arms: $i command(s) at once, last failing rc $rc; $(ls "$WORK"/*/seed*/*/r
 python3 benchmarks/data_engine_experiment.py loop-report --out "$WORK" >"$OUT/report.md" 2>&1
 note "report: rc $?"
 ( cd "$WORK" && tar czf "$OUT/results.tgz" --exclude='*.pt' --exclude='*.tar' --exclude='./*/data' --exclude='*/data/*' \
-    --exclude=./cache --exclude=./curated --exclude=pool_data --exclude='events.out.*' --exclude='*.lock' . )
+    --exclude=./cache --exclude=./curated --exclude=./assets --exclude=pool_data --exclude='events.out.*' --exclude='*.lock' . )
 note "done: $(ls "$OUT" | tr '\n' ' ')"
