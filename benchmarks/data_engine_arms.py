@@ -16,7 +16,7 @@ arm), and is scored on the test clips:
 |---|---|---|
 | random | --pool-strategy random --pool-seed SEED | uniform |
 | topk | per-clip top-k loss (today's), --pool-strategy similar | uniform |
-| reducible | per-clip RHO-LOSS: --strategy reducible (current minus reference loss on the round-0 clips), --pool-strategy similar | uniform |
+| reducible | per-clip RHO-LOSS: --strategy reducible on the validation clips (current minus reference loss), --pool-strategy similar (pool clips like the reducible ones) | uniform |
 | groups | --pool-strategy target --within random (group budget from the validation clips' copy-baseline deficits) | uniform |
 | groups_diverse | --pool-strategy target --within diverse (k-center in each group) | uniform |
 | groups_rho | groups_diverse with --signal reference (group deficit = reference minus current psnr_obj on the validation clips) | uniform |
@@ -26,8 +26,10 @@ The reference (reducible, groups_rho; made once per seed under a lock) is `small
 0: it runs beside round 0, not after it) from scratch on round 0 plus the whole pool (rendered in the cache): the RHO-LOSS reference trained on more
 data of the candidates' distribution, so `current - reference` is what the pool's data can still teach (a
 reference trained on the validation clips alone scored worse than the current model on every round-0 clip
-in the CPU check: nothing was "reducible"). When no round-0 clip has a positive excess, `reducible` falls back
-to the random draw and says so in its result.
+in the CPU check: nothing was "reducible"). RHO's excess is taken on the validation clips, which neither model
+trained on (on round-0 clips the current model has seen each clip more often than the reference, so its loss
+is lower there whatever the data teaches). When no validation clip has a positive excess, `reducible` falls
+back to the random draw and says so in its result.
 
 Render core-seconds: the cached samples' own CPU seconds (`cpu_s` of the shard parquet, one render thread).
 GPU seconds: wall seconds of the arm's own `pipeline train` / `pipeline eval` processes (the reference run
@@ -194,11 +196,14 @@ def run_arm(out: Path, s: str, arm: str, seed: int, device: str, workers: int) -
         mine += ["--pool-strategy", "similar"]
     elif arm == "reducible":
         cost["reference_s"] = rr["gpu_s"]
-        ref = rr["metrics"]["round0"]
-        if _positives(sd / "round0_on_round0.parquet", Path(ref)):
+        # per-clip RHO on the validation clips, which neither model trained on: current minus reference loss is
+        # what more data (the pool) teaches there; the pool clips like those clips are picked
+        ref = rr["metrics"]["val"]
+        mine[2], mine[4] = str(sd / "round0_on_val.parquet"), str(out / s / "val.parquet")  # --metrics, --manifest
+        if _positives(sd / "round0_on_val.parquet", Path(ref)):
             mine += ["--strategy", "reducible", "--reference-metrics", ref, "--pool-strategy", "similar"]
         else:  # no round-0 clip the reference gets more right: nothing reducible to resemble
-            note = "no round-0 clip with current loss > reference loss: fell back to --pool-strategy random"
+            note = "no validation clip with current loss > reference loss: fell back to --pool-strategy random"
             mine += ["--pool-strategy", "random", "--pool-seed", str(seed)]
     elif arm in ("groups", "groups_diverse", "groups_rho", "combo"):
         mine += ["--pool-strategy", "target", *target, "--within", "random" if arm == "groups" else "diverse",
