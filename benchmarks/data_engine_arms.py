@@ -252,6 +252,7 @@ def run_arm(out: Path, s: str, arm: str, seed: int, device: str, workers: int) -
            "new_by_group": {str(k): int(v) for k, v in _new_groups(out, s, new).items()},
            "protocol": str(m["protocol"].iloc[0]), "test": _scores(out, s, d / "test_metrics.parquet"),
            "round0_test": r0["test"], "note": note,
+           "concurrent_runs": int(os.environ.get("LOOP_CONCURRENT", "1")),  # GPU seconds are inflated by sharing
            "curve": {**curve, c["steps0"] + c["steps1"]: float(m["psnr_obj"].mean())} if curve else None}
     (d / "result.json").write_text(json.dumps(res, indent=1))
     return res

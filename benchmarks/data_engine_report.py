@@ -104,7 +104,8 @@ def loop_report(out: Path) -> dict:
                          + (f" ({'; '.join(notes)})" if notes else "") + " |")
         curves = [r["curve"] for r in rs if r["arm"] == "random" and r.get("curve")]
         lines += ["", f"Round 0 alone on the test clips: psnr_obj {stat(r0)}; random arm's curve (step: psnr_obj, "
-                      f"per seed): {curves}", ""]
+                      f"per seed): {curves}; GPU s measured with {sorted({r.get('concurrent_runs', 1) for r in rs})} "
+                      f"arm run(s) sharing the host.", ""]
     text = "\n".join(lines)
     (out / "loop_report.json").write_text(json.dumps({"results": rows, "table": text,
                                                       "paired": {f"{s}/{a}": v for (s, a), v in summary.items()}},

@@ -42,6 +42,7 @@ if [ "$DEVICE" = cuda ]; then
 fi
 i=0; PIDS=()
 NSEED=$(echo "$SEEDS" | tr ',' '\n' | wc -l)
+export LOOP_CONCURRENT=$(( $(echo $SCENARIOS | wc -w) * $(echo $ARMS | wc -w) * NSEED ))  # recorded with GPU seconds
 for s in $SCENARIOS; do
   for a in $ARMS; do
     timeout "$(left)" python3 benchmarks/data_engine_experiment.py loop-arm --out "$WORK" --scenario "$s" --arm "$a" \
