@@ -10,8 +10,8 @@ from what it could do there.
 Budget (DoReMi, Xie et al. 2023, applied once per round): a group's weight is its share of the target
 clips p_g times exp(eta * (d_g - d) / sigma), d the target's mean deficit and sigma the per-clip spread of
 the deficit over the target (so eta is per standard deviation, whatever the signal's scale: the copy
-baseline's deficits span tens of dB between static-looking and fast clips, a reference's a few), normalised; then mixed with the uniform
-share, s_g = (1 - floor) * w_g + floor / G over the G groups the pool has, so no group starves. The render
+baseline's deficits span tens of dB between static-looking and fast clips, a reference's a few),
+normalised; then mixed with the uniform share, s_g = (1 - floor) * w_g + floor / G over the G groups the pool has, so no group starves. The render
 budget B becomes whole counts: every group first gets min(its pool rows, floor(floor * B / G)), the rest
 goes one row at a time to the group furthest below its quota s_g * B that still has pool rows (ties by
 group name). Counts add up to B exactly (to the pool's size when it is smaller), and every group gets
@@ -129,7 +129,7 @@ def group_shares(groups: list[str], target: pd.DataFrame, eta: float, floor: flo
 def allocate(plans: list[GroupPlan], available: dict[str, int], budget: int, floor: float) -> list[GroupPlan]:
     """Whole render counts per group (module docstring): floors first, then the largest shortfall."""
     G = len(plans)
-    per = math.floor(floor * budget / G) if G else 0
+    per = math.floor(floor * budget / G + 1e-9) if G else 0  # 0.3 * 10 / 3 is 0.999...: still 1 row
     for p in plans:
         p.available = int(available.get(p.group, 0))
         p.floor = min(p.available, per)

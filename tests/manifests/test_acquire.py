@@ -170,8 +170,12 @@ def test_allocation_is_exact_and_respects_floors_and_pool_sizes():
         plans = allocate(group_shares(names, table, rng.choice([0.5, 1, 3]), floor), avail, budget, floor)
         assert sum(p.budget for p in plans) == min(budget, sum(avail.values()))
         for p in plans:
-            assert min(avail[p.group], int(floor * budget / G)) <= p.budget <= avail[p.group]
-            assert p.floor == min(avail[p.group], int(floor * budget / G))
+            per = int(floor * budget / G + 1e-9)
+            assert min(avail[p.group], per) <= p.budget <= avail[p.group]
+            assert p.floor == min(avail[p.group], per)
+    p = allocate(group_shares(["a", "b", "c"], pd.DataFrame({"group": ["a"], "clips": 1, "share": 1.0, "deficit": 0.0}),
+                              1.0, 0.3), {"a": 9, "b": 9, "c": 9}, 10, 0.3)
+    assert [x.floor for x in p] == [1, 1, 1] and [x.budget for x in p] == [8, 1, 1]  # 0.3 * 10 / 3 rows each
 
 
 def test_no_target_group_in_the_pool_is_refused():
