@@ -9,8 +9,9 @@ from what it could do there.
 
 Budget (DoReMi, Xie et al. 2023, applied once per round): a group's weight is its share of the target
 clips p_g times exp(eta * (d_g - d) / sigma), d the target's mean deficit and sigma the per-clip spread of
-the deficit over the target (so eta is per standard deviation, whatever the signal's scale: the copy
-baseline's deficits span tens of dB between static-looking and fast clips, a reference's a few),
+the deficit over the target, at least 0.5 dB (so eta is per standard deviation, whatever the signal's
+scale: the copy baseline's deficits span tens of dB between static-looking and fast clips, a reference's a
+few; and hundredths of a dB never decide a budget),
 normalised; then mixed with the uniform share, s_g = (1 - floor) * w_g + floor / G over the G groups the pool has, so no group starves. The render
 budget B becomes whole counts: every group first gets min(its pool rows, floor(floor * B / G)), the rest
 goes one row at a time to the group furthest below its quota s_g * B that still has pool rows (ties by

@@ -39,6 +39,8 @@ METRIC_COLUMNS = ("psnr_obj", "psnr")              # the PSNR columns a deficit 
 BASELINE_OF = {"psnr_obj": "psnr_obj_nearest_input", "psnr": "psnr_nearest_input"}
 DERIVED = ("deform", "motion_bin", "size_bin")     # group columns computed, not read from the manifest
 NONE = "<none>"                                   # the group of a row whose column is null
+MIN_SCALE_DB = 0.5  # a deficit spread below this counts as this: differences of hundredths of a dB (seed noise in
+                    # BENCHMARKS.md's experiments is 0.03-0.2 dB) must not decide a budget when no group lags
 # Fixed bin edges (so that two splits bin alike): motion_mean in normalised units (the object fits a unit
 # box, docs/conventions.md), coverage_mean as the share of the image the object covers.
 MOTION_EDGES = ((0.02, "still"), (0.1, "moderate"), (math.inf, "large"))
@@ -173,7 +175,7 @@ def group_deficits(deficits: pd.DataFrame, rows: pd.DataFrame, column: str, rend
                    where: str = "target manifest") -> pd.DataFrame:
     """Per group of `column`: clips (the scored clips of `rows`, a validation split), share of them, mean
     model value, mean base and mean deficit (dB), and `scale`, the per-clip standard deviation of the
-    deficit over all those clips (1 when there is none), sorted by group name. Clips of `deficits` with no row in
+    deficit over all those clips (at least MIN_SCALE_DB), sorted by group name. Clips of `deficits` with no row in
     `rows`, and clips with a NaN deficit, are left out; none left is an error."""
     keys = rows[["uid", "clip"]].astype({"clip": "int64"}).assign(group=group_labels(rows, column, renders, probe, where).to_numpy())
     keys = keys.drop_duplicates(["uid", "clip"])
@@ -187,5 +189,5 @@ def group_deficits(deficits: pd.DataFrame, rows: pd.DataFrame, column: str, rend
           .reset_index())
     g["share"] = g["clips"] / g["clips"].sum()
     sd = float(j["deficit"].std(ddof=0)) if len(j) > 1 else 0.0
-    g["scale"] = sd if sd > 0 else 1.0  # the per-clip spread of the deficit over the whole target (dB)
+    g["scale"] = max(sd, MIN_SCALE_DB)  # the per-clip spread of the deficit over the whole target (dB)
     return g[["group", "clips", "share", "value", "base", "deficit", "scale"]]
