@@ -58,20 +58,27 @@ def from_cache(cache: Path, out: Path, nxt, data1: Path) -> None:  # nxt: the ar
     instead of rendering them: each sample's members and parquet row (its own `seconds`) copied byte for
     byte. Fails naming --render-cache when a row is not cached with the same render_settings, or the cache
     was rendered with another spec than round 0 (other flags)."""
+    from contracts.layout import read_stats
+
+    c = load_cfg(out)
+    base = read_stats(out / "data", c["round0_shards"][0]).get("spec")
+    copy_rows(cache, nxt[nxt["round"] > 0], data1, base)
+
+
+def copy_rows(cache: Path, new, data1: Path, base: dict | None) -> None:
+    """Write the shards of manifest rows `new` (their shard numbers) into DATA1 from the cached renders,
+    each sample's members and parquet row copied byte for byte; `base` is the spec the cache must have."""
     from contracts.layout import is_committed, read_stats, tar_name
-    from manifests import read_manifest
     from contracts.uids import sample_key
+    from manifests import read_manifest
     from pipeline.retry import read_shard_rows
     from contracts.shardread import iter_shard
     from pipeline.shards import BASE_COLUMNS, ShardWriter
     from render.result import SampleResult
 
-    c = load_cfg(out)
     man = read_manifest(cache / CACHE_MANIFEST)
     where = {(str(u), int(k)): (int(n), row_settings(s))
              for u, k, n, s in zip(man["uid"], man["clip"], man["shard"], man["render_settings"])}
-    base = read_stats(out / "data", c["round0_shards"][0]).get("spec")
-    new = nxt[nxt["round"] > 0]
     need: dict[int, set[str]] = {}
     for u, k, s in zip(new["uid"], new["clip"], new["render_settings"]):
         got = where.get((str(u), int(k)))
@@ -106,6 +113,8 @@ def from_cache(cache: Path, out: Path, nxt, data1: Path) -> None:  # nxt: the ar
                 samples[key] = SampleResult.problem(r["uid"], int(r["clip"]), key, r["reason"], r.get("detail") or "",
                                                     float(r["seconds"]), stats=extra)
     for n in sorted({int(s) for s in new["shard"]}):
+        if is_committed(data1, n):
+            continue  # made by an earlier call (scenario data is built once)
         rows = new[new["shard"] == n].sort_values(["uid", "clip"])  # render_shard's order
         w = ShardWriter(data1, n)
         try:

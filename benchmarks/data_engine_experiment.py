@@ -271,6 +271,21 @@ def main() -> None:
     p.add_argument("--steps1", type=int, default=None, help="override the size's further steps (same for every arm)")
     p = sub.add_parser("report")
     p.add_argument("--out", required=True, type=Path)
+    p = sub.add_parser("loop-prepare", help="issue 23: scenarios and the render cache (benchmarks/data_engine_loop.py)")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--assets", type=Path, default=None, help="folder for the generated .glb files [OUT/assets]")
+    p.add_argument("--size", choices=("gpu", "cpu"), default="gpu", help="cpu: a check of the flow, numbers mean nothing")
+    for name in ("loop-arm", "loop-seed"):  # issue 23: one command per (scenario, arm); loop-seed is one seed of it
+        p = sub.add_parser(name, help="issue 23: benchmarks/data_engine_arms.py")
+        p.add_argument("--out", required=True, type=Path)
+        p.add_argument("--scenario", required=True, choices=("matched", "shifted", "real"))
+        p.add_argument("--arm", required=True, choices=("random", "topk", "reducible", "groups", "groups_diverse", "groups_rho", "combo"))
+        p.add_argument("--seeds" if name == "loop-arm" else "--seed", default="0,1,2" if name == "loop-arm" else "0")
+        p.add_argument("--device", default="cpu")
+        p.add_argument("--num-workers", type=int, default=2)
+        p.add_argument("--gpu-base", type=int, default=0, help="loop-arm: seed i runs on GPU (base + i) %% GPUs")
+    p = sub.add_parser("loop-report")
+    p.add_argument("--out", required=True, type=Path)
     p = sub.add_parser("all")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--size", choices=sorted(SIZES), default="cpu")
@@ -289,6 +304,22 @@ def main() -> None:
         arm(a.out, a.arm, a.seed, a.device, a.render_cache, a.num_workers, a.concurrent, a.steps0, a.steps1)
     elif a.cmd == "report":
         report(a.out)
+    elif a.cmd == "loop-prepare":
+        from data_engine_loop import prepare_loop
+
+        prepare_loop(a.out, a.assets, a.size)
+    elif a.cmd == "loop-arm":
+        from data_engine_arms import loop_arm
+
+        loop_arm(a.out, a.scenario, a.arm, [int(x) for x in a.seeds.split(",")], a.device, a.num_workers, a.gpu_base)
+    elif a.cmd == "loop-seed":
+        from data_engine_arms import run_arm
+
+        print(json.dumps(run_arm(a.out, a.scenario, a.arm, int(a.seed), a.device, a.num_workers)))
+    elif a.cmd == "loop-report":
+        from data_engine_report import loop_report
+
+        loop_report(a.out)
     else:
         if not (a.out / "experiment_config.json").exists():
             prepare(a.out, a.size, a.rare_kind)

@@ -5,7 +5,9 @@ Strategies rank the evaluated samples from hardest down:
 - `reducible` (RHO-LOSS, Mindermann et al. 2022): by the current loss minus a reference model's loss on
   the same sample (or reference PSNR minus current PSNR). A sample that both models get wrong (broken
   geometry, flicker, a clip that cannot be learnt from the views) scores near zero and is not chased;
-  only samples with a positive score qualify.
+  only samples with a positive score qualify;
+- `baseline` (`--by psnr`): by the nearest-input copy baseline's PSNR minus the model's (manifests/signals.py):
+  one evaluation, and a clip that is hard for any method counts less than one the model alone gets wrong.
 The top `fraction` of the scored samples have their `weight` multiplied by `boost` (weights compound
 over rounds, up to `max_weight`: a few stubborn samples cannot take over the draws); the top
 `rerender_fraction` of them also become re-render requests.
@@ -40,6 +42,8 @@ not yet rendered pool manifest are appended as new rows to render (new shards af
 +1, `mine_reason` `pool:similar` or `pool:random`, `pool_reason` the explanation), chosen from
 pre-render features to resemble the hard examples (or at random, the control).
 
+Target-aware acquisition (`target`; `pool:target` picks, `group_reason` weights): manifests/acquire.py.
+
 Reading and checking the inputs (metrics files, the renders folder) is manifests/mining_inputs.py.
 
 Deterministic: rows keep the input manifest's order, ties in the ranking break by (uid, clip), new
@@ -59,6 +63,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from manifests.acquire import TargetConfig
 from manifests.mining_inputs import MiningError, Renders, check_comparable, read_metrics, read_renders
 from manifests.rerender import Densify, rerender_settings
 from manifests.schema import read_manifest, write_manifest
@@ -66,7 +71,7 @@ from manifests.shards import assign_shards
 
 log = logging.getLogger(__name__)
 
-STRATEGIES = ("topk", "reducible")
+STRATEGIES = ("topk", "reducible", "baseline")
 BY = ("loss", "psnr")
 
 
@@ -92,6 +97,7 @@ class MineConfig:
     pool_strategy: str = "similar"          # similar: like the hard examples (pre-render features); random: control
     pool_seed: int = 0                      # seed of the random control's draw
     pool_probe: bool = True                 # read skinned/morphed from local glTF files of the pool (no Blender)
+    target: TargetConfig | None = None      # target-aware acquisition / group weights (manifests/acquire.py)
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -100,8 +106,10 @@ class MineConfig:
             raise ValueError(f"--by must be one of {BY}, got {self.by!r}")
         if self.strategy == "reducible" and not self.reference_metrics:
             raise ValueError("--strategy reducible needs --reference-metrics (the reference model's metrics file)")
-        if self.strategy == "topk" and self.reference_metrics:
+        if self.strategy != "reducible" and self.reference_metrics:
             raise ValueError("--reference-metrics is used only by --strategy reducible")
+        if self.strategy == "baseline" and self.by != "psnr":
+            raise ValueError("--strategy baseline needs --by psnr (the copy baseline has a PSNR, not a loss)")
         if not (0.0 < self.fraction <= 1.0):
             raise ValueError(f"--fraction must be in (0, 1], got {self.fraction}")
         if not (math.isfinite(self.boost) and self.boost >= 1.0):
@@ -117,6 +125,10 @@ class MineConfig:
 
         if self.pool_strategy not in POOL_STRATEGIES:
             raise ValueError(f"--pool-strategy must be one of {POOL_STRATEGIES}, got {self.pool_strategy!r}")
+        if self.pool_strategy == "target" and (self.target is None or not self.pool):
+            raise ValueError("--pool-strategy target needs --target-metrics, --group-by, --pool and --render-budget")
+        if self.target is not None and self.pool_strategy != "target" and not self.target.weights:
+            raise ValueError("--target-metrics is used by --pool-strategy target or --group-weights")
         if self.pool and self.render_budget < 1:
             raise ValueError("--pool needs --render-budget K >= 1 (how many pool rows to render next)")
         if self.render_budget and not self.pool:
@@ -158,6 +170,7 @@ class MineResult:
     pool_in_manifest: int = 0                          # pool rows left out: already in the manifest
     pool_picks: list[dict[str, Any]] = field(default_factory=list)  # uid, clip, shard, gain, reason
     pool_features: list[str] = field(default_factory=list)
+    target: dict[str, Any] = field(default_factory=dict)  # group deficits, budget and weights (acquire.Target.report)
 
     @property
     def new_shards(self) -> list[int]:
@@ -175,6 +188,11 @@ def mine(cfg: MineConfig, command: str | None = None) -> MineResult:
     if ref is not None:
         check_comparable(cur, ref, cfg.by)
     renders = read_renders(cfg.renders) if cfg.renders else None
+    tgt = None
+    if cfg.target is not None:
+        from manifests.acquire import read_target
+
+        tgt = read_target(cfg.target, cur, manifest, cfg.renders, cfg.pool_probe)
     res = MineResult(out=Path(cfg.out), rows_in=len(manifest), rows_out=0, protocol=cur.protocol, step=cur.step,
                      reference_step=ref.step if ref else None, scored=0, hard=0)
     df = manifest.copy()
@@ -188,7 +206,12 @@ def mine(cfg: MineConfig, command: str | None = None) -> MineResult:
     scored = cur.join(df)
     has = scored["found"].to_numpy()
     res.multi_shard = int((has & ~scored["own_shard"].to_numpy() & scored["n_shards"].gt(1).to_numpy()).sum())
-    if ref is None:
+    if cfg.strategy == "baseline":
+        from manifests.signals import sample_deficits
+
+        d = sample_deficits(cfg.metrics, "baseline", metric="psnr")  # the mean over the shards a clip was scored in
+        score = df[["uid", "clip"]].astype({"clip": "int64"}).merge(d, on=["uid", "clip"], how="left")["deficit"]
+    elif ref is None:
         score = scored["loss"] if cfg.by == "loss" else -scored["psnr"]
     else:
         r = ref.join(df)
@@ -242,18 +265,25 @@ def mine(cfg: MineConfig, command: str | None = None) -> MineResult:
         cut = order["score"].to_numpy()
         threshold = float(cut[len(hard)]) if len(cut) > len(hard) else None
         first = max([max(known)] + res.new_shards) + 1
-        df = _add_pool(df, hard, score[hard], threshold, cfg, first, int(manifest["round"].max()) + 1, res)
+        df = _add_pool(df, hard, score[hard], threshold, cfg, first, int(manifest["round"].max()) + 1, res, tgt)
+    if tgt is not None:
+        if cfg.target.weights:
+            from manifests.acquire import reweight
+
+            df = reweight(tgt, df, cfg.pool_probe)
+            res.weights_after = _summary(df["weight"].to_numpy())
+        res.target = tgt.report
     res.rows_out = len(df)
     settings = {**asdict(cfg), "protocol": cur.protocol, "step": cur.step,
                 "reference_step": res.reference_step, "scored": res.scored, "hard": res.hard,
                 "dropped": dict(sorted(res.dropped.items())), "new_shards": res.new_shards,
-                "pool_picks": len(res.pool_picks)}
+                "pool_picks": len(res.pool_picks), "target_report": res.target or None}
     write_manifest(df, cfg.out, command=command, settings=settings)
     return res
 
 
 def _add_pool(df: pd.DataFrame, hard: np.ndarray, scores: np.ndarray, threshold: float | None, cfg: MineConfig,
-              first_shard: int, next_round: int, res: MineResult) -> pd.DataFrame:
+              first_shard: int, next_round: int, res: MineResult, tgt=None) -> pd.DataFrame:
     """Append the pool rows chosen under the render budget (manifests/pool.py) as new rows to render."""
     from manifests import pool as pool_mod
 
@@ -261,11 +291,15 @@ def _add_pool(df: pd.DataFrame, hard: np.ndarray, scores: np.ndarray, threshold:
     cand, res.pool_in_manifest = pool_mod.prepare_pool(pool, df, cfg.pool_probe)
     res.pool_rows = len(cand)
     hard_rows = df.iloc[hard]
-    if cfg.pool_probe:
+    if cfg.pool_probe and cfg.pool_strategy == "similar":
         hard_rows = pool_mod.probe_gltf(hard_rows)
     res.pool_features = pool_mod.describe_features([hard_rows, cand, df])
     if cfg.pool_strategy == "random":
         picks = pool_mod.select_random(cand, cfg.render_budget, cfg.pool_seed)
+    elif cfg.pool_strategy == "target":
+        from manifests.acquire import select
+
+        picks = select(tgt, cand, df, cfg.render_budget, cfg.pool_probe)
     else:
         if not len(hard_rows):
             raise MiningError(f"--pool-strategy similar: no hard example to resemble ({res.scored} row(s) scored); "

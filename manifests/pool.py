@@ -33,7 +33,7 @@ import pandas as pd
 
 log = logging.getLogger(__name__)
 
-POOL_STRATEGIES = ("similar", "random")
+POOL_STRATEGIES = ("similar", "random", "target")  # target: manifests/acquire.py
 NUMERIC = ("duration_s", "face_count", "vertex_count", "clip_count")  # log1p, then standardised
 FLAGS = ("static", "skinned", "morphed")                              # 0/1, then standardised
 CATEGORIES = ("source", "license", "file_type")                        # one-hot, a mismatch weighs like 1 std

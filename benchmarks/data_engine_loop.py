@@ -1,0 +1,142 @@
+"""Issue 23's experiment, the preparation: scenarios (matched, shifted, real) and one render cache for all of
+them, made on a machine with Blender; the GPU host then builds every shard it needs from the cache.
+
+    python benchmarks/data_engine_experiment.py loop-prepare --out .exp23 [--assets .scratch/exp23/assets]
+
+One procedural universe (render/procedural.py, seed 400: asset i moves with kind KINDS[i % 3], written as
+the manifest column `kind`; `skinned` / `morphed` probed from the files, so the GPU host needs no asset file
+for the `deform` groups) and the real glTF sets are curated with the real `pipeline curate` and rendered
+once with the real `pipeline render --threads 1` into DIR/cache/data. Scenarios take disjoint roles from
+them (assets of each kind in index order: round 0, then pool, then target validation, then test):
+
+| scenario | round 0 (rigid/morph/skin assets) | pool | target validation | test (scored) | groups |
+|---|---|---|---|---|---|
+| matched | 10/10/10 | 40/40/40 | 6/6/6 | 10/10/10 | kind |
+| shifted | 13/14/3 (skin 10%) | 54/54/12 (skin 10%) | 4/5/9 (skin half) | 7/8/15 (skin half) | kind |
+| real | matched's | matched's | ../shared/assets/gltf clips | ../shared/assets/gltf-val clips | deform |
+
+Shifted: the target emphasises a group that is 10% of round 0 and of the pool and half of the target.
+Real: the pool is procedural, the validation set real glTF clips, the score on other real assets kept out
+of both (gltf-val is never trained on nor used to choose).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from data_engine_common import KINDS, kind_of, sh
+
+SCENARIOS = ("matched", "shifted", "real")
+ROLES = ("round0", "pool", "val", "test")
+GROUP_BY = {"matched": "kind", "shifted": "kind", "real": "deform"}
+REAL_SETS = {"val": "gltf", "test": "gltf-val"}
+LOOP_SIZES = {
+    # gpu: the experiment (~550 clips, ~30 MiB of cache); counts are assets per role and kind (rigid, morph, skin)
+    "gpu": dict(universe=252, seed=400, resolution=64, frames=4, views=4, samples=4, format="webp", shard_size=16,
+                preset="small", image_size=64, batch=16, steps0=600, steps1=1200, budget=48, real_clips=None,
+                counts={"matched": {"round0": (10, 10, 10), "pool": (40, 40, 40), "val": (6, 6, 6), "test": (10, 10, 10)},
+                        "shifted": {"round0": (13, 14, 3), "pool": (54, 54, 12), "val": (4, 5, 9), "test": (7, 8, 15)}}),
+    # cpu: a check of the whole flow on the CPU box (numbers mean nothing)
+    "cpu": dict(universe=24, seed=400, resolution=32, frames=4, views=4, samples=2, format="webp", shard_size=4,
+                preset="tiny", image_size=32, batch=2, steps0=4, steps1=4, budget=4, real_clips=3,
+                counts={"matched": {"round0": (1, 1, 1), "pool": (3, 3, 3), "val": (1, 1, 1), "test": (1, 1, 1)},
+                        "shifted": {"round0": (1, 1, 1), "pool": (3, 3, 1), "val": (1, 1, 2), "test": (1, 1, 2)}}),
+}
+LOOP = LOOP_SIZES["gpu"]
+
+
+def loop_cfg(out: Path) -> dict:
+    return json.loads((out / "loop_config.json").read_text())
+
+
+def loop_flags(c: dict = LOOP) -> list[str]:
+    return ["--preset", "debug", "--resolution", str(c["resolution"]), "--frames", str(c["frames"]), "--views",
+            str(c["views"]), "--samples", str(c["samples"]), "--format", c["format"], "--no-ray", "--no-progress"]
+
+
+def _roles(universe, COUNTS: dict) -> dict[str, dict[str, list[str]]]:
+    """scenario -> role -> asset uids (nested: shifted and matched take the first n of each role's span)."""
+    by_kind = {k: sorted((u for u in set(universe["uid"]) if kind_of(u) == k), key=lambda u: int(u.rsplit("_", 1)[1]))
+               for k in KINDS}
+    span = {r: [max(COUNTS[s][r][i] for s in COUNTS) for i in range(3)] for r in ROLES}
+    out: dict[str, dict[str, list[str]]] = {s: {} for s in COUNTS}
+    for i, k in enumerate(KINDS):
+        at = 0
+        for r in ROLES:
+            block = by_kind[k][at: at + span[r][i]]
+            if len(block) < span[r][i]:
+                raise SystemExit(f"universe too small: {len(by_kind[k])} {k} assets, roles need more")
+            for s in COUNTS:
+                out[s].setdefault(r, []).extend(block[: COUNTS[s][r][i]])
+            at += span[r][i]
+    return out
+
+
+def prepare_loop(out: Path, assets: Path | None = None, size: str = "gpu", real_root: Path | None = None) -> None:
+    import pandas as pd
+
+    from manifests import read_manifest, write_manifest
+    from manifests.pool import probe_gltf
+    from manifests.shards import assign_shards
+    from manifests.signals import group_labels
+
+    c = dict(LOOP_SIZES[size], size=size)
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "prepare.log"
+    real_root = real_root or Path(__file__).resolve().parents[2] / "shared" / "assets"
+    if not (real_root / "gltf").is_dir():
+        real_root = Path("/work/shared/assets")
+    cur = out / "curated"
+    cur.mkdir(exist_ok=True)
+    if not (cur / "universe.parquet").exists():
+        sh(["curate", "--source", "procedural", "--count", str(c["universe"]), "--seed", str(c["seed"]), "--assets-out",
+            str(assets or out / "assets"), "--out", str(cur / "universe.parquet")], log)
+    for role, folder in REAL_SETS.items():
+        if not (cur / f"real_{role}.parquet").exists():
+            sh(["curate", "--source", "local", "--dir", str(real_root / folder), "--out", str(cur / f"real_{role}.parquet")],
+               log)
+    uni = probe_gltf(read_manifest(cur / "universe.parquet"))
+    uni["kind"] = uni["uid"].map(kind_of)
+    roles = _roles(uni, c["counts"])
+    real = {}
+    for role in REAL_SETS:
+        r = probe_gltf(read_manifest(cur / f"real_{role}.parquet"))
+        r["kind"] = group_labels(r, "deform").to_numpy()  # real assets: the kind their glTF shows
+        real[role] = r.sort_values(["uid", "clip"]).head(c["real_clips"]) if c["real_clips"] else r
+    used = sorted({u for s in roles.values() for us in s.values() for u in us})
+    used_keys = set(zip(uni["uid"], uni["clip"]))
+    everything = pd.concat([uni[uni["uid"].isin(used)], real["val"], real["test"]], ignore_index=True)
+    assert len(used_keys & set(zip(real["val"]["uid"], real["val"]["clip"]))) == 0
+    everything = assign_shards(everything.assign(render_settings=None), c["shard_size"])
+    cache = out / "cache"
+    cache.mkdir(exist_ok=True)
+    write_manifest(everything, cache / "manifest.parquet", command="data_engine_experiment loop-prepare",
+                   settings={"flags": loop_flags(c), "threads": 1})
+    t = sh(["render", "--manifest", str(cache / "manifest.parquet"), "--shards", "all", "--out", str(cache / "data"),
+            *loop_flags(c), "--threads", "1"], cache / "render.log")
+    (cache / "cache.json").write_text(json.dumps({"flags": loop_flags(c), "threads": 1, "rows": len(everything),
+                                                  "render_wall_s": round(t, 1)}, indent=1))
+    keep = [c_ for c_ in everything.columns if c_ not in ("shard", "render_settings")]
+    rows = everything[keep]
+    counts = {}
+    for s in SCENARIOS:
+        d = out / s
+        d.mkdir(exist_ok=True)
+        src = roles["matched" if s == "real" else s]
+        parts = {r: rows[rows["uid"].isin(src[r])] for r in ("round0", "pool")}
+        if s == "real":
+            keys = {r: set(zip(real[r]["uid"], real[r]["clip"])) for r in REAL_SETS}
+            parts.update({r: rows[[(u, k) in keys[r] for u, k in zip(rows["uid"], rows["clip"])]] for r in REAL_SETS})
+        else:
+            parts.update(val=rows[rows["uid"].isin(src["val"])], test=rows[rows["uid"].isin(src["test"])])
+        first, counts[s] = 0, {}
+        for r in ("round0", "val", "test", "pool"):  # round 0, val and test shards are built from the cache
+            p = assign_shards(parts[r], c["shard_size"], first_shard=first)
+            first = int(p["shard"].max()) + 1
+            write_manifest(p, d / f"{r}.parquet", command="data_engine_experiment loop-prepare", settings={"scenario": s})
+            counts[s][r] = {"clips": len(p), **{g: int(n) for g, n in
+                                                group_labels(p, GROUP_BY[s], probe=False).value_counts().items()}}
+    (out / "loop_config.json").write_text(json.dumps({**c, "scenarios": counts, "group_by": GROUP_BY,
+                                                      "render_s": round(t, 1)}, indent=1))
+    print(json.dumps(counts, indent=1))
