@@ -115,3 +115,99 @@ def mesh_object(name: str, verts: np.ndarray, faces: list, uvs: np.ndarray, smoo
     obj = bpy.data.objects.new(name, mesh)
     bpy.context.scene.collection.objects.link(obj)
     return obj
+
+
+def frame_along(d: np.ndarray, up: np.ndarray = np.array([0.0, 0.0, 1.0])) -> np.ndarray:
+    """A rotation matrix [3, 3] whose columns (x, y, z) have z = the unit `d` and x perpendicular to `up`."""
+    d = d / np.linalg.norm(d)
+    x = np.cross(up, d)
+    if np.linalg.norm(x) < 1e-6:
+        x = np.cross(np.array([0.0, 1.0, 0.0]), d)
+    x /= np.linalg.norm(x)
+    return np.stack([x, np.cross(d, x), d], 1)
+
+
+def tube(p0, p1, r0: float, r1: float, segments: int, rings: int = 4, flat: float = 1.0,
+         up: np.ndarray = np.array([0.0, 0.0, 1.0]), caps: bool = True) -> tuple[np.ndarray, list, np.ndarray, np.ndarray]:
+    """A tapered tube from `p0` to `p1` (radii r0 -> r1) with rounded ends, cross-section squashed by `flat`
+    along the frame's y (frame_along(d, up)). Returns verts [V, 3], faces, loop uvs [L, 2] (u around, v along)
+    and s [V], each vertex's position along the axis (0 at p0, 1 at p1, clipped)."""
+    p0, p1 = np.asarray(p0, float), np.asarray(p1, float)
+    length = float(np.linalg.norm(p1 - p0))
+    zs = np.linspace(0.0, length, rings + 1)
+    prof = [(r0 + (r1 - r0) * z / length, z) for z in zs]
+    if caps:
+        a = np.linspace(0, np.pi / 2, 3)[1:]
+        prof = ([(0.0, -0.6 * r0)] + [(r0 * np.sin(t), -0.6 * r0 * np.cos(t)) for t in a[:-1]] + prof
+                + [(r1 * np.sin(t), length + 0.6 * r1 * np.cos(t)) for t in a[:-1][::-1]] + [(0.0, length + 0.6 * r1)])
+    verts, faces, uvs = revolve(np.asarray(prof, dtype=np.float64), segments)
+    s = np.clip(verts[:, 2] / length, 0.0, 1.0)
+    verts = verts * [1.0, flat, 1.0]
+    return verts @ frame_along(p1 - p0, up).T + p0, faces, uvs, s
+
+
+def ellipsoid(center, radii, segments: int) -> tuple[np.ndarray, list, np.ndarray]:
+    """An ellipsoid (UV sphere, poles on z; u = 0.75 faces -y, the creatures' front)."""
+    verts, faces, uvs, _ = primitive("sphere", segments)
+    return verts * 2 * np.asarray(radii, float) + np.asarray(center, float), faces, uvs
+
+
+def grid(nx: int, ny: int, heights: np.ndarray | None = None) -> tuple[np.ndarray, list, np.ndarray]:
+    """A unit square in x, y (centred) of nx x ny quads, z from `heights` [ny + 1, nx + 1] (a height field)."""
+    y, x = np.mgrid[0 : ny + 1, 0 : nx + 1]
+    z = np.zeros(x.shape) if heights is None else heights
+    verts = np.stack([x / nx - 0.5, y / ny - 0.5, z], -1).reshape(-1, 3)
+    idx = np.arange((nx + 1) * (ny + 1)).reshape(ny + 1, nx + 1)
+    faces, uvs = [], []
+    for j in range(ny):
+        for i in range(nx):
+            faces.append([idx[j, i], idx[j, i + 1], idx[j + 1, i + 1], idx[j + 1, i]])
+            uvs.extend([(i / nx, j / ny), ((i + 1) / nx, j / ny), ((i + 1) / nx, (j + 1) / ny), (i / nx, (j + 1) / ny)])
+    return verts.astype(np.float64), faces, np.asarray(uvs, dtype=np.float64)
+
+
+def vertex_normals(verts: np.ndarray, faces: list) -> np.ndarray:
+    """Area-weighted vertex normals [V, 3] of a polygon mesh (fan triangulation)."""
+    n = np.zeros_like(verts)
+    for f in faces:
+        p = verts[f]
+        fn = np.cross(p[1:-1] - p[0], p[2:] - p[0]).sum(0)
+        n[f] += fn
+    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+
+
+class MeshBuilder:
+    """Pieces (verts, faces, uvs) gathered into one mesh with a material per piece and vertex-group weights."""
+
+    def __init__(self) -> None:
+        self.verts: list[np.ndarray] = []
+        self.faces: list[list[int]] = []
+        self.uvs: list[np.ndarray] = []
+        self.mat_index: list[int] = []
+        self.groups: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+        self.count = 0
+
+    def add(self, verts: np.ndarray, faces: list, uvs: np.ndarray, mat: int = 0,
+            weights: dict[str, np.ndarray] | None = None) -> None:
+        """Add a piece; `weights` maps a vertex group (bone) to this piece's per-vertex weights [V]."""
+        self.verts.append(np.asarray(verts, float))
+        self.faces.extend([[int(v) + self.count for v in f] for f in faces])
+        self.uvs.append(np.asarray(uvs, float))
+        self.mat_index.extend([mat] * len(faces))
+        for name, w in (weights or {}).items():
+            self.groups.setdefault(name, []).append((np.arange(len(verts)) + self.count, np.asarray(w, float)))
+        self.count += len(verts)
+
+    def build(self, name: str, materials: list, smooth: bool = True) -> bpy.types.Object:
+        obj = mesh_object(name, np.concatenate(self.verts), self.faces, np.concatenate(self.uvs), smooth, materials[0])
+        for m in materials[1:]:
+            obj.data.materials.append(m)
+        obj.data.polygons.foreach_set("material_index", self.mat_index)
+        for group_name in sorted(self.groups):
+            group = obj.vertex_groups.new(name=group_name)
+            idx = np.concatenate([i for i, _ in self.groups[group_name]])
+            w = np.round(np.concatenate([w for _, w in self.groups[group_name]]), 3)
+            for value in np.unique(w[w > 0]):
+                group.add(idx[w == value].tolist(), float(value), "REPLACE")
+        obj.data.update()
+        return obj
