@@ -118,6 +118,8 @@ def render(a) -> None:
     for real in ("gltf", "gltf-val"):
         _curate(SHARED / "assets" / real, man / f"heldout-{real}.parquet", log, max_clips=4)
     order = [("train", "old")] + [("heldout", h) for h in HELDOUT] + [("train", arm) for arm in a.arms.split(",") if arm != "old"]
+    if a.sets:
+        order = [tuple(x.split("/", 1)) for x in a.sets.split(",")]
     for group, name in order:
         if group == "train" and name != "old":
             cats, tex, shp = ARMS[name]
@@ -164,6 +166,7 @@ def main() -> None:
     r.add_argument("--heldout-assets", type=int, default=12, help="legacy assets of seed 200 (sets the held-out clip count)")
     r.add_argument("--views", type=int, default=8)
     r.add_argument("--arms", default=",".join(ARMS))
+    r.add_argument("--sets", default="", help="render only these, e.g. train/new,heldout/gltf (another process may do the rest)")
     s = sub.add_parser("size", help="MiB and ok clips per rendered folder")
     s.add_argument("--data", default=str(ROOT / ".scratch/procedural_transfer/data"))
     a = ap.parse_args()
