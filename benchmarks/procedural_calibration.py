@@ -1,6 +1,6 @@
 """Calibration (CPU): the procedural sets (legacy and the new categories) next to the real glTF assets.
 
-    python benchmarks/procedural_calibration.py [--count 45] [--seed 100] [--renders DATA] [--out calibration.md]
+    python benchmarks/procedural_calibration.py [--count 45] [--seed 100] [--renders DATA] [--assets ASSETS] [--out calibration.md]
 
 Per set: assets, clips per asset, clip duration, faces and vertices (manifests.gltf_info: the same counts the
 Objaverse annotations carry as animationCount / faceCount / vertexCount), joints of skinned assets, the kind
@@ -9,7 +9,8 @@ mix (assets whose clips drive skinned joints / morph weights / rigid nodes), and
 heldout/gltf, heldout/gltf-val), image coverage (coverage_mean: object pixels per image) and motion magnitude
 (motion_max / motion_mean: largest and mean vertex displacement over the clip in normalised scene units).
 Real: ../shared/assets/gltf (animated ones) and gltf-val. Procedural: `--count` assets of `--seed` per
-generator, generated here into a temporary folder (Blender).
+generator, generated here into a temporary folder (Blender), or with --assets the GLBs procedural_transfer.py
+made (ASSETS/train-old, ASSETS/train-new: the assets whose clips were rendered).
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=45)
     ap.add_argument("--seed", type=int, default=100)
     ap.add_argument("--renders", default=str(ROOT / ".scratch/procedural_transfer/data"))
+    ap.add_argument("--assets", default=None, help="read ASSETS/train-old and ASSETS/train-new instead of generating")
     ap.add_argument("--out", default=None, help="also write the table here")
     a = ap.parse_args()
     from render.procedural import generate_assets
@@ -108,8 +110,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         sets = [("real gltf (../shared/assets/gltf)", list_gltf_files(SHARED / "assets/gltf"), data / "heldout/gltf"),
                 ("real gltf-val", list_gltf_files(SHARED / "assets/gltf-val"), data / "heldout/gltf-val"),
-                ("procedural old (legacy)", generate_assets(Path(tmp) / "old", a.count, a.seed, categories="legacy"), data / "train/old"),
-                ("procedural new (default mix)", generate_assets(Path(tmp) / "new", a.count, a.seed), data / "train/new")]
+                ("procedural old (legacy)", sorted(Path(a.assets, "train-old").glob("*.glb")) if a.assets else
+                 generate_assets(Path(tmp) / "old", a.count, a.seed, categories="legacy"), data / "train/old"),
+                ("procedural new (default mix)", sorted(Path(a.assets, "train-new").glob("*.glb")) if a.assets else
+                 generate_assets(Path(tmp) / "new", a.count, a.seed), data / "train/new")]
         from render.procedural import CATEGORIES, category_of
 
         new_paths = sets[-1][1]

@@ -1,9 +1,12 @@
 """Does the new procedural generator transfer to real clips better than the old one? (issue 22, item 5)
 
 CPU stage (this box, Blender): render the training clips of every arm at EQUAL clip counts and the held-out
-clips, with the issue's recipe (`--preset debug --resolution 64 --frames 8 --views 8 --samples 8 --format webp`):
+clips, with the issue's recipe (`--preset debug --resolution 64 --frames 8 --views 8 --samples 8 --format webp`), cut
+to fit the ~55 MiB a device call can carry (a 64-image clip is ~0.19 MiB of webp + 16-bit depth): 36 legacy assets
+instead of 96 (~70 clips per arm instead of 181) and 4 views for the training clips (8 for the held-out ones):
 
-    nice python benchmarks/procedural_transfer.py render --data .scratch/procedural_transfer/data [--assets 96] [--views 8]
+    nice python benchmarks/procedural_transfer.py render [--data .scratch/procedural_transfer/data] [--assets 36]
+        [--train-views 4] [--views 8] [--sets train/old,heldout/gltf,...]
 
   train/old        the legacy generator, `--assets` assets of seed 100 (its clips set the clip count N)
   train/new        the default category mix, seed 100, N clips drawn from its rows (sha256 order)
@@ -65,10 +68,15 @@ def sh(args: list[str], log: Path) -> None:
 
 
 def _generate(folder: Path, count: int, seed: int, categories, textures: bool, shapes: bool, log: Path) -> None:
-    if folder.is_dir() and len(list(folder.glob("*.glb"))) >= count:
+    have = len(list(folder.glob("*.glb"))) if folder.is_dir() else 0
+    if have == count:
         return
+    if have:
+        raise SystemExit(f"{folder} holds {have} assets, not {count}: remove it (or pass the count it was made with)")
+    from render.procedural import DEFAULT_MIX
+
     args = [sys.executable, "-m", "render.procedural", "--out", str(folder), "--count", str(count), "--seed", str(seed)]
-    args += ["--categories", categories or ",".join(__import__("render.procedural", fromlist=["DEFAULT_MIX"]).DEFAULT_MIX)]
+    args += ["--categories", categories or ",".join(DEFAULT_MIX)]
     args += [] if textures else ["--no-textures"]
     args += [] if shapes else ["--no-shapes"]
     sh(args, log)
@@ -96,8 +104,7 @@ def _curate(folder: Path, out: Path, log: Path, clips: int | None = None, max_cl
 
 
 def _render(manifest: Path, dest: Path, views: int, log: Path) -> None:
-    if (dest / "index.json").exists():
-        return
+    """`pipeline render` of every shard (it skips the committed ones: a rerun resumes)."""
     sh([sys.executable, "-m", "pipeline", "-q", "render", "--manifest", str(manifest), "--shards", "all", "--out", str(dest),
         *RENDER, "--views", str(views), "--no-ray", "--threads", "2"], log)
 
@@ -126,7 +133,7 @@ def render(a) -> None:
             _generate(assets / f"train-{name}", a.assets, 100, cats, tex, shp, log)
             _curate(assets / f"train-{name}", man / f"train-{name}.parquet", log, n)
         t = time.time()
-        _render(man / f"{group}-{name}.parquet", data / group / name, a.views, log)
+        _render(man / f"{group}-{name}.parquet", data / group / name, a.train_views if group == "train" else a.views, log)
         print(f"{group}/{name}: rendered in {time.time() - t:.0f} s; data so far {_mib(data):.1f} MiB; "
               f"{time.time() - t0:.0f} s since start", flush=True)
 
@@ -151,20 +158,20 @@ def _rows(folder: Path):
     return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) if files else pd.DataFrame({"status": []})
 
 
-if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] in ("device", "table"):
-    from procedural_transfer_gpu import main as gpu_main  # noqa: E402  (the device stage: no bpy there)
-
-    raise SystemExit(gpu_main(sys.argv[1:]))
-
-
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] in ("device", "table"):  # the device stage: no bpy there
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        from procedural_transfer_gpu import main as gpu_main
+
+        raise SystemExit(gpu_main(sys.argv[1:]))
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("render", help="CPU: render every arm's training clips and the held-out clips")
     r.add_argument("--data", default=str(ROOT / ".scratch/procedural_transfer/data"))
-    r.add_argument("--assets", type=int, default=96, help="legacy assets of seed 100 (sets the clip count)")
-    r.add_argument("--heldout-assets", type=int, default=12, help="legacy assets of seed 200 (sets the held-out clip count)")
-    r.add_argument("--views", type=int, default=8)
+    r.add_argument("--assets", type=int, default=36, help="legacy assets of seed 100 (sets the clip count)")
+    r.add_argument("--heldout-assets", type=int, default=8, help="legacy assets of seed 200 (sets the held-out clip count)")
+    r.add_argument("--views", type=int, default=8, help="fixed views of the held-out clips")
+    r.add_argument("--train-views", type=int, default=4, help="fixed views of the training clips")
     r.add_argument("--arms", default=",".join(ARMS))
     r.add_argument("--sets", default="", help="render only these, e.g. train/new,heldout/gltf (another process may do the rest)")
     s = sub.add_parser("size", help="MiB and ok clips per rendered folder")
