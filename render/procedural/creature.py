@@ -1,6 +1,6 @@
 """What the creature categories share: their materials (a patterned body, a second tone, a head with eye
 decals, a hard accent), the head (an ellipsoid on the head bone, a boolean mouth, horns or antennae) and
-the whole-creature assembly (armature, skinned tubes with height-field bumps, rest pose, clips)."""
+the whole-creature assembly (armature, skinned tubes with height-field bumps, the rest snapshot)."""
 
 from __future__ import annotations
 
@@ -77,14 +77,12 @@ def head(gen: Gen, rig: Rig, bone: str, center, radii, mats: dict, segments: int
             attach(rig, bone, f"ear_{sx}", geo, mats["second"])
 
 
-def assemble(gen: Gen, name: str, bones: list[Bone]) -> tuple[Rig, dict, dict]:
-    """Armature and materials of a creature; returns (rig, materials, rest snapshot taken after the skin)."""
+def creature(gen: Gen, name: str, bones: list[Bone], head_c, head_radii, base_segments: int) -> tuple[Rig, dict]:
+    """A whole creature: armature, materials, head on the `head` bone, skinned body (bumped when shapes are on).
+    Returns the rig and the rest snapshot that clips return to."""
     rig = build_armature(name, bones)
     mats = materials(gen, name)
-    return rig, mats, {}
-
-
-def finish(gen: Gen, rig: Rig, mats: dict, segments: int) -> dict:
-    """The skinned body (bumps when shapes are on) and the rest snapshot that clips return to."""
-    skin_tubes(gen, rig, mats, segments, bumpiness=float(gen.shape.uniform(0.05, 0.25)))
-    return snapshot()
+    seg = gen.segments(base_segments)
+    head(gen, rig, "head", head_c, head_radii, mats, seg)
+    skin_tubes(gen, rig, mats, seg, bumpiness=float(gen.shape.uniform(0.05, 0.25)))
+    return rig, snapshot()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from render.procedural.common import Gen
-from render.procedural.creature import assemble, finish, head
+from render.procedural.creature import creature
 from render.procedural.gaits import Leg, bob, breathe, jump, leg_cycle, look_around, stride_distance, travel, turn_in_place
 from render.procedural.motion import FWD, X, Y, Z, Motion, rest, toward
 from render.procedural.rig import Bone
@@ -119,10 +119,7 @@ def _action(m: Motion, kind: str, rng: np.random.Generator) -> None:
 def build(gen: Gen) -> list[str]:
     rng = gen.rng
     bones, info = skeleton(rng)
-    rig, mats, _ = assemble(gen, "biped", bones)
-    seg = gen.segments(12)
-    head(gen, rig, "head", info["head_c"], np.array([0.9, 1.0, 1.1]) * info["head_r"] * rng.uniform(0.9, 1.2, 3), mats, seg)
-    saved = finish(gen, rig, mats, seg)
+    rig, saved = creature(gen, "biped", bones, info["head_c"], np.array([0.9, 1.0, 1.1]) * info["head_r"] * rng.uniform(0.9, 1.2, 3), 12)
     clips = []
     m = Motion("idle", rng.uniform(2.0, 4.0), rig)
     breathe(m, ["spine", "chest"], 0.04)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from render.procedural.common import Gen
-from render.procedural.creature import assemble, finish, head
+from render.procedural.creature import creature
 from render.procedural.gaits import Leg, leg_cycle, stride_distance, travel, turn_in_place
 from render.procedural.motion import X, Z, Motion, rest
 from render.procedural.rig import Bone
@@ -68,10 +68,7 @@ def _antennae(m: Motion, cycles: float, amount: float) -> None:
 def build(gen: Gen) -> list[str]:
     rng = gen.rng
     bones, info = skeleton(rng)
-    rig, mats, _ = assemble(gen, "crawler", bones)
-    seg = gen.segments(10)
-    head(gen, rig, "head", info["head_c"], np.array([1.0, 1.1, 0.8]) * info["head_r"], mats, seg)
-    saved = finish(gen, rig, mats, seg)
+    rig, saved = creature(gen, "crawler", bones, info["head_c"], np.array([1.0, 1.1, 0.8]) * info["head_r"], 10)
     clips = []
     m = Motion("idle", rng.uniform(2.0, 3.5), rig)
     _antennae(m, 2.0, 0.4)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from render.procedural.common import Gen
-from render.procedural.creature import assemble, finish, head
+from render.procedural.creature import creature
 from render.procedural.gaits import Leg, bob, breathe, jump, leg_cycle, look_around, stride_distance, travel, turn_in_place
 from render.procedural.motion import X, Y, Z, Motion, rest
 from render.procedural.rig import Bone
@@ -88,11 +88,7 @@ def _gait(m: Motion, info, kind: str, cycles: float, stride: float, lift: float,
 def build(gen: Gen) -> list[str]:
     rng = gen.rng
     bones, info = skeleton(rng)
-    rig, mats, _ = assemble(gen, "quadruped", bones)
-    seg = gen.segments(12)
-    hr = info["head_r"]
-    head(gen, rig, "head", info["head_c"], np.array([0.8, rng.uniform(1.1, 1.8), 0.85]) * hr, mats, seg)
-    saved = finish(gen, rig, mats, seg)
+    rig, saved = creature(gen, "quadruped", bones, info["head_c"], np.array([0.8, rng.uniform(1.1, 1.8), 0.85]) * info["head_r"], 12)
     clips = []
     m = Motion("idle", rng.uniform(2.0, 4.0), rig)
     breathe(m, ["spine"], 0.03)

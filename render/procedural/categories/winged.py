@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from render.procedural.common import Gen
-from render.procedural.creature import assemble, finish, head
+from render.procedural.creature import creature
 from render.procedural.gaits import breathe, look_around, travel
 from render.procedural.motion import FWD, X, Z, Motion, rest, toward
 from render.procedural.rig import Bone
@@ -73,11 +73,7 @@ def _tail(m: Motion, n: int, cycles: float, amount: float) -> None:
 def build(gen: Gen) -> list[str]:
     rng = gen.rng
     bones, info = skeleton(rng)
-    rig, mats, _ = assemble(gen, "winged", bones)
-    seg = gen.segments(12)
-    hr = info["head_r"]
-    head(gen, rig, "head", info["head_c"], np.array([0.8, rng.uniform(1.0, 1.6), 0.8]) * hr, mats, seg)
-    saved = finish(gen, rig, mats, seg)
+    rig, saved = creature(gen, "winged", bones, info["head_c"], np.array([0.8, rng.uniform(1.0, 1.6), 0.8]) * info["head_r"], 12)
     clips = []
     m = Motion("idle", rng.uniform(2.0, 3.5), rig)
     _folded(m, rng.uniform(0.6, 1.1))
