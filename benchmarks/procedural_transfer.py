@@ -18,7 +18,8 @@ instead of 96 (~70 clips per arm instead of 181) and 4 views for the training cl
                                        ($OBJAVERSE4D_SHARED/assets when ../shared is elsewhere)
 
 Assets go to .scratch/procedural_transfer/assets (not needed on the device); `size` prints the data folder's
-MiB (it must stay under ~55 MiB to be carried). Arms already rendered are skipped (committed shards).
+MiB; `pack` writes DATA.tar.gz, the file a device call carries (it must stay under ~55 MiB). Arms already
+rendered are skipped (committed shards).
 
 Device stage (one GPU, one command, no bpy): every (arm, seed) trains `small` at 64 px for exactly
 --train-minutes through benchmarks/gpu_learn.py, all processes at once on the one GPU (equal GPU minutes: each
@@ -142,6 +143,20 @@ def _mib(folder: Path) -> float:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20 if folder.is_dir() else 0.0
 
 
+def pack(a) -> None:
+    """DATA -> DATA.tar.gz (what a device call carries: the tar members' 512-byte headers and padding, a third
+    of the folder's bytes at 64 px, compress away); procedural_transfer.sh unpacks it there."""
+    import tarfile
+
+    data = Path(a.data)
+    out = data.with_name(data.name + ".tar.gz")
+    tmp = out.with_name(out.name + ".partial")
+    with tarfile.open(tmp, "w:gz", compresslevel=6) as tar:
+        tar.add(data, arcname=data.name)
+    os.replace(tmp, out)
+    print(f"{out}: {out.stat().st_size / 2**20:.1f} MiB (folder {_mib(data):.1f} MiB)")
+
+
 def size(a) -> None:
     data = Path(a.data)
     for sub in sorted(p for p in data.glob("*/*") if p.is_dir()):
@@ -176,8 +191,10 @@ def main() -> None:
     r.add_argument("--sets", default="", help="render only these, e.g. train/new,heldout/gltf (another process may do the rest)")
     s = sub.add_parser("size", help="MiB and ok clips per rendered folder")
     s.add_argument("--data", default=str(ROOT / ".scratch/procedural_transfer/data"))
+    p = sub.add_parser("pack", help="DATA -> DATA.tar.gz, the file a device call carries")
+    p.add_argument("--data", default=str(ROOT / ".scratch/procedural_transfer/data"))
     a = ap.parse_args()
-    {"render": render, "size": size}[a.cmd](a)
+    {"render": render, "size": size, "pack": pack}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ def device(a) -> int:
             run = out / f"{arm}-s{seed}"
             cmd = [sys.executable, str(ROOT / "benchmarks/gpu_learn.py"), "--train", str(data / "train" / arm),
                    "--heldout", str(data / "heldout/gltf"), "--out", str(run), "--run", f"/tmp/pt_run_{arm}_s{seed}",
-                   "--train-minutes", str(a.train_minutes), "--calib-steps", "30", "--preset", a.preset,
+                   "--train-minutes", str(a.train_minutes), "--calib-steps", str(a.calib_steps), "--preset", a.preset,
                    *[x for s in [*DEFAULT_SETS, f"seed={seed}", *a.sets] for x in ("--set", s)]]
             run.mkdir(parents=True, exist_ok=True)
             log = open(run / "learn.log", "w")
@@ -131,6 +131,7 @@ def main(argv: list[str]) -> int:
     d.add_argument("--seeds", default="0,1")
     d.add_argument("--train-minutes", type=float, default=4.0)
     d.add_argument("--preset", default="small")
+    d.add_argument("--calib-steps", type=int, default=30, help="gpu_learn's uncounted calibration run")
     d.add_argument("--set", dest="sets", action="append", default=[], help="more trainer overrides for every run")
     t = sub.add_parser("table")
     t.add_argument("out")
