@@ -110,6 +110,10 @@ def table(out: Path) -> str:
             lines.append(f"| {name} | {arm} | {int(g['n'].iloc[0])} | {g['model'].mean():.2f} ({spread}) | {g['near'].mean():.2f} | "
                          f"{g['mean_c'].mean():.2f} | {g['model'].mean() - g['near'].mean():+.2f} | "
                          f"{'' if arm == 'old' else f'{g.model.mean() - old:+.2f}'} |")
+    lines += ["", "| run | steps reached (planned) | samples/s | training wall s | device |", "|---|---|---|---|---|"]
+    for run in sorted(p for p in Path(out).iterdir() if (p / "learn.json").exists()):
+        r = json.loads((run / "learn.json").read_text())
+        lines.append(f"| {run.name} | {r['steps']} ({r['steps_planned']}) | {r['samples_per_s']} | {r['train_s']} | {r['device']} |")
     real = df[df["set"].isin(["gltf", "gltf-val"])]
     per_asset = real.groupby(["set", "uid", "arm"]).agg(model=("psnr_obj", "mean"), near=("psnr_obj_nearest_input", "mean")).reset_index()
     arms = list(dict.fromkeys(per_asset["arm"]))
