@@ -62,7 +62,8 @@ def device(a) -> int:
             cmd = [sys.executable, str(Path(__file__).resolve()), "score", str(data), str(run), f"/tmp/pt_run_{arm}_s{seed}"]
             scorers.append((arm, seed, subprocess.Popen(cmd, cwd=ROOT, stdout=open(run / "score.log", "w"), stderr=subprocess.STDOUT)))
     for arm, seed, p in scorers:
-        print(f"[{time.time() - t0:.0f} s] {arm} seed {seed}: scored (exit {p.wait()})", flush=True)
+        rc = p.wait()
+        print(f"[{time.time() - t0:.0f} s] {arm} seed {seed}: scored (exit {rc})", flush=True)
     print(table(out))
     (out / "table.md").write_text(table(out))
     return 0
