@@ -10,7 +10,7 @@
 
 Every step is the real `pipeline` command in a subprocess (printed as it runs), as a user would type it.
 
-prepare: procedural assets (render/procedural.py: asset i of a seed always moves with kind
+prepare: procedural assets (render/procedural/legacy.py: asset i of a seed always moves with kind
 KINDS[i % 3] = rigid, morph or skin) in three disjoint sets: a round-0 set skewed so that the rare kind
 (`--rare-kind`, default skin) is rare, a pool of every kind (curated, not rendered), and held-out clips of
 every kind (rendered, never trained on). Renders round 0 and the held-out set into DIR/data.
@@ -86,7 +86,7 @@ def prepare(out: Path, size: str, rare: str, assets: Path | None = None) -> None
     for name, seed, count in (("round0", 300, c["round0"]), ("pool", 301, c["pool"]), ("heldout", 302, c["heldout"])):
         m = out / f"curated_{name}.parquet"
         if not m.exists():
-            sh(["curate", "--source", "procedural", "--count", str(count), "--seed", str(seed), "--assets-out",
+            sh(["curate", "--source", "procedural", "--categories", "legacy", "--count", str(count), "--seed", str(seed), "--assets-out",
                 str((assets or out / "assets") / name), "--shard-size", str(c["shard_size"]), "--out", str(m)], log)
         parts[name] = probe_gltf(read_manifest(m))  # skinned/morphed as columns: mining needs no asset files then
     r0 = parts["round0"]

@@ -46,6 +46,7 @@ class CurateConfig:
     count: int | None = None                 # --source procedural: how many assets to generate
     seed: int = 0                            # --source procedural: fixed so that a bare run is reproducible
     assets_out: str | None = None            # --source procedural: where the GLBs go; None = <out's folder>/procedural-s<seed>
+    categories: str | None = None            # --source procedural: category mix `a,b,...`; None = render.procedural's default mix
     xl_sources: tuple[str, ...] = XL_SOURCES  # --source objaverse-xl: which annotation files to read (all by default)
     limit: int | None = None                 # keep at most N assets (the first N in shard order); None = all
     uids_file: str | None = None             # keep only the uids listed there (one per line, # comments)
@@ -72,8 +73,11 @@ class CurateConfig:
         if self.source == "procedural":
             if self.count is None or self.count < 1:
                 raise ValueError(f"--count N (N >= 1) is required with --source procedural, got {self.count}")
-        elif self.count is not None or self.assets_out:
-            raise ValueError("--count and --assets-out are only used with --source procedural")
+            from manifests.sources.procedural import normalise_categories
+
+            self.categories = normalise_categories(self.categories)
+        elif self.count is not None or self.assets_out or self.categories:
+            raise ValueError("--count, --assets-out and --categories are only used with --source procedural")
         self.xl_sources = tuple(self.xl_sources)
         unknown = [s for s in self.xl_sources if s not in XL_SOURCES]
         if unknown or not self.xl_sources:
@@ -191,7 +195,7 @@ class DropSink:
 
 
 _ROW_COLUMNS = ("uid", "clip", "clip_name", "source", "uri", "sha256", "license", "weight", "round", "uid_origin",
-                "clip_count", "duration_s", "static", "face_count", "vertex_count", "file_identifier", "file_type", "name")
+                "clip_count", "duration_s", "static", "face_count", "vertex_count", "file_identifier", "file_type", "name", "category")
 
 
 class Rows:
@@ -210,7 +214,8 @@ class Rows:
                            ("sha256", c.sha256), ("license", license_), ("weight", 1.0), ("round", self.round),
                            ("uid_origin", c.uid_origin), ("clip_count", c.clip_count), ("duration_s", duration),
                            ("static", static), ("face_count", c.face_count), ("vertex_count", c.vertex_count),
-                           ("file_identifier", c.file_identifier), ("file_type", c.file_type), ("name", c.name)):
+                           ("file_identifier", c.file_identifier), ("file_type", c.file_type), ("name", c.name),
+                           ("category", c.category)):
                 self.cols[col].append(v)
 
     def frame(self) -> pd.DataFrame:
@@ -225,6 +230,8 @@ class Rows:
             "face_count": pd.Series(self.cols["face_count"], dtype="Int64"),
             "vertex_count": pd.Series(self.cols["vertex_count"], dtype="Int64"),
         })
+        if all(v is None for v in self.cols["category"]):  # only sources that know categories write the column
+            df = df.drop(columns=["category"])
         return df
 
 
@@ -246,7 +253,7 @@ def _open_source(cfg: CurateConfig, wanted: frozenset[str] | None) -> Scan:
         return local.scan(cfg.dir)
     from manifests.sources import procedural
 
-    return procedural.scan(cfg.count, cfg.seed, cfg.assets_out)
+    return procedural.scan(cfg.count, cfg.seed, cfg.assets_out, cfg.categories)
 
 
 def _read_pending(c: Candidate) -> Dropped | None:

@@ -105,6 +105,7 @@ class Candidate:
     uid_origin: str | None = None
     pending_file: str | Path | None = None  # a local file to read (clips, counts) once cheap filters passed
     check_license: bool = True      # local folders carry no licence: the allow-list does not apply
+    category: str | None = None     # what kind of thing moves (procedural assets: their generator's category)
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,7 @@ OPTIONAL: dict[str, tuple[pa.DataType, bool]] = {
     "render_settings": (pa.string(), True),    # JSON overrides for re-render requests (mining), else null
     "parent_shard": (pa.int32(), True),        # for re-render requests: the shard the sample came from
     "mine_reason": (pa.string(), True),        # why mining touched the row (up-weighted, re-render, ...)
+    "category": (pa.string(), True),           # what kind of thing moves (biped, quadruped, vehicle, ...); procedural rows
 }
 
 SCHEMA_KEY = b"objaverse4d.manifest"

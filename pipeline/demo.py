@@ -42,6 +42,9 @@ class DemoError(RuntimeError):
     """A stage failed; the message names the stage and the command to rerun it."""
 
 
+PROCEDURAL_CLIPS = 2  # clips kept per procedural asset (the categories make 2-6): the loop's size stays what it was
+
+
 @dataclass
 class DemoConfig:
     out: str                        # the demo folder (everything goes below it)
@@ -92,7 +95,7 @@ def estimate_minutes(cfg: DemoConfig) -> float:
     """Rough wall time on 2 CPU cores, from the stage times of the default demo on the CPU box
     (BENCHMARKS.md): ~4 s per command, ~10 s more per Ray render, 0.021 s per 64 px image on 2 workers,
     0.28 s per training step at batch 4, 0.1 s per evaluated sample."""
-    clips = 1.8 * cfg.count + (3 if cfg.assets else 0)                        # procedural: ~1.8 clips per asset
+    clips = PROCEDURAL_CLIPS * cfg.count + (3 if cfg.assets else 0)           # procedural: 2 clips per asset
     images = clips * cfg.frames * cfg.views * (1 + 8 * cfg.rerender_fraction)  # + re-renders (2x frames, 2x+ views)
     render_s = images * 0.042 * (cfg.resolution / 64) ** 2 * math.sqrt(cfg.samples / 4) / min(cfg.workers, 2)
     fixed_s = 11 * 4 + 2 * 10 + cfg.count * 0.3
@@ -359,7 +362,8 @@ class Demo:
 
         def procedural() -> Stage:
             st = self._pipeline("curate procedural assets", "curate", "--source", "procedural", "--count", str(c.count),
-                                "--seed", str(c.seed), "--assets-out", str(self.dir / "assets"), "--shard-size",
+                                "--seed", str(c.seed), "--max-clips-per-asset", str(PROCEDURAL_CLIPS),
+                                "--assets-out", str(self.dir / "assets"), "--shard-size",
                                 str(c.shard_size), "--out", str(proc), "--dropped-out",
                                 str(self.dir / "dropped_procedural.parquet"))
             st.counts = curate_counts(proc, self.dir / "dropped_procedural.parquet")

@@ -19,6 +19,7 @@ Examples:
   pipeline curate --source objaverse --cache-dir /data/objaverse --out m.parquet --dropped-out dropped.parquet
   pipeline curate --source objaverse-xl --cache-dir /data/objaverse --xl-sources sketchfab,smithsonian --out xl.parquet
   pipeline curate --source procedural --count 32 --seed 7 --out proc.parquet
+  pipeline curate --source procedural --count 32 --categories biped,quadruped --out animals.parquet
   pipeline curate --source local --dir more/ --round 1 --previous m.parquet --out round1.parquet
 
 \b
@@ -47,6 +48,9 @@ def _csv(value: str, flag: str) -> tuple[str, ...]:
 @click.option("--seed", type=int, default=0, show_default=True, help="procedural: generator seed.")
 @click.option("--assets-out", type=click.Path(file_okay=False),
               help="procedural: where the GLB files go (they stay: the manifest points at them). [default: <--out folder>/procedural-s<seed>]")
+@click.option("--categories", default=None,
+              help="procedural: comma-separated category mix (biped, quadruped, winged, crawler, vehicle, soft, blob, legacy; "
+                   "a name twice = twice as often). [default: biped,quadruped,biped,quadruped,winged,crawler,vehicle,soft,blob]")
 @click.option("--xl-sources", default=",".join(XL_SOURCES), show_default=True,
               help="objaverse-xl: comma-separated annotation files to read.")
 @click.option("--limit", type=int, help="Keep at most N assets (the first N in shard order); the rest are dropped as `limit`.")
@@ -69,7 +73,7 @@ def _csv(value: str, flag: str) -> tuple[str, ...]:
                    "round=R, shard numbers start after M's last shard, and (uid, clip) pairs already in M are dropped as `duplicate`.")
 @click.option("--previous", type=click.Path(dir_okay=False), help="The manifest of the earlier round(s) (with --round R > 0).")
 @click.pass_context
-def command(ctx: click.Context, source, out, cache_dir, dir_, count, seed, assets_out, xl_sources, limit, uids_file,
+def command(ctx: click.Context, source, out, cache_dir, dir_, count, seed, assets_out, categories, xl_sources, limit, uids_file,
             max_clips_per_asset, licenses, min_faces, max_faces, max_vertices, include_static, dropped_out, shard_size,
             round_, previous) -> None:
     """Curate assets into a manifest: one row per (asset, clip), with shard numbers and reasons for what was dropped."""
@@ -77,7 +81,7 @@ def command(ctx: click.Context, source, out, cache_dir, dir_, count, seed, asset
     from manifests.schema import ManifestError
 
     try:
-        cfg = CurateConfig(source=source, out=out, cache_dir=cache_dir, dir=dir_, count=count, seed=seed, assets_out=assets_out,
+        cfg = CurateConfig(source=source, out=out, cache_dir=cache_dir, dir=dir_, count=count, seed=seed, assets_out=assets_out, categories=categories,
                            xl_sources=_csv(xl_sources, "--xl-sources"), limit=limit, uids_file=uids_file,
                            max_clips_per_asset=max_clips_per_asset, licenses=_csv(licenses, "--licenses"), min_faces=min_faces,
                            max_faces=max_faces or None, max_vertices=max_vertices or None, include_static=include_static,

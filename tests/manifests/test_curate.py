@@ -112,7 +112,7 @@ def test_licence_allow_list(tmp_path, gltf_dir):
     (dict(source="objaverse", dir="x"), "--dir is only used"),
     (dict(source="local", dir="x", cache_dir="c"), "--cache-dir is only used"),
     (dict(source="procedural"), "--count"),
-    (dict(source="local", dir="x", count=3), "--count and --assets-out"),
+    (dict(source="local", dir="x", count=3), "--count, --assets-out and --categories"),
     (dict(source="local", dir="x", limit=0), "--limit"),
     (dict(source="local", dir="x", shard_size=0), "--shard-size"),
     (dict(source="local", dir="x", max_clips_per_asset=-1), "--max-clips-per-asset"),

@@ -31,7 +31,7 @@ def run_cli(*args: str, env: dict | None = None, check: bool = True, timeout: fl
 def proc_manifest(tmp_path_factory) -> Path:
     """5 procedural assets (seed 21) curated into shards of 3 rows."""
     d = tmp_path_factory.mktemp("proc")
-    run_cli("-q", "curate", "--source", "procedural", "--count", "5", "--seed", "21", "--assets-out", str(d / "assets"),
+    run_cli("-q", "curate", "--source", "procedural", "--categories", "legacy", "--count", "5", "--seed", "21", "--assets-out", str(d / "assets"),
             "--shard-size", "3", "--out", str(d / "manifest.parquet"))
     return d / "manifest.parquet"
 

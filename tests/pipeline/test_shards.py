@@ -106,7 +106,7 @@ def manifest(tmp_path_factory):
     from tests.render import glb
 
     d = tmp_path_factory.mktemp("manifest")
-    paths = generate_assets(d / "assets", 3, 5)
+    paths = generate_assets(d / "assets", 3, 5, categories="legacy")
     proc = next(p for p in paths if len(gltf_animation_names(p)) >= 2)
     b = glb.GlbBuilder()
     b.add_node({"name": "nothing"})

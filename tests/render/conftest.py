@@ -36,11 +36,12 @@ def worker():
 
 @pytest.fixture(scope="session")
 def procedural_assets(tmp_path_factory) -> list[Path]:
-    """Three procedural assets (one of each kind of motion: rigid, morph, skin), always available."""
+    """Three procedural assets, always available: a vehicle (rigid parts), a soft thing (shape keys; seed 9 gives a face)
+    and a biped (skinned)."""
     pytest.importorskip("bpy", reason="render extra (bpy 5.0.1) not installed")
     from render.procedural import generate_assets
 
-    return generate_assets(tmp_path_factory.mktemp("procedural"), 3, 5)
+    return generate_assets(tmp_path_factory.mktemp("procedural"), 3, 9, categories="vehicle,soft,biped")
 
 
 @pytest.fixture(scope="session")

@@ -131,7 +131,7 @@ def test_a_looping_clip_rendered_at_its_two_ends_is_judged_on_in_between_times(w
     # show no motion; the check then looks at MOTION_PROBES in-between times and keeps the clip.
     from render.worker import MOTION_PROBES
 
-    path = procedural_assets[0]
+    path = procedural_assets[2]  # the biped: clip 0 (idle) is periodic, every channel ends where it starts
     r = render_row(worker, path, num_frames=2, fixed_views=1, resolution=32, max_window_s=600.0)
     assert r.status == "ok", (r.reason, r.detail)
     s = Sample(r)

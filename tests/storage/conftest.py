@@ -150,7 +150,7 @@ def s3_manifest(tmp_path_factory) -> Path:
     from manifests.schema import read_manifest, write_manifest
 
     d = tmp_path_factory.mktemp("s3proc")
-    run_cli("-q", "curate", "--source", "procedural", "--count", "3", "--seed", "31", "--assets-out", str(d / "assets"),
+    run_cli("-q", "curate", "--source", "procedural", "--categories", "legacy", "--count", "3", "--seed", "31", "--assets-out", str(d / "assets"),
             "--shard-size", "2", "--out", str(d / "m.parquet"))
     df = read_manifest(d / "m.parquet")
     bad = df.iloc[[0]].copy()

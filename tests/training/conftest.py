@@ -49,7 +49,7 @@ def _render_procedural(root: Path, count: int, seed: int, shard_size: int) -> Pa
     """`pipeline curate --source procedural` then `pipeline render` of every shard: the real thing."""
     if importlib.util.find_spec("bpy") is None:
         pytest.skip("render extra (bpy 5.0.1) not installed: no real procedural renders")
-    _pipeline("-q", "curate", "--source", "procedural", "--count", str(count), "--seed", str(seed),
+    _pipeline("-q", "curate", "--source", "procedural", "--categories", "legacy", "--count", str(count), "--seed", str(seed),
               "--assets-out", str(root / "assets"), "--shard-size", str(shard_size), "--out", str(root / "m.parquet"))
     import pandas as pd
 

@@ -42,7 +42,7 @@ def traveller(tmp_path_factory) -> dict[str, Path]:
     from tests.render.glb import with_travel
 
     root = tmp_path_factory.mktemp("traveller")
-    _pipeline("-q", "curate", "--source", "procedural", "--count", "1", "--seed", "11", "--assets-out",
+    _pipeline("-q", "curate", "--source", "procedural", "--categories", "legacy", "--count", "1", "--seed", "11", "--assets-out",
               str(root / "assets"), "--shard-size", "1", "--out", str(root / "m.parquet"))
     df = pd.read_parquet(root / "m.parquet").iloc[:1].copy()
     moved = with_travel(Path(df["uri"].iloc[0]), root / "traveller.glb", TRAVEL)

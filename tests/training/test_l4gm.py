@@ -41,7 +41,7 @@ def l4gm_render(tmp_path_factory) -> Path:
     if importlib.util.find_spec("bpy") is None:
         pytest.skip("render extra (bpy 5.0.1) not installed: no real renders")
     root = tmp_path_factory.mktemp("l4gm_render")
-    _pipeline("-q", "curate", "--source", "procedural", "--count", "1", "--seed", "11", "--assets-out",
+    _pipeline("-q", "curate", "--source", "procedural", "--categories", "legacy", "--count", "1", "--seed", "11", "--assets-out",
               str(root / "assets"), "--shard-size", "1", "--out", str(root / "m.parquet"))
     _pipeline("-q", "render", "--manifest", str(root / "m.parquet"), "--shard", "0", "--out", str(root / "ds"),
               "--no-ray", "--preset", "l4gm", "--resolution", "32", "--frames", "4", "--views", "4",

@@ -1,5 +1,6 @@
-"""Procedural animated assets: real Blender builds and exports them, and the tests read the GLBs back
-with their own tiny GLB reader (json + struct) and with Blender's glTF importer."""
+"""The legacy procedural generator (category `legacy`, kept for old-vs-new comparisons): real Blender builds
+and exports it, and the tests read the GLBs back with their own tiny GLB reader (json + struct) and with
+Blender's glTF importer. The new categories: test_procedural_categories.py."""
 
 from __future__ import annotations
 
@@ -13,11 +14,15 @@ import pytest
 
 bpy = pytest.importorskip("bpy", reason="render extra (bpy 5.0.1) not installed")
 
-from render.procedural import generate_assets  # noqa: E402
+from render.procedural import generate_assets as _generate  # noqa: E402
 
 pytestmark = pytest.mark.blender
 
 SEED, COUNT = 11, 4
+
+
+def generate_assets(out_dir, count, seed):
+    return _generate(out_dir, count, seed, categories="legacy")
 
 
 def read_glb(path: Path) -> tuple[dict, bytes]:
@@ -220,7 +225,7 @@ def test_negative_seed_gives_its_own_valid_uids(batch, tmp_path):
 @pytest.mark.parametrize("count", [-1, 1.5, True])
 def test_bad_count_is_rejected_with_its_name(tmp_path, count):
     with pytest.raises(ValueError, match="count"):
-        generate_assets(tmp_path, count, 0)
+        _generate(tmp_path, count, 0)
 
 
 def test_command_line_entry_writes_the_same_files(batch, tmp_path):
@@ -228,7 +233,8 @@ def test_command_line_entry_writes_the_same_files(batch, tmp_path):
     import sys
 
     out = tmp_path / "cli"
-    run = subprocess.run([sys.executable, "-m", "render.procedural", "--out", str(out), "--count", "1", "--seed", str(SEED)],
+    run = subprocess.run([sys.executable, "-m", "render.procedural", "--out", str(out), "--count", "1", "--seed", str(SEED),
+                          "--categories", "legacy"],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert run.stdout == "", "the exporter's chatter leaked onto stdout"

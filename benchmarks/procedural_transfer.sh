@@ -1,0 +1,32 @@
+#!/bin/bash
+# Issue 22's measurement in one device call (one GPU, ~10 minutes): the device runner's setup stage (carried
+# wheels, gsplat compiled once), then benchmarks/procedural_transfer.py device (every arm x seed trained at once
+# on the GPU for TRAIN_MIN minutes, each scored on the four held-out sets), then the table. What comes back under
+# $OUT: setup/ (the runner's env.txt and logs), summary.txt (the stage log and the tables) and results.tgz
+# (table.md; per run: learn.json, learn.log, metrics per held-out set, grids).
+#
+#   device run, carry [".whl", ".scratch/procedural_transfer/data.tar.gz"]:  bash benchmarks/procedural_transfer.sh
+#   (the archive from `python benchmarks/procedural_transfer.py pack`; unpacked here into .scratch/procedural_transfer/data)
+#   env: TRAIN_MIN (default 4), ARMS (default old,new,new-notex,new-noaug,new-noart), SEEDS (default 0,1),
+#        BUDGET_S (default 580: the whole call)
+set -u
+OUT=${OUT:-/tmp/procedural_transfer_out}
+mkdir -p "$OUT"
+END=$(( $(date +%s) + ${BUDGET_S:-580} ))
+left() { echo $(( END - $(date +%s) )); }
+say() { echo "[$(date -u +%H:%M:%S)] $*" | tee -a "$OUT/summary.txt"; }
+python3 benchmarks/device.py setup --budget-s 150 --out "$OUT/setup" >> "$OUT/summary.txt" 2>&1 || { say "setup failed"; exit 1; }
+export PYTHONPATH=/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH} MAX_JOBS=16 TORCH_CUDA_ARCH_LIST=9.0 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+say "start: $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader)"
+if [ ! -d .scratch/procedural_transfer/data ]; then
+  tar -xzf .scratch/procedural_transfer/data.tar.gz -C .scratch/procedural_transfer || { say "no data: carry .scratch/procedural_transfer/data.tar.gz"; exit 1; }
+fi
+say "data: $(du -sh .scratch/procedural_transfer/data | cut -f1)"
+timeout $(( $(left) - 20 )) python3 benchmarks/procedural_transfer.py device --data .scratch/procedural_transfer/data \
+  --out "$OUT/runs" --arms "${ARMS:-old,new,new-notex,new-noaug,new-noart}" --seeds "${SEEDS:-0,1}" \
+  --train-minutes "${TRAIN_MIN:-4}" 2>&1 | tee -a "$OUT/summary.txt"
+say "device stage exit ${PIPESTATUS[0]}"
+python3 benchmarks/procedural_transfer.py table "$OUT/runs" > "$OUT/table.md" 2>&1
+cat "$OUT/table.md" >> "$OUT/summary.txt"
+(cd "$OUT" && tar -czf results.tgz runs table.md 2>/dev/null && rm -rf runs)
+say "done"

@@ -1,0 +1,154 @@
+"""The device stage of benchmarks/procedural_transfer.py (no bpy): train every (arm, seed) at once on one GPU
+for the same minutes, score each checkpoint on every held-out set, and put the numbers in tables.
+
+    python benchmarks/procedural_transfer.py device --data DATA --out OUT [--arms old,new,...] [--seeds 0,1]
+        [--train-minutes 4] [--set key=value ...]
+    python benchmarks/procedural_transfer.py table OUT
+
+device: one benchmarks/gpu_learn.py process per (arm, seed), all started together on the one GPU (equal
+wall minutes on a shared card = equal GPU minutes), `small` at 64 px, batch 16, compile off (ten concurrent
+compiles would eat the budget), one loader worker each; gpu_learn scores heldout/gltf itself, then every
+checkpoint is scored on heldout/gltf-val, heldout/proc-old and heldout/proc-new with `pipeline eval`'s protocol
+(training.models.lrm4d.protocol.evaluate: fixed seeded pairs, the same for every checkpoint). OUT/<arm>-s<seed>/ holds
+learn.json and one <set>_metrics.parquet per held-out set.
+
+table: psnr_obj of the model next to the nearest-input and mean-colour baselines per arm and held-out set
+(mean over seeds, with the seeds' spread), the gain over copying, new minus old, and per real asset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SETS = ("gltf", "gltf-val", "proc-old", "proc-new")
+DEFAULT_SETS = ["data.image_size=64", "batch_size=16", "data.num_workers=1", "compile=false"]
+
+
+def device(a) -> int:
+    data, out = Path(a.data), Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    arms = [x for x in a.arms.split(",") if (data / "train" / x).is_dir()]
+    missing = sorted(set(a.arms.split(",")) - set(arms))
+    if missing:
+        print(f"arms without rendered clips, left out: {missing}", flush=True)
+    procs = []
+    t0 = time.time()
+    for arm in arms:
+        for seed in [int(s) for s in a.seeds.split(",")]:
+            run = out / f"{arm}-s{seed}"
+            cmd = [sys.executable, str(ROOT / "benchmarks/gpu_learn.py"), "--train", str(data / "train" / arm),
+                   "--heldout", str(data / "heldout/gltf"), "--out", str(run), "--run", f"/tmp/pt_run_{arm}_s{seed}",
+                   "--train-minutes", str(a.train_minutes), "--calib-steps", str(a.calib_steps), "--preset", a.preset,
+                   *[x for s in [*DEFAULT_SETS, f"seed={seed}", *a.sets] for x in ("--set", s)]]
+            run.mkdir(parents=True, exist_ok=True)
+            log = open(run / "learn.log", "w")
+            procs.append((arm, seed, run, subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)))
+    print(f"{len(procs)} training processes started", flush=True)
+    scorers = []
+    for arm, seed, run, p in procs:  # each finished run is scored on the other held-out sets at once, in parallel
+        rc = p.wait()
+        print(f"[{time.time() - t0:.0f} s] {arm} seed {seed}: gpu_learn exit {rc}", flush=True)
+        if rc == 0 and (run / "learn.json").exists():
+            os.replace(run / "heldout_metrics.parquet", run / "gltf_metrics.parquet")
+            cmd = [sys.executable, str(Path(__file__).resolve()), "score", str(data), str(run), f"/tmp/pt_run_{arm}_s{seed}"]
+            scorers.append((arm, seed, subprocess.Popen(cmd, cwd=ROOT, stdout=open(run / "score.log", "w"), stderr=subprocess.STDOUT)))
+    for arm, seed, p in scorers:
+        rc = p.wait()
+        print(f"[{time.time() - t0:.0f} s] {arm} seed {seed}: scored (exit {rc})", flush=True)
+    print(table(out))
+    (out / "table.md").write_text(table(out))
+    return 0
+
+
+def score(data: Path, run: Path, checkpoint: str) -> int:
+    """Score `checkpoint` on heldout/gltf-val, proc-old and proc-new (gpu_learn did heldout/gltf)."""
+    from training.models.lrm4d.protocol import evaluate
+
+    for name in SETS[1:]:
+        shards = data / "heldout" / name
+        if shards.is_dir():
+            evaluate(checkpoint, str(shards), run / f"{name}_metrics.parquet", worst=1, grids_dir=run / f"grids_{name}",
+                     progress=False)
+    return 0
+
+
+def _load(out: Path):
+    import pandas as pd
+
+    frames = []
+    for run in sorted(p for p in out.iterdir() if p.is_dir() and "-s" in p.name):
+        arm, seed = run.name.rsplit("-s", 1)
+        for name in SETS:
+            f = run / f"{name}_metrics.parquet"
+            if f.exists():
+                df = pd.read_parquet(f)
+                frames.append(df.assign(arm=arm, seed=int(seed), set=name))
+    return pd.concat(frames, ignore_index=True) if frames else None
+
+
+def table(out: Path) -> str:
+    df = _load(Path(out))
+    if df is None:
+        return "no metrics found\n"
+    lines = ["| held-out set | arm | samples | model psnr_obj (seeds' spread) | nearest input | mean colour | over copy | new minus old |",
+             "|---|---|---|---|---|---|---|---|"]
+    per_seed = df.groupby(["set", "arm", "seed"]).agg(model=("psnr_obj", "mean"), near=("psnr_obj_nearest_input", "mean"),
+                                                      mean_c=("psnr_obj_mean_colour", "mean"), n=("psnr_obj", "size")).reset_index()
+    for name in SETS:
+        sub = per_seed[per_seed["set"] == name]
+        old = sub.loc[sub["arm"] == "old", "model"].mean()
+        for arm, g in sub.groupby("arm", sort=False):
+            spread = f"{g['model'].min():.2f}-{g['model'].max():.2f}"
+            lines.append(f"| {name} | {arm} | {int(g['n'].iloc[0])} | {g['model'].mean():.2f} ({spread}) | {g['near'].mean():.2f} | "
+                         f"{g['mean_c'].mean():.2f} | {g['model'].mean() - g['near'].mean():+.2f} | "
+                         f"{'' if arm == 'old' else f'{g.model.mean() - old:+.2f}'} |")
+    lines += ["", "| run | steps reached (planned) | samples/s | training wall s | device |", "|---|---|---|---|---|"]
+    for run in sorted(p for p in Path(out).iterdir() if (p / "learn.json").exists()):
+        r = json.loads((run / "learn.json").read_text())
+        lines.append(f"| {run.name} | {r['steps']} ({r['steps_planned']}) | {r['samples_per_s']} | {r['train_s']} | {r['device']} |")
+    real = df[df["set"].isin(["gltf", "gltf-val"])]
+    per_asset = real.groupby(["set", "uid", "arm"]).agg(model=("psnr_obj", "mean"), near=("psnr_obj_nearest_input", "mean")).reset_index()
+    arms = list(dict.fromkeys(per_asset["arm"]))
+    lines += ["", "| real asset | " + " | ".join(f"{a} over copy" for a in arms) + " | nearest input |",
+              "|---|" + "---|" * (len(arms) + 1)]
+    for (name, uid), g in per_asset.groupby(["set", "uid"]):
+        by = dict(zip(g["arm"], g["model"] - g["near"]))
+        lines.append(f"| {name}: {uid} | " + " | ".join(f"{by.get(a, float('nan')):+.2f}" for a in arms) + f" | {g['near'].mean():.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    d = sub.add_parser("device")
+    d.add_argument("--data", default=str(ROOT / ".scratch/procedural_transfer/data"))
+    d.add_argument("--out", required=True)
+    d.add_argument("--arms", default="old,new,new-notex,new-noaug,new-noart")
+    d.add_argument("--seeds", default="0,1")
+    d.add_argument("--train-minutes", type=float, default=4.0)
+    d.add_argument("--preset", default="small")
+    d.add_argument("--calib-steps", type=int, default=30, help="gpu_learn's uncounted calibration run")
+    d.add_argument("--set", dest="sets", action="append", default=[], help="more trainer overrides for every run")
+    t = sub.add_parser("table")
+    t.add_argument("out")
+    if argv[:1] == ["score"]:  # internal: one run's scoring process
+        return score(Path(argv[1]), Path(argv[2]), argv[3])
+    a = ap.parse_args(argv)
+    if a.cmd == "table":
+        text = table(Path(a.out))
+        print(text)
+        return 0
+    return device(a)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,1 @@
+"""One module per procedural category; each has `build(gen) -> clip names`."""
