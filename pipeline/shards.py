@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from contracts import storage
+from contracts import listing, shard_index, storage
 from contracts.layout import (SCHEMA_VERSION, STATUSES, is_committed, members_name, parquet_name, read_stats, shard_stem,
                               stats_name, tar_name, write_member_index)
 
@@ -155,6 +155,9 @@ class ShardWriter:
         self.store.write_bytes(stats_name(self.shard),
                                json.dumps(record, indent=1, sort_keys=True, default=str).encode("utf-8"))
         self._drop_scratch()
+        # committed; now the commit log (contracts.shard_index), with the summary status reads
+        entry = shard_index.summary(self.shard, record, self.rows)
+        stats.index_entry = {**entry, "log": shard_index.record_commit(self.store.url, entry)}  # type: ignore[attr-defined]
         return stats
 
     def abort(self) -> None:
@@ -203,10 +206,21 @@ def write_rows_parquet(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def clear_shard(out_dir: str | os.PathLike, shard: int) -> None:
-    """Remove shard N's files, stats.json first (so it is never committed with stale parts)."""
+    """Remove shard N's files, stats.json first (so it is never committed with stale parts), a
+    removal entry in the commit log before that when it was committed. In a bucket: one listing of
+    `shard-N.*` and deletes of what is there only (a fresh shard costs one request)."""
     store = storage.open_store(out_dir)
-    store.remove(stats_name(shard))
-    for name in (tar_name(shard), parquet_name(shard), members_name(shard)):
+    names = [tar_name(shard), parquet_name(shard), members_name(shard)]
+    if store.remote:
+        present = set(listing.list_page(store, begins=f"{shard_stem(shard)}.")[0])
+        names = [n for n in names if n in present]
+        committed = stats_name(shard) in present
+    else:
+        committed = store.exists(stats_name(shard))
+    if committed:
+        shard_index.record_removal(store.url, shard)
+        store.remove(stats_name(shard))
+    for name in names:
         store.remove(name)
     if not store.remote and store.is_dir():
         for leftover in store.root.glob(f".{shard_stem(shard)}.*.tmp-*"):
@@ -247,7 +261,7 @@ def render_shard(rows: Iterable[Mapping[str, Any]], spec: Any, out_dir: str | os
     """
     out = out_dir if storage.is_url(str(out_dir)) else Path(out_dir)
     storage.open_store(out).ensure()
-    if is_committed(out, shard) and not force:
+    if not force and is_committed(out, shard):
         log.info("shard %d already committed in %s; skipping (use --force to redo)", shard, out)
         return ShardStats.from_json(read_stats(out, shard), skipped=True)
     clear_shard(out, shard)

@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from contracts import storage
-from contracts.layout import committed_in, members_name, parquet_name, read_stats, shards_with_files, write_index
+from contracts import listing, shard_index, storage
+from contracts.layout import STATUSES, committed_in, members_name, parquet_name, shards_with_files
 
 
 
@@ -50,17 +50,26 @@ class StatusReport:
 
 
 def collect_status(directory: str | os.PathLike, manifest: Any | None = None, update_index: bool = True) -> StatusReport:
-    """Scan DIR, a folder or an object-store URL (and compare with `manifest`, a DataFrame, when given)."""
-    import pyarrow.parquet as pq
+    """Scan DIR, a folder or an object-store URL (and compare with `manifest`, a DataFrame, when given).
 
+    The committed shards come from a paged listing (the truth); their counts from the summaries of
+    the committed-shard index (contracts.shard_index), so only shards the index does not know yet
+    are read (stats.json and parquet). With a manifest every committed shard's parquet is read
+    (its keys), concurrently."""
     store = storage.open_store(directory)
-    d = store.url if store.remote else Path(directory)
+    d = store.url if store.remote else str(Path(directory))
     rep = StatusReport(directory=str(d))
-    names = store.listdir()  # one listing for committed, partial and member-index answers
+    view = shard_index.IndexView(d).load()  # before the listing: see shard_index.reconcile
+    names = list(listing.iter_names(store))  # one paged listing for committed, partial and member-index answers
+    if not names and not store.is_dir():
+        raise FileNotFoundError(f"{d}: no such dataset (nothing under this prefix)" if store.remote
+                                else f"{d}: no such dataset folder")
+    view, rep.problems = shard_index.reconcile(d, names, write_log=update_index, view=view)
     rep.committed = committed_in(names)
     committed = set(rep.committed)
     seen = shards_with_files(names)
-    rep.no_member_index = [n for n in rep.committed if members_name(n) not in names]
+    present = set(names)
+    rep.no_member_index = [n for n in rep.committed if members_name(n) not in present]
     rep.partial = sorted(seen - committed)
     expected: dict[int, set[str]] = {}
     if manifest is not None:
@@ -74,41 +83,30 @@ def collect_status(directory: str | os.PathLike, manifest: Any | None = None, up
     reasons: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     stamps = []
     for n in rep.committed:
-        try:
-            st = read_stats(d, n)
-        except (OSError, ValueError) as exc:
-            rep.problems.append(f"shard {n}: unreadable stats.json ({exc})")
-            continue
-        rep.images += int(st.get("images") or 0)
-        rep.tar_bytes += int(st.get("tar_bytes") or 0)
-        rep.shard_seconds += float(st.get("seconds") or 0.0)
-        if st.get("committed_at"):
-            stamps.append(st["committed_at"])
-        try:
-            table = pq.read_table(io.BytesIO(store.read_bytes(parquet_name(n))),
-                                  columns=["key", "status", "reason", "seconds"])
-        except (OSError, ValueError) as exc:
-            rep.problems.append(f"shard {n}: unreadable parquet ({exc})")
-            continue
-        keys = table.column("key").to_pylist()
-        for status, reason in zip(table.column("status").to_pylist(), table.column("reason").to_pylist()):
-            samples[status] += 1
-            if reason:
-                reasons[status][reason] += 1
-        rep.render_seconds += float(sum(x or 0.0 for x in table.column("seconds").to_pylist()))
-        counts = collections.Counter(keys)
-        dups = sum(c - 1 for c in counts.values() if c > 1)
-        if dups:
-            rep.samples_duplicated += dups
-            rep.problems.append(f"shard {n}: {dups} duplicated key(s)")
-        if manifest is not None:
-            want = expected.get(n, set())
-            have = set(counts)
+        e = view.entries.get(n)
+        if e is None or not shard_index.has_summary(e):
+            continue  # unreadable: named in problems by reconcile
+        rep.images += int(e["images"] or 0)
+        rep.tar_bytes += int(e["tar_bytes"] or 0)
+        rep.shard_seconds += float(e["seconds"] or 0.0)
+        rep.render_seconds += float(e["samples_seconds"] or 0.0)
+        if e.get("committed_at"):
+            stamps.append(e["committed_at"])
+        for status in STATUSES:
+            samples[status] += int(e.get(status) or 0)
+        for status, by in (e.get("reasons") or {}).items():
+            reasons[status].update(by)
+        if e.get("duplicated"):
+            rep.samples_duplicated += int(e["duplicated"])
+            rep.problems.append(f"shard {n}: {e['duplicated']} duplicated key(s)")
+    if manifest is not None:
+        for n, keys in _shard_keys(store, [n for n in rep.committed if n in view.entries], rep.problems):
+            want, have = expected.get(n, set()), set(keys)
             if want - have:
                 rep.samples_missing += len(want - have)
                 rep.problems.append(f"shard {n}: {len(want - have)} manifest row(s) have no sample, e.g. {sorted(want - have)[0]}")
             rep.samples_superseded += len(have - want)
-    rep.samples = dict(samples)
+    rep.samples = {k: v for k, v in samples.items() if v}
     rep.reasons = {s: dict(c) for s, c in reasons.items()}
     if stamps:
         stamps.sort()
@@ -117,8 +115,27 @@ def collect_status(directory: str | os.PathLike, manifest: Any | None = None, up
         if len(stamps) > 1 and span > 0:
             rep.images_per_hour = rep.images / span * 3600
     if update_index:
-        write_index(d)
+        view.write()
     return rep
+
+
+def _shard_keys(store: Any, shards: list[int], problems: list[str]):
+    """(shard, keys of its parquet) for each shard, read 16 at a time."""
+    import pyarrow.parquet as pq
+    from concurrent.futures import ThreadPoolExecutor
+
+    def keys(n: int) -> tuple[int, list[str] | None]:
+        try:
+            table = pq.read_table(io.BytesIO(store.read_bytes(parquet_name(n))), columns=["key"])
+            return n, table.column("key").to_pylist()
+        except (OSError, ValueError) as exc:
+            problems.append(f"shard {n}: unreadable parquet ({exc})")
+            return n, None
+
+    with ThreadPoolExecutor(16) as pool:
+        for n, k in pool.map(keys, shards):
+            if k is not None:
+                yield n, k
 
 
 def _parse(stamp: str) -> dt.datetime:
