@@ -39,31 +39,21 @@ def list_page(store, prefix: str = "", start_after: str | None = None, limit: in
               token: str | None = None, begins: str = "") -> tuple[list[str], str | None]:
     """One page of plain names under the store (or its sub-folder `prefix`) after `start_after`
     (and beginning with `begins`): (names in order, continuation token or None). Sub-folders are left out."""
+    items, token = list_page_sizes(store, prefix, start_after, limit, token, begins)
+    return [n for n, _ in items], token
+
+
+def list_page_sizes(store, prefix: str = "", start_after: str | None = None, limit: int = PAGE,
+                    token: str | None = None, begins: str = "") -> tuple[list[tuple[str, int | None]], str | None]:
+    """`list_page` with each name's size in bytes (from the listing itself: no request per object)."""
     if prefix:
         storage.check_name(prefix, store.url)
-    if not store.remote:
-        root = store.root / prefix if prefix else store.root
-        try:
-            names = sorted(e.name for e in os.scandir(root) if e.is_file() and not e.name.startswith("."))
-        except FileNotFoundError:
-            return [], None
-        if start_after is not None:
-            names = [n for n in names if n > start_after]
-        if begins:
-            names = [n for n in names if n.startswith(begins)]
-        if token is not None:
-            names = [n for n in names if n > token]
-        page = names[:limit]
-        return page, (page[-1] if len(names) > limit else None)
-    if not _is_s3(store):  # another fsspec filesystem: its own listing, filtered here
-        sub = storage.open_store(f"{store.url}/{prefix}") if prefix else store
-        try:
-            names = sorted(n for n in sub.listdir() if not n.startswith("."))
-        except FileNotFoundError:
-            return [], None
-        names = [n for n in names if (start_after is None or n > start_after) and (token is None or n > token)
+    if not store.remote or not _is_s3(store):
+        items = _plain_listing(store, prefix)
+        items = [(n, z) for n, z in items if (start_after is None or n > start_after) and (token is None or n > token)
                  and n.startswith(begins)]
-        return names[:limit], (names[limit - 1] if len(names) > limit else None)
+        page = items[:limit]
+        return page, (page[-1][0] if len(items) > limit else None)
     bucket, key_prefix = _split(store, prefix)
     kw = {"Bucket": bucket, "Prefix": key_prefix + begins, "Delimiter": "/", "MaxKeys": limit}
     if token is not None:
@@ -72,18 +62,45 @@ def list_page(store, prefix: str = "", start_after: str | None = None, limit: in
         kw["StartAfter"] = key_prefix + start_after
     with storage.translate_errors(store.url, "listing"):
         out = store.fs.call_s3("list_objects_v2", **kw)
-    names = [o["Key"][len(key_prefix):] for o in out.get("Contents", [])]
+    items = [(o["Key"][len(key_prefix):], int(o.get("Size", 0))) for o in out.get("Contents", [])]
     nxt = out.get("NextContinuationToken") if out.get("IsTruncated") else None
-    return [n for n in names if n and "/" not in n], nxt
+    return [(n, z) for n, z in items if n and "/" not in n], nxt
+
+
+def _plain_listing(store, prefix: str) -> list[tuple[str, int | None]]:
+    """A local folder (scandir) or another fsspec filesystem (its own `ls`), sorted, dot-names left out."""
+    if not store.remote:
+        root = store.root / prefix if prefix else store.root
+        try:
+            with os.scandir(root) as it:
+                items = [(e.name, e.stat().st_size) for e in it if not e.name.startswith(".") and e.is_file()]
+        except FileNotFoundError:
+            return []
+        return sorted(items)
+    sub = storage.open_store(f"{store.url}/{prefix}") if prefix else store
+    try:
+        return sorted((n, None) for n in sub.listdir() if not n.startswith("."))
+    except FileNotFoundError:
+        return []
 
 
 def iter_names(store, prefix: str = "", start_after: str | None = None, page: int = PAGE) -> Iterator[str]:
     """Every plain name under the store (or its sub-folder `prefix`) after `start_after`, in order,
     fetched a page at a time."""
+    for name, _ in iter_sizes(store, prefix, start_after, page):
+        yield name
+
+
+def iter_sizes(store, prefix: str = "", start_after: str | None = None, page: int = PAGE
+               ) -> Iterator[tuple[str, int | None]]:
+    """(name, size) of every plain name, as `iter_names`."""
+    if not store.remote or not _is_s3(store):  # one scandir (or ls), not one per page
+        yield from ((n, z) for n, z in _plain_listing(store, prefix) if start_after is None or n > start_after)
+        return
     token = None
     while True:
-        names, token = list_page(store, prefix, start_after, page, token)
-        yield from names
+        items, token = list_page_sizes(store, prefix, start_after, page, token)
+        yield from items
         if token is None:
             return
 

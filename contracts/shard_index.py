@@ -67,9 +67,11 @@ def log_store(directory: str | os.PathLike):
     return storage.open_store(store.child(LOG_DIR) if not store.remote else f"{store.url}/{LOG_DIR}")
 
 
-def summary(n: int, stats: Mapping[str, Any], rows: Iterable[Mapping[str, Any]] | None) -> dict:
+def summary(n: int, stats: Mapping[str, Any], rows: Iterable[Mapping[str, Any]] | None,
+            sizes: Mapping[str, int] | None = None) -> dict:
     """The index entry of committed shard n: from its stats.json record and its parquet rows
-    (`key, status, reason, seconds`; None when only stats.json is at hand)."""
+    (`key, status, reason, seconds`; None when only stats.json is at hand). `sizes`: bytes of the
+    shard's `parquet` and `stats` files, which a listing checks the summary against."""
     entry: dict[str, Any] = {"shard": n, "tar": layout.tar_name(n), "samples": stats.get("ok", stats.get("samples"))}
     reasons: dict[str, dict[str, int]] = {}
     counts = {s: int(stats.get(s) or 0) for s in layout.STATUSES}
@@ -90,7 +92,20 @@ def summary(n: int, stats: Mapping[str, Any], rows: Iterable[Mapping[str, Any]] 
     entry.update(rows=sum(counts.values()), **counts, reasons=reasons, images=int(stats.get("images") or 0),
                  tar_bytes=int(stats.get("tar_bytes") or 0), seconds=float(stats.get("seconds") or 0.0),
                  samples_seconds=float(seconds or 0.0), committed_at=stats.get("committed_at"), duplicated=dup)
+    if sizes:
+        entry["bytes"] = {k: int(v) for k, v in sizes.items()}
     return entry
+
+
+def stale(entry: Mapping[str, Any], sizes: Mapping[str, int | None]) -> bool:
+    """Whether a listing's sizes (file name -> bytes) show that the shard's parquet or stats.json
+    changed since its summary was made (a summary without sizes is trusted)."""
+    n, recorded = int(entry["shard"]), entry.get("bytes") or {}
+    for kind, name in (("parquet", layout.parquet_name(n)), ("stats", layout.stats_name(n))):
+        now = sizes.get(name)
+        if kind in recorded and now is not None and int(recorded[kind]) != now:
+            return True
+    return False
 
 
 def record_commit(directory: str | os.PathLike, entry: dict, t: float | None = None) -> str:
@@ -150,15 +165,11 @@ class IndexView:
         """Apply the log names after (newest seen - margin); the shards whose state changed."""
         start = _minus(self.high, MARGIN_S) if self.high else None
         changed: set[int] = set()
-        token = None
-        logs = log_store(self.directory)
-        while True:
-            self.requests += 1
-            names, token = listing.list_page(logs, "", start, listing.PAGE, token)
-            for name in names:
-                changed |= self.apply(name)
-            if token is None:
-                return changed
+        self.requests += 1
+        for i, name in enumerate(listing.iter_names(log_store(self.directory), "", start)):
+            self.requests += i > 0 and i % listing.PAGE == 0
+            changed |= self.apply(name)
+        return changed
 
     def apply(self, name: str, entry: dict | None = None) -> set[int]:
         m = LOG_RE.match(name)
@@ -229,35 +240,43 @@ def shard_summary(directory: str | os.PathLike, n: int) -> dict:
 
     import pyarrow.parquet as pq
 
-    stats = layout.read_stats(directory, n)
+    store = storage.open_store(directory)
+    raw = store.read_bytes(layout.stats_name(n))
     try:
-        data = storage.open_store(directory).read_bytes(layout.parquet_name(n))
+        stats = json.loads(raw)
+        if not isinstance(stats, dict):
+            raise ValueError("a JSON object expected")
+    except ValueError as exn:
+        raise ValueError(f"{store.child(layout.stats_name(n))}: not a valid stats.json ({exn})") from None
+    try:
+        data = store.read_bytes(layout.parquet_name(n))
         table = pq.read_table(io.BytesIO(data), columns=["key", "status", "reason", "seconds"])
     except (OSError, ValueError) as exn:  # pyarrow's errors are ValueErrors/OSErrors
-        raise ValueError(f"{storage.open_store(directory).child(layout.parquet_name(n))}: unreadable parquet ({exn})"
-                         ) from None
-    return summary(n, stats, table.to_pylist())
+        raise ValueError(f"{store.child(layout.parquet_name(n))}: unreadable parquet: {exn}") from None
+    return summary(n, stats, table.to_pylist(), {"parquet": len(data), "stats": len(raw)})
 
 
 def reconcile(directory: str | os.PathLike, names: Iterable[str] | None = None, refresh: set[int] | None = None,
               write_log: bool = True, view: IndexView | None = None) -> tuple[IndexView, list[str]]:
-    """The view checked against a listing (`names`: the dataset's plain names; listed in pages when
-    None): shards committed but missing from the view get a commit entry, shards in the view without
-    stats.json a removal entry, stamped with the time of the listing (a newer event wins). `refresh`:
+    """The view checked against a listing (`names`: the dataset's (name, size) pairs; listed in pages
+    when None): shards committed but missing from the view get a commit entry, shards in the view without
+    stats.json a removal entry, stamped with the time of the listing (a newer event wins), and
+    shards whose parquet or stats.json changed size since their summary a fresh entry. `refresh`:
     shards whose entries are rebuilt from their files; `view`: one loaded before `names` were listed
     (never after: a shard committed in between would look removed). Returns (view with summaries, problems)."""
     view = view or IndexView(directory).load()
     t_list = time.time()
     store = storage.open_store(directory)
-    if names is None:
-        names = listing.iter_names(store)
-    committed = set(layout.committed_in(names))
+    sizes = dict(listing.iter_sizes(store) if names is None else names)
+    committed = set(layout.committed_in(sizes))
+    changed = {n for n in committed & set(view.entries) if stale(view.entries[n], sizes)}
     problems: list[str] = []
-    for n in sorted(committed - set(view.entries) | (set(refresh or ()) & committed)):
+    for n in sorted(committed - set(view.entries) | ((set(refresh or ()) | changed) & committed)):
         try:
             entry = shard_summary(directory, n)
         except (OSError, ValueError) as exn:
-            problems.append(f"shard {n}: {exn}")
+            what = "parquet" if "unreadable parquet" in str(exn) else "stats.json"
+            problems.append(f"shard {n}: unreadable {what} ({exn})")
             continue
         name = record_commit(directory, entry, t_list) if write_log else log_name(n, "c", entry["samples"] or 0, t_list)
         view.apply(name, {**entry, "log": name})

@@ -133,6 +133,7 @@ class ShardWriter:
         tmp_pq = self._scratch / f".{parquet_name(self.shard)}.tmp-{pid}"
         tmp_members = self._scratch / f".{members_name(self.shard)}.tmp-{pid}"
         write_rows_parquet(self.rows, tmp_pq)
+        pq_bytes = tmp_pq.stat().st_size
         write_member_index(self.members, tmp_members)
         self.store.put_file(self._tmp_tar, tar_name(self.shard))
         _maybe_pause(self.store, self.shard)
@@ -152,11 +153,11 @@ class ShardWriter:
                   "committed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": socket.gethostname(),
                   **dict(extra or {})}
         record.pop("skipped", None)
-        self.store.write_bytes(stats_name(self.shard),
-                               json.dumps(record, indent=1, sort_keys=True, default=str).encode("utf-8"))
+        stats_json = json.dumps(record, indent=1, sort_keys=True, default=str).encode("utf-8")
+        self.store.write_bytes(stats_name(self.shard), stats_json)
         self._drop_scratch()
         # committed; now the commit log (contracts.shard_index), with the summary status reads
-        entry = shard_index.summary(self.shard, record, self.rows)
+        entry = shard_index.summary(self.shard, record, self.rows, {"parquet": pq_bytes, "stats": len(stats_json)})
         stats.index_entry = {**entry, "log": shard_index.record_commit(self.store.url, entry)}  # type: ignore[attr-defined]
         return stats
 

@@ -60,11 +60,12 @@ def collect_status(directory: str | os.PathLike, manifest: Any | None = None, up
     d = store.url if store.remote else str(Path(directory))
     rep = StatusReport(directory=str(d))
     view = shard_index.IndexView(d).load()  # before the listing: see shard_index.reconcile
-    names = list(listing.iter_names(store))  # one paged listing for committed, partial and member-index answers
+    items = list(listing.iter_sizes(store))  # one paged listing for committed, partial and member-index answers
+    names = [n for n, _ in items]
     if not names and not store.is_dir():
         raise FileNotFoundError(f"{d}: no such dataset (nothing under this prefix)" if store.remote
                                 else f"{d}: no such dataset folder")
-    view, rep.problems = shard_index.reconcile(d, names, write_log=update_index, view=view)
+    view, rep.problems = shard_index.reconcile(d, items, write_log=update_index, view=view)
     rep.committed = committed_in(names)
     committed = set(rep.committed)
     seen = shards_with_files(names)
