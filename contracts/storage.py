@@ -298,10 +298,11 @@ class FsspecStore:
                 pass
 
     def scratch_dir(self) -> Path:
-        """A private local folder for building files before upload (under $TMPDIR)."""
-        import tempfile
+        """A private local folder for building files before upload (under $TMPDIR), marked with its
+        owner so that the next run removes it if this process is killed (contracts.scratch)."""
+        from contracts import scratch
 
-        return Path(tempfile.mkdtemp(prefix="shard-upload-"))
+        return scratch.make_scratch()
 
 
 Store = LocalStore | FsspecStore

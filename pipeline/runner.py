@@ -154,6 +154,9 @@ def run_render(manifest: Any, selection: list[int], spec: Any, out_dir: str | Pa
                pool_cfg: Any = None, force: bool = False, retry_failed: bool = False,
                threads: int | None = None, progress: bool = True, cache_dir: str | None = None) -> RunSummary:
     """Render the selected shards of `manifest` into `out_dir` (a folder or an object-store URL)."""
+    from contracts import scratch
+
+    scratch.clean_stale()  # what killed uploads and Blender sessions of dead processes left in $TMPDIR
     store = storage.open_store(out_dir)
     store.ensure()  # a bad URL, endpoint or credentials fail here: nothing rendered, nothing written
     out = store.url if store.remote else Path(out_dir)
