@@ -139,25 +139,31 @@ class IndexView:
         self.marks: dict[int, str] = {}   # shard -> newest log name applied (commits and removals)
         self.high: str | None = None      # newest log name seen
         self.base = False                 # an index.json was read
+        self.problem: str | None = None   # why index.json was not used (unreadable, refused entries)
         self.requests = 0                 # storage requests made by this view (GET, LIST pages)
 
     def load(self) -> "IndexView":
-        """Read index.json (when there is one) and the log after it; returns self."""
+        """Read index.json (when there is one) and the log after it; returns self. An index.json that
+        cannot be used (corrupt, or naming files outside the dataset) is left out and named in
+        `problem`: the view is then the log alone, and `base` is False (callers list the dataset)."""
+        self.requests += 1
         try:
-            self.requests += 1
-            data = json.loads(self.store.read_bytes(layout.INDEX_NAME))
-            layout.index_tars(data, self.store.child(layout.INDEX_NAME))
-            for e in data["shards"]:
-                n = int(e["shard"])
-                self.entries[n] = dict(e)
-                self.marks[n] = str(e.get("log") or "")
-            through = data.get("log_through")
-            self.high = through if isinstance(through, str) and LOG_RE.match(through) else None
-            self.base = True
+            raw = self.store.read_bytes(layout.INDEX_NAME)
         except FileNotFoundError:
-            pass
-        except (ValueError, KeyError, TypeError) as exn:
-            raise ValueError(f"{self.store.child(layout.INDEX_NAME)}: not a committed-shard index ({exn})") from None
+            raw = None
+        if raw is not None:
+            try:
+                data = json.loads(raw)
+                layout.index_tars(data, self.store.child(layout.INDEX_NAME))
+                entries = {int(e["shard"]): dict(e) for e in data["shards"]}
+                if any(e["tar"] != layout.tar_name(n) for n, e in entries.items()):
+                    raise ValueError("an entry's tar is not its shard's")
+                through = data.get("log_through")
+                self.entries, self.base = entries, True
+                self.marks = {n: str(e.get("log") or "") for n, e in entries.items()}
+                self.high = through if isinstance(through, str) and LOG_RE.match(through) else None
+            except (ValueError, KeyError, TypeError, AttributeError) as exn:
+                self.problem = f"{self.store.child(layout.INDEX_NAME)}: not a usable committed-shard index ({exn})"
         self.poll()
         return self
 
@@ -203,11 +209,14 @@ class IndexView:
 
         def get(n: int) -> tuple[int, dict | None, str | None]:
             e = self.entries[n]
-            try:
-                if e.get("log"):
+            if e.get("log"):
+                try:
                     body = json.loads(logs.read_bytes(e["log"]))
                     if isinstance(body, dict) and has_summary(body) and body.get("shard") == n:
                         return n, body, None
+                except (FileNotFoundError, ValueError):
+                    pass  # a log object gone or corrupt: the shard's own files say the same
+            try:
                 return n, shard_summary(self.directory, n), None
             except (OSError, ValueError) as exn:
                 return n, None, f"shard {n}: unreadable summary ({exn})"

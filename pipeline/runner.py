@@ -141,7 +141,7 @@ def committed_among(out_dir: str | Path, shards: list[int]) -> set[int]:
     view = shard_index.IndexView(store.url).load()
     found = set(view.entries) & set(shards)
     rest = sorted(set(shards) - found)
-    if not view.base and not view.entries or len(rest) > 64:
+    if not view.base or len(rest) > 64:
         late = set(committed_in(listing.iter_names(store))) & set(rest)
     else:
         late = {n for n in rest if listing.head_exists(store, stats_name(n))}
@@ -167,7 +167,8 @@ def run_render(manifest: Any, selection: list[int], spec: Any, out_dir: str | Pa
     t0 = time.perf_counter()
     commits: dict[int, Any] = {}
     known: dict[str, dict] = {}  # log name -> index entry of this run's commits (compaction needs no GET)
-    due = [COMPACT_EVERY]  # commits of this run at which index.json is compacted next
+    due = [1]  # commits of this run at which index.json is compacted next: the first (a new dataset gets
+    # its index.json at once), then every COMPACT_EVERY or an eighth of the dataset
 
     def on_commit(n: int, stats: Any) -> None:
         commits[n] = stats

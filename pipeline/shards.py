@@ -2,7 +2,8 @@
 
 `ShardWriter` builds the tar, the parquet and the member index (`shard-N.members.parquet`: name,
 offset, size of every tar member) under temporary names, moves them into the dataset, and writes
-`shard-N.stats.json` last: its presence is what makes the shard committed. In a local folder the
+`shard-N.stats.json` last: its presence is what makes the shard committed. Then one entry in the
+commit log (contracts.shard_index) with the shard's summary; `clear_shard` logs a removal first. In a local folder the
 files are built in place and renamed; under an object-store URL (`s3://bucket/prefix`) they are built
 in a local scratch folder and uploaded whole, tar, parquet and member index first, stats.json last,
 so a killed upload never looks committed. Tar members are written deterministically (sorted names,
@@ -13,7 +14,8 @@ crashed run, render each row, commit.
 Test-only (documented, like the scheduler's fault injection): with `PIPELINE_TEST_UPLOAD_PAUSE=DIR`
 in the environment, a writer uploading to an object store stops after the tar is uploaded, creates
 `DIR/reached-shard-N` and waits (up to 300 s) for `DIR/release` before uploading the rest, so a test
-can stop the object store in the middle of a shard upload.
+can stop the object store in the middle of a shard upload; with `PIPELINE_TEST_UPLOAD_PAUSE_AT=stats`
+it stops instead after stats.json, before the commit-log entry (a test kills it there).
 
 No bpy and no ray at module level: the worker is imported only when `render_shard` has to make one.
 """
@@ -136,7 +138,7 @@ class ShardWriter:
         pq_bytes = tmp_pq.stat().st_size
         write_member_index(self.members, tmp_members)
         self.store.put_file(self._tmp_tar, tar_name(self.shard))
-        _maybe_pause(self.store, self.shard)
+        _maybe_pause(self.store, self.shard, "tar")
         self.store.put_file(tmp_pq, parquet_name(self.shard))
         self.store.put_file(tmp_members, members_name(self.shard))
         stats = ShardStats(shard=self.shard, rows=len(self.rows), images=self.images, tar_bytes=tar_bytes,
@@ -156,6 +158,7 @@ class ShardWriter:
         stats_json = json.dumps(record, indent=1, sort_keys=True, default=str).encode("utf-8")
         self.store.write_bytes(stats_name(self.shard), stats_json)
         self._drop_scratch()
+        _maybe_pause(self.store, self.shard, "stats")
         # committed; now the commit log (contracts.shard_index), with the summary status reads
         entry = shard_index.summary(self.shard, record, self.rows, {"parquet": pq_bytes, "stats": len(stats_json)})
         stats.index_entry = {**entry, "log": shard_index.record_commit(self.store.url, entry)}  # type: ignore[attr-defined]
@@ -175,10 +178,11 @@ class ShardWriter:
             shutil.rmtree(self._scratch, ignore_errors=True)
 
 
-def _maybe_pause(store: Any, shard: int) -> None:
-    """The test-only pause between the tar and the rest of an upload (module docstring)."""
+def _maybe_pause(store: Any, shard: int, stage: str) -> None:
+    """The test-only pause between the tar and the rest of an upload, or (stage `stats`) between
+    stats.json and the commit-log entry (module docstring)."""
     where = os.environ.get(UPLOAD_PAUSE_ENV)
-    if not where or not store.remote:
+    if not where or not store.remote or os.environ.get(UPLOAD_PAUSE_ENV + "_AT", "tar") != stage:
         return
     d = Path(where)
     (d / f"reached-shard-{shard}").touch()

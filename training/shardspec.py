@@ -98,15 +98,14 @@ def _store_dataset(part: str, expand, views: dict | None = None) -> list[str]:
         return committed
     store = storage.open_store(part)
     view, bad = (views or {}).get(store.url), None
-    try:
-        if view is not None:
-            view.poll()
-        else:
-            view = shard_index.IndexView(store.url).load()  # index.json + its log: two requests, any size
-    except ValueError as exn:
-        view, bad = None, exn
-        log.warning("--shards %s: %s; listing the committed shards instead", part, exn)
-    if view is not None and (view.base or view.entries):
+    if view is not None:
+        view.poll()
+    else:
+        view = shard_index.IndexView(store.url).load()  # index.json + its log: two requests, any size
+    if view.problem:
+        view, bad = None, view.problem
+        log.warning("--shards %s: %s; listing the committed shards instead", part, bad)
+    if view is not None and view.base:
         if views is not None:
             views[store.url] = view
         tars = view.tars()
