@@ -23,6 +23,9 @@ and into a moto S3 server in its own process that counts the requests it answers
 - one `--follow` poll that finds nothing new (ShardFollower.poll after initial());
 - `pipeline preview DIR --shard 7`.
 
+`sizes` renders two procedural clips per preset (its resolution and spp, 1 and 2 times of 2 views) and
+extrapolates the bytes of a whole sample (PNG and depth bytes per image, the JSON's size per camera).
+
 `ray` times the Ray scheduler (`pipeline.runner.run_render`, one actor) on a generated manifest of
 ROWS rows (64 per shard) pointing at one procedural asset: the real render (16 px, 1 sample, 1 time,
 1 view) on the first SUBSET rows, then the whole manifest with a render stand-in (an actor that
@@ -347,7 +350,7 @@ def ray_bench(rows: int, subset: int, workdir: Path) -> dict:
     write_manifest(big, workdir / "big.parquet")
     manifest = read_manifest(workdir / "big.parquet")
     make_s = time.perf_counter() - t0
-    spec = get_preset("debug", resolution=16, samples=1, frames=1, views=1)
+    spec = get_preset("debug", resolution=16, samples=1, num_frames=1, fixed_views=1)
     out: dict = {"rows": rows, "shards": int(manifest["shard"].max()) + 1, "manifest_write_read_s": round(make_s, 2)}
 
     # the real render (Blender) on the first `subset` rows, one actor with 2 threads
@@ -375,6 +378,56 @@ def ray_bench(rows: int, subset: int, workdir: Path) -> dict:
                        "samples": sum(summ.samples.values()), "shards_committed": len(summ.rendered),
                        "wall_s": round(wall, 1), "plan_s": round(plan_s, 2),
                        "overhead_ms_per_sample": round(wall / rows * 1000, 3), "workers": 2}
+    return out
+
+
+# -- bytes per sample of each preset, from real renders ------------------------------------------------
+
+def preset_sizes(workdir: Path, assets: int = 2) -> dict:
+    """Render `assets` procedural clips per preset at the preset's resolution and spp but with 1 and 2
+    times of 2 fixed views (the images are what they would be; only their count is cut), then
+    extrapolate bytes per sample to the preset's T x V: mean PNG and depth bytes per image from the
+    renders, the JSON's fixed and per-(time, view) bytes from the two sizes."""
+    import io
+    import tarfile
+
+    from render.presets import get_preset
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    man = workdir / "m.parquet"
+    if not man.exists():
+        subprocess.run([PY, "-m", "pipeline", "-q", "curate", "--source", "procedural", "--count", str(assets), "--seed",
+                        "9", "--max-clips-per-asset", "1", "--assets-out", str(workdir / "assets"),
+                        "--shard-size", "64", "--out", str(man)], check=True)
+    out: dict = {}
+    for name in ("debug", "lrm4d", "l4gm"):
+        spec = get_preset(name)
+        full_pairs = spec.num_frames * spec.num_views
+        got = {}
+        for frames in (1, 2):
+            d = workdir / f"{name}-{frames}"
+            if not (d / "shard-000000.stats.json").exists():
+                subprocess.run([PY, "-m", "pipeline", "-q", "render", "--manifest", str(man), "--shard", "0", "--out",
+                                str(d), "--no-ray", "--no-progress", "--preset", name, "--frames", str(frames),
+                                "--views", "2", "--random-views", "0", "--allow-static", "--min-coverage", "0"],
+                               check=True)
+            with tarfile.open(d / "shard-000000.tar") as tf:
+                sizes = [(m.name, m.size) for m in tf.getmembers()]
+            got[frames] = sizes
+        rgba = [z for n, z in got[2] if n.endswith((".png", ".webp")) and ".depth." not in n and ".normal." not in n]
+        depth = [z for n, z in got[2] if ".depth." in n]
+        json1 = [z for n, z in got[1] if n.endswith(".json")]
+        json2 = [z for n, z in got[2] if n.endswith(".json")]
+        per_pair_json = (sum(json2) / len(json2) - sum(json1) / len(json1)) / 2  # 2 more (time, view) pairs
+        fixed_json = sum(json1) / len(json1) - 2 * per_pair_json
+        img, dep = sum(rgba) / len(rgba), sum(depth) / len(depth)
+        header = 1024  # tar header + padding per member, about
+        sample = full_pairs * (img + dep + 2 * header) + fixed_json + per_pair_json * full_pairs + header
+        out[name] = {"resolution": spec.resolution, "samples_spp": spec.samples, "images_per_sample": full_pairs,
+                     "png_bytes_mean": round(img), "depth_bytes_mean": round(dep),
+                     "json_bytes_full": round(fixed_json + per_pair_json * full_pairs),
+                     "sample_mb": round(sample / 1e6, 2), "clips_measured": len(json2)}
+        print(json.dumps({name: out[name]}), flush=True)
     return out
 
 
@@ -448,6 +501,9 @@ def main() -> None:
     r.add_argument("--subset", type=int, default=64)
     r.add_argument("--work", type=Path, required=True)
     r.add_argument("--json", type=Path, required=True)
+    z = sub.add_parser("sizes")
+    z.add_argument("--work", type=Path, required=True)
+    z.add_argument("--json", type=Path, required=True)
     t = sub.add_parser("table")
     t.add_argument("files", nargs="+")
     a = ap.parse_args()
@@ -462,6 +518,9 @@ def main() -> None:
         res = ray_bench(a.rows, a.subset, a.work)
         a.json.write_text(json.dumps(res, indent=1, default=str))
         print(json.dumps(res, indent=1))
+    elif a.cmd == "sizes":
+        res = preset_sizes(a.work)
+        a.json.write_text(json.dumps(res, indent=1))
     else:
         print(table(a.files))
 

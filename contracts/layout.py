@@ -81,9 +81,16 @@ def is_committed(directory: str | os.PathLike, n: int) -> bool:
 def committed_shards(directory: str | os.PathLike) -> list[int]:
     """Shard numbers whose stats.json exists, sorted. Tars without one are crash leftovers."""
     store = storage.open_store(directory)
-    if not store.remote and not store.is_dir():
-        raise FileNotFoundError(f"{directory}: no such dataset folder")
-    return committed_in(store.listdir())
+    if not store.remote:
+        if not store.is_dir():
+            raise FileNotFoundError(f"{directory}: no such dataset folder")
+        return committed_in(store.listdir())
+    from contracts import listing
+
+    names = list(listing.iter_names(store))  # in pages of 1,000 (one request each)
+    if not names and not store.is_dir():
+        raise FileNotFoundError(f"{store.url}: no such dataset (nothing under this prefix)")
+    return committed_in(names)
 
 
 def committed_in(names: Iterable[str]) -> list[int]:

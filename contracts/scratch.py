@@ -11,7 +11,7 @@ directory of this host:
   `legacy_idle_s` (2 h; a sample never takes that long between two writes to the tar);
 - `blender_*` folders that no live process can own: every live process that has bpy loaded (seen in
   /proc/PID/maps; a process whose maps cannot be read counts as one) started after the folder was
-  last changed, and the folder is older than a minute.
+  last changed (its mtime), and that was more than a minute ago.
 
 Never another live process's folder; errors while removing are logged and skipped (best effort).
 Linux only (/proc); elsewhere nothing is removed.
@@ -111,12 +111,12 @@ def _bpy_process_starts() -> list[float]:
 
 
 def stale_folders(tmp: str | os.PathLike | None = None, legacy_idle_s: float = 7200.0,
-                  now: float | None = None) -> list[Path]:
+                  min_age_s: float = 60.0) -> list[Path]:
     """The folders `clean_stale` would remove (module docstring)."""
     if not os.path.isdir("/proc/self"):
         return []
     root = Path(tmp or tempfile.gettempdir())
-    now = time.time() if now is None else now
+    now = time.time()
     out: list[Path] = []
     bpy_starts: list[float] | None = None
     try:
@@ -136,8 +136,8 @@ def stale_folders(tmp: str | os.PathLike | None = None, legacy_idle_s: float = 7
                 if not _owner_alive(owner):
                     out.append(d)
             elif e.name.startswith("blender_"):
-                changed = max(d.stat().st_mtime, d.stat().st_ctime)
-                if now - changed < 60:
+                changed = d.stat().st_mtime  # a file made or removed in it moves this forward
+                if now - changed < min_age_s:
                     continue
                 if bpy_starts is None:
                     bpy_starts = _bpy_process_starts()
@@ -148,10 +148,11 @@ def stale_folders(tmp: str | os.PathLike | None = None, legacy_idle_s: float = 7
     return out
 
 
-def clean_stale(tmp: str | os.PathLike | None = None, legacy_idle_s: float = 7200.0) -> list[Path]:
+def clean_stale(tmp: str | os.PathLike | None = None, legacy_idle_s: float = 7200.0,
+                min_age_s: float = 60.0) -> list[Path]:
     """Remove the stale scratch and Blender folders of the temporary directory; returns them."""
     gone = []
-    for d in stale_folders(tmp, legacy_idle_s):
+    for d in stale_folders(tmp, legacy_idle_s, min_age_s):
         try:
             shutil.rmtree(d)
             gone.append(d)
