@@ -8,7 +8,10 @@
 
 `build` writes N shards with the real `pipeline.shards.ShardWriter` (one tiny analytic sample each:
 2 views x 2 times at 8 px, `training.synthetic`), each commit adding its commit-log entry as in a
-render run, and compacts index.json once at the end (as `pipeline render` does). `measure` copies
+render run, and compacts index.json once at the end (as `pipeline render` does). The log entries are
+stamped as if one commit had come every `--spacing-s` seconds (3 s: 10,000 shards over 8.3 hours, a
+farm of ~900 lrm4d workers) up to now; with 0 every entry falls inside the readers' 10-minute margin
+(the worst case: a dataset whose every shard was committed in the last 10 minutes). `measure` copies
 that dataset into the layout the code under test expects (`old`: the shard files and the index.json
 its own `write_index` makes; `new`: the files, the commit log and index.json), into a local folder
 and into a moto S3 server in its own process that counts the requests it answers
@@ -26,11 +29,13 @@ and into a moto S3 server in its own process that counts the requests it answers
 `sizes` renders two procedural clips per preset (its resolution and spp, 1 and 2 times of 2 views) and
 extrapolates the bytes of a whole sample (PNG and depth bytes per image, the JSON's size per camera).
 
-`ray` times the Ray scheduler (`pipeline.runner.run_render`, one actor) on a generated manifest of
-ROWS rows (64 per shard) pointing at one procedural asset: the real render (16 px, 1 sample, 1 time,
-1 view) on the first SUBSET rows, then the whole manifest with a render stand-in (an actor that
-returns a fixed tiny ok sample without Blender; labelled as such) for the dispatch and bookkeeping
-overhead per sample.
+`ray` times the Ray scheduler (`pipeline.runner.run_render`) on a generated manifest of ROWS rows (64
+per shard) pointing at one procedural clip: the manifest written and read and `runner.plan` on the whole
+(the bookkeeping before dispatch); the real render (debug preset at 16 px and 1 sample per pixel, 4
+times x 4 views, one actor of 2 threads) on the first SUBSET rows; then the Ray pool with a render
+stand-in (an actor that returns a fixed tiny ok sample without Blender; labelled as such) on the first
+K rows for each K of --standin-rows (dispatch, result transfer, shard writing, commits, index), to show
+the overhead per sample does not grow with K.
 """
 
 from __future__ import annotations
@@ -72,7 +77,7 @@ def tiny_result(n: int, members: dict[str, bytes]):
                         members=renamed, stats={"images": 4})
 
 
-def build(n_shards: int, out: Path) -> None:
+def build(n_shards: int, out: Path, spacing_s: float) -> None:
     from contracts import shard_index
     from pipeline.shards import ShardWriter
 
@@ -80,12 +85,17 @@ def build(n_shards: int, out: Path) -> None:
     os.fsync = lambda fd: None  # building only (10,000 commits): the measured steps keep their fsyncs
     samples = tiny_samples()
     t0 = time.perf_counter()
+    now = time.time()
+    record = shard_index.record_commit
     for n in range(n_shards):
+        if spacing_s > 0:  # stamp the log entry as if commits had come every spacing_s seconds until now
+            shard_index.record_commit = lambda d, e, t=None, _n=n: record(d, e, now - (n_shards - _n) * spacing_s)
         w = ShardWriter(out, n)
         w.add(tiny_result(n, samples[n % len(samples)]))
         w.commit({"writer": "bench_scale"})
         if n % 1000 == 999:
             print(f"  {n + 1} shards, {time.perf_counter() - t0:.0f} s", flush=True)
+    shard_index.record_commit = record
     shard_index.compact(out)
     print(f"built {n_shards} shards in {out} in {time.perf_counter() - t0:.0f} s")
 
@@ -256,8 +266,10 @@ def rss_launcher(rss_path: str, args: list[str]) -> int:
     return p.returncode
 
 
-def measure(data: Path, code: Path, label: str, n: int, s3: bool, local: bool) -> dict:
-    """Every measurement on `code` (module docstring), locally and in S3."""
+def measure(data: Path, code: Path, label: str, n: int, s3: bool, local: bool, status_runs: int = 2,
+            save: Path | None = None) -> dict:
+    """Every measurement on `code` (module docstring), locally and in S3; results written to `save`
+    after every step (a long run killed half-way keeps what it measured)."""
     work = Path(tempfile.mkdtemp(prefix=f"scale-{label}-"))
     results: dict = {"label": label, "code": str(code), "shards": n}
     try:
@@ -278,16 +290,21 @@ def measure(data: Path, code: Path, label: str, n: int, s3: bool, local: bool) -
                 if server is not None:
                     server.upload(ds, "bench", "ds")
                     target, env = "s3://bench/ds", server.env
-                res: dict = {}
-                res["commit"] = run_step(code, me + ["_step", "commit", target, str(n), "3"], env, server)
-                for i in (1, 2):
-                    res[f"status_{i}"] = run_step(code, [PY, "-m", "pipeline", "status", target, "--json"], env, server)
+                res = results[where] = {"load_before": os.getloadavg()}
+
+                def step(name: str, args: list[str]) -> None:
+                    res[name] = run_step(code, args, env, server)
+                    res[name]["load_after"] = os.getloadavg()
+                    if save is not None:
+                        save.write_text(json.dumps(results, indent=1, default=str))
+
+                step("commit", me + ["_step", "commit", target, str(n), "3"])
+                for i in range(1, status_runs + 1):
+                    step(f"status_{i}", [PY, "-m", "pipeline", "status", target, "--json"])
                     res[f"status_{i}"].pop("result", None)
-                res["train_start"] = run_step(code, me + ["_step", "train-start", target], env, server)
-                res["follow"] = run_step(code, me + ["_step", "follow", target], env, server)
-                res["preview"] = run_step(code, [PY, "-m", "pipeline", "preview", target, "--shard", "7", "--out",
-                                                 str(work / f"pv-{where}")], env, server)
-                results[where] = res
+                step("train_start", me + ["_step", "train-start", target])
+                step("follow", me + ["_step", "follow", target])
+                step("preview", [PY, "-m", "pipeline", "preview", target, "--shard", "7", "--out", str(work / f"pv-{where}")])
                 print(json.dumps({where: _brief(res)}, indent=1), flush=True)
             finally:
                 if server is not None:
@@ -329,7 +346,7 @@ class StandInActor:
         pass
 
 
-def ray_bench(rows: int, subset: int, workdir: Path) -> dict:
+def ray_bench(rows: int, subset: int, standin_rows: list[int], workdir: Path) -> dict:
     import pandas as pd
 
     from manifests.schema import read_manifest, write_manifest
@@ -341,43 +358,50 @@ def ray_bench(rows: int, subset: int, workdir: Path) -> dict:
     if not assets.exists():
         subprocess.run([PY, "-m", "pipeline", "-q", "curate", "--source", "procedural", "--count", "1", "--seed", "5",
                         "--assets-out", str(assets), "--out", str(workdir / "one.parquet")], check=True)
-    one = read_manifest(workdir / "one.parquet").iloc[[0]]
+    one = read_manifest(workdir / "one.parquet").iloc[[-1]]
     t0 = time.perf_counter()
     big = pd.concat([one] * rows, ignore_index=True)
     big["uid"] = [f"obj{i:07d}" for i in range(rows)]
-    big["clip"] = 0
     big["shard"] = [i // 64 for i in range(rows)]
     write_manifest(big, workdir / "big.parquet")
     manifest = read_manifest(workdir / "big.parquet")
-    make_s = time.perf_counter() - t0
-    spec = get_preset("debug", resolution=16, samples=1, num_frames=1, fixed_views=1)
-    out: dict = {"rows": rows, "shards": int(manifest["shard"].max()) + 1, "manifest_write_read_s": round(make_s, 2)}
+    out: dict = {"rows": rows, "shards": int(manifest["shard"].max()) + 1,
+                 "manifest_write_read_s": round(time.perf_counter() - t0, 2)}
+    everything = sorted(set(int(x) for x in manifest["shard"]))
+    t0 = time.perf_counter()
+    work, _, _ = runner.plan(manifest, everything, workdir / "planned", False, False)
+    out["plan_whole_s"] = round(time.perf_counter() - t0, 2)  # rows -> shards, committed check: the bookkeeping before
+    assert sum(len(r) for r in work.values()) == rows
 
-    # the real render (Blender) on the first `subset` rows, one actor with 2 threads
+    # the real render (Blender, debug preset at 16 px and 1 spp: 4 times x 4 views) on the first rows, one actor
+    spec = get_preset("debug", resolution=16, samples=1)
     sub = manifest.iloc[:subset]
-    sel = sorted(set(int(x) for x in sub["shard"]))
     cfg = scheduler.PoolConfig(workers=1, cpus_per_worker=2, progress=False, num_cpus=2)
     t0 = time.perf_counter()
-    summ = runner.run_render(sub, sel, spec, workdir / "real", use_ray=True, pool_cfg=cfg, progress=False)
+    summ = runner.run_render(sub, sorted(set(int(x) for x in sub["shard"])), spec, workdir / "real", use_ray=True,
+                             pool_cfg=cfg, progress=False)
     wall = time.perf_counter() - t0
-    out["real_render"] = {"samples": sum(summ.samples.values()), "statuses": summ.samples, "wall_s": round(wall, 2),
-                          "s_per_sample": round(wall / max(1, len(sub)), 3)}
+    worker_s = sum(json.loads(p.read_text())["samples_seconds"] for p in (workdir / "real").glob("*.stats.json"))
+    out["real_render"] = {"samples": sum(summ.samples.values()), "statuses": summ.samples, "images": summ.images,
+                          "wall_s": round(wall, 2), "worker_s_per_sample": round(worker_s / max(1, len(sub)), 3),
+                          "wall_s_per_sample": round(wall / max(1, len(sub)), 3)}
     print(json.dumps(out), flush=True)
 
-    # the whole manifest with the RENDER STAND-IN: dispatch + bookkeeping + commits, no Blender
+    # the RENDER STAND-IN: dispatch + bookkeeping + commits, no Blender, on the first K rows
     scheduler.RenderActorImpl = StandInActor  # RenderPool makes its actor class from this name
-    t0 = time.perf_counter()
-    plan_t0 = time.perf_counter()
-    runner.plan(manifest, sorted(set(int(x) for x in manifest["shard"])), workdir / "standin", False, False)
-    plan_s = time.perf_counter() - plan_t0
-    cfg = scheduler.PoolConfig(workers=2, cpus_per_worker=1, progress=False, num_cpus=2)
-    summ = runner.run_render(manifest, sorted(set(int(x) for x in manifest["shard"])), spec, workdir / "standin",
-                             use_ray=True, pool_cfg=cfg, progress=False)
-    wall = time.perf_counter() - t0 - plan_s
-    out["stand_in"] = {"label": "RENDER STAND-IN (no Blender): dispatch and bookkeeping only",
-                       "samples": sum(summ.samples.values()), "shards_committed": len(summ.rendered),
-                       "wall_s": round(wall, 1), "plan_s": round(plan_s, 2),
-                       "overhead_ms_per_sample": round(wall / rows * 1000, 3), "workers": 2}
+    out["stand_in"] = []
+    for k in standin_rows:
+        part = manifest.iloc[:k]
+        cfg = scheduler.PoolConfig(workers=2, cpus_per_worker=1, progress=False, num_cpus=2)
+        t0 = time.perf_counter()
+        summ = runner.run_render(part, sorted(set(int(x) for x in part["shard"])), spec, workdir / f"standin-{k}",
+                                 use_ray=True, pool_cfg=cfg, progress=False)
+        wall = time.perf_counter() - t0
+        out["stand_in"].append({"label": "RENDER STAND-IN (no Blender): dispatch and bookkeeping only", "rows": k,
+                                "samples": sum(summ.samples.values()), "shards_committed": len(summ.rendered),
+                                "wall_s": round(wall, 1), "overhead_ms_per_sample": round(wall / k * 1000, 2),
+                                "workers": 2})
+        print(json.dumps(out["stand_in"][-1]), flush=True)
     return out
 
 
@@ -489,6 +513,8 @@ def main() -> None:
     b = sub.add_parser("build")
     b.add_argument("--shards", type=int, default=10_000)
     b.add_argument("--data", type=Path, required=True)
+    b.add_argument("--spacing-s", type=float, default=3.0,
+                   help="stamp the commit-log entries as if one commit had come every this many seconds (0: as built)")
     m = sub.add_parser("measure")
     m.add_argument("--data", type=Path, required=True)
     m.add_argument("--code", type=Path, default=ROOT)
@@ -496,9 +522,11 @@ def main() -> None:
     m.add_argument("--no-s3", action="store_true")
     m.add_argument("--no-local", action="store_true")
     m.add_argument("--json", type=Path, required=True)
+    m.add_argument("--status-runs", type=int, default=2)
     r = sub.add_parser("ray")
     r.add_argument("--rows", type=int, default=100_000)
     r.add_argument("--subset", type=int, default=64)
+    r.add_argument("--standin-rows", default="2000,10000", help="rows the stand-in pool runs, comma list")
     r.add_argument("--work", type=Path, required=True)
     r.add_argument("--json", type=Path, required=True)
     z = sub.add_parser("sizes")
@@ -508,14 +536,14 @@ def main() -> None:
     t.add_argument("files", nargs="+")
     a = ap.parse_args()
     if a.cmd == "build":
-        build(a.shards, a.data)
+        build(a.shards, a.data, a.spacing_s)
     elif a.cmd == "measure":
         n = sum(1 for p in a.data.iterdir() if p.name.endswith(".stats.json"))
-        res = measure(a.data, a.code.resolve(), a.label, n, not a.no_s3, not a.no_local)
+        res = measure(a.data, a.code.resolve(), a.label, n, not a.no_s3, not a.no_local, a.status_runs, a.json)
         a.json.write_text(json.dumps(res, indent=1, default=str))
     elif a.cmd == "ray":
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        res = ray_bench(a.rows, a.subset, a.work)
+        res = ray_bench(a.rows, a.subset, [int(x) for x in a.standin_rows.split(",")], a.work)
         a.json.write_text(json.dumps(res, indent=1, default=str))
         print(json.dumps(res, indent=1))
     elif a.cmd == "sizes":
