@@ -21,7 +21,7 @@ and into a moto S3 server in its own process that counts the requests it answers
 - three more commits in one process (clear_shard + ShardWriter + what the runner does after a commit:
   old `write_index(refresh={n})`, new nothing) with the requests of each, then what a render run does
   at its end (old `write_index`, new `shard_index.compact`);
-- `pipeline status DIR --json`, twice;
+- `pipeline status DIR --json`, twice (`--status-runs`), and `--from-index` (new code);
 - training start: shard resolution + the WebDataset pipeline up to the first batch read;
 - one `--follow` poll that finds nothing new (ShardFollower.poll after initial());
 - `pipeline preview DIR --shard 7`.
@@ -302,6 +302,9 @@ def measure(data: Path, code: Path, label: str, n: int, s3: bool, local: bool, s
                 for i in range(1, status_runs + 1):
                     step(f"status_{i}", [PY, "-m", "pipeline", "status", target, "--json"])
                     res[f"status_{i}"].pop("result", None)
+                if new:  # `pipeline status --from-index` exists in the new code only
+                    step("status_from_index", [PY, "-m", "pipeline", "status", target, "--json", "--from-index"])
+                    res["status_from_index"].pop("result", None)
                 step("train_start", me + ["_step", "train-start", target])
                 step("follow", me + ["_step", "follow", target])
                 step("preview", [PY, "-m", "pipeline", "preview", target, "--shard", "7", "--out", str(work / f"pv-{where}")])
@@ -465,6 +468,8 @@ ROWS = [("one more commit: requests", "commit", lambda r: r["result"]["commits"]
         ("status: requests (2nd run)", "status_2", lambda r: r.get("requests")),
         ("status: peak RSS MiB", "status_2", lambda r: r["max_rss_mib"]),
         ("status: seconds (1st run)", "status_1", lambda r: r["wall_s"]),
+        ("status --from-index: seconds", "status_from_index", lambda r: r["wall_s"]),
+        ("status --from-index: requests", "status_from_index", lambda r: r.get("requests")),
         ("training start to first batch: seconds", "train_start", lambda r: round(r["result"]["first_batch_s"], 2)),
         ("training start: process wall s", "train_start", lambda r: r["wall_s"]),
         ("training start: requests", "train_start", lambda r: r.get("requests")),

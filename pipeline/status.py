@@ -44,12 +44,14 @@ class StatusReport:
     samples_duplicated: int = 0     # keys appearing more than once in one shard parquet
     problems: list[str] = field(default_factory=list)
     no_member_index: list[int] = field(default_factory=list)  # committed shards read by streaming (older renders)
+    listed: bool = True             # False (--from-index): committed shards from the index alone, partial not looked for
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, sort_keys=True)
 
 
-def collect_status(directory: str | os.PathLike, manifest: Any | None = None, update_index: bool = True) -> StatusReport:
+def collect_status(directory: str | os.PathLike, manifest: Any | None = None, update_index: bool = True,
+                   from_index: bool = False) -> StatusReport:
     """Scan DIR, a folder or an object-store URL (and compare with `manifest`, a DataFrame, when given).
 
     The committed shards come from a paged listing (the truth); their counts from the summaries of
@@ -60,18 +62,23 @@ def collect_status(directory: str | os.PathLike, manifest: Any | None = None, up
     d = store.url if store.remote else str(Path(directory))
     rep = StatusReport(directory=str(d))
     view = shard_index.IndexView(d).load()  # before the listing: see shard_index.reconcile
-    items = list(listing.iter_sizes(store))  # one paged listing for committed, partial and member-index answers
-    names = [n for n, _ in items]
-    if not names and not store.is_dir():
-        raise FileNotFoundError(f"{d}: no such dataset (nothing under this prefix)" if store.remote
-                                else f"{d}: no such dataset folder")
-    view, rep.problems = shard_index.reconcile(d, items, write_log=update_index, view=view)
-    rep.committed = committed_in(names)
-    committed = set(rep.committed)
-    seen = shards_with_files(names)
-    present = set(names)
-    rep.no_member_index = [n for n in rep.committed if members_name(n) not in present]
-    rep.partial = sorted(seen - committed)
+    if from_index and view.base:  # index.json and the log's tail only: a few requests at any size
+        rep.listed = False
+        rep.problems = view.fill()
+        rep.committed = view.committed()
+        seen = set(rep.committed)
+    else:
+        items = list(listing.iter_sizes(store))  # one paged listing for committed, partial and member-index answers
+        names = [n for n, _ in items]
+        if not names and not store.is_dir():
+            raise FileNotFoundError(f"{d}: no such dataset (nothing under this prefix)" if store.remote
+                                    else f"{d}: no such dataset folder")
+        view, rep.problems = shard_index.reconcile(d, items, write_log=update_index, view=view)
+        rep.committed = committed_in(names)
+        seen = shards_with_files(names)
+        present = set(names)
+        rep.no_member_index = [n for n in rep.committed if members_name(n) not in present]
+        rep.partial = sorted(seen - set(rep.committed))
     expected: dict[int, set[str]] = {}
     if manifest is not None:
         from manifests.uids import sample_key
@@ -115,7 +122,7 @@ def collect_status(directory: str | os.PathLike, manifest: Any | None = None, up
         span = (_parse(stamps[-1]) - _parse(stamps[0])).total_seconds()
         if len(stamps) > 1 and span > 0:
             rep.images_per_hour = rep.images / span * 3600
-    if update_index:
+    if update_index and rep.listed:
         view.write()
     return rep
 
@@ -147,8 +154,12 @@ def format_report(rep: StatusReport) -> str:
     """A plain-text report: shard table, sample table with reasons, throughput."""
     lines = [f"dataset {rep.directory}"]
     total = rep.manifest_rows
-    lines.append(f"  shards: {len(rep.committed)} committed, {len(rep.partial)} partial (in progress or crashed)"
-                 + (f", {len(rep.missing)} missing" if total is not None else ""))
+    if rep.listed:
+        lines.append(f"  shards: {len(rep.committed)} committed, {len(rep.partial)} partial (in progress or crashed)"
+                     + (f", {len(rep.missing)} missing" if total is not None else ""))
+    else:
+        lines.append(f"  shards: {len(rep.committed)} committed (from the index; partial shards not looked for)"
+                     + (f", {len(rep.missing)} without a commit" if total is not None else ""))
     if rep.partial:
         lines.append(f"    partial: {_ranges(rep.partial)}")
     if rep.missing:

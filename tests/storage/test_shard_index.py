@@ -262,3 +262,20 @@ def test_status_repairs_a_missing_log_entry_and_drops_a_shard_deleted_by_hand(tm
     rep = collect_status(tmp_path)
     assert rep.committed == [0, 2, 3] and rep.partial == [1]
     assert _shards(tmp_path) == [0, 2, 3]
+
+
+def test_status_from_index_answers_in_a_few_requests_and_says_what_it_did_not_look_for(s3_env):
+    from pipeline.status import collect_status, format_report
+
+    url = f"s3://{s3_env.new_bucket()}/ds"
+    for n in range(40):
+        commit(url, n, failed=n == 3)
+    storage.open_store(url).write_bytes(layout.tar_name(40), b"half a shard")  # partial: no stats.json
+    full = collect_status(url)  # lists, compacts
+    s3_env.counter.reset()
+    quick = collect_status(url, from_index=True)
+    assert sum(s3_env.counter.snapshot().values()) <= 4  # index.json (HEAD + GET), the log's tail
+    assert (quick.committed, quick.samples, quick.reasons, quick.images) == \
+        (full.committed, full.samples, full.reasons, full.images)
+    assert full.partial == [40] and quick.partial == [] and not quick.listed
+    assert "partial shards not looked for" in format_report(quick)
