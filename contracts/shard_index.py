@@ -168,8 +168,9 @@ class IndexView:
         return self
 
     def poll(self) -> set[int]:
-        """Apply the log names after (newest seen - margin); the shards whose state changed."""
-        start = _minus(self.high, MARGIN_S) if self.high else None
+        """Apply the log names after (newest seen - margin); the shards whose state changed. A name
+        stamped in the future (a host whose clock runs ahead) never moves the start past now - margin."""
+        start = _minus(min(self.high, stamp()), MARGIN_S) if self.high else None
         changed: set[int] = set()
         self.requests += 1
         for i, name in enumerate(listing.iter_names(log_store(self.directory), "", start)):
@@ -199,11 +200,12 @@ class IndexView:
     def tars(self) -> list[str]:
         return [self.store.child(layout.tar_name(n)) for n in self.committed()]
 
-    def fill(self, threads: int = 16) -> list[str]:
+    def fill(self, threads: int = 16, logged_only: bool = False) -> list[str]:
         """Fetch the summaries of entries that have only what a log name says (GETs of those log
         objects, concurrently); returns problems (an entry whose object cannot be read is rebuilt
-        from the shard's own files)."""
-        todo = [n for n, e in self.entries.items() if not has_summary(e)]
+        from the shard's own files). `logged_only`: leave entries without a log name (an index.json
+        written before the log existed) as they are, for `pipeline status` / `pipeline index` to fill."""
+        todo = [n for n, e in self.entries.items() if not has_summary(e) and (e.get("log") or not logged_only)]
         problems: list[str] = []
         logs = log_store(self.directory)
 
@@ -224,8 +226,9 @@ class IndexView:
         with ThreadPoolExecutor(max(1, min(threads, len(todo)))) as pool:
             for n, body, problem in pool.map(get, todo):
                 self.requests += 1
-                if body is not None:
-                    self.entries[n] = {**body, "log": self.entries[n].get("log", body.get("log", ""))}
+                if body is not None:  # shard and tar from the name, never from an object's body
+                    self.entries[n] = {**body, "shard": n, "tar": layout.tar_name(n),
+                                       "log": self.entries[n].get("log", body.get("log", ""))}
                 if problem:
                     problems.append(problem)
         return problems
@@ -309,6 +312,6 @@ def compact(directory: str | os.PathLike, known: Mapping[str, dict] | None = Non
         n = int(entry["shard"])
         if view.marks.get(n) == name:
             view.entries[n] = {**entry, "log": name}
-    view.fill()
+    view.fill(logged_only=True)  # an older index's entries stay as they are: no read per shard here
     view.write()
     return view

@@ -132,7 +132,7 @@ def committed_among(out_dir: str | Path, shards: list[int]) -> set[int]:
     the shards they do not list get a HEAD of their stats.json (a listing, paged, when that is more
     than a few dozen), so a shard whose writer was killed between stats.json and its log entry is
     found, and its log entry added."""
-    from contracts import listing, shard_index
+    from contracts import listing
     from contracts.layout import committed_in, stats_name
 
     store = storage.open_store(out_dir)

@@ -279,3 +279,34 @@ def test_status_from_index_answers_in_a_few_requests_and_says_what_it_did_not_lo
         (full.committed, full.samples, full.reasons, full.images)
     assert full.partial == [40] and quick.partial == [] and not quick.listed
     assert "partial shards not looked for" in format_report(quick)
+
+
+def test_an_index_json_from_before_the_log_is_kept_by_compaction_and_filled_by_status(tmp_path, monkeypatch):
+    from pipeline.status import collect_status
+    from training import synthetic
+
+    synthetic.write_dataset(tmp_path, 2, 1, views=2, frames=1, size=8)  # as the old code left it:
+    old = {"schema_version": 1, "shards": [{"shard": n, "tar": layout.tar_name(n), "samples": 1} for n in (0, 1)]}
+    (tmp_path / layout.INDEX_NAME).write_text(json.dumps(old))  # its index.json, no log
+    commit(tmp_path, 5)
+    reads = []
+    real = shard_index.shard_summary
+    monkeypatch.setattr(shard_index, "shard_summary", lambda d, n: reads.append(n) or real(d, n))
+    shard_index.compact(tmp_path)  # what a render run does: no read of the older shards
+    data = json.loads((tmp_path / layout.INDEX_NAME).read_text())
+    assert reads == [] and [e["shard"] for e in data["shards"]] == [0, 1, 5]
+    assert data["shards"][0] == old["shards"][0] and shard_index.has_summary(data["shards"][2])
+    rep = collect_status(tmp_path)  # reads the two older shards once, and caches them
+    assert sorted(reads) == [0, 1] and rep.samples == {"ok": 3}
+    assert all(shard_index.has_summary(e) for e in json.loads((tmp_path / layout.INDEX_NAME).read_text())["shards"])
+
+
+def test_a_log_entry_stamped_in_the_future_does_not_blind_later_polls(tmp_path):
+    commit(tmp_path, 0)
+    shard_index.compact(tmp_path)
+    view = shard_index.IndexView(tmp_path).load()
+    future = shard_index.log_name(9, "c", 1, time.time() + 86400)  # a host whose clock is a day ahead
+    storage.open_store(tmp_path / shard_index.LOG_DIR).write_bytes(future, b"{}")
+    assert view.poll() == {9}
+    commit(tmp_path, 1)  # stamped now, long before the future entry
+    assert view.poll() == {1} and view.committed() == [0, 1, 9]
