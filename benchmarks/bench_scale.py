@@ -169,7 +169,7 @@ def server_reset() -> None:
 
 # -- steps: run in a fresh process with PYTHONPATH = the code under test ------------------------------
 
-def step_commit(target: str, first: int, count: int) -> dict:
+def step_commit(target: str, first: int, count: int, end: bool = True) -> dict:
     import importlib.util
 
     from contracts import layout
@@ -189,6 +189,8 @@ def step_commit(target: str, first: int, count: int) -> dict:
             layout.write_index(target, refresh={n})  # what the old runner did after every commit
         out.append({"shard": n, "seconds": time.perf_counter() - t0, "requests": server_total(),
                     "by_kind": server_kinds()})
+    if not end:
+        return {"commits": out}
     server_reset()
     t0 = time.perf_counter()
     if new:
@@ -267,7 +269,7 @@ def rss_launcher(rss_path: str, args: list[str]) -> int:
 
 
 def measure(data: Path, code: Path, label: str, n: int, s3: bool, local: bool, status_runs: int = 2,
-            save: Path | None = None) -> dict:
+            save: Path | None = None, full: bool = True) -> dict:
     """Every measurement on `code` (module docstring), locally and in S3; results written to `save`
     after every step (a long run killed half-way keeps what it measured)."""
     work = Path(tempfile.mkdtemp(prefix=f"scale-{label}-"))
@@ -298,7 +300,9 @@ def measure(data: Path, code: Path, label: str, n: int, s3: bool, local: bool, s
                     if save is not None:
                         save.write_text(json.dumps(results, indent=1, default=str))
 
-                step("commit", me + ["_step", "commit", target, str(n), "3"])
+                step("commit", me + ["_step", "commit", target, str(n), "3"] + ([] if full else ["noend"]))
+                if not full:  # --commit-only: the commits alone
+                    continue
                 for i in range(1, status_runs + 1):
                     step(f"status_{i}", [PY, "-m", "pipeline", "status", target, "--json"])
                     res[f"status_{i}"].pop("result", None)
@@ -505,7 +509,7 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_step":  # inside a fresh process on the code under test
         kind, target = sys.argv[2], sys.argv[3]
         if kind == "commit":
-            res = step_commit(target, int(sys.argv[4]), int(sys.argv[5]))
+            res = step_commit(target, int(sys.argv[4]), int(sys.argv[5]), "noend" not in sys.argv[6:])
         elif kind == "train-start":
             res = step_train_start(target)
         else:
@@ -528,6 +532,7 @@ def main() -> None:
     m.add_argument("--no-local", action="store_true")
     m.add_argument("--json", type=Path, required=True)
     m.add_argument("--status-runs", type=int, default=2)
+    m.add_argument("--commit-only", action="store_true", help="only the three commits (no end-of-run index, status, ...)")
     r = sub.add_parser("ray")
     r.add_argument("--rows", type=int, default=100_000)
     r.add_argument("--subset", type=int, default=64)
@@ -544,7 +549,8 @@ def main() -> None:
         build(a.shards, a.data, a.spacing_s)
     elif a.cmd == "measure":
         n = sum(1 for p in a.data.iterdir() if p.name.endswith(".stats.json"))
-        res = measure(a.data, a.code.resolve(), a.label, n, not a.no_s3, not a.no_local, a.status_runs, a.json)
+        res = measure(a.data, a.code.resolve(), a.label, n, not a.no_s3, not a.no_local, a.status_runs, a.json,
+                      not a.commit_only)
         a.json.write_text(json.dumps(res, indent=1, default=str))
     elif a.cmd == "ray":
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
