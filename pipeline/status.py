@@ -5,6 +5,10 @@ Only committed shards (stats.json present) count as data. Shards with files but 
 shards that have no files at all are `missing`, and each committed shard's samples are compared with
 the manifest rows of that shard (samples missing from the shard, samples the manifest no longer lists
 there, e.g. clips moved to a re-render shard by `pipeline mine`, and duplicated keys).
+
+At scale (contracts.shard_index): one paged listing of DIR, and the per-shard counts from the
+summaries cached in the committed-shard index, so only shards the index does not know, or whose
+parquet or stats.json changed size, are read; `from_index` skips the listing as well.
 """
 
 from __future__ import annotations

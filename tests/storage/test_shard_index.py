@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 
 from contracts import layout, listing, shard_index, storage
 from pipeline.shards import ShardWriter, clear_shard
