@@ -132,7 +132,8 @@ def test_blender_folders_of_dead_processes_go_and_a_live_blenders_stays(tmp_path
     old = tmp_path / "blender_dead01"
     old.mkdir()
     (old / "x.exr").write_bytes(b"x")
-    os.utime(old, (time.time() - 7200,) * 2)
+    before_boot = scratch._boot_time() - 60  # older than every process on this machine
+    os.utime(old, (before_boot, before_boot))
     proc = subprocess.Popen([sys.executable, "-c", "import bpy, sys, time; print('up', flush=True); time.sleep(120)"],
                             stdout=subprocess.PIPE, text=True)
     try:
