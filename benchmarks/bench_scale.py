@@ -281,6 +281,8 @@ def measure(data: Path, code: Path, label: str, n: int, s3: bool, local: bool, s
 def _brief(res: dict) -> dict:
     out = {}
     for k, v in res.items():
+        if not isinstance(v, dict):  # load averages
+            continue
         out[k] = {kk: v.get(kk) for kk in ("wall_s", "requests", "rc", "max_rss_mib")}
         if "result" in v:
             out[k]["result"] = {kk: vv for kk, vv in v["result"].items() if kk not in ("batch_keys",)}
