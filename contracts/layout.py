@@ -14,6 +14,7 @@ import numbers
 import os
 import re
 from collections.abc import Iterable
+from typing import Any
 
 from contracts import storage
 
@@ -80,9 +81,16 @@ def is_committed(directory: str | os.PathLike, n: int) -> bool:
 def committed_shards(directory: str | os.PathLike) -> list[int]:
     """Shard numbers whose stats.json exists, sorted. Tars without one are crash leftovers."""
     store = storage.open_store(directory)
-    if not store.remote and not store.is_dir():
-        raise FileNotFoundError(f"{directory}: no such dataset folder")
-    return committed_in(store.listdir())
+    if not store.remote:
+        if not store.is_dir():
+            raise FileNotFoundError(f"{directory}: no such dataset folder")
+        return committed_in(store.listdir())
+    from contracts import listing
+
+    names = list(listing.iter_names(store))  # in pages of 1,000 (one request each)
+    if not names and not store.is_dir():
+        raise FileNotFoundError(f"{store.url}: no such dataset (nothing under this prefix)")
+    return committed_in(names)
 
 
 def committed_in(names: Iterable[str]) -> list[int]:
@@ -153,53 +161,24 @@ def read_member_index(data: bytes, where: str) -> list[tuple[str, int, int]]:
     return rows
 
 
-def tar_member_offsets(tar_path: str | os.PathLike) -> list[tuple[str, int, int]]:
-    """The member index of an existing local tar, from its headers (for shards written before the index)."""
+def tar_member_offsets(tar: str | os.PathLike | Any) -> list[tuple[str, int, int]]:
+    """The member index of an existing tar (a local path, or a readable binary stream read once from
+    its start), from its headers: for shards written before the index."""
     import tarfile
 
-    with tarfile.open(tar_path, "r:") as tf:
+    if hasattr(tar, "read"):
+        with tarfile.open(fileobj=tar, mode="r|") as tf:
+            return [(m.name, m.offset_data, m.size) for m in tf if m.isfile()]
+    with tarfile.open(tar, "r:") as tf:
         return [(m.name, m.offset_data, m.size) for m in tf.getmembers() if m.isfile()]
 
 
 # ---------------------------------------------------------------------------------------------
 # The committed-shard index: DIR/index.json lists the committed shards so that a reader that cannot
-# list a folder (a dataset served over HTTP) still finds them. Rewritten atomically after every
-# commit and by `pipeline status`; the stats.json files stay the source of truth.
+# list a folder (a dataset served over HTTP) still finds them. Together with the commit log under
+# DIR/index-log/ (contracts.shard_index) it is complete; the stats.json files stay the source of truth.
 
 INDEX_NAME = "index.json"
-
-
-def build_index(directory: str | os.PathLike, refresh: set[int] | None = None) -> dict:
-    """The index of the committed shards (listed now). With `refresh` (the shards just committed), the
-    entries of the other shards are taken from the current index.json when it has them, so a commit
-    on an object store costs one listing and one stats.json read, not one read per shard."""
-    old: dict[int, dict] = {}
-    if refresh is not None:
-        try:
-            prev = json.loads(storage.open_store(directory).read_bytes(INDEX_NAME))
-            old = {int(e["shard"]): e for e in prev["shards"] if e.get("tar") == tar_name(int(e["shard"]))}
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            old = {}  # no index yet, or one we do not trust: rebuild every entry
-    shards = []
-    for n in committed_shards(directory):
-        if n in old and n not in refresh:
-            shards.append(old[n])
-            continue
-        try:
-            st = read_stats(directory, n)
-        except (OSError, ValueError):
-            continue  # a stats.json being rewritten right now; the next index picks it up
-        shards.append({"shard": n, "tar": tar_name(n), "samples": st.get("ok", st.get("samples"))})
-    return {"schema_version": SCHEMA_VERSION, "shards": shards}
-
-
-def write_index(directory: str | os.PathLike, refresh: set[int] | None = None) -> str:
-    """Rewrite DIR/index.json (a local atomic rename, or one whole-object PUT); returns its path or URL.
-    `refresh`: only these shards' stats.json are read again (see build_index)."""
-    store = storage.open_store(directory)
-    data = build_index(directory, refresh)
-    store.write_bytes(INDEX_NAME, json.dumps(data, indent=1, sort_keys=True).encode("utf-8"))
-    return store.child(INDEX_NAME)
 
 
 def index_tars(data: dict, where: str) -> list[str]:

@@ -92,6 +92,7 @@ def check_name(name: str, where: str) -> str:
 # -- filesystems (one per process and environment) -------------------------------------------------
 
 _fs_cache: dict[tuple, object] = {}
+_ensured: set[tuple] = set()  # (pid, url, environment) of dataset locations already checked
 _fs_lock = threading.Lock()
 
 
@@ -226,15 +227,24 @@ class FsspecStore:
 
     def ensure(self) -> None:
         """Check that the store is reachable, the credentials work and the bucket exists: before any
-        rendering starts, so a wrong setting costs nothing and writes nothing."""
+        rendering starts, so a wrong setting costs nothing and writes nothing.
+        One request (a one-key listing, not the whole prefix), once per process and URL: a writer
+        per shard calls this, and its cost must not grow with the dataset."""
         bucket = self.key.split("/", 1)[0]
+        done = (os.getpid(), self.url, tuple(os.environ.get(k) for k in _ENV_KEYS))
+        if done in _ensured:
+            return
         with translate_errors(self.url, "checking the dataset location"):
-            self.fs.invalidate_cache()
             try:
-                self.fs.ls(self.key, detail=False, refresh=True)
+                if self.scheme in ("s3", "s3a"):  # a one-key listing of the dataset prefix
+                    _, _, root = self.key.partition("/")
+                    self.fs.call_s3("list_objects_v2", Bucket=bucket, Prefix=root + "/" if root else "", MaxKeys=1)
+                else:
+                    self.fs.ls(self.key, detail=False, refresh=True)
             except FileNotFoundError:  # an empty prefix is fine (a new dataset); a missing bucket is not
-                if not self.fs.exists(bucket):
+                if self.scheme in ("s3", "s3a") or not self.fs.exists(bucket):
                     raise StorageError(f"{self.url}: the bucket {bucket!r} does not exist (create it first)") from None
+        _ensured.add(done)
 
     def is_dir(self) -> bool:
         with translate_errors(self.url, "listing"):
@@ -287,10 +297,11 @@ class FsspecStore:
                 pass
 
     def scratch_dir(self) -> Path:
-        """A private local folder for building files before upload (under $TMPDIR)."""
-        import tempfile
+        """A private local folder for building files before upload (under $TMPDIR), marked with its
+        owner so that the next run removes it if this process is killed (contracts.scratch)."""
+        from contracts import scratch
 
-        return Path(tempfile.mkdtemp(prefix="shard-upload-"))
+        return scratch.make_scratch()
 
 
 Store = LocalStore | FsspecStore

@@ -147,7 +147,7 @@ def render_shard(rows: Iterable[Mapping[str, Any]], spec: Any, out_dir: str | os
 
     out = out_dir if storage.is_url(str(out_dir)) else Path(out_dir)
     storage.open_store(out).ensure()
-    if is_committed(out, shard) and not force:
+    if not force and is_committed(out, shard):
         log.info("shard %d already committed in %s; skipping (use --force to redo)", shard, out)
         return ShardStats.from_json(read_stats(out, shard), skipped=True)
     rows = [dict(r) for r in rows]

@@ -19,6 +19,7 @@ COMMANDS = {
     "curate": "curate",
     "render": "render",
     "status": "status",
+    "index": "index",
     "preview": "preview",
     "train": "train",
     "eval": "evaluate",

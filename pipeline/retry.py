@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from contracts import storage
+from contracts import shard_index, storage
 from contracts.layout import STATUS_FAILED, STATUS_OK, is_committed, parquet_name, stats_name, tar_name
 from pipeline.shards import BASE_COLUMNS, ShardStats, ShardWriter
 from contracts.shardread import iter_shard
@@ -81,7 +81,9 @@ class RetryShardWriter:
         self.writer.add(result)
 
     def commit(self, extra: Mapping[str, Any] | None = None) -> ShardStats:
-        # Uncommit, then commit the rebuilt shard: never a stats.json beside a half-replaced pair.
+        # Uncommit (in the commit log first), then commit the rebuilt shard: never a stats.json
+        # beside a half-replaced pair.
+        shard_index.record_removal(self.store.url, self.shard)
         self.store.remove(stats_name(self.shard))
         return self.writer.commit({**dict(extra or {}), "retried": sorted(self.replace_keys)})
 

@@ -4,7 +4,10 @@
 - A committed shard is skipped (unless `--force`); a partial one is discarded and redone.
 - `--retry-failed`: committed shards get only their `failed` samples re-rendered (pipeline.retry);
   uncommitted shards in the selection are rendered in full as usual.
-- After every commit DIR/index.json (the committed-shard index) is rewritten.
+- Every commit adds one entry to the commit log (DIR/index-log/, contracts.shard_index); index.json is
+  compacted every COMPACT_EVERY commits (or an eighth of the dataset, whichever is more) and at the end.
+- Stale scratch folders of killed uploads and Blender temp folders of dead processes are removed first
+  (contracts.scratch).
 - DIR may be an object-store URL (`s3://bucket/prefix`, DESIGN.md §6): it is checked (reachable,
   credentials accepted, bucket present) before any rendering starts, and shards are uploaded whole with
   stats.json last (pipeline.shards.ShardWriter).
@@ -19,8 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from contracts import storage
-from contracts.layout import is_committed, write_index
+from contracts import shard_index, storage
+
+COMPACT_EVERY = 64  # commits between two compactions of index.json (at least; an eighth of the dataset at most)
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +110,9 @@ def plan(manifest: Any, selection: list[int], out_dir: str | Path, force: bool, 
     work: dict[int, list[dict[str, Any]]] = {}
     retry: dict[int, set[str]] = {}
     skipped: list[int] = []
+    done = set() if force else committed_among(out_dir, list(by_shard))
     for n, rows in by_shard.items():
-        if is_committed(out_dir, n) and not force:
+        if n in done:
             if retry_failed:
                 keys = failed_keys(out_dir, n)
                 todo = [r for r in rows if sample_key(r["uid"], int(r["clip"])) in keys]
@@ -121,10 +126,37 @@ def plan(manifest: Any, selection: list[int], out_dir: str | Path, force: bool, 
     return work, retry, skipped
 
 
+def committed_among(out_dir: str | Path, shards: list[int]) -> set[int]:
+    """Which of `shards` are committed, at a cost that does not grow with the dataset: a local folder
+    is listed (cheap); in a bucket the committed-shard index and its log answer (two requests), and
+    the shards they do not list get a HEAD of their stats.json (a listing, paged, when that is more
+    than a few dozen), so a shard whose writer was killed between stats.json and its log entry is
+    found, and its log entry added."""
+    from contracts import listing
+    from contracts.layout import committed_in, stats_name
+
+    store = storage.open_store(out_dir)
+    if not store.remote:
+        return set(committed_in(store.listdir())) & set(shards) if store.is_dir() else set()
+    view = shard_index.IndexView(store.url).load()
+    found = set(view.entries) & set(shards)
+    rest = sorted(set(shards) - found)
+    if not view.base or len(rest) > 64:
+        late = set(committed_in(listing.iter_names(store))) & set(rest)
+    else:
+        late = {n for n in rest if listing.head_exists(store, stats_name(n))}
+    for n in sorted(late):  # committed, but the log missed it (or a dataset from before the log)
+        shard_index.record_commit(store.url, shard_index.shard_summary(store.url, n))
+    return found | late
+
+
 def run_render(manifest: Any, selection: list[int], spec: Any, out_dir: str | Path, *, use_ray: bool = True,
                pool_cfg: Any = None, force: bool = False, retry_failed: bool = False,
                threads: int | None = None, progress: bool = True, cache_dir: str | None = None) -> RunSummary:
     """Render the selected shards of `manifest` into `out_dir` (a folder or an object-store URL)."""
+    from contracts import scratch
+
+    scratch.clean_stale()  # what killed uploads and Blender sessions of dead processes left in $TMPDIR
     store = storage.open_store(out_dir)
     store.ensure()  # a bad URL, endpoint or credentials fail here: nothing rendered, nothing written
     out = store.url if store.remote else Path(out_dir)
@@ -133,9 +165,20 @@ def run_render(manifest: Any, selection: list[int], spec: Any, out_dir: str | Pa
     if skipped:
         log.info("%d shard(s) already committed, skipped: %s", len(skipped), ", ".join(map(str, skipped[:20])))
     t0 = time.perf_counter()
+    commits: dict[int, Any] = {}
+    known: dict[str, dict] = {}  # log name -> index entry of this run's commits (compaction needs no GET)
+    due = [1]  # commits of this run at which index.json is compacted next: the first (a new dataset gets
+    # its index.json at once), then every COMPACT_EVERY or an eighth of the dataset
 
     def on_commit(n: int, stats: Any) -> None:
-        write_index(out, refresh={n})  # incremental: one stats.json read per commit, even on S3
+        commits[n] = stats
+        entry = getattr(stats, "index_entry", None)
+        if entry:
+            known[entry["log"]] = entry
+        if len(commits) >= due[0]:  # a compaction's bytes grow with the dataset: not every commit
+            view = shard_index.compact(out, known)
+            known.clear()
+            due[0] = len(commits) + max(COMPACT_EVERY, len(view.entries) // 8)
         if n in retry:
             summary.retried[n] = len(retry[n])
         else:
@@ -149,7 +192,8 @@ def run_render(manifest: Any, selection: list[int], spec: Any, out_dir: str | Pa
         summary.samples = {k: v for k, v in counts.items() if k in ("ok", "failed", "rejected")}
         summary.images = counts.get("images", 0)
     summary.seconds = time.perf_counter() - t0
-    write_index(out)
+    if commits:
+        shard_index.compact(out, known)
     return summary
 
 

@@ -84,6 +84,9 @@ class RenderActorImpl:
 
     def __init__(self, spec: dict[str, Any], threads: int, cache_dir: str | None,
                  faults: dict[str, str], faults_once_dir: str | None):
+        from contracts import scratch
+
+        scratch.clean_stale()  # on this node, before this process loads bpy
         from render.worker import RenderWorker
 
         self.worker = RenderWorker(RenderSpec.from_dict(spec), threads=threads)

@@ -3,7 +3,8 @@
 `ShardWriter` builds the tar, the parquet and the member index (`shard-N.members.parquet`: name,
 offset, size of every tar member) under temporary names, moves them into the dataset, and writes
 `shard-N.stats.json` last: its presence is what makes the shard committed; it records the tar's content
-identity (`tar_bytes`, `tar_sha256`, contracts/identity.py). In a local folder the
+identity (`tar_bytes`, `tar_sha256`, contracts/identity.py). Then one entry in the commit log
+(contracts.shard_index) with the shard's summary; `clear_shard` logs a removal first. In a local folder the
 files are built in place and renamed; under an object-store URL (`s3://bucket/prefix`) they are built
 in a local scratch folder and uploaded whole, tar, parquet and member index first, stats.json last,
 so a killed upload never looks committed. Tar members are written deterministically (sorted names,
@@ -13,7 +14,8 @@ pipeline/assembly.py's ShardAssembler, whoever rendered them.
 Test-only (documented, like the scheduler's fault injection): with `PIPELINE_TEST_UPLOAD_PAUSE=DIR`
 in the environment, a writer uploading to an object store stops after the tar is uploaded, creates
 `DIR/reached-shard-N` and waits (up to 300 s) for `DIR/release` before uploading the rest, so a test
-can stop the object store in the middle of a shard upload.
+can stop the object store in the middle of a shard upload; with `PIPELINE_TEST_UPLOAD_PAUSE_AT=stats`
+it stops instead after stats.json, before the commit-log entry (a test kills it there).
 
 No bpy and no ray here.
 """
@@ -32,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from contracts import storage
+from contracts import listing, shard_index, storage
 from contracts.identity import tar_identity
 from contracts.layout import (SCHEMA_VERSION, STATUSES, members_name, parquet_name, shard_stem,
                               stats_name, tar_name, write_member_index)
@@ -135,9 +137,10 @@ class ShardWriter:
         tmp_pq = self._scratch / f".{parquet_name(self.shard)}.tmp-{pid}"
         tmp_members = self._scratch / f".{members_name(self.shard)}.tmp-{pid}"
         write_rows_parquet(self.rows, tmp_pq)
+        pq_bytes = tmp_pq.stat().st_size
         write_member_index(self.members, tmp_members)
         self.store.put_file(self._tmp_tar, tar_name(self.shard))
-        _maybe_pause(self.store, self.shard)
+        _maybe_pause(self.store, self.shard, "tar")
         self.store.put_file(tmp_pq, parquet_name(self.shard))
         self.store.put_file(tmp_members, members_name(self.shard))
         stats = ShardStats(shard=self.shard, rows=len(self.rows), images=self.images, tar_bytes=tar_bytes,
@@ -154,9 +157,13 @@ class ShardWriter:
                   "committed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": socket.gethostname(),
                   **dict(extra or {}), "tar_sha256": identity["tar_sha256"]}
         record.pop("skipped", None)
-        self.store.write_bytes(stats_name(self.shard),
-                               json.dumps(record, indent=1, sort_keys=True, default=str).encode("utf-8"))
+        stats_json = json.dumps(record, indent=1, sort_keys=True, default=str).encode("utf-8")
+        self.store.write_bytes(stats_name(self.shard), stats_json)
         self._drop_scratch()
+        _maybe_pause(self.store, self.shard, "stats")
+        # committed; now the commit log (contracts.shard_index), with the summary status reads
+        entry = shard_index.summary(self.shard, record, self.rows, {"parquet": pq_bytes, "stats": len(stats_json)})
+        stats.index_entry = {**entry, "log": shard_index.record_commit(self.store.url, entry)}  # type: ignore[attr-defined]
         return stats
 
     def abort(self) -> None:
@@ -173,10 +180,11 @@ class ShardWriter:
             shutil.rmtree(self._scratch, ignore_errors=True)
 
 
-def _maybe_pause(store: Any, shard: int) -> None:
-    """The test-only pause between the tar and the rest of an upload (module docstring)."""
+def _maybe_pause(store: Any, shard: int, stage: str) -> None:
+    """The test-only pause between the tar and the rest of an upload, or (stage `stats`) between
+    stats.json and the commit-log entry (module docstring)."""
     where = os.environ.get(UPLOAD_PAUSE_ENV)
-    if not where or not store.remote:
+    if not where or not store.remote or os.environ.get(UPLOAD_PAUSE_ENV + "_AT", "tar") != stage:
         return
     d = Path(where)
     (d / f"reached-shard-{shard}").touch()
@@ -205,10 +213,21 @@ def write_rows_parquet(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def clear_shard(out_dir: str | os.PathLike, shard: int) -> None:
-    """Remove shard N's files, stats.json first (so it is never committed with stale parts)."""
+    """Remove shard N's files, stats.json first (so it is never committed with stale parts), a
+    removal entry in the commit log before that when it was committed. In a bucket: one listing of
+    `shard-N.*` and deletes of what is there only (a fresh shard costs one request)."""
     store = storage.open_store(out_dir)
-    store.remove(stats_name(shard))
-    for name in (tar_name(shard), parquet_name(shard), members_name(shard)):
+    names = [tar_name(shard), parquet_name(shard), members_name(shard)]
+    if store.remote:
+        present = set(listing.list_page(store, begins=f"{shard_stem(shard)}.")[0])
+        names = [n for n in names if n in present]
+        committed = stats_name(shard) in present
+    else:
+        committed = store.exists(stats_name(shard))
+    if committed:
+        shard_index.record_removal(store.url, shard)
+        store.remove(stats_name(shard))
+    for name in names:
         store.remove(name)
     if not store.remote and store.is_dir():
         for leftover in store.root.glob(f".{shard_stem(shard)}.*.tmp-*"):

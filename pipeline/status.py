@@ -5,6 +5,10 @@ Only committed shards (stats.json present) count as data. Shards with files but 
 shards that have no files at all are `missing`, and each committed shard's samples are compared with
 the manifest rows of that shard (samples missing from the shard, samples the manifest no longer lists
 there, e.g. clips moved to a re-render shard by `pipeline mine`, and duplicated keys).
+
+At scale (contracts.shard_index): one paged listing of DIR, and the per-shard counts from the
+summaries cached in the committed-shard index, so only shards the index does not know, or whose
+parquet or stats.json changed size, are read; `from_index` skips the listing as well.
 """
 
 from __future__ import annotations
@@ -18,8 +22,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from contracts import storage
-from contracts.layout import committed_in, members_name, parquet_name, read_stats, shards_with_files, write_index
+from contracts import listing, shard_index, storage
+from contracts.layout import STATUSES, committed_in, members_name, parquet_name, shards_with_files
 
 
 
@@ -44,24 +48,41 @@ class StatusReport:
     samples_duplicated: int = 0     # keys appearing more than once in one shard parquet
     problems: list[str] = field(default_factory=list)
     no_member_index: list[int] = field(default_factory=list)  # committed shards read by streaming (older renders)
+    listed: bool = True             # False (--from-index): committed shards from the index alone, partial not looked for
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, sort_keys=True)
 
 
-def collect_status(directory: str | os.PathLike, manifest: Any | None = None, update_index: bool = True) -> StatusReport:
-    """Scan DIR, a folder or an object-store URL (and compare with `manifest`, a DataFrame, when given)."""
-    import pyarrow.parquet as pq
+def collect_status(directory: str | os.PathLike, manifest: Any | None = None, update_index: bool = True,
+                   from_index: bool = False) -> StatusReport:
+    """Scan DIR, a folder or an object-store URL (and compare with `manifest`, a DataFrame, when given).
 
+    The committed shards come from a paged listing (the truth); their counts from the summaries of
+    the committed-shard index (contracts.shard_index), so only shards the index does not know yet
+    are read (stats.json and parquet). With a manifest every committed shard's parquet is read
+    (its keys), concurrently."""
     store = storage.open_store(directory)
-    d = store.url if store.remote else Path(directory)
+    d = store.url if store.remote else str(Path(directory))
     rep = StatusReport(directory=str(d))
-    names = store.listdir()  # one listing for committed, partial and member-index answers
-    rep.committed = committed_in(names)
-    committed = set(rep.committed)
-    seen = shards_with_files(names)
-    rep.no_member_index = [n for n in rep.committed if members_name(n) not in names]
-    rep.partial = sorted(seen - committed)
+    view = shard_index.IndexView(d).load()  # before the listing: see shard_index.reconcile
+    if from_index and view.base:  # index.json and the log's tail only: a few requests at any size
+        rep.listed = False
+        rep.problems = view.fill()
+        rep.committed = view.committed()
+        seen = set(rep.committed)
+    else:
+        items = list(listing.iter_sizes(store))  # one paged listing for committed, partial and member-index answers
+        names = [n for n, _ in items]
+        if not names and not store.is_dir():
+            raise FileNotFoundError(f"{d}: no such dataset (nothing under this prefix)" if store.remote
+                                    else f"{d}: no such dataset folder")
+        view, rep.problems = shard_index.reconcile(d, items, write_log=update_index, view=view)
+        rep.committed = committed_in(names)
+        seen = shards_with_files(names)
+        present = set(names)
+        rep.no_member_index = [n for n in rep.committed if members_name(n) not in present]
+        rep.partial = sorted(seen - set(rep.committed))
     expected: dict[int, set[str]] = {}
     if manifest is not None:
         from contracts.uids import sample_key
@@ -74,41 +95,30 @@ def collect_status(directory: str | os.PathLike, manifest: Any | None = None, up
     reasons: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     stamps = []
     for n in rep.committed:
-        try:
-            st = read_stats(d, n)
-        except (OSError, ValueError) as exc:
-            rep.problems.append(f"shard {n}: unreadable stats.json ({exc})")
-            continue
-        rep.images += int(st.get("images") or 0)
-        rep.tar_bytes += int(st.get("tar_bytes") or 0)
-        rep.shard_seconds += float(st.get("seconds") or 0.0)
-        if st.get("committed_at"):
-            stamps.append(st["committed_at"])
-        try:
-            table = pq.read_table(io.BytesIO(store.read_bytes(parquet_name(n))),
-                                  columns=["key", "status", "reason", "seconds"])
-        except (OSError, ValueError) as exc:
-            rep.problems.append(f"shard {n}: unreadable parquet ({exc})")
-            continue
-        keys = table.column("key").to_pylist()
-        for status, reason in zip(table.column("status").to_pylist(), table.column("reason").to_pylist()):
-            samples[status] += 1
-            if reason:
-                reasons[status][reason] += 1
-        rep.render_seconds += float(sum(x or 0.0 for x in table.column("seconds").to_pylist()))
-        counts = collections.Counter(keys)
-        dups = sum(c - 1 for c in counts.values() if c > 1)
-        if dups:
-            rep.samples_duplicated += dups
-            rep.problems.append(f"shard {n}: {dups} duplicated key(s)")
-        if manifest is not None:
-            want = expected.get(n, set())
-            have = set(counts)
+        e = view.entries.get(n)
+        if e is None or not shard_index.has_summary(e):
+            continue  # unreadable: named in problems by reconcile
+        rep.images += int(e["images"] or 0)
+        rep.tar_bytes += int(e["tar_bytes"] or 0)
+        rep.shard_seconds += float(e["seconds"] or 0.0)
+        rep.render_seconds += float(e["samples_seconds"] or 0.0)
+        if e.get("committed_at"):
+            stamps.append(e["committed_at"])
+        for status in STATUSES:
+            samples[status] += int(e.get(status) or 0)
+        for status, by in (e.get("reasons") or {}).items():
+            reasons[status].update(by)
+        if e.get("duplicated"):
+            rep.samples_duplicated += int(e["duplicated"])
+            rep.problems.append(f"shard {n}: {e['duplicated']} duplicated key(s)")
+    if manifest is not None:
+        for n, keys in _shard_keys(store, [n for n in rep.committed if n in view.entries], rep.problems):
+            want, have = expected.get(n, set()), set(keys)
             if want - have:
                 rep.samples_missing += len(want - have)
                 rep.problems.append(f"shard {n}: {len(want - have)} manifest row(s) have no sample, e.g. {sorted(want - have)[0]}")
             rep.samples_superseded += len(have - want)
-    rep.samples = dict(samples)
+    rep.samples = {k: v for k, v in samples.items() if v}
     rep.reasons = {s: dict(c) for s, c in reasons.items()}
     if stamps:
         stamps.sort()
@@ -116,9 +126,28 @@ def collect_status(directory: str | os.PathLike, manifest: Any | None = None, up
         span = (_parse(stamps[-1]) - _parse(stamps[0])).total_seconds()
         if len(stamps) > 1 and span > 0:
             rep.images_per_hour = rep.images / span * 3600
-    if update_index:
-        write_index(d)
+    if update_index and rep.listed:
+        view.write()
     return rep
+
+
+def _shard_keys(store: Any, shards: list[int], problems: list[str]):
+    """(shard, keys of its parquet) for each shard, read 16 at a time."""
+    import pyarrow.parquet as pq
+    from concurrent.futures import ThreadPoolExecutor
+
+    def keys(n: int) -> tuple[int, list[str] | None]:
+        try:
+            table = pq.read_table(io.BytesIO(store.read_bytes(parquet_name(n))), columns=["key"])
+            return n, table.column("key").to_pylist()
+        except (OSError, ValueError) as exc:
+            problems.append(f"shard {n}: unreadable parquet ({exc})")
+            return n, None
+
+    with ThreadPoolExecutor(16) as pool:
+        for n, k in pool.map(keys, shards):
+            if k is not None:
+                yield n, k
 
 
 def _parse(stamp: str) -> dt.datetime:
@@ -129,8 +158,12 @@ def format_report(rep: StatusReport) -> str:
     """A plain-text report: shard table, sample table with reasons, throughput."""
     lines = [f"dataset {rep.directory}"]
     total = rep.manifest_rows
-    lines.append(f"  shards: {len(rep.committed)} committed, {len(rep.partial)} partial (in progress or crashed)"
-                 + (f", {len(rep.missing)} missing" if total is not None else ""))
+    if rep.listed:
+        lines.append(f"  shards: {len(rep.committed)} committed, {len(rep.partial)} partial (in progress or crashed)"
+                     + (f", {len(rep.missing)} missing" if total is not None else ""))
+    else:
+        lines.append(f"  shards: {len(rep.committed)} committed (from the index; partial shards not looked for)"
+                     + (f", {len(rep.missing)} without a commit" if total is not None else ""))
     if rep.partial:
         lines.append(f"    partial: {_ranges(rep.partial)}")
     if rep.missing:

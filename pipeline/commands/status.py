@@ -13,7 +13,9 @@ import click
               help="Compare with this manifest: missing shards, missing or superseded samples.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--no-index", is_flag=True, help="Do not rewrite DIR/index.json (the committed-shard index trainers read over HTTP).")
-def command(directory: str, manifest_path: Path | None, as_json: bool, no_index: bool) -> None:
+@click.option("--from-index", is_flag=True, help="Committed shards and counts from the committed-shard index and its "
+              "log alone (a few requests at any size), without listing DIR: partial shards are not looked for.")
+def command(directory: str, manifest_path: Path | None, as_json: bool, no_index: bool, from_index: bool) -> None:
     """Report what DIR (a folder or an s3://bucket/prefix URL) holds. Only committed shards
     (stats.json written last) count as data.
 
@@ -32,7 +34,7 @@ def command(directory: str, manifest_path: Path | None, as_json: bool, no_index:
     from contracts.storage import StorageError
 
     try:
-        rep = collect_status(directory, manifest, update_index=not no_index)
+        rep = collect_status(directory, manifest, update_index=not no_index, from_index=from_index)
     except (StorageError, FileNotFoundError) as exc:
         raise click.ClickException(f"DIR {exc}") from None
     click.echo(rep.to_json() if as_json else format_report(rep))

@@ -39,8 +39,11 @@ def test_writer_commits_tar_parquet_then_stats(tmp_path):
     assert is_committed(tmp_path, 3) and committed_shards(tmp_path) == [3]
     assert (stats.ok, stats.failed, stats.rejected, stats.images) == (1, 1, 0, 1)
     assert stats.reasons == {"import_failed": 1}
-    assert sorted(os.listdir(tmp_path)) == sorted([parquet_name(3), stats_name(3), tar_name(3),
+    assert sorted(os.listdir(tmp_path)) == sorted([parquet_name(3), stats_name(3), tar_name(3), "index-log",
                                                    "shard-000003.members.parquet"])  # no temporary files left
+    logged = os.listdir(tmp_path / "index-log")  # the commit's one entry in the commit log, after stats.json
+    assert len(logged) == 1 and "-000003-c-1-" in logged[0]
+    assert os.stat(tmp_path / "index-log" / logged[0]).st_mtime_ns >= os.stat(tmp_path / stats_name(3)).st_mtime_ns
     on_disk = read_stats(tmp_path, 3)
     assert on_disk["ok"] == 1 and on_disk["note"] == "x" and on_disk["schema_version"] == 1
 
@@ -204,7 +207,7 @@ def test_leftovers_of_a_crashed_run_are_discarded(manifest, tmp_path):
     rows = [r for r in _rows(manifest) if r["uid"] == "gone"]
     render_shard(rows, get_preset("debug", **TINY), tmp_path, 0)
     assert sorted(os.listdir(tmp_path)) == sorted([f".{tar_name(1)}.tmp-12345", parquet_name(0), stats_name(0), tar_name(0),
-                                                   "shard-000000.members.parquet"])
+                                                   "shard-000000.members.parquet", "index-log"])
     assert _read_tar(tmp_path / tar_name(0)) == {}
 
 

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.s3counting import Counting
+
 if importlib.util.find_spec("moto") is None or importlib.util.find_spec("s3fs") is None:
     pytest.skip("moto[server] and s3fs (dev and pipeline extras) are needed for the object-storage tests",
                 allow_module_level=True)
@@ -45,6 +47,7 @@ class MotoS3:
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self._cls = ThreadedMotoServer
         self._server = None
+        self.counter = Counting(None)  # requests answered, counted at the server (tests/s3counting.py)
         self.start()
         self.key_id, self.secret = self._make_user()
 
@@ -54,6 +57,8 @@ class MotoS3:
             try:
                 self._server = self._cls(ip_address="127.0.0.1", port=self.port, verbose=False)
                 self._server.start()
+                wsgi = self._server._server
+                self.counter.app, wsgi.app = wsgi.app, self.counter
                 return
             except OSError:  # the port is still being released after a stop
                 if time.monotonic() > deadline:

@@ -9,7 +9,7 @@ import tarfile
 
 import pyarrow.parquet as pq
 
-from contracts import layout
+from contracts import layout, shard_index
 from pipeline.shards import ShardWriter
 from render.result import SampleResult
 
@@ -66,15 +66,15 @@ def test_the_committed_shard_index_updated_per_commit_equals_a_full_rebuild(tmp_
 
     for n in range(3):
         commit(n)
-    layout.write_index(tmp_path)
+    shard_index.write_index(tmp_path)
     commit(5)
-    layout.write_index(tmp_path, refresh={5})  # what pipeline render does after each commit
+    shard_index.write_index(tmp_path, refresh={5})  # what pipeline render does after each commit
     incremental = json.loads((tmp_path / layout.INDEX_NAME).read_text())
-    layout.write_index(tmp_path)
+    shard_index.write_index(tmp_path)
     assert incremental == json.loads((tmp_path / layout.INDEX_NAME).read_text())
     assert [s["shard"] for s in incremental["shards"]] == [0, 1, 2, 5]
     (tmp_path / layout.stats_name(1)).unlink()  # uncommitted (e.g. --force in progress): gone from the index
-    layout.write_index(tmp_path, refresh={5})
+    shard_index.write_index(tmp_path, refresh={5})
     assert [s["shard"] for s in json.loads((tmp_path / layout.INDEX_NAME).read_text())["shards"]] == [0, 2, 5]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tarfile
 
 import pyarrow.parquet as pq
@@ -119,6 +120,9 @@ def test_render_on_ray_uploads_from_the_driver(s3_server, s3_manifest):
                 env={**s3_server.env(), "RAY_USAGE_STATS_ENABLED": "0"})
     assert "rendered 1" in r.stdout
     bucket, prefix = _split(url)
-    names = {k.rsplit("/", 1)[-1] for k in s3_server.keys(bucket, prefix + "/")}
+    keys = s3_server.keys(bucket, prefix + "/")
+    names = {k.rsplit("/", 1)[-1] for k in keys if "/index-log/" not in k}
     assert {layout.tar_name(0), layout.parquet_name(0), layout.members_name(0), layout.stats_name(0),
             layout.INDEX_NAME} == names
+    logged = [k.rsplit("/", 1)[-1] for k in keys if "/index-log/" in k]  # the commit's entry in the commit log
+    assert len(logged) == 1 and re.match(r"^\d{8}T\d{6}\.\d{6}Z-000000-c-\d+-[0-9a-f]{8}\.json$", logged[0])

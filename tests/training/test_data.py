@@ -321,7 +321,7 @@ def test_streams_over_http_from_a_loopback_server(analytic_shards):
 def test_a_dataset_folder_served_over_http_is_read_through_its_index(analytic_shards, tmp_path):
     import shutil
 
-    from contracts.layout import write_index
+    from contracts.shard_index import write_index
 
     d, keys = analytic_shards
     served = tmp_path / "ds"

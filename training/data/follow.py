@@ -25,6 +25,7 @@ class ShardFollower:
         self.spec, self.interval_s, self.info = spec, float(interval_s), info
         self.last = time.monotonic()
         self.added_total = 0
+        self._views: dict = {}  # object-store index views kept between polls: a poll lists only the log's tail
 
     @property
     def following(self) -> bool:
@@ -33,7 +34,7 @@ class ShardFollower:
     def _resolve(self, waiting: bool) -> list[str] | None:
         """Rank 0's view of the committed shards; None when there are none yet (following only)."""
         try:
-            return shardspec.resolve_shards(self.spec)
+            return shardspec.resolve_shards(self.spec, self._views)
         except FileNotFoundError:
             if not (self.following and waiting):
                 raise

@@ -12,14 +12,14 @@ import os
 import urllib.request
 from pathlib import Path
 
-from contracts import layout, storage
+from contracts import layout, shard_index, storage
 
 log = logging.getLogger(__name__)
 
 HTTP_TIMEOUT_S = storage.HTTP_TIMEOUT_S
 
 
-def resolve_shards(spec: str) -> list[str]:
+def resolve_shards(spec: str, views: dict | None = None) -> list[str]:
     """Expand a shard SPEC (DESIGN.md §6) into tar paths or URLs.
 
     - a dataset folder: its committed shards (stats.json present), in order;
@@ -27,11 +27,14 @@ def resolve_shards(spec: str) -> list[str]:
     - an `http(s)://.../` URL ending in '/': a dataset folder served over HTTP; its committed shards
       are read from the folder's index.json (written by `pipeline render` and `pipeline status`);
     - an object-store URL (`s3://bucket/prefix`, with or without a trailing '/'): the dataset under
-      that prefix, its committed shards found by listing (index.json when listing is not allowed);
+      that prefix, its committed shards read from its index.json and commit log (contracts.shard_index;
+      found by listing when it has neither);
       a URL whose last part ends in `.tar` or holds a brace pattern names tars, checked like local ones;
     - local brace patterns: expanded; a missing tar is an error, a tar without its stats.json is an
       uncommitted crash leftover and is skipped with a warning.
     Several specs may be joined with '::'. URLs with `..` or empty components are refused.
+    `views` (a dict kept by the caller, e.g. a `--follow` trainer): object-store prefixes' index views
+    from the last call, brought up to date with one listing of the commit log each.
     """
     import braceexpand
 
@@ -44,7 +47,7 @@ def resolve_shards(spec: str) -> list[str]:
             out.extend(_http_dataset(part) if part.endswith("/") else braceexpand.braceexpand(part))
             continue
         if storage.is_url(part):
-            out.extend(_store_dataset(part, braceexpand.braceexpand))
+            out.extend(_store_dataset(part, braceexpand.braceexpand, views))
             continue
         if os.path.isdir(part):
             tars = layout.committed_tars(part)
@@ -81,7 +84,7 @@ def _http_dataset(url: str) -> list[str]:
     return tars
 
 
-def _store_dataset(part: str, expand) -> list[str]:
+def _store_dataset(part: str, expand, views: dict | None = None) -> list[str]:
     """Committed tars of an object-store dataset prefix, or the committed ones among named tar URLs."""
     last = part.rstrip("/").rsplit("/", 1)[-1]
     if last.endswith(".tar") or "{" in part:
@@ -94,21 +97,26 @@ def _store_dataset(part: str, expand) -> list[str]:
                         len(urls) - len(committed), next(u for u in urls if u not in committed))
         return committed
     store = storage.open_store(part)
-    try:
-        tars = layout.committed_tars(store.url)
-    except FileNotFoundError:
-        tars = []
-    except storage.StorageError:
-        if not store.exists(layout.INDEX_NAME):  # listing refused: the index is the fallback
-            raise
-        tars = []
-    if not tars and store.exists(layout.INDEX_NAME):
-        index = store.child(layout.INDEX_NAME)
+    view, bad = (views or {}).get(store.url), None
+    if view is not None:
+        view.poll()
+    else:
+        view = shard_index.IndexView(store.url).load()  # index.json + its log: two requests, any size
+    if view.problem:
+        view, bad = None, view.problem
+        log.warning("--shards %s: %s; listing the committed shards instead", part, bad)
+    if view is not None and view.base:
+        if views is not None:
+            views[store.url] = view
+        tars = view.tars()
+    else:  # a dataset written before the index existed (or a refused index): list it
         try:
-            tars = [store.child(n) for n in layout.index_tars(json.loads(store.read_bytes(layout.INDEX_NAME)), index)]
-        except ValueError as exn:
-            raise FileNotFoundError(f"--shards {part}: {exn}") from None
+            tars = layout.committed_tars(store.url)
+        except FileNotFoundError:
+            tars = []
     if not tars:
+        if bad is not None:
+            raise FileNotFoundError(f"--shards {part}: {bad}") from None
         raise FileNotFoundError(f"--shards {part}: no committed shards under this prefix (no shard-*.stats.json)")
     return tars
 
