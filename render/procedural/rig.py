@@ -14,7 +14,7 @@ import numpy as np
 from mathutils import Matrix
 
 from render.procedural.anim import quat_mul
-from render.procedural.mesh import MeshBuilder, mesh_object, tube
+from render.procedural.mesh import mesh_object
 
 
 @dataclass
@@ -70,26 +70,6 @@ def build_armature(name: str, bones: list[Bone]) -> Rig:
     return rig
 
 
-def skin(rig: Rig, materials: list, segments: int, name: str = "body", blend: float = 0.25) -> bpy.types.Object:
-    """One mesh of tubes along every bone with a radius, skinned to the armature (child of it)."""
-    mb = MeshBuilder()
-    for b in rig.bones.values():
-        if b.radius is None:
-            continue
-        length = np.linalg.norm(np.subtract(b.tail, b.head))
-        rings = max(2, int(round(4 * length / max(b.radius[0], 0.02) ** 0.5 / 2)))
-        verts, faces, uvs, s = tube(b.head, b.tail, b.radius[0], b.radius[1], segments, rings, b.flat, np.array(b.up))
-        w_parent = np.clip(1 - s / blend, 0, 1) * 0.5 if b.parent is not None else np.zeros_like(s)
-        weights = {b.name: 1 - w_parent}
-        if b.parent is not None:
-            weights[b.parent] = w_parent
-        mb.add(verts, faces, uvs, b.mat, weights)
-    obj = mb.build(name, materials)
-    obj.parent = rig.armature
-    obj.modifiers.new("Armature", "ARMATURE").object = rig.armature
-    return obj
-
-
 def attach(rig: Rig, bone: str, name: str, geometry: tuple, material, smooth: bool = True) -> bpy.types.Object:
     """A rigid mesh (verts in armature rest space) riding on `bone` (bone parenting: a child node of the joint)."""
     verts, faces, uvs = geometry[:3]
@@ -103,7 +83,3 @@ def attach(rig: Rig, bone: str, name: str, geometry: tuple, material, smooth: bo
     m[:3, 3] = np.array(pb.tail_local)
     obj.matrix_parent_inverse = Matrix(np.linalg.inv(m).tolist())
     return obj
-
-
-def side(x: float, name: str) -> str:
-    return f"{name}_{'L' if x > 0 else 'R'}"

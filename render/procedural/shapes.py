@@ -8,7 +8,7 @@ import bpy
 import numpy as np
 
 from render.procedural.common import Gen
-from render.procedural.mesh import MeshBuilder, box, ellipsoid, mesh_object, tube, vertex_normals
+from render.procedural.mesh import box, ellipsoid, mesh_object, tube, vertex_normals
 
 
 def bumps(gen: Gen, verts: np.ndarray, faces: list, amplitude: float) -> np.ndarray:
@@ -22,12 +22,6 @@ def bumps(gen: Gen, verts: np.ndarray, faces: list, amplitude: float) -> np.ndar
         h += np.sin(verts @ k + rng.uniform(0, 2 * np.pi)) * rng.uniform(0.3, 1.0)
     h = h / 6 * amplitude * rng.uniform(0.5, 1.0)
     return verts + vertex_normals(verts, faces) * h[:, None]
-
-
-def bumpy_piece(gen: Gen, mb: MeshBuilder, geometry: tuple, mat: int, amplitude: float, weights=None) -> None:
-    """Add a piece to `mb`, with height-field bumps when shapes are on."""
-    verts, faces, uvs = geometry[:3]
-    mb.add(bumps(gen, verts, faces, amplitude), faces, uvs, mat, weights)
 
 
 def boolean_cut(gen: Gen, obj, cutters: list[tuple]) -> int:
