@@ -4,5 +4,7 @@ from pipeline.commands.train import command
 from pipeline.logs import setup_logging
 
 if __name__ == "__main__":
+    from pipeline.exit import run_and_exit
+
     setup_logging()
-    command(prog_name="python -m training")
+    run_and_exit(lambda: command(prog_name="python -m training"))
