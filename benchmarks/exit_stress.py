@@ -90,6 +90,13 @@ def prepare(work: Path) -> tuple[Path, Path]:
     return manifest, data
 
 
+def summary(a: argparse.Namespace, stats: dict, rounds_done: int) -> dict:
+    return {"label": a.label, "rounds": rounds_done, "load_processes": a.load, "nice": a.nice, "cpus": os.cpu_count(),
+            "machine": platform.node(), "python": sys.version.split()[0],
+            "commands": {c: {**s, "seconds_median": sorted(s["seconds"])[len(s["seconds"]) // 2] if s["seconds"] else None}
+                         for c, s in stats.items()}}
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=30, help="rounds (each runs every command once)")
@@ -113,6 +120,7 @@ def main(argv: list[str] | None = None) -> dict:
         d.mkdir(parents=True)
     manifest, data = prepare(work)
     stats = {c: {"runs": 0, "nonzero": 0, "terminate_called": 0, "seconds": []} for c in names}
+    result = summary(a, stats, 0)
     loaders = [mp.Process(target=busy, daemon=True) for _ in range(a.load)]
     for pr in loaders:
         pr.start()
@@ -132,16 +140,13 @@ def main(argv: list[str] | None = None) -> dict:
                 for leftover in work.glob(f"*-{i}"):  # keep the disk small: outputs are not looked at
                     shutil.rmtree(leftover, ignore_errors=True)
             print(f"round {i}/{a.n} done", flush=True)
+            result = summary(a, stats, i)
+            (out / "exit_stress.json").write_text(json.dumps(result, indent=1))  # after every round: a cut-short run counts
     finally:
         for pr in loaders:
             pr.terminate()
         for pr in loaders:
             pr.join()
-    result = {"label": a.label, "rounds": a.n, "load_processes": a.load, "nice": a.nice, "cpus": os.cpu_count(),
-              "machine": platform.node(), "python": sys.version.split()[0],
-              "commands": {c: {**s, "seconds_median": sorted(s["seconds"])[len(s["seconds"]) // 2] if s["seconds"] else None}
-                           for c, s in stats.items()}}
-    (out / "exit_stress.json").write_text(json.dumps(result, indent=1))
     for c, s in result["commands"].items():
         print(f"{c:7s} runs {s['runs']:3d}  non-zero {s['nonzero']:2d}  'terminate called' {s['terminate_called']:2d}  "
               f"median {s['seconds_median']} s")
