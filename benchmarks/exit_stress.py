@@ -5,6 +5,7 @@ at interpreter exit: a thread still running, or a std::thread object destroyed w
     python benchmarks/exit_stress.py --n 30 --out /tmp/exit_stress            # busy loops = CPU count
     python benchmarks/exit_stress.py --n 30 --load 0 --commands train         # no load, one command
     python benchmarks/exit_stress.py --n 40 --nice 19 --commands curate,render  # commands below the load
+    python benchmarks/exit_stress.py --n 3 --load 0 --lingering               # a lingering native thread
 
 Each round runs, at tiny sizes, `pipeline curate --source procedural`, `pipeline render --no-ray` and
 `pipeline train --device cpu` (each in its own fresh output folder) while `--load` busy-loop processes
@@ -60,14 +61,35 @@ def command_args(name: str, work: Path, manifest: Path, data: Path, i: int) -> l
     raise ValueError(name)
 
 
-def run_one(cmd: list[str], cwd: Path, cores: bool, timeout: float, nice: int = 0) -> tuple[int, str, float]:
+# --lingering: a library whose static pool holds a joinable std::thread, preloaded into every command, so
+# that each exit meets a thread of the kind that caused the abort (deterministic; the real ones are races)
+LINGERING = r"""
+#include <chrono>
+#include <thread>
+namespace { struct Pool { std::thread worker; ~Pool() {} }; Pool pool; }
+__attribute__((constructor)) static void start() {
+    pool.worker = std::thread([] { std::this_thread::sleep_for(std::chrono::hours(1)); });
+}
+"""
+
+
+def build_lingering(out: Path) -> Path:
+    (out / "lingering.cpp").write_text(LINGERING)
+    lib = out / "liblingering.so"
+    subprocess.run(["g++", "-shared", "-fPIC", "-O1", "-pthread", "-o", str(lib), str(out / "lingering.cpp")], check=True)
+    return lib
+
+
+def run_one(cmd: list[str], cwd: Path, cores: bool, timeout: float, nice: int = 0,
+            preload: Path | None = None) -> tuple[int, str, float]:
     def limits() -> None:
         if nice:
             os.nice(nice)
         if cores:
             resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
 
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PIPELINE_LOG_LEVEL": "WARNING"}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PIPELINE_LOG_LEVEL": "WARNING",
+           **({"LD_PRELOAD": str(preload)} if preload else {})}
     t0 = time.perf_counter()
     try:
         r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, preexec_fn=limits)
@@ -91,7 +113,8 @@ def prepare(work: Path) -> tuple[Path, Path]:
 
 
 def summary(a: argparse.Namespace, stats: dict, rounds_done: int) -> dict:
-    return {"label": a.label, "rounds": rounds_done, "load_processes": a.load, "nice": a.nice, "cpus": os.cpu_count(),
+    return {"label": a.label, "rounds": rounds_done, "load_processes": a.load, "nice": a.nice,
+            "lingering": a.lingering, "cpus": os.cpu_count(),
             "machine": platform.node(), "python": sys.version.split()[0],
             "commands": {c: {**s, "seconds_median": sorted(s["seconds"])[len(s["seconds"]) // 2] if s["seconds"] else None}
                          for c, s in stats.items()}}
@@ -106,6 +129,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--cores", action="store_true", help="ulimit -c unlimited; cores land in OUT/cores/")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per run before it counts as hung")
     p.add_argument("--label", default="", help="a note stored in the JSON (e.g. before/after)")
+    p.add_argument("--lingering", action="store_true", help="preload a library that leaves a joinable "
+                   "std::thread in a static pool (checks the exit path deterministically)")
     p.add_argument("--nice", type=int, default=0, help="run the commands at this niceness (below the load: "
                                                        "they are descheduled more often, exit races widen)")
     a = p.parse_args(argv)
@@ -119,6 +144,7 @@ def main(argv: list[str] | None = None) -> dict:
     for d in (work, fails, cores):
         d.mkdir(parents=True)
     manifest, data = prepare(work)
+    lingering = build_lingering(out) if a.lingering else None
     stats = {c: {"runs": 0, "nonzero": 0, "terminate_called": 0, "seconds": []} for c in names}
     result = summary(a, stats, 0)
     loaders = [mp.Process(target=busy, daemon=True) for _ in range(a.load)]
@@ -127,7 +153,8 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         for i in range(1, a.n + 1):
             for name in names:
-                rc, err, dt = run_one(command_args(name, work, manifest, data, i), cores, a.cores, a.timeout, a.nice)
+                rc, err, dt = run_one(command_args(name, work, manifest, data, i), cores, a.cores, a.timeout, a.nice,
+                                      lingering)
                 s = stats[name]
                 s["runs"] += 1
                 s["seconds"].append(round(dt, 2))
