@@ -66,9 +66,13 @@ def command_args(name: str, work: Path, manifest: Path, data: Path, i: int) -> l
 LINGERING = r"""
 #include <chrono>
 #include <thread>
-namespace { struct Pool { std::thread worker; ~Pool() {} }; Pool pool; }
-__attribute__((constructor)) static void start() {
-    pool.worker = std::thread([] { std::this_thread::sleep_for(std::chrono::hours(1)); });
+namespace {
+struct Pool { std::thread worker; ~Pool() {} };  // does not join: std::thread's destructor calls std::terminate
+Pool pool;
+struct Starter {  // initialised after `pool` (same file, in order); a constructor attribute would run before
+    Starter() { pool.worker = std::thread([] { std::this_thread::sleep_for(std::chrono::hours(1)); }); }
+};
+Starter starter;
 }
 """
 
