@@ -15,19 +15,17 @@ import json
 import logging
 import os
 import re
-import threading
-import time
 import urllib.error
 from typing import Any
 
 from contracts import layout, storage
+from contracts.ttlcache import TTLCache
 
 log = logging.getLogger(__name__)
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 CACHE_TTL_S = 120.0  # a shard rewritten by --retry-failed / --force gets a new identity; re-read after this
-_cache: dict[str, tuple[float, dict[str, Any] | None]] = {}
-_lock = threading.Lock()
+_cache = TTLCache(CACHE_TTL_S, 4096)
 
 
 def tar_identity(path: str | os.PathLike) -> dict[str, Any]:
@@ -65,20 +63,15 @@ def shard_identity(tar_url: str) -> dict[str, Any] | None:
     the shard has no stats.json beside it or one written before the identity existed. A stats.json that
     cannot be read is logged and counts as none (the caller falls back to the location). Cached per
     process for CACHE_TTL_S."""
-    now = time.monotonic()
-    with _lock:
-        hit = _cache.get(tar_url)
-        if hit is not None and now - hit[0] < CACHE_TTL_S:
-            return hit[1]
+    return _cache.get_or(tar_url, lambda: _read_identity(tar_url))
+
+
+def _read_identity(tar_url: str) -> dict[str, Any] | None:
     url = stats_url(tar_url)
-    ident = None
-    if url is not None:
-        try:
-            ident = valid_identity(json.loads(storage.read_bytes(url)))
-        except (FileNotFoundError, urllib.error.HTTPError, ValueError, OSError, storage.StorageError) as exn:
-            log.debug("%s: no content identity (%s)", url, exn)
-    with _lock:
-        if len(_cache) > 4096:
-            _cache.clear()
-        _cache[tar_url] = (now, ident)
-    return ident
+    if url is None:
+        return None
+    try:
+        return valid_identity(json.loads(storage.read_bytes(url)))
+    except (FileNotFoundError, urllib.error.HTTPError, ValueError, OSError, storage.StorageError) as exn:
+        log.debug("%s: no content identity (%s)", url, exn)
+        return None

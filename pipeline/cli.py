@@ -53,7 +53,9 @@ def cli(verbose: int, quiet: bool) -> None:
 
 
 def main() -> None:
-    cli(prog_name="pipeline")
+    from contracts.exit import run_and_exit  # ends with os._exit after a normal shutdown (contracts/exit.py)
+
+    run_and_exit(lambda: cli(prog_name="pipeline"))
 
 
 if __name__ == "__main__":

@@ -4,5 +4,7 @@ from contracts.logs import setup_logging
 from training.cli import command
 
 if __name__ == "__main__":
+    from contracts.exit import run_and_exit
+
     setup_logging()
-    command(prog_name="python -m training")
+    run_and_exit(lambda: command(prog_name="python -m training"))

@@ -35,8 +35,11 @@ def command(checkpoint: str, shards: str, out: str, protocol_name: str, protocol
     """Score a checkpoint on every sample of SPEC with its model family's fixed, seeded protocol.
 
     The protocol picks each sample's input pairs and held-out target pairs (novel view at a novel
-    time, novel time, novel view; by camera) from the protocol and the sample key alone, so two
-    checkpoints scored with the same protocol are scored on exactly the same pairs. Every row says
+    time, novel time, novel view; for L4GM also a camera seen at another time; by camera) from the
+    protocol and the sample key alone, so two checkpoints scored with the same protocol are scored on
+    exactly the same pairs. Settings that change the pairs and differ from the protocol's defaults are
+    in the tag (sparse4-v2[n_in=8]/lrm4d@256); an interpolation checkpoint is scored on blended middle
+    frames (mono4-v2[interp=true]/l4gm@SIZE). Every row says
     whether its shard was among those the checkpoint trained on (seen_in_training); the summary
     prints held-out and seen clips apart, with psnr_obj (inside the object's box) next to PSNR.
     """

@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
-import time
 import urllib.error
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable, Iterator
 
 from contracts import layout, storage
+from contracts.ttlcache import TTLCache
 from training.data.decode import MemberRef, SampleError
 
 log = logging.getLogger(__name__)
@@ -39,8 +38,7 @@ log = logging.getLogger(__name__)
 FETCH_THREADS = 8     # concurrent ranged reads per loader worker for one picked sample (network latency bound)
 INDEX_TTL_S = 120.0   # a member index is reused this long per process (a shard drawn again costs no request);
                       # bounded because `--retry-failed` / `--force` may rewrite a committed shard under a trainer
-_index_cache: dict[str, tuple[float, list[tuple[str, int, int]] | None]] = {}
-_cache_lock = threading.Lock()
+_index_cache = TTLCache(INDEX_TTL_S, 256)  # tar url -> member index or None
 
 
 def members_url(tar_url: str) -> str | None:
@@ -55,11 +53,10 @@ def members_url(tar_url: str) -> str | None:
 def load_member_index(tar_url: str) -> list[tuple[str, int, int]] | None:
     """The shard's member index, or None when it has none. Raises (ValueError, OSError) when it exists
     but cannot be read or parsed. Cached per process for INDEX_TTL_S."""
-    now = time.monotonic()
-    with _cache_lock:
-        hit = _index_cache.get(tar_url)
-        if hit is not None and now - hit[0] < INDEX_TTL_S:
-            return hit[1]
+    return _index_cache.get_or(tar_url, lambda: _read_member_index(tar_url))
+
+
+def _read_member_index(tar_url: str) -> list[tuple[str, int, int]] | None:
     url = members_url(tar_url)
     index = None
     if url is not None:
@@ -73,10 +70,6 @@ def load_member_index(tar_url: str) -> list[tuple[str, int, int]] | None:
             data = None
         if data is not None:
             index = layout.read_member_index(data, url)
-    with _cache_lock:
-        if len(_index_cache) > 256:
-            _index_cache.clear()
-        _index_cache[tar_url] = (now, index)
     return index
 
 
@@ -178,8 +171,7 @@ def shard_samples(src: Iterable[dict], handler: Callable, ranged: bool = True) -
             except Exception:  # noqa: BLE001 (unreachable: streaming will fail and count it)
                 size = None
             if size is not None and not index_fits(index, size):
-                with _cache_lock:
-                    _index_cache.pop(url, None)
+                _index_cache.pop(url)
                 if not handler(SampleError("member_index", f"{url}: the member index does not match the tar "
                                                            f"({size} bytes); streaming it instead")):
                     return
@@ -192,8 +184,7 @@ def shard_samples(src: Iterable[dict], handler: Callable, ranged: bool = True) -
                     yield sample
                 continue
             except storage.RangeNotSupported as exn:
-                with _cache_lock:
-                    _index_cache[url] = (time.monotonic(), None)  # stream this shard from now on
+                _index_cache.put(url, None)  # stream this shard from now on
                 if n:
                     handler(SampleError("member_read", str(exn)))
                     continue
