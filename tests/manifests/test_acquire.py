@@ -64,10 +64,11 @@ def _analytic_manifests(tmp, cats=("biped", "vehicle")):
 @pytest.fixture(scope="module")
 def curated_pool(tmp_path_factory, gltf_dir):
     """A real pool: `pipeline curate --source local` of the shared glTF files plus `--source procedural` (3
-    assets), concatenated; procedural rows get a `category` (issue 22's column, optional)."""
+    assets of the legacy generator, whose clip count the labels below assume), concatenated; procedural rows get a
+    `category` of their own here (two labels, so a group can be missing from the target)."""
     d = tmp_path_factory.mktemp("pool")
     for args in (["--source", "local", "--dir", str(gltf_dir), "--out", str(d / "local.parquet")],
-                 ["--source", "procedural", "--count", "3", "--seed", "7", "--assets-out", str(d / "assets"),
+                 ["--source", "procedural", "--categories", "legacy", "--count", "3", "--seed", "7", "--assets-out", str(d / "assets"),
                   "--out", str(d / "proc.parquet")]):
         r = CliRunner().invoke(cli, ["curate", *args])
         assert r.exit_code == 0, r.output
