@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from contracts import layout, storage  # noqa: E402
+from contracts import layout, reads, storage
 from tests.httpserver import RangeHandler  # noqa: E402
 
 
@@ -95,14 +95,14 @@ def measure(spec: str, ranged: bool, passes: int, size: int) -> dict:
     cfg = DataConfig(image_size=size, n_in=4, n_target=8, load_depth=False, shuffle_buffer=4, num_workers=0,
                      ranged_reads=ranged)
     shardstream._index_cache.clear()
-    before = storage.io_counts.copy()
+    before = reads.io_counts.copy()
     n, t0 = 0, time.perf_counter()
     handler = data.SkipAndCount()
     for _ in range(passes):
         for batch in data.make_dataset(urls, cfg, batch_size=1, resampled=False, handler=handler):
             n += len(batch["key"])
     wall = time.perf_counter() - t0
-    c = storage.io_counts - before
+    c = reads.io_counts - before
     read = c["stream"] + c["range"] + c["whole"]
     return {"samples": n, "skipped": dict(handler.counts), "seconds": round(wall, 2),
             "samples_per_s": round(n / wall, 2), "MB_per_sample": round(read / n / 2**20, 3),

@@ -18,7 +18,7 @@ import re
 import urllib.error
 from typing import Any
 
-from contracts import layout, storage
+from contracts import layout, reads, storage
 from contracts.ttlcache import TTLCache
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def _read_identity(tar_url: str) -> dict[str, Any] | None:
     if url is None:
         return None
     try:
-        return valid_identity(json.loads(storage.read_bytes(url)))
+        return valid_identity(json.loads(reads.read_bytes(url)))
     except (FileNotFoundError, urllib.error.HTTPError, ValueError, OSError, storage.StorageError) as exn:
         log.debug("%s: no content identity (%s)", url, exn)
         return None

@@ -16,7 +16,7 @@ from typing import Iterator
 
 import numpy as np
 
-from contracts import storage
+from contracts import reads, storage
 from contracts.layout import MEMBER_RE
 
 
@@ -56,7 +56,7 @@ class ShardSample:
 def iter_shard(tar_path: str | Path, keys: set[str] | None = None) -> Iterator[ShardSample]:
     """Yield the samples of a shard tar (path or URL) in order; only those in `keys` when given."""
     current: ShardSample | None = None
-    with storage.open_stream(str(tar_path)) as stream, tarfile.open(fileobj=stream, mode="r|") as tf:
+    with reads.open_stream(str(tar_path)) as stream, tarfile.open(fileobj=stream, mode="r|") as tf:
         for info in tf:
             if not info.isfile():
                 continue

@@ -18,7 +18,7 @@ import tarfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from contracts import layout, listing, shard_index, storage
+from contracts import layout, listing, reads, shard_index, storage
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def _add_member_index(store, n: int, tar_size: int | None, entry: dict) -> str |
                 f"no member index written (re-render it with --force)")
     try:
         if store.remote:
-            with storage.open_stream(store.child(layout.tar_name(n))) as f:
+            with reads.open_stream(store.child(layout.tar_name(n))) as f:
                 rows = layout.tar_member_offsets(f)
         else:
             rows = layout.tar_member_offsets(store.path(layout.tar_name(n)))

@@ -22,7 +22,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from contracts import layout, storage
+from contracts import layout, reads, storage
 from viewer.reader import SampleReader, ShardProblem
 
 ROW_COLUMNS = ("uid", "clip", "key", "status", "reason", "detail")
@@ -84,7 +84,7 @@ class Dataset:
 
     def read(self, name: str) -> bytes:
         if self.store is None:
-            return storage.read_bytes(self.file_url(name))
+            return reads.read_bytes(self.file_url(name))
         return self.store.read_bytes(name)
 
     # -- listing -------------------------------------------------------------------------------
@@ -214,7 +214,7 @@ class Dataset:
         else:
             why = "no member index"
         try:
-            size = storage.size(tar)
+            size = reads.size(tar)
         except FileNotFoundError:
             raise ShardProblem(f"{tar}: missing") from None
         except Exception as exn:  # noqa: BLE001
@@ -229,7 +229,7 @@ class Dataset:
             index = self._scan_tar(tar, why)
             end = -(-max((off + sz for _, off, sz in index), default=0) // 512) * 512
             # a whole tar ends with two zero blocks after its last member (a cut one ends anywhere)
-            if end + 1024 > size or storage.read_range(tar, end, 1024) != bytes(1024):
+            if end + 1024 > size or reads.read_range(tar, end, 1024) != bytes(1024):
                 raise ShardProblem(f"{tar}: truncated tar ({size} bytes, no end-of-archive after its last "
                                    f"member; {why})")
         table = {name: (int(off), int(size)) for name, off, size in index}
@@ -241,7 +241,7 @@ class Dataset:
 
     def _scan_tar(self, tar: str, why: str) -> list[tuple[str, int, int]]:
         try:
-            with storage.open_stream(tar) as stream, tarfile.open(fileobj=stream, mode="r|") as tf:
+            with reads.open_stream(tar) as stream, tarfile.open(fileobj=stream, mode="r|") as tf:
                 return [(m.name, m.offset_data, m.size) for m in tf if m.isfile()]
         except FileNotFoundError:
             raise ShardProblem(f"{tar}: missing ({why})") from None
@@ -262,7 +262,7 @@ class Dataset:
         mine = {k: v for k, v in table.items() if k.startswith(key + ".")}
         held: dict[str, bytes] = {}
         try:
-            data = storage.read_range(tar, *table[name])
+            data = reads.read_range(tar, *table[name])
         except storage.RangeNotSupported:
             # a server that ignores Range requests: this sample's members streamed once, kept in memory
             held = self._stream_sample(tar, key)

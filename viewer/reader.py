@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from contracts import layout, storage
+from contracts import layout, reads, storage
 
 
 class ShardProblem(Exception):
@@ -21,7 +21,7 @@ class ShardProblem(Exception):
 def read_member(tar: str, where: tuple[int, int]) -> bytes:
     """`size` bytes at `offset` of the tar (where = (offset, size)); ShardProblem when that fails."""
     try:
-        return storage.read_range(tar, where[0], where[1])
+        return reads.read_range(tar, where[0], where[1])
     except Exception as exn:  # noqa: BLE001 (file, HTTP and S3 errors: the member is unreadable)
         raise ShardProblem(f"{tar}: ranged read of {where[1]} bytes at {where[0]} failed ({exn})"[:400]) from None
 

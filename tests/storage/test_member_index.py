@@ -94,18 +94,18 @@ def test_status_names_the_shards_without_a_member_index(tmp_path):
 def test_local_range_reads_follow_a_shard_replaced_in_place(tmp_path):
     # --retry-failed and --force replace a committed tar by a rename; a reader that kept a handle on
     # the old file must not serve the old bytes at the new index's offsets (a `--follow` trainer).
-    from contracts import storage
+    from contracts import reads
 
     w = ShardWriter(tmp_path, 3)
     w.add(_result("a", {"json": 10, "t000.v000.png": 600}))
     w.commit()
     tar = str(tmp_path / layout.tar_name(3))
     name, off, size = layout.tar_member_offsets(tar)[1]
-    old = storage.read_range(tar, off, size)
+    old = reads.read_range(tar, off, size)
     w = ShardWriter(tmp_path, 3)  # the same names, other bytes: a re-render
     w.add(SampleResult("a", 0, "a_000", "ok", None, None, 0.5,
                        {"a_000.json": b"x" * 10, "a_000.t000.v000.png": b"\x07" * 600}, {}))
     w.commit()
     name2, off2, size2 = layout.tar_member_offsets(tar)[1]
     assert (name2, off2, size2) == (name, off, size) and old != b"\x07" * 600
-    assert storage.read_range(tar, off2, size2) == b"\x07" * 600
+    assert reads.read_range(tar, off2, size2) == b"\x07" * 600

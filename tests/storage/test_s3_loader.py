@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from contracts import layout, storage
+from contracts import layout, reads, storage
 from training.data import stream as data
 from training.data import shardspec
 from training.data import shardstream
@@ -59,11 +59,11 @@ def test_ranged_gets_read_a_fraction_of_the_bucket_and_give_the_same_batches(s3_
     urls = shardspec.resolve_shards(s3_dataset)
     assert urls == shardspec.resolve_shards(s3_dataset + "/") and all(u.startswith(s3_dataset + "/") for u in urls)
     shardstream._index_cache.clear()
-    c0 = storage.io_counts.copy()
+    c0 = reads.io_counts.copy()
     ranged, h1 = _loader_batches(urls)
-    c1 = storage.io_counts.copy()
+    c1 = reads.io_counts.copy()
     streamed, h2 = _loader_batches(urls, ranged_reads=False)
-    c2 = storage.io_counts.copy()
+    c2 = reads.io_counts.copy()
     assert not h1.counts and not h2.counts and len(ranged) >= 3
     assert [b["key"] for b in ranged] == [b["key"] for b in streamed]
     for a, b in zip(ranged, streamed):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from contracts import layout, storage
+from contracts import layout, reads, storage
 from training.data import stream as data
 from training.data import shardspec
 from training.data import shardstream
@@ -74,11 +74,11 @@ def test_indexed_samples_equal_streamed_samples(indexed):
 
 def test_the_loader_reads_only_the_members_it_uses_and_builds_the_same_batches(indexed):
     urls = shardspec.resolve_shards(str(indexed))
-    before = storage.io_counts.copy()
+    before = reads.io_counts.copy()
     ranged, h1 = _all_batches(urls, _cfg())
-    mid = storage.io_counts.copy()
+    mid = reads.io_counts.copy()
     streamed, h2 = _all_batches(urls, _cfg(ranged_reads=False))
-    after = storage.io_counts.copy()
+    after = reads.io_counts.copy()
     assert not h1.counts and not h2.counts
     _assert_same(ranged, streamed)
     ranged_bytes = (mid["range"] - before["range"]) + (mid["whole"] - before["whole"])

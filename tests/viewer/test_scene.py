@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from contracts import layout, storage
+from contracts import layout, reads, storage
 from contracts.shardread import iter_shard
 from render.cameras import project
 from viewer.dataset import Dataset
@@ -99,11 +99,11 @@ def test_depth_points_land_on_the_rendered_surface(rendered):
 
 def test_one_time_reads_only_its_own_members(rendered):
     reader, _ = rendered
-    before = dict(storage.io_counts)
-    reads = reader.reads
+    before = dict(reads.io_counts)
+    n_reads = reader.reads
     sample_frame(reader, 1, depth_views=[0])
-    got = storage.io_counts["range"] - before.get("range", 0)
-    assert reader.reads - reads == reader.V + 1  # V images and one depth map, one ranged read each
+    got = reads.io_counts["range"] - before.get("range", 0)
+    assert reader.reads - n_reads == reader.V + 1  # V images and one depth map, one ranged read each
     shown = sum(reader.members[n][1] for n in [reader.image_name(1, v) for v in range(reader.V)]
                 + [layout.depth_member(reader.key, 1, 0)])
     assert got == shown  # not one byte more

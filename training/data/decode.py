@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from contracts import layout, storage
+from contracts import layout, reads, storage
 
 IMAGE_RE = re.compile(r"^t(\d{3})\.v(\d{3})\.(png|webp)$")  # member suffix after the key
 DEPTH_FMT = "t{t:03d}.v{v:03d}.depth.png"
@@ -104,7 +104,7 @@ class MemberRef:
 
     def read(self) -> bytes:
         try:
-            return storage.read_range(self.url, self.offset, self.size)
+            return reads.read_range(self.url, self.offset, self.size)
         except storage.RangeNotSupported:
             raise  # not this member's fault: the shard reader streams the shard instead
         except Exception as exn:  # noqa: BLE001 (network, storage and file errors all skip the sample)

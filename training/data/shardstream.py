@@ -29,7 +29,7 @@ import urllib.error
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable, Iterator
 
-from contracts import layout, storage
+from contracts import layout, reads, storage
 from contracts.ttlcache import TTLCache
 from training.data.decode import MemberRef, SampleError
 
@@ -61,7 +61,7 @@ def _read_member_index(tar_url: str) -> list[tuple[str, int, int]] | None:
     index = None
     if url is not None:
         try:
-            data = storage.read_bytes(url)
+            data = reads.read_bytes(url)
         except FileNotFoundError:
             data = None
         except urllib.error.HTTPError as exn:
@@ -146,7 +146,7 @@ def open_shards(src: Iterable[dict], handler: Callable) -> Iterator[dict]:
     for item in src:
         url = item["url"]
         try:
-            stream = storage.open_stream(url)
+            stream = reads.open_stream(url)
         except Exception as exn:  # noqa: BLE001 (policy is the handler's)
             if handler(SampleError("shard_open", f"{url}: cannot open ({exn})")):
                 continue
@@ -167,7 +167,7 @@ def shard_samples(src: Iterable[dict], handler: Callable, ranged: bool = True) -
                     return
         if index is not None:
             try:
-                size = storage.size(url)
+                size = reads.size(url)
             except Exception:  # noqa: BLE001 (unreachable: streaming will fail and count it)
                 size = None
             if size is not None and not index_fits(index, size):
