@@ -143,14 +143,27 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
-def close(timeout_s: float = 10.0) -> None:
+def close(*wrapped: torch.nn.Module, timeout_s: float = 10.0) -> None:
     """Leave the process group, then wait until the backend has dropped every tensor we gave it.
+
+    `wrapped`: the DDP modules of this process. Their reducers are dropped first, while the group is
+    still registered: a reducer freed later holds the group's last reference, and freeing it then runs
+    the group's destructor with the GIL held, which joins gloo's worker threads while one of them waits
+    for the GIL to release a finished work's Python state (a hang seen once in a full test run:
+    tests/training/test_ddp.py's two spawned ranks).
 
     gloo's worker threads release a finished collective (and a barrier the collectives queued before it)
     a moment after `wait()` has returned. Releasing a tensor made in Python takes the GIL; a thread that
     takes it while the interpreter exits is ended inside a C++ destructor, and the process dies with
     SIGABRT ("terminate called without an active exception") after training has finished: a failed
     torchrun rank. Sleeping here hands the GIL to those threads while the interpreter is still alive."""
+    for module in wrapped:
+        if hasattr(module, "reducer"):
+            del module.reducer  # the group stays alive in the registry: nothing is joined here
+    if wrapped:
+        import gc
+
+        gc.collect()
     if dist.is_initialized():
         dist.destroy_process_group()
     deadline = time.monotonic() + timeout_s

@@ -330,7 +330,7 @@ class Trainer:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
-        ddp.close()
+        ddp.close(*([self.model] if self.model is not self.model_single else []))
 
 
 def train(cfg: TrainConfig, shards: str, out: str | os.PathLike, device: str | None = None) -> dict[str, float]:

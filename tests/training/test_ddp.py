@@ -111,7 +111,7 @@ def _ddp_settings_worker(rank: int, port: int) -> None:
         for a, b in zip(model.parameters(), single.parameters()):
             rel = float((a.detach() - b.detach()).norm() / b.detach().norm())
             assert rel < 1e-6, (cfg, rel)
-    ddp.close()
+    ddp.close(wrapped)
 
 
 def test_ddp_settings_take_effect_and_training_matches_one_process():
