@@ -21,6 +21,7 @@ from typing import Any, Iterable
 
 from contracts import storage
 from contracts.layout import is_committed, write_index
+from contracts.parquet_bytes import read_table_bytes
 
 log = logging.getLogger(__name__)
 
@@ -153,10 +154,6 @@ def run_render(manifest: Any, selection: list[int], spec: Any, out_dir: str | Pa
 
 
 def _tally(summary: RunSummary, out: str | Path, work: dict[int, list], retry: dict[int, set[str]]) -> None:
-    import io
-
-    import pyarrow.parquet as pq
-
     from manifests.uids import sample_key
     from contracts.layout import parquet_name, read_stats
 
@@ -165,7 +162,7 @@ def _tally(summary: RunSummary, out: str | Path, work: dict[int, list], retry: d
         if not is_committed(out, n):
             continue
         keys = {sample_key(r["uid"], int(r["clip"])) for r in rows}
-        table = pq.read_table(io.BytesIO(store.read_bytes(parquet_name(n))), columns=["key", "status"])
+        table = read_table_bytes(store.read_bytes(parquet_name(n)), ["key", "status"])
         for r in table.to_pylist():
             if r["key"] in keys:
                 summary.samples[r["status"]] = summary.samples.get(r["status"], 0) + 1

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
-import io
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -20,6 +19,7 @@ from typing import Any
 
 from contracts import storage
 from contracts.layout import committed_in, members_name, parquet_name, read_stats, shards_with_files, write_index
+from contracts.parquet_bytes import read_table_bytes
 
 
 
@@ -51,8 +51,6 @@ class StatusReport:
 
 def collect_status(directory: str | os.PathLike, manifest: Any | None = None, update_index: bool = True) -> StatusReport:
     """Scan DIR, a folder or an object-store URL (and compare with `manifest`, a DataFrame, when given)."""
-    import pyarrow.parquet as pq
-
     store = storage.open_store(directory)
     d = store.url if store.remote else Path(directory)
     rep = StatusReport(directory=str(d))
@@ -85,8 +83,7 @@ def collect_status(directory: str | os.PathLike, manifest: Any | None = None, up
         if st.get("committed_at"):
             stamps.append(st["committed_at"])
         try:
-            table = pq.read_table(io.BytesIO(store.read_bytes(parquet_name(n))),
-                                  columns=["key", "status", "reason", "seconds"])
+            table = read_table_bytes(store.read_bytes(parquet_name(n)), ["key", "status", "reason", "seconds"])
         except (OSError, ValueError) as exc:
             rep.problems.append(f"shard {n}: unreadable parquet ({exc})")
             continue

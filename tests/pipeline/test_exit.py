@@ -61,3 +61,38 @@ def test_the_exit_status_and_errors_come_through(lingering, tmp_path):
     assert r.returncode == 1 and "no such dataset folder" in r.stderr and "terminate called" not in r.stderr
     r = _python("from pipeline.exit import run_and_exit\ndef boom():\n    raise RuntimeError('kaput')\nrun_and_exit(boom)")
     assert r.returncode == 1 and "RuntimeError: kaput" in r.stderr and "Traceback" in r.stderr
+
+
+def test_parquet_bytes_leave_no_python_object_to_arrow_threads():
+    """The abort caught in a core dump of `pipeline render` under load: pq.read_table(io.BytesIO(...))
+    left the file object to an Arrow worker thread, which released it (taking the GIL) while the
+    interpreter exited. contracts/parquet_bytes releases it before returning, every time."""
+    import gc
+    import io
+    import weakref
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from contracts.parquet_bytes import read_table_bytes, read_table_file
+
+    buf = io.BytesIO()
+    pq.write_table(pa.table({"key": ["a", "b"], "status": ["ok", "failed"], "n": [1, 2]}), buf)
+    data = buf.getvalue()
+    alive = 0
+    gc.disable()  # only reference counting frees the file object here, as on an exiting interpreter
+    try:
+        for _ in range(200):
+            f = io.BytesIO(data)
+            ref = weakref.ref(f)
+            table = read_table_file(f, ["key", "status"])
+            del f
+            alive += ref() is not None  # still held by Arrow after the call returned
+            del table
+    finally:
+        gc.enable()
+    assert alive == 0
+    assert read_table_bytes(data, ["key", "status"]).to_pylist() == [{"key": "a", "status": "ok"},
+                                                                     {"key": "b", "status": "failed"}]
+    with pytest.raises(ValueError, match="missing column.*nope"):
+        read_table_bytes(data, ["key", "nope"])
