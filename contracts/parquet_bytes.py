@@ -7,32 +7,21 @@ file object was still referenced right after the call in 31 of 200 reads). When 
 while the interpreter exits, the worker takes the GIL too late, is ended with pthread_exit inside a C++
 destructor and the process aborts with `terminate called without an active exception`: a core dump
 of `pipeline render` under load showed exactly this (issue 27, BENCHMARKS.md "Exit under load").
-`read_table_bytes` reads through `pq.ParquetFile` on the calling thread and closes it, so the file
-object is released when the call returns.
+`read_table_bytes` copies the bytes into an Arrow-owned buffer first, so whatever Arrow's threads
+release, and whenever, is Arrow's own memory: no Python object, no GIL.
 """
 
 from __future__ import annotations
 
-import io
-from typing import BinaryIO, Sequence
+from typing import Sequence
 
 
 def read_table_bytes(data: bytes, columns: Sequence[str] | None = None):
-    """A pyarrow Table of a Parquet file's bytes (only `columns` when given); ValueError naming the
-    columns that are missing (pyarrow's ParquetFile.read would skip them silently)."""
-    return read_table_file(io.BytesIO(data), columns)
-
-
-def read_table_file(f: BinaryIO, columns: Sequence[str] | None = None):
-    """read_table_bytes on an open binary file object, which nothing references once this returns."""
+    """A pyarrow Table of a Parquet file's bytes (only `columns` when given; a missing one is a
+    ValueError, pyarrow's ArrowInvalid), read from an Arrow-owned copy (module docstring)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    pf = pq.ParquetFile(f)
-    try:
-        if columns is not None:
-            missing = [c for c in columns if c not in pf.schema_arrow.names]
-            if missing:
-                raise ValueError(f"missing column(s) {', '.join(missing)}")
-        return pf.read(columns=list(columns) if columns is not None else None)
-    finally:
-        pf.close()
+    owned = pa.allocate_buffer(len(data))
+    pa.FixedSizeBufferWriter(owned).write(data)
+    return pq.read_table(pa.BufferReader(owned), columns=list(columns) if columns is not None else None)
