@@ -7,8 +7,9 @@ exit finalizes the interpreter (a foreign thread that then takes the GIL is ende
 which aborts in a C++ frame that may not unwind) and runs the C++ static destructors of those
 libraries (a `std::thread` still joinable there calls std::terminate). Either ends a finished command
 with SIGABRT and `terminate called without an active exception` - rarely, when a loaded machine
-delays one of those threads into that window (issue 27; training/ddp.py's `close` is the same race
-for gloo under torchrun). `run_and_exit` runs every step of a normal exit that does work for us -
+delays one of those threads into that window (issue 27: a core dump showed an Arrow worker releasing a
+Python file object, fixed at its source in contracts/parquet_bytes.py; training/ddp.py's `close` is the
+same race for gloo under torchrun). `run_and_exit` runs every step of a normal exit that does work for us -
 joining Python's non-daemon threads, the atexit handlers (ray.shutdown, multiprocessing children,
 weakref finalizers such as scratch folders, bpy's and Cycles' exit handlers, logging's flush), flushing
 stdout and stderr - and then leaves with `os._exit(status)`, so the window never opens.

@@ -8,7 +8,6 @@ them. Every function taking a `directory` accepts a local folder or an object-st
 
 from __future__ import annotations
 
-import io
 import json
 import numbers
 import os
@@ -17,6 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from contracts import storage
+from contracts.parquet_bytes import read_table_bytes
 
 SCHEMA_VERSION = 1
 
@@ -148,10 +148,8 @@ def write_member_index(entries: list[tuple[str, int, int]], path: str | os.PathL
 def read_member_index(data: bytes, where: str) -> list[tuple[str, int, int]]:
     """Parse a members.parquet's bytes -> [(name, offset, size), ...] in tar order; ValueError naming
     `where` when columns are missing or values are impossible."""
-    import pyarrow.parquet as pq
-
     try:
-        table = pq.read_table(io.BytesIO(data), columns=list(MEMBER_COLUMNS))
+        table = read_table_bytes(data, MEMBER_COLUMNS)
     except Exception as exn:  # noqa: BLE001 (pyarrow raises several kinds for a bad file)
         raise ValueError(f"{where}: not a member index ({type(exn).__name__}: {exn})"[:500]) from None
     rows = list(zip(*(table.column(c).to_pylist() for c in MEMBER_COLUMNS)))

@@ -37,6 +37,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterable, Mapping
 
+from contracts.parquet_bytes import read_table_bytes
 from contracts import layout, listing, storage
 
 LOG_DIR = "index-log"
@@ -248,10 +249,6 @@ def has_summary(entry: Mapping[str, Any]) -> bool:
 
 def shard_summary(directory: str | os.PathLike, n: int) -> dict:
     """Shard n's entry from its own files (stats.json and the parquet's key/status/reason/seconds)."""
-    import io
-
-    import pyarrow.parquet as pq
-
     store = storage.open_store(directory)
     raw = store.read_bytes(layout.stats_name(n))
     try:
@@ -262,7 +259,7 @@ def shard_summary(directory: str | os.PathLike, n: int) -> dict:
         raise ValueError(f"{store.child(layout.stats_name(n))}: not a valid stats.json ({exn})") from None
     try:
         data = store.read_bytes(layout.parquet_name(n))
-        table = pq.read_table(io.BytesIO(data), columns=["key", "status", "reason", "seconds"])
+        table = read_table_bytes(data, ["key", "status", "reason", "seconds"])
     except (OSError, ValueError) as exn:  # pyarrow's errors are ValueErrors/OSErrors
         raise ValueError(f"{store.child(layout.parquet_name(n))}: unreadable parquet: {exn}") from None
     return summary(n, stats, table.to_pylist(), {"parquet": len(data), "stats": len(raw)})

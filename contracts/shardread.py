@@ -16,7 +16,7 @@ from typing import Iterator
 
 import numpy as np
 
-from contracts import reads, storage
+from contracts import reads
 from contracts.layout import MEMBER_RE
 
 

@@ -11,7 +11,6 @@ RenderSpec. The strategies that use them are in manifests/mining.py.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -197,9 +196,8 @@ class Renders:
 
 
 def read_renders(directory: str | os.PathLike) -> Renders:
-    import pyarrow.parquet as pq
-
     from contracts import layout, storage
+    from contracts.parquet_bytes import read_table_bytes
 
     try:  # a folder or an object-store URL (DESIGN.md §6)
         store = storage.open_store(directory)
@@ -216,8 +214,7 @@ def read_renders(directory: str | os.PathLike) -> Renders:
         pq_path = store.child(layout.parquet_name(n))
         if layout.parquet_name(n) not in names:
             raise MiningError(f"{pq_path}: committed shard {n} has no parquet (DESIGN.md §4)")
-        t = pq.read_table(io.BytesIO(store.read_bytes(layout.parquet_name(n))),
-                          columns=["uid", "clip", "status", "reason"]).to_pandas()
+        t = read_table_bytes(store.read_bytes(layout.parquet_name(n)), ["uid", "clip", "status", "reason"]).to_pandas()
         frames.append(t.assign(shard=n))
         try:
             spec = layout.read_stats(d, n).get("spec")

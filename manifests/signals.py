@@ -24,6 +24,8 @@ weights.
 
 from __future__ import annotations
 
+from contracts.parquet_bytes import read_table_bytes
+
 import math
 import os
 from dataclasses import dataclass
@@ -148,10 +150,6 @@ def _bin(x: float, edges: tuple) -> str:
 def render_stats(folder: str | os.PathLike) -> pd.DataFrame:
     """uid, clip, shard, motion_mean, coverage_mean of every ok sample in the committed shards of a
     dataset folder or URL (the shard parquets, docs/shards.md)."""
-    import io
-
-    import pyarrow.parquet as pq
-
     from contracts import layout, storage
 
     try:
@@ -161,7 +159,7 @@ def render_stats(folder: str | os.PathLike) -> pd.DataFrame:
         raise MiningError(f"--renders {exn}") from None
     frames = []
     for n in layout.committed_in(names):
-        t = pq.read_table(io.BytesIO(store.read_bytes(layout.parquet_name(n)))).to_pandas()
+        t = read_table_bytes(store.read_bytes(layout.parquet_name(n))).to_pandas()
         for c in ("motion_mean", "coverage_mean"):
             if c not in t.columns:
                 t[c] = np.nan

@@ -9,13 +9,13 @@ next plain run renders again from scratch (no duplicates, no gaps).
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 import os
 from pathlib import Path
 from typing import Any, Mapping
 
+from contracts.parquet_bytes import read_table_bytes
 from contracts import shard_index, storage
 from contracts.layout import STATUS_FAILED, STATUS_OK, is_committed, parquet_name, stats_name, tar_name
 from pipeline.shards import BASE_COLUMNS, ShardStats, ShardWriter
@@ -27,10 +27,8 @@ log = logging.getLogger(__name__)
 
 def read_shard_rows(out_dir: str | os.PathLike, shard: int) -> list[dict[str, Any]]:
     """The shard parquet (in a folder or under an object-store URL) as a list of dicts (NaN -> None)."""
-    import pyarrow.parquet as pq
-
     data = storage.open_store(out_dir).read_bytes(parquet_name(shard))
-    rows = pq.read_table(io.BytesIO(data)).to_pylist()
+    rows = read_table_bytes(data).to_pylist()
     return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in rows]
 
 
@@ -45,7 +43,6 @@ def _stats_of(row: Mapping[str, Any]) -> dict[str, Any]:
 
 class RetryShardWriter:
     """A ShardWriter for committed shard N that starts with N's samples except `replace_keys`."""
-
     def __init__(self, out_dir: str | Path, shard: int, replace_keys: set[str]):
         self.store = storage.open_store(out_dir)
         self.dir = out_dir if self.store.remote else Path(out_dir)

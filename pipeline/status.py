@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
-import io
 import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from contracts.parquet_bytes import read_table_bytes
 from contracts import listing, shard_index, storage
 from contracts.layout import STATUSES, committed_in, members_name, parquet_name, shards_with_files
 
@@ -133,12 +133,11 @@ def collect_status(directory: str | os.PathLike, manifest: Any | None = None, up
 
 def _shard_keys(store: Any, shards: list[int], problems: list[str]):
     """(shard, keys of its parquet) for each shard, read 16 at a time."""
-    import pyarrow.parquet as pq
     from concurrent.futures import ThreadPoolExecutor
 
     def keys(n: int) -> tuple[int, list[str] | None]:
         try:
-            table = pq.read_table(io.BytesIO(store.read_bytes(parquet_name(n))), columns=["key"])
+            table = read_table_bytes(store.read_bytes(parquet_name(n)), ["key"])
             return n, table.column("key").to_pylist()
         except (OSError, ValueError) as exc:
             problems.append(f"shard {n}: unreadable parquet ({exc})")

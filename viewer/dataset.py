@@ -14,7 +14,6 @@ Nothing here raises for a bad shard: a missing, corrupt or uncommitted shard is 
 
 from __future__ import annotations
 
-import io
 import json
 import tarfile
 import threading
@@ -22,6 +21,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+from contracts.parquet_bytes import read_table_bytes
 from contracts import layout, reads, storage
 from viewer.reader import SampleReader, ShardProblem
 
@@ -177,11 +177,9 @@ class Dataset:
         return hit
 
     def _read_rows(self, n: int) -> list[dict]:
-        import pyarrow.parquet as pq
-
         name = layout.parquet_name(n)
         try:
-            table = pq.read_table(io.BytesIO(self.read(name)))
+            table = read_table_bytes(self.read(name))
         except FileNotFoundError:
             raise ShardProblem(f"{self.file_url(name)}: missing") from None
         except Exception as exn:  # noqa: BLE001 (OSError, ArrowInvalid, ...: a corrupt parquet)

@@ -61,3 +61,30 @@ def test_the_exit_status_and_errors_come_through(lingering, tmp_path):
     assert r.returncode == 1 and "no such dataset folder" in r.stderr and "terminate called" not in r.stderr
     r = _python("from contracts.exit import run_and_exit\ndef boom():\n    raise RuntimeError('kaput')\nrun_and_exit(boom)")
     assert r.returncode == 1 and "RuntimeError: kaput" in r.stderr and "Traceback" in r.stderr
+
+
+def test_parquet_bytes_leave_no_python_object_to_arrow_threads():
+    """The abort caught in a core dump of `pipeline render` under load: pq.read_table(io.BytesIO(...))
+    left the file object to an Arrow worker thread, which released it (taking the GIL) while the
+    interpreter exited. contracts/parquet_bytes hands Arrow a copy in its own memory: the caller's bytes
+    are referenced by nothing once the call returns, every time."""
+    import io
+    import sys
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from contracts.parquet_bytes import read_table_bytes
+
+    buf = io.BytesIO()
+    pq.write_table(pa.table({"key": ["a", "b"], "status": ["ok", "failed"], "n": [1, 2]}), buf)
+    data = buf.getvalue()
+    refs = sys.getrefcount(data)
+    for _ in range(200):
+        table = read_table_bytes(data, ["key", "status"])
+        assert sys.getrefcount(data) == refs  # no Python reference left to any thread
+        del table
+    assert read_table_bytes(data, ["key", "status"]).to_pylist() == [{"key": "a", "status": "ok"},
+                                                                     {"key": "b", "status": "failed"}]
+    with pytest.raises(ValueError, match="nope"):
+        read_table_bytes(data, ["key", "nope"])
