@@ -2,7 +2,7 @@
 
 Used by `pipeline preview`, `pipeline --retry-failed` and tests. Members of one sample are
 contiguous in the tar (WebDataset's convention), keyed by the name up to the first dot. A tar is a
-local path or a URL (http(s), s3://...), streamed once through `contracts.storage`.
+local path or a URL (http(s), s3://...), streamed once through `contracts.reads`.
 """
 
 from __future__ import annotations

@@ -25,16 +25,14 @@ log = logging.getLogger(__name__)
 
 class ShardAssembler:
     def __init__(self, out: Any, extra: Mapping[str, Any], *, retry: Mapping[int, set[str]] | None = None,
-                 on_commit: Callable[[int, Any], None] | None = None, total: int = 0, progress: bool = False,
-                 clear: bool = True):
+                 on_commit: Callable[[int, Any], None] | None = None, total: int = 0, progress: bool = False):
         """out: the dataset folder or URL; extra: what every stats.json records besides the counts (the
         render spec, the scheduler); retry: shard -> keys being re-rendered into that committed shard;
-        on_commit(shard, stats) after each commit; total: samples expected (for the progress bar);
-        clear: remove a shard's leftovers before writing it (callers that cleared already pass False)."""
+        on_commit(shard, stats) after each commit; total: samples expected (for the progress bar)."""
         from tqdm import tqdm
 
         self.out, self.extra, self.retry = out, dict(extra), dict(retry or {})
-        self.on_commit, self.clear = on_commit, clear
+        self.on_commit = on_commit
         self.counts: Counter[str] = Counter()  # ok / failed / rejected samples, and "images", of this run
         self.committed: dict[int, Any] = {}    # shard -> ShardStats
         self._open: dict[int, list] = {}       # shard -> [writer, rows still to come]
@@ -48,8 +46,7 @@ class ShardAssembler:
         if shard in self.retry:
             writer = RetryShardWriter(self.out, shard, self.retry[shard])
         else:
-            if self.clear:
-                clear_shard(self.out, shard)  # leftovers of a killed run; committed shards never reach here
+            clear_shard(self.out, shard)  # leftovers of a killed run; committed shards never reach here
             writer = ShardWriter(self.out, shard)
         self._open[shard] = [writer, n_rows]
         if n_rows == 0:

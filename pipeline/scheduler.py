@@ -241,9 +241,6 @@ class RenderPool:
                 assembler.open(s, len(shards[s]))
                 queue.extend((s, r, 1) for r in shards[s])
 
-        def record(s: int, result: SampleResult) -> None:
-            assembler.add(s, result)
-
         def give_up(task: _Task, reason: str, detail: str) -> None:
             from contracts.uids import sample_key
 
@@ -252,7 +249,7 @@ class RenderPool:
             res = SampleResult.problem(row["uid"], int(row["clip"]), key, reason,
                                        f"{detail} (after {task.attempt} attempt(s))",
                                        time.perf_counter() - task.t0, stats={"attempts": task.attempt})
-            record(task.shard, res)
+            assembler.add(task.shard, res)
 
         def lost(task: _Task, reason: str, detail: str) -> None:
             """The actor died or hung with this task: replace the actor, retry or give up."""
@@ -294,7 +291,7 @@ class RenderPool:
                         result.stats["attempts"] = task.attempt
                     result.stats["worker_node"] = info["node"]
                     result.stats["worker_pid"] = info["pid"]
-                    record(task.shard, result)
+                    assembler.add(task.shard, result)
                     if info["done"] >= self.cfg.recycle_after or info["rss"] > self.cfg.recycle_rss_gb * 2**30:
                         log.info("recycling worker pid %d after %d samples at %.2f GB RSS", info["pid"],
                                  info["done"], info["rss"] / 2**30)
