@@ -71,7 +71,7 @@ def device(a) -> int:
 
 def score(data: Path, run: Path, checkpoint: str) -> int:
     """Score `checkpoint` on heldout/gltf-val, proc-old and proc-new (gpu_learn did heldout/gltf)."""
-    from training.models.lrm4d.protocol import evaluate
+    from training.evaluate import evaluate
 
     for name in SETS[1:]:
         shards = data / "heldout" / name
