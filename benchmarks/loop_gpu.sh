@@ -27,7 +27,9 @@ left() { local l=$(( BUDGET_S - ($(date +%s) - START) )); [ "$l" -gt 1 ] && echo
 note() { echo "[$(( $(date +%s) - START ))s] $*" | tee -a "$LOG"; }
 NGPU=1
 if [ "$DEVICE" = cuda ]; then
-  . benchmarks/device_env.sh; device_env "$LOG" || { note "wheel install failed"; exit 1; }
+  python3 benchmarks/device.py setup --budget-s 150 --out "$OUT/setup" >>"$LOG" 2>&1 || { note "setup failed"; exit 1; }
+  export PYTHONPATH=/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH} MAX_JOBS=16 TORCH_CUDA_ARCH_LIST=9.0 NCCL_NVLS_ENABLE=0 \
+    TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
   NGPU=$(nvidia-smi -L | grep -c GPU)
 fi
 export OMP_NUM_THREADS=2
@@ -37,9 +39,6 @@ if [ ! -f "$WORK/loop_config.json" ]; then  # once per machine: a later call on 
   if [ -f "$EXP.tgz" ]; then tar xzf "$EXP.tgz" -C "$WORK" --strip-components=1; else cp -r "$EXP/." "$WORK"; fi
 fi
 note "device $DEVICE, $NGPU GPU(s); scenarios $SCENARIOS; arms $ARMS; seeds $SEEDS; work $WORK"
-if [ "$DEVICE" = cuda ]; then
-  timeout "$(left)" python3 -c "from gsplat.cuda._backend import _C" >"$OUT/compile.txt" 2>&1; note "gsplat: rc $?"
-fi
 i=0; PIDS=()
 NSEED=$(echo "$SEEDS" | tr ',' '\n' | wc -l)
 export LOOP_CONCURRENT=$(( $(echo $SCENARIOS | wc -w) * $(echo $ARMS | wc -w) * NSEED ))  # recorded with GPU seconds
