@@ -3,7 +3,7 @@ them, made on a machine with Blender; the GPU host then builds every shard it ne
 
     python benchmarks/data_engine_experiment.py loop-prepare --out .exp23 [--assets .scratch/exp23/assets]
 
-One procedural universe (render/procedural.py, seed 400: asset i moves with kind KINDS[i % 3], written as
+One procedural universe (render/procedural/legacy.py, `--categories legacy`, seed 400: asset i moves with kind KINDS[i % 3], written as
 the manifest column `kind`; `skinned` / `morphed` probed from the files, so the GPU host needs no asset file
 for the `deform` groups) and the real glTF sets are curated with the real `pipeline curate` and rendered
 once with the real `pipeline render --threads 1` into DIR/cache/data. Scenarios take disjoint roles from
@@ -90,7 +90,7 @@ def prepare_loop(out: Path, assets: Path | None = None, size: str = "gpu", real_
     cur = out / "curated"
     cur.mkdir(exist_ok=True)
     if not (cur / "universe.parquet").exists():
-        sh(["curate", "--source", "procedural", "--count", str(c["universe"]), "--seed", str(c["seed"]), "--assets-out",
+        sh(["curate", "--source", "procedural", "--categories", "legacy", "--count", str(c["universe"]), "--seed", str(c["seed"]), "--assets-out",
             str(assets or out / "assets"), "--out", str(cur / "universe.parquet")], log)
     for role, folder in REAL_SETS.items():
         if not (cur / f"real_{role}.parquet").exists():
