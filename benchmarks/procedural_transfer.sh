@@ -7,7 +7,8 @@
 #
 #   device run, carry [".whl", ".scratch/procedural_transfer/data.tar.gz"]:  bash benchmarks/procedural_transfer.sh
 #   (the archive from `python benchmarks/procedural_transfer.py pack`; unpacked here into .scratch/procedural_transfer/data)
-#   env: TRAIN_MIN (default 4), ARMS (default old,new,new-notex,new-noaug,new-noart), SEEDS (default 0,1),
+#   env: TRAIN_MIN (default 4), ARMS (default old,new,new-notex,new-noaug,new-noart; ARM@0+1 gives one arm its own
+#        seeds), SEEDS (default 0,1),
 #        BUDGET_S (default 580: the whole call)
 set -u
 OUT=${OUT:-/tmp/procedural_transfer_out}

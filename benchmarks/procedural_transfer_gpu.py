@@ -1,7 +1,7 @@
 """The device stage of benchmarks/procedural_transfer.py (no bpy): train every (arm, seed) at once on one GPU
 for the same minutes, score each checkpoint on every held-out set, and put the numbers in tables.
 
-    python benchmarks/procedural_transfer.py device --data DATA --out OUT [--arms old,new,...] [--seeds 0,1]
+    python benchmarks/procedural_transfer.py device --data DATA --out OUT [--arms old,new,new-notex@0,...] [--seeds 0,1]
         [--train-minutes 4] [--set key=value ...]
     python benchmarks/procedural_transfer.py table OUT
 
@@ -36,14 +36,18 @@ DEFAULT_SETS = ["data.image_size=64", "batch_size=16", "data.num_workers=1", "co
 def device(a) -> int:
     data, out = Path(a.data), Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    arms = [x for x in a.arms.split(",") if (data / "train" / x).is_dir()]
-    missing = sorted(set(a.arms.split(",")) - set(arms))
+    seeds = {}  # arm -> its seeds: ARM takes --seeds, ARM@S+S+... its own
+    for item in a.arms.split(","):
+        arm, _, own = item.partition("@")
+        seeds[arm] = [int(s) for s in (own.split("+") if own else a.seeds.split(","))]
+    arms = [x for x in seeds if (data / "train" / x).is_dir()]
+    missing = sorted(set(seeds) - set(arms))
     if missing:
         print(f"arms without rendered clips, left out: {missing}", flush=True)
     procs = []
     t0 = time.time()
     for arm in arms:
-        for seed in [int(s) for s in a.seeds.split(",")]:
+        for seed in seeds[arm]:
             run = out / f"{arm}-s{seed}"
             cmd = [sys.executable, str(ROOT / "benchmarks/gpu_learn.py"), "--train", str(data / "train" / arm),
                    "--heldout", str(data / "heldout/gltf"), "--out", str(run), "--run", f"/tmp/pt_run_{arm}_s{seed}",
@@ -132,7 +136,8 @@ def main(argv: list[str]) -> int:
     d = sub.add_parser("device")
     d.add_argument("--data", default=str(ROOT / ".scratch/procedural_transfer/data"))
     d.add_argument("--out", required=True)
-    d.add_argument("--arms", default="old,new,new-notex,new-noaug,new-noart")
+    d.add_argument("--arms", default="old,new,new-notex,new-noaug,new-noart",
+                   help="ARM (seeds from --seeds) or ARM@S+S (its own seeds), comma-separated")
     d.add_argument("--seeds", default="0,1")
     d.add_argument("--train-minutes", type=float, default=4.0)
     d.add_argument("--preset", default="small")
