@@ -71,6 +71,7 @@ def random_lpips(path: str | Path) -> Path:
     repo_on_path()
     from training.losses.lpips import LPIPS
 
+    Path(path).parent.mkdir(parents=True, exist_ok=True)  # the runner's --work folder may not exist yet
     torch.save(positive_lin(LPIPS()).state_dict(), str(path))
     return Path(path)
 
