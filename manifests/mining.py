@@ -71,7 +71,7 @@ from manifests.shards import assign_shards
 
 log = logging.getLogger(__name__)
 
-STRATEGIES = ("topk", "reducible", "baseline")
+STRATEGIES = ("topk", "reducible", "baseline", "random")
 BY = ("loss", "psnr")
 
 
@@ -82,7 +82,8 @@ class MineConfig:
     out: str                                # next round's manifest
     reference_metrics: str | None = None    # reducible only: metrics of a reference model trained on held-out
                                             # data (RHO-LOSS), same protocol, background and loss formula
-    strategy: str = "topk"                  # topk needs one model; reducible needs a reference model too
+    strategy: str = "topk"                  # topk needs one model; reducible needs a reference model too;
+                                            # random: the same counts drawn at random (seed: pool_seed), a control
     by: str = "loss"                        # loss is what training minimises; psnr ignores the LPIPS/SSIM terms
     fraction: float = 0.1                   # a tenth: enough to shift the draws, few enough to stay "hard"
     boost: float = 4.0                      # hard samples drawn 4x as often: visible in a short run, not dominant
@@ -95,7 +96,7 @@ class MineConfig:
     pool: str | None = None                 # curated, not yet rendered manifest to choose new rows from
     render_budget: int = 0                  # pool rows to add (the next round's new renders); needs --pool
     pool_strategy: str = "similar"          # similar: like the hard examples (pre-render features); random: control
-    pool_seed: int = 0                      # seed of the random control's draw
+    pool_seed: int = 0                      # seed of the random controls' draws (--strategy / --pool-strategy random)
     pool_probe: bool = True                 # read skinned/morphed from local glTF files of the pool (no Blender)
     target: TargetConfig | None = None      # target-aware acquisition / group weights (manifests/acquire.py)
 
@@ -141,7 +142,7 @@ class MineConfig:
 
     @property
     def reason(self) -> str:
-        return f"{self.strategy}-{self.by}"
+        return f"random-seed{self.pool_seed}" if self.strategy == "random" else f"{self.strategy}-{self.by}"
 
 
 @dataclass
@@ -211,6 +212,8 @@ def mine(cfg: MineConfig, command: str | None = None) -> MineResult:
 
         d = sample_deficits(cfg.metrics, "baseline", metric="psnr")  # the mean over the shards a clip was scored in
         score = df[["uid", "clip"]].astype({"clip": "int64"}).merge(d, on=["uid", "clip"], how="left")["deficit"]
+    elif cfg.strategy == "random":  # a seeded draw of the same count: the control the other strategies must beat
+        score = pd.Series(_random_keys(df, cfg.pool_seed), index=df.index).where(scored["found"].to_numpy())
     elif ref is None:
         score = scored["loss"] if cfg.by == "loss" else -scored["psnr"]
     else:
@@ -280,6 +283,14 @@ def mine(cfg: MineConfig, command: str | None = None) -> MineResult:
                 "pool_picks": len(res.pool_picks), "target_report": res.target or None}
     write_manifest(df, cfg.out, command=command, settings=settings)
     return res
+
+
+def _random_keys(df: pd.DataFrame, seed: int) -> np.ndarray:
+    """A uniform key in [0, 1) per row from sha256(seed, uid, clip): the same draw whatever the row order."""
+    import hashlib
+
+    return np.array([int.from_bytes(hashlib.sha256(f"{seed}:{u}:{int(c)}".encode()).digest()[:8], "big") / 2.0**64
+                     for u, c in zip(df["uid"], df["clip"])], dtype="float64")
 
 
 def _add_pool(df: pd.DataFrame, hard: np.ndarray, scores: np.ndarray, threshold: float | None, cfg: MineConfig,

@@ -7,7 +7,8 @@ talk through the files they write (manifests, shards, checkpoints, metrics). The
   curate (procedural assets [+ --assets DIR]) -> render (local Ray) -> train (tiny, CPU)
   -> eval -> mine (weights + denser re-render requests) -> render the requests
   -> train on, drawing hard samples more often -> eval again (same protocol, same pairs)
-  -> control: the same extra steps from the same checkpoint without mining -> eval -> report
+  -> control: random picks of the same counts (up-weighted, re-rendered), the same extra steps from the
+     same checkpoint -> eval -> report
 
 A few procedural assets (--heldout) are kept out of training: their clips get shards of their own that
 no training run reads, every evaluation scores them too (`seen_in_training` false in the metrics),
@@ -96,9 +97,9 @@ def estimate_minutes(cfg: DemoConfig) -> float:
     (BENCHMARKS.md): ~4 s per command, ~10 s more per Ray render, 0.021 s per 64 px image on 2 workers,
     0.28 s per training step at batch 4, 0.1 s per evaluated sample."""
     clips = PROCEDURAL_CLIPS * cfg.count + (3 if cfg.assets else 0)           # procedural: 2 clips per asset
-    images = clips * cfg.frames * cfg.views * (1 + 8 * cfg.rerender_fraction)  # + re-renders (2x frames, 2x+ views)
+    images = clips * cfg.frames * cfg.views * (1 + 16 * cfg.rerender_fraction)  # + mined and random re-renders (2x frames, 2x+ views)
     render_s = images * 0.042 * (cfg.resolution / 64) ** 2 * math.sqrt(cfg.samples / 4) / min(cfg.workers, 2)
-    fixed_s = 11 * 4 + 2 * 10 + cfg.count * 0.3
+    fixed_s = 13 * 4 + 3 * 10 + cfg.count * 0.3
     train_s = (cfg.steps + 2 * cfg.more_steps) * 0.28 * cfg.batch_size / 4  # + the control's extra steps
     eval_s = 4 * clips * 0.1
     return (render_s + fixed_s + train_s + eval_s) / 60
@@ -218,7 +219,7 @@ class Demo:
 
         round0 = self._stage("render0", render0).counts["shard_list"]
         train_shards, heldout_shards = self._split_shards(round0)
-        round0_spec = self._spec(train_shards)  # what training reads in round 0 (and the control)
+        round0_spec = self._spec(train_shards)  # what training reads in round 0
         scored_spec = self._spec(train_shards + heldout_shards)  # what every evaluation scores
 
         def train0() -> Stage:
@@ -283,7 +284,7 @@ class Demo:
 
             self._stage("eval1_rerendered", eval_rer)
         if c.more_steps:
-            self._control(round0_spec, scored_spec)
+            self._control(train_shards, sorted(set(round0) | set(heldout_shards) | set(new)), scored_spec)
         self._viewer_scene(last, after)
         total = time.perf_counter() - t_start
         from pipeline.report import write_report
@@ -302,21 +303,47 @@ class Demo:
     def _spec(self, shards: list[int]) -> str:
         return "::".join(str(self.data / f"shard-{n:06d}.tar") for n in shards)
 
-    def _control(self, round0_spec: str, scored_spec: str) -> None:
-        """The same extra steps without mining (round-0 data, uniform draws), from the same round-0
-        checkpoint, scored with the same protocol: what the mined round bought over training longer."""
+    def _control(self, train_shards: list[int], excluded: list[int], scored_spec: str) -> None:
+        """Random picks: `pipeline mine --strategy random` up-weights and re-renders as many training clips as
+        the mined round did, drawn at random (seeded by --seed); its requests are rendered, and the same extra
+        steps run from the same round-0 checkpoint with those weights, scored with the same protocol: what the
+        loss ranking bought over picking the same counts blindly (issue 23's control)."""
         import shutil
+
+        from contracts.layout import committed_shards
 
         c = self.cfg
         control = self.dir / "run_control"
+        picks = self.dir / "manifest_random.parquet"
+
+        def mine_random() -> Stage:
+            st = self._pipeline("mine random picks (control)", "mine", "--strategy", "random", "--pool-seed",
+                                str(c.seed), "--metrics", str(self.dir / "eval" / "round0.parquet"), "--manifest",
+                                str(self.train_manifest), "--renders", str(self.data), "--out", str(picks),
+                                "--fraction", str(c.fraction), "--boost", str(c.boost), "--rerender-fraction",
+                                str(c.rerender_fraction), "--shard-size", str(c.shard_size))
+            st.counts = mine_counts(self.train_manifest, picks)
+            return st
+
+        self._stage("mine_random", mine_random)
+
+        def render_random() -> Stage:
+            st = self._pipeline("render random re-render requests", "render", "--manifest", str(picks), "--shards",
+                                "all", "--out", str(self.data), *self._render_flags())
+            new = sorted(set(committed_shards(self.data)) - set(train_shards) - set(excluded))
+            st.counts = render_counts(self.data, new)
+            st.counts["shard_list"] = new
+            return st
+
+        new = self._stage("render_random", render_random).counts["shard_list"]
 
         def train_control() -> Stage:
             shutil.rmtree(control, ignore_errors=True)  # a partial control run from a killed demo
             (control / "checkpoints").mkdir(parents=True)
             shutil.copy2(self._checkpoint(c.steps), control / "checkpoints" / f"step-{c.steps:08d}.pt")
             shutil.copy2(self.run_dir / "config.json", control / "config.json")
-            st = self._train("train control (no mining, round-0 data)", c.steps + c.more_steps, None,
-                             shards=round0_spec, run_dir=control)
+            st = self._train("train control (random picks, same counts)", c.steps + c.more_steps, picks,
+                             shards=self._spec(train_shards + new), run_dir=control)
             st.counts = train_counts(control)
             return st
 

@@ -1,5 +1,6 @@
 """DIR/report.html of a demo run: the counts of every stage, the loss curve, per-sample PSNR and psnr_obj
-(inside the object's box) before and after mining, against the control, on the training clips and on the
+(inside the object's box) before and after mining, against random picks of the same counts (the control), on
+the training clips and on the
 held-out clips (never trained on), and contact sheets of the hardest samples. Self-contained (inline
 SVG, relative PNGs)."""
 
@@ -177,12 +178,12 @@ def write_report(demo: Any, total_seconds: float) -> Path:
     if not has_control:
         verdict = "No control run (--more-steps 0): nothing to compare the mined round with."
     elif held["samples"]:
-        verdict = (f"Mined round vs control on the {held['samples']} held-out clips (never trained on): "
+        verdict = (f"Mined round vs random picks on the {held['samples']} held-out clips (never trained on): "
                    f"{held['vs_control']:+.2f} dB PSNR, {held['vs_control_obj']:+.2f} dB psnr_obj; on the "
                    f"{tr['samples']} training clips: {tr['vs_control']:+.2f} dB PSNR, {tr['vs_control_obj']:+.2f} dB "
                    f"psnr_obj. A small run on a small dataset: differences of a few tenths of a dB are noise.")
     else:
-        verdict = (f"No held-out clips (--heldout 0): mined vs control on the {tr['samples']} training clips only: "
+        verdict = (f"No held-out clips (--heldout 0): mined vs random picks on the {tr['samples']} training clips only: "
                    f"{tr['vs_control']:+.2f} dB PSNR, {tr['vs_control_obj']:+.2f} dB psnr_obj; this says nothing about "
                    f"clips the model never saw.")
     hardest = before.sort_values("loss", ascending=False)["key"].head(3).tolist()
@@ -225,8 +226,9 @@ def write_report(demo: Any, total_seconds: float) -> Path:
         "<h2>Per-sample PSNR before and after the mined round</h2>",
         f"<p><b>{_e(verdict)}</b></p>",
         "<p>Round 1 continues the round-0 checkpoint with the mined weights and re-renders; the control continues "
-        "the same checkpoint for the same number of steps on the round-0 data with uniform draws. "
-        "<i>vs control</i> is what mining bought over simply training longer. Held-out clips are procedural assets "
+        "the same checkpoint for the same number of steps with random picks of the same counts (<code>pipeline mine "
+        "--strategy random</code>: as many clips up-weighted and re-rendered, drawn at random). "
+        "<i>vs control</i> is what choosing by the model's loss bought over choosing blindly. Held-out clips are procedural assets "
         "kept out of every training run (their shards are never read; <code>seen_in_training</code> is false in the "
         "metrics): only they say whether the model got better at clips it has not seen. <i>psnr_obj</i> is the "
         "PSNR inside the bounding box of the target's alpha: full-image PSNR on a white background is dominated by "

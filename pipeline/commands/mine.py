@@ -39,10 +39,11 @@ Then: pipeline render --manifest next.parquet --shard N --out data      (each ne
 @click.option("--manifest", required=True, type=click.Path(dir_okay=False, exists=True),
               help="The manifest the evaluated samples were rendered from.")
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="Next round's manifest (Parquet).")
-@click.option("--strategy", type=click.Choice(("topk", "reducible", "baseline")), default="topk", show_default=True,
+@click.option("--strategy", type=click.Choice(("topk", "reducible", "baseline", "random")), default="topk", show_default=True,
               help="topk: the worst samples of the current model; reducible: current minus reference loss "
                    "(RHO-LOSS), so samples both models get wrong are not chased; baseline (--by psnr): the "
-                   "nearest-input copy's PSNR minus the model's, one evaluation.")
+                   "nearest-input copy's PSNR minus the model's, one evaluation; random: as many scored samples "
+                   "drawn at random (seeded by --pool-seed), the control a strategy must beat.")
 @click.option("--reference-metrics", type=click.Path(dir_okay=False, exists=True),
               help="reducible: metrics of a reference model on the same samples, same protocol tag, background and "
                    "loss formula. RHO-LOSS needs the reference model trained on held-out data (other clips than "
@@ -72,7 +73,7 @@ Then: pipeline render --manifest next.parquet --shard N --out data      (each ne
                    "vertices, clips, static, skin/morph, source, licence, file type), weighted by how hard; "
                    "random: a seeded uniform draw of the same budget (the control); target: the budget per "
                    "--group-by group by what --target-metrics still lacks, then --within picks in each group.")
-@click.option("--pool-seed", type=int, default=0, show_default=True, help="Seed of --pool-strategy random.")
+@click.option("--pool-seed", type=int, default=0, show_default=True, help="Seed of --strategy random and --pool-strategy random.")
 @click.option("--pool-probe/--no-pool-probe", default=True, show_default=True,
               help="Read skinned/morphed from local glTF files (no Blender) for rows that lack them.")
 @click.option("--target-metrics", type=click.Path(dir_okay=False, exists=True),

@@ -114,6 +114,27 @@ def test_topk_by_psnr_boosts_the_lowest_psnr(scene):
     assert {r["uid"] for r in df.to_dict("records") if r["mine_reason"]} == {"b1", "a1", "a0"}  # 12, 14, 25 dB
 
 
+def test_random_strategy_draws_as_many_scored_samples_seeded_and_order_free(scene, tmp_path):
+    """The control: the same counts as topk (ceil(fraction x scored) up-weighted, the re-render share of
+    them), drawn from the scored rows only, the same draw for the same seed whatever the row order, another
+    draw for other seeds, and each pick says it was random."""
+    _, top_res = run(scene, "top.parquet", fraction=0.5, rerender_fraction=0.2)
+    picks = {}
+    for seed in range(6):
+        df, res = run(scene, f"r{seed}.parquet", strategy="random", pool_seed=seed, fraction=0.5, rerender_fraction=0.2)
+        assert res.scored == top_res.scored == 6 and res.hard == top_res.hard == 3
+        assert len(res.rerenders) == len(top_res.rerenders) == 2
+        changed = df[df["mine_reason"].notna()]
+        assert set(changed["mine_reason"]) <= {f"upweight:random-seed{seed}", f"rerender:random-seed{seed}"}
+        assert set(changed["uid"]) <= set(LOSS)  # scored rows only (c0, c1 have no metrics; a3, b3 did not render)
+        picks[seed] = frozenset(changed["uid"])
+    assert len(set(picks.values())) > 1, "every seed drew the same rows"
+    shuffled = read_manifest(scene["manifest"]).sample(frac=1.0, random_state=3)
+    write_manifest(shuffled, scene["manifest"])
+    again, _ = run(scene, "again.parquet", strategy="random", pool_seed=0, fraction=0.5, rerender_fraction=0.2)
+    assert frozenset(again.loc[again["mine_reason"].notna(), "uid"]) == picks[0]
+
+
 def test_boost_multiplies_the_input_weight(scene, tmp_path):
     write_test_manifest(scene["manifest"], weight=2.5)
     df, _ = run(scene, fraction=0.2, boost=3.0)

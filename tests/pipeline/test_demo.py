@@ -40,7 +40,7 @@ def test_demo_says_what_it_will_do_and_writes_the_report(demo_dir):
     for section in ("<h2>Stages</h2>", "<h2>Training</h2>", "Per-sample PSNR before and after", "The hardest samples",
                     "(checked: identical pairs)", "<polyline", "<circle", "psnr_obj round 1 vs control"):
         assert section in report, section
-    assert re.search(r"Mined round vs control on the [1-9]\d* held-out", report)  # the held-out asset's clips (2 kept per asset)
+    assert re.search(r"Mined round vs random picks on the [1-9]\d* held-out", report)  # the held-out asset's clips (2 kept per asset)
     for img in (out / "report_files").iterdir():  # every picture the report shows exists
         assert img.stat().st_size > 0
     assert "report_files/sheet_" in report
@@ -54,7 +54,8 @@ def test_every_stage_ran_and_counts_add_up(demo_dir):
     assert ("curate --assets folder" in names) == with_assets
     for stage in ("render", "train round 0", "eval round 0", "mine", "render re-render requests",
                   "train round 1 (mined weights)", "eval round 1 (same protocol, same samples)",
-                  "train control (no mining, round-0 data)", "eval control (same protocol, same samples)"):
+                  "mine random picks (control)", "render random re-render requests",
+                  "train control (random picks, same counts)", "eval control (same protocol, same samples)"):
         assert stage in names
     st = {s["name"]: s for s in d["stages"]}
     manifest = pd.read_parquet(out / "manifest_all.parquet")
@@ -65,7 +66,11 @@ def test_every_stage_ran_and_counts_add_up(demo_dir):
     assert st["mine"]["counts"]["rerender"] >= 1
     assert st["render re-render requests"]["counts"]["ok"] == st["mine"]["counts"]["rerender"]
     assert st["train round 1 (mined weights)"]["counts"]["step"] == 36
-    assert st["train control (no mining, round-0 data)"]["counts"]["step"] == 36
+    assert st["train control (random picks, same counts)"]["counts"]["step"] == 36
+    # the control drew as many clips as the mined round, at random: same up-weighted and re-render counts
+    for key in ("upweighted", "rerender"):
+        assert st["mine random picks (control)"]["counts"][key] == st["mine"]["counts"][key], key
+    assert st["render random re-render requests"]["counts"]["ok"] == st["mine random picks (control)"]["counts"]["rerender"]
     assert d["same_pairs"] is True
     for group in ("training: all", "held-out (never trained on)"):
         g = d["summary"][group]
@@ -112,11 +117,16 @@ def test_loop_state_on_disk(demo_dir):
     after = pd.read_parquet(out / "eval" / "round1.parquet")
     assert set(before["step"]) == {24} and set(after["step"]) == {36}
     assert before.sort_values("key")["pairs"].tolist() == after.sort_values("key")["pairs"].tolist()
-    # the control continued the same round-0 checkpoint without weights, on the round-0 shards only
+    # the control continued the same round-0 checkpoint with the random picks' weights and its own re-renders
     control = pd.read_parquet(out / "eval" / "control.parquet")
     assert set(control["step"]) == {36} and sorted(control["key"]) == sorted(before["key"])
     ccfg = json.loads((out / "run_control" / "config.json").read_text())
-    assert ccfg["data"]["weights"] is None
+    assert ccfg["data"]["weights"] == str(out / "manifest_random.parquet")
+    picks = pd.read_parquet(out / "manifest_random.parquet")
+    reasons = set(picks["mine_reason"].dropna())
+    assert reasons and all(r.endswith(":random-seed0") for r in reasons), reasons
+    assert not set(picks.loc[picks["round"] > 0, "shard"]) & set(rer["shard"])  # its own new shards
+    assert set(picks.loc[picks["round"] > 0, "shard"]) <= set(shards)
     assert (out / "run_control" / "checkpoints" / "step-00000024.pt").read_bytes() == \
         (out / "run" / "checkpoints" / "step-00000024.pt").read_bytes()
 
