@@ -52,6 +52,7 @@ shards follow manifests.shards.assign_shards; the same inputs and settings give 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -212,8 +213,9 @@ def mine(cfg: MineConfig, command: str | None = None) -> MineResult:
 
         d = sample_deficits(cfg.metrics, "baseline", metric="psnr")  # the mean over the shards a clip was scored in
         score = df[["uid", "clip"]].astype({"clip": "int64"}).merge(d, on=["uid", "clip"], how="left")["deficit"]
-    elif cfg.strategy == "random":  # a seeded draw of the same count: the control the other strategies must beat
-        score = pd.Series(_random_keys(df, cfg.pool_seed), index=df.index).where(scored["found"].to_numpy())
+    elif cfg.strategy == "random":  # a seeded draw among the rows topk could rank: the control to beat
+        rankable = (scored["loss"] if cfg.by == "loss" else scored["psnr"]).notna().to_numpy()
+        score = pd.Series(_random_keys(df, cfg.pool_seed), index=df.index).where(rankable)
     elif ref is None:
         score = scored["loss"] if cfg.by == "loss" else -scored["psnr"]
     else:
@@ -287,8 +289,6 @@ def mine(cfg: MineConfig, command: str | None = None) -> MineResult:
 
 def _random_keys(df: pd.DataFrame, seed: int) -> np.ndarray:
     """A uniform key in [0, 1) per row from sha256(seed, uid, clip): the same draw whatever the row order."""
-    import hashlib
-
     return np.array([int.from_bytes(hashlib.sha256(f"{seed}:{u}:{int(c)}".encode()).digest()[:8], "big") / 2.0**64
                      for u, c in zip(df["uid"], df["clip"])], dtype="float64")
 

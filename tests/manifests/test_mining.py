@@ -451,6 +451,10 @@ def test_nan_metrics_are_counted_not_ranked(scene, tmp_path):
     df, res = run(scene, fraction=0.2)
     assert res.scored == 5 and res.not_touched["loss is NaN"] == 1
     assert by_uid(df)["a1"]["mine_reason"] is None
+    for seed in range(4):  # the random control draws among the same five rows, never the NaN one
+        df, res = run(scene, f"r{seed}.parquet", strategy="random", pool_seed=seed, fraction=1.0)
+        assert res.scored == 5 and res.hard == 5 and res.not_touched["loss is NaN"] == 1
+        assert by_uid(df)["a1"]["mine_reason"] is None
 
 
 # -- the trainer draws what mining asked for -----------------------------------------------------
