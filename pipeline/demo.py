@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from contracts.layout import committed_shards
 from pipeline.demo_counts import curate_counts, eval_counts, mine_counts, render_counts, train_counts
 from pipeline.demo_manifests import merge_manifests
 
@@ -122,6 +123,7 @@ class Demo:
         self.stages: list[Stage] = []
         self.train_manifest = self.dir / "manifest.parquet"            # the rows training and mining see
         self.heldout_manifest = self.dir / "manifest_heldout.parquet"  # clips never trained on
+        self.round0_metrics = self.dir / "eval" / "round0.parquet"     # what mining (and its control) ranks
         self.state_path = self.dir / "demo_state.json"
         self.done: dict[str, dict[str, Any]] = {}
 
@@ -200,13 +202,10 @@ class Demo:
 
     # -- the loop -------------------------------------------------------------------------------
     def run(self) -> Path:
-        from contracts.layout import committed_shards
-
         c = self.cfg
         self.dir.mkdir(parents=True, exist_ok=True)
         self._load_state()
         t_start = time.perf_counter()
-        manifest = self.train_manifest
         everything = self.dir / "manifest_all.parquet"
         self._curate(everything)
 
@@ -228,7 +227,7 @@ class Demo:
             return st
 
         self._stage("train0", train0)
-        before = self.dir / "eval" / "round0.parquet"
+        before = self.round0_metrics
 
         def eval0() -> Stage:  # the round-0 checkpoint by name: a rerun must not score a later one
             st = self._eval("eval round 0", before, scored_spec, self._checkpoint(c.steps))
@@ -237,26 +236,9 @@ class Demo:
 
         self._stage("eval0", eval0)
         nxt = self.dir / "manifest_round1.parquet"
-
-        def mine() -> Stage:
-            st = self._pipeline("mine", "mine", "--metrics", str(before), "--manifest", str(manifest), "--renders",
-                                str(self.data), "--out", str(nxt), "--fraction", str(c.fraction), "--boost",
-                                str(c.boost), "--rerender-fraction", str(c.rerender_fraction), "--shard-size",
-                                str(c.shard_size))
-            st.counts = mine_counts(manifest, nxt)
-            return st
-
-        self._stage("mine", mine)
-
-        def render1() -> Stage:
-            st = self._pipeline("render re-render requests", "render", "--manifest", str(nxt), "--shards", "all",
-                                "--out", str(self.data), *self._render_flags())
-            new = sorted(set(committed_shards(self.data)) - set(round0) - set(heldout_shards))
-            st.counts = render_counts(self.data, new)
-            st.counts["shard_list"] = new
-            return st
-
-        new = self._stage("render1", render1).counts["shard_list"]
+        self._stage("mine", lambda: self._mine("mine", nxt))
+        new = self._stage("render1", lambda: self._render_requests("render re-render requests", nxt,
+                                                                   set(round0))).counts["shard_list"]
 
         def train1() -> Stage:
             st = self._train("train round 1 (mined weights)", c.steps + c.more_steps, nxt,
@@ -284,7 +266,7 @@ class Demo:
 
             self._stage("eval1_rerendered", eval_rer)
         if c.more_steps:
-            self._control(train_shards, sorted(set(round0) | set(heldout_shards) | set(new)), scored_spec)
+            self._control(train_shards, set(round0) | set(new), scored_spec)
         self._viewer_scene(last, after)
         total = time.perf_counter() - t_start
         from pipeline.report import write_report
@@ -303,39 +285,43 @@ class Demo:
     def _spec(self, shards: list[int]) -> str:
         return "::".join(str(self.data / f"shard-{n:06d}.tar") for n in shards)
 
-    def _control(self, train_shards: list[int], excluded: list[int], scored_spec: str) -> None:
+    def _mine(self, name: str, out: Path, *strategy: str) -> Stage:
+        """`pipeline mine` of the round-0 metrics over the training manifest into `out`, at the demo's
+        fraction, boost and re-render share (`strategy`: extra flags, e.g. the random control's)."""
+        c = self.cfg
+        st = self._pipeline(name, "mine", *strategy, "--metrics", str(self.round0_metrics),
+                            "--manifest", str(self.train_manifest), "--renders", str(self.data), "--out", str(out),
+                            "--fraction", str(c.fraction), "--boost", str(c.boost), "--rerender-fraction",
+                            str(c.rerender_fraction), "--shard-size", str(c.shard_size))
+        st.counts = mine_counts(self.train_manifest, out)
+        return st
+
+    def _render_requests(self, name: str, manifest: Path, known: set[int]) -> Stage:
+        """Render the new shards `manifest` asks for; the counts of the committed shards not in `known`
+        (named, not diffed against a listing taken first: a resumed stage keeps what a killed one committed)."""
+        st = self._pipeline(name, "render", "--manifest", str(manifest), "--shards", "all", "--out", str(self.data),
+                            *self._render_flags())
+        new = sorted(set(committed_shards(self.data)) - known)
+        st.counts = render_counts(self.data, new)
+        st.counts["shard_list"] = new
+        return st
+
+    def _control(self, train_shards: list[int], known: set[int], scored_spec: str) -> None:
         """Random picks: `pipeline mine --strategy random` up-weights and re-renders as many training clips as
         the mined round did, drawn at random (seeded by --seed); its requests are rendered, and the same extra
         steps run from the same round-0 checkpoint with those weights, scored with the same protocol: what the
-        loss ranking bought over picking the same counts blindly (issue 23's control)."""
+        loss ranking bought over picking the same counts blindly (issue 23's control). `known`: every shard
+        committed before its re-renders."""
         import shutil
-
-        from contracts.layout import committed_shards
 
         c = self.cfg
         control = self.dir / "run_control"
         picks = self.dir / "manifest_random.parquet"
 
-        def mine_random() -> Stage:
-            st = self._pipeline("mine random picks (control)", "mine", "--strategy", "random", "--pool-seed",
-                                str(c.seed), "--metrics", str(self.dir / "eval" / "round0.parquet"), "--manifest",
-                                str(self.train_manifest), "--renders", str(self.data), "--out", str(picks),
-                                "--fraction", str(c.fraction), "--boost", str(c.boost), "--rerender-fraction",
-                                str(c.rerender_fraction), "--shard-size", str(c.shard_size))
-            st.counts = mine_counts(self.train_manifest, picks)
-            return st
-
-        self._stage("mine_random", mine_random)
-
-        def render_random() -> Stage:
-            st = self._pipeline("render random re-render requests", "render", "--manifest", str(picks), "--shards",
-                                "all", "--out", str(self.data), *self._render_flags())
-            new = sorted(set(committed_shards(self.data)) - set(train_shards) - set(excluded))
-            st.counts = render_counts(self.data, new)
-            st.counts["shard_list"] = new
-            return st
-
-        new = self._stage("render_random", render_random).counts["shard_list"]
+        self._stage("mine_random", lambda: self._mine("mine random picks (control)", picks, "--strategy", "random",
+                                                      "--pool-seed", str(c.seed)))
+        new = self._stage("render_random", lambda: self._render_requests("render random re-render requests", picks,
+                                                                         known)).counts["shard_list"]
 
         def train_control() -> Stage:
             shutil.rmtree(control, ignore_errors=True)  # a partial control run from a killed demo
