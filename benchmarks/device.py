@@ -2,6 +2,7 @@
 
     python3 benchmarks/device.py STAGE [STAGE ...] [--budget-s 540] [--gpus 0,1] [--out DIR] [--dry-run] [options]
     python3 benchmarks/device.py keep FILES_AT --name DATE-CARD-WHAT   # on the CPU box: a call's files -> results/
+    eval "$(python3 benchmarks/device.py exports)"   # a shell script beside the runner: the jobs' environment
 
 Stages (in the order given; setup comes first by itself unless --no-setup):
   setup        carried wheels (.whl) into /tmp/site once per machine, env.txt (card, versions, tree), gsplat's
@@ -194,6 +195,14 @@ def main(argv: list[str] | None = None) -> int:
         from device_results import keep_main
 
         return keep_main(argv[1:])
+    if argv == ["exports"]:
+        import shlex
+
+        from device_plan import run_env
+
+        env = run_env(str(ROOT), os.environ.get("PYTHONPATH", ""))
+        print("\n".join(f"export {k}={shlex.quote(v)}" for k, v in env.items()))
+        return 0
     a = parse(argv)
     gpus = gpu_list(a.gpus, a.dry_run)
     out = Path(a.out)

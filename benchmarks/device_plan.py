@@ -215,11 +215,16 @@ def core_ranges(ncores: int, gpus: list[int]) -> dict[int, str]:
     return {g: f"{i * per}-{(i + 1) * per - 1}" for i, g in enumerate(gpus)}
 
 
+def run_env(root: str, pythonpath: str = "") -> dict[str, str]:
+    """What every device command runs under: RUN_ENV, the carried wheels and the checkout first on
+    PYTHONPATH, multicast off (`device.py exports` prints it for the shell scripts that run beside the runner)."""
+    return {**RUN_ENV, "PYTHONPATH": os.pathsep.join(x for x in (SITE, root, pythonpath) if x), **SAFE_ENV}
+
+
 def job_env(base: dict, start: Start, cores: dict[int, str], root: str) -> tuple[dict, list[str]]:
     """The environment and the command prefix (nice, taskset) of a started job."""
     env = dict(base)
-    env.update(RUN_ENV)
-    env["PYTHONPATH"] = os.pathsep.join(x for x in (SITE, root, base.get("PYTHONPATH", "")) if x)
+    env.update(run_env(root, base.get("PYTHONPATH", "")))
     prefix: list[str] = []
     if start.gpus:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in start.gpus)

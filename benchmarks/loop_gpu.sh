@@ -28,8 +28,7 @@ note() { echo "[$(( $(date +%s) - START ))s] $*" | tee -a "$LOG"; }
 NGPU=1
 if [ "$DEVICE" = cuda ]; then
   python3 benchmarks/device.py setup --budget-s 150 --out "$OUT/setup" >>"$LOG" 2>&1 || { note "setup failed"; exit 1; }
-  export PYTHONPATH=/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH} MAX_JOBS=16 TORCH_CUDA_ARCH_LIST=9.0 NCCL_NVLS_ENABLE=0 \
-    TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+  eval "$(python3 benchmarks/device.py exports)"  # the runner's job environment: wheels, checkout, multicast off
   NGPU=$(nvidia-smi -L | grep -c GPU)
 fi
 export OMP_NUM_THREADS=2

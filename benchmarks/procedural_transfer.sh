@@ -17,7 +17,7 @@ END=$(( $(date +%s) + ${BUDGET_S:-580} ))
 left() { echo $(( END - $(date +%s) )); }
 say() { echo "[$(date -u +%H:%M:%S)] $*" | tee -a "$OUT/summary.txt"; }
 python3 benchmarks/device.py setup --budget-s 150 --out "$OUT/setup" >> "$OUT/summary.txt" 2>&1 || { say "setup failed"; exit 1; }
-export PYTHONPATH=/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH} MAX_JOBS=16 TORCH_CUDA_ARCH_LIST=9.0 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+eval "$(python3 benchmarks/device.py exports)"  # the runner's job environment: wheels, checkout, multicast off
 say "start: $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader)"
 if [ ! -d .scratch/procedural_transfer/data ]; then
   tar -xzf .scratch/procedural_transfer/data.tar.gz -C .scratch/procedural_transfer || { say "no data: carry .scratch/procedural_transfer/data.tar.gz"; exit 1; }

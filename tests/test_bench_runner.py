@@ -211,6 +211,19 @@ def test_core_halves_and_environment():
     assert prefix2 == [] and env2["CUDA_VISIBLE_DEVICES"] == "0,1"
 
 
+def test_shell_scripts_get_the_jobs_environment_from_exports():
+    """`eval "$(device.py exports)"` (loop_gpu.sh, procedural_transfer.sh) sets what a job runs under."""
+    script = f'eval "$({sys.executable} {BENCH / "device.py"} exports)" && env'
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60, check=True,
+                         env={"PATH": os.environ["PATH"], "PYTHONPATH": "/extra"}).stdout
+    got = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    env, _ = job_env({"PYTHONPATH": "/extra"}, Start(J("x"), [], 10, ["true"]), {}, str(REPO))
+    for k in ("PYTHONPATH", "MAX_JOBS", "TORCH_CUDA_ARCH_LIST", *SAFE_ENV):
+        assert got[k] == env[k], k
+    for name in ("loop_gpu.sh", "procedural_transfer.sh"):
+        assert 'eval "$(python3 benchmarks/device.py exports)"' in (BENCH / name).read_text(), name
+
+
 # -- dry runs of every stage --------------------------------------------------------------------------------
 
 
