@@ -132,3 +132,23 @@ def test_nothing_visible_still_back_propagates_zero_gradients():
     (img.sum() + alpha.sum()).backward()
     for t in (means, opac, colors):
         assert t.grad is not None and torch.equal(t.grad, torch.zeros_like(t))
+
+
+def test_a_gaussian_at_the_camera_plane_sends_no_nan_back():
+    """float32, as in training: a Gaussian a hair in front of the camera plane (culled: nearer than the near
+    plane) beside a visible one. Projected at its own depth, 1/z^2 overflows to inf and the zero gradient it
+    gets back becomes NaN (0 * inf) in the products' backward: one such Gaussian once made a whole model NaN
+    (issue 22's CPU runs). The visible Gaussian's gradients are those of a render without the culled one."""
+    f32 = torch.float32
+    means, covars = _iso([[0.0, 0.0, 2.0], [0.01, 0.0, 1e-21]], 0.05, dtype=f32)
+    opac, colors = torch.tensor([0.8, 0.8], dtype=f32), torch.tensor([[1.0, 0.5, 0.2], [0.2, 0.5, 1.0]], dtype=f32)
+    grads = []
+    for keep in (2, 1):
+        leaves = [t[:keep].clone().requires_grad_(True) for t in (means, covars, opac, colors)]
+        img, alpha = _render(*leaves, bg=[0.3, 0.3, 0.3])
+        (img.sum() + alpha.sum()).backward()
+        for t in leaves:
+            assert torch.isfinite(t.grad).all(), t.grad
+        grads.append([t.grad[:1] for t in leaves])
+    for g2, g1 in zip(*grads):
+        torch.testing.assert_close(g2, g1)

@@ -29,17 +29,24 @@ MAX_EXTEND = 3.33
 
 
 def project(means: Tensor, covars: Tensor, viewmats: Tensor, Ks: Tensor, width: int, height: int,
-            eps2d: float = 0.3) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+            eps2d: float = 0.3, near_plane: float = 0.01) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """EWA projection of 3D Gaussians into C cameras.
 
     means [B, N, 3], covars [B, N, 3, 3], viewmats [B, C, 4, 4] (world-to-camera), Ks [B, C, 3, 3].
     Returns means2d [B, C, N, 2], cov2d [B, C, N, 2, 2] (low-pass added), depths [B, C, N], det [B, C, N].
+    Gaussians at or before the near plane (culled later, as gsplat culls them) are projected as if at depth 1:
+    their values are finite and unused, and no gradient reaches them. Projected at their own depth, one near
+    the camera plane overflows 1/z^2 to inf, and the zero gradient it gets back turns into NaN (0 * inf) in
+    the backward of the products (issue 22's CPU runs: one such Gaussian made every weight NaN).
     """
     R = viewmats[..., :3, :3]  # [B, C, 3, 3]
     t = viewmats[..., :3, 3]  # [B, C, 3]
     mc = torch.einsum("bcij,bnj->bcni", R, means) + t[:, :, None]  # [B, C, N, 3]
     cc = torch.einsum("bcij,bnjk,bclk->bcnil", R, covars, R)  # [B, C, N, 3, 3]
-    x, y, z = mc.unbind(-1)  # [B, C, N]
+    x, y, depth = mc.unbind(-1)  # [B, C, N]
+    with torch.no_grad():
+        front = depth > near_plane
+    z = torch.where(front, depth, torch.ones_like(depth))  # culled ones: finite stand-ins, no gradient
     fx, fy = Ks[..., 0, 0, None], Ks[..., 1, 1, None]  # [B, C, 1]
     cx, cy = Ks[..., 0, 2, None], Ks[..., 1, 2, None]
     tan_x, tan_y = 0.5 * width / fx, 0.5 * height / fy
@@ -55,7 +62,7 @@ def project(means: Tensor, covars: Tensor, viewmats: Tensor, Ks: Tensor, width: 
     cov2d = cov2d + eps2d * torch.eye(2, dtype=cov2d.dtype, device=cov2d.device)
     means2d = torch.stack([fx * x * rz + cx, fy * y * rz + cy], -1)  # [B, C, N, 2]
     det = cov2d[..., 0, 0] * cov2d[..., 1, 1] - cov2d[..., 0, 1] * cov2d[..., 1, 0]
-    return means2d, cov2d, z, det
+    return means2d, cov2d, depth, det
 
 
 def rasterize(means: Tensor, covars: Tensor, opacities: Tensor, colors: Tensor, viewmats: Tensor, Ks: Tensor,
@@ -78,7 +85,7 @@ def rasterize(means: Tensor, covars: Tensor, opacities: Tensor, colors: Tensor, 
     opac_f = opacities.reshape(B, N)
     colors_f = colors.reshape(B, N, D)
     means2d, cov2d, depths, det = project(means_f, covars_f, viewmats.reshape(B, C, 4, 4),
-                                          Ks.reshape(B, C, 3, 3), width, height, eps2d)
+                                          Ks.reshape(B, C, 3, 3), width, height, eps2d, near_plane)
     images, alphas = [], []
     for b in range(B):
         for c in range(C):
@@ -134,7 +141,9 @@ def _render_one(means2d: Tensor, cov2d: Tensor, depths: Tensor, det: Tensor, opa
             tyy, txx = torch.meshgrid(ty0, tx0, indexing="ij")
             px = (txx.reshape(-1, 1) + ix.reshape(1, -1) + 0.5)  # [tiles, P]
             py = (tyy.reshape(-1, 1) + iy.reshape(1, -1) + 0.5)
-        conic = _conic(cov2d)  # [N, 3]
+        # culled Gaussians (a non-positive determinant among them) get a stand-in: their conic is never
+        # read, and a division by a clamped determinant would send 0 * inf = NaN back through them
+        conic = _conic(torch.where(valid[:, None, None], cov2d, torch.eye(2, dtype=dt, device=dev)))  # [N, 3]
         group = max(1, max_elems // (P * n_max))
         chunk = min(n_max, max(1, max_elems // P))
         pieces_c, pieces_a = [], []
