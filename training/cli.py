@@ -63,11 +63,11 @@ def command(shards: str, out: str, preset: str, steps: int | None, batch_size: i
         raise click.BadParameter(str(exn)) from None
 
     from contracts.storage import StorageError
-    from training.train import train
+    from training.train import TrainingDiverged, train
 
     try:
         train(cfg, shards, out, device=device)
-    except (StorageError, FileNotFoundError) as exn:  # a refused URL, an unreachable store, no shards
+    except (StorageError, FileNotFoundError, TrainingDiverged) as exn:  # a refused URL, no shards, NaN steps
         raise click.ClickException(str(exn)) from None
     except ConfigError as exn:  # settings that clash with the run being resumed (preset, model family)
         raise click.BadParameter(str(exn)) from None

@@ -142,6 +142,8 @@ class OptimConfig:
     schedule_steps: int = 0         # cosine horizon; 0 = the --steps of the first invocation (kept on resume)
     min_lr_ratio: float = 0.1       # cosine decays to lr * 0.1, not zero, so extended runs still learn
     grad_clip: float = 1.0          # global gradient-norm clip; guards against rare exploding renders
+    max_nonfinite_run: int = 100    # a step whose loss or gradient is not finite is skipped (no update); this
+                                    # many such steps in a row stop the run with an error
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)  # JSON round trips give lists
@@ -150,6 +152,8 @@ class OptimConfig:
         _check(self.schedule_steps >= 0, f"--set optim.schedule_steps={self.schedule_steps}: must be >= 0")
         _check(0 <= self.min_lr_ratio <= 1, f"--set optim.min_lr_ratio={self.min_lr_ratio}: must be in [0, 1]")
         _check(self.grad_clip >= 0, f"--set optim.grad_clip={self.grad_clip}: must be >= 0 (0 = off)")
+        _check(self.max_nonfinite_run >= 1,
+               f"--set optim.max_nonfinite_run={self.max_nonfinite_run}: must be >= 1")
 
 
 DDP_COMM_HOOKS = ("auto", "none", "bf16")

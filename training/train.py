@@ -66,6 +66,25 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig, device: torch.device) ->
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, fused=device.type == "cuda")
 
 
+class TrainingDiverged(RuntimeError):
+    """Too many steps in a row had a non-finite loss or gradient (optim.max_nonfinite_run)."""
+
+
+def step_unless_nonfinite(optimizer: torch.optim.Optimizer, bad: torch.Tensor) -> None:
+    """optimizer.step() unless `bad` (a 0-d bool tensor: the gradient norm is not finite). A fused AdamW
+    (CUDA) takes the flag as GradScaler's `found_inf` and skips the update on the device, with no host sync;
+    any other optimizer reads the flag on the host. A skipped step leaves weights and moments untouched."""
+    if optimizer.defaults.get("fused"):
+        optimizer.found_inf = bad.float()
+        optimizer.grad_scale = None
+        try:
+            optimizer.step()
+        finally:
+            del optimizer.found_inf, optimizer.grad_scale
+    elif not bool(bad):
+        optimizer.step()
+
+
 INIT_ARCH = ("patch_size", "width", "depth", "heads", "mlp_ratio", "qk_norm", "temporal_attention", "gauss_stride")
 
 
@@ -191,6 +210,8 @@ class Trainer:
         self.weights = weights_mod.load_weights(cfg.data.weights) if cfg.data.weights else None
         self.autocast = autocast_for(cfg, info.device)
         self.skipped_total: Counter[str] = Counter()
+        self.nonfinite_total = 0  # steps skipped for a non-finite loss or gradient
+        self.nonfinite_run: Any = 0.0  # how many of the latest steps in a row were (a device tensor)
         self.writer = None
         if info.is_main:
             from torch.utils.tensorboard import SummaryWriter
@@ -213,7 +234,8 @@ class Trainer:
         deadline = time.monotonic() + cfg.max_minutes * 60 if cfg.max_minutes > 0 else None
         t_log, n_since, data_time = time.perf_counter(), 0, 0.0
         window: dict[str, Any] = {}  # metric sums since the last log line (device tensors: no sync per step)
-        n_logged: Counter[str] = Counter()  # steps that reported each metric (LPIPS: every lpips_every-th only)
+        n_logged: dict[str, Any] = Counter()  # finite steps that reported each metric (LPIPS: every k-th only)
+        window_bad: Any = 0.0  # steps since the last log line whose update was skipped (non-finite)
         while step < cfg.steps:
             handler = data_mod.SkipAndCount()
             loader = data_mod.make_loader(self.urls, cfg.data, batch_size=cfg.batch_size, seed=cfg.seed,
@@ -227,9 +249,12 @@ class Trainer:
                 data_time += time.perf_counter() - t_wait
                 epoch_skips[batch.pop("worker")] = batch.pop("skipped")
                 metrics, pred_rgb = self.train_step(to_device(batch, info.device))
-                for k, v in metrics.items():
-                    window[k] = window.get(k, 0.0) + v
-                    n_logged[k] += 1
+                bad = metrics.pop("nonfinite")
+                self.nonfinite_run = (self.nonfinite_run + bad) * bad  # device tensors: no sync per step
+                window_bad = window_bad + bad
+                for k, v in metrics.items():  # skipped steps stay out of the means
+                    window[k] = window.get(k, 0.0) + torch.where(bad > 0, torch.zeros_like(v), v)
+                    n_logged[k] += 1 - bad
                 step += 1
                 n_since += 1
                 out_of_time = deadline is not None and ddp.any_true(time.monotonic() > deadline, info)
@@ -237,9 +262,17 @@ class Trainer:
                 if step % cfg.log_every == 0 or last_step:
                     elapsed = time.perf_counter() - t_log
                     skipped = self.skipped_total + sum((Counter(c) for c in epoch_skips.values()), Counter())
-                    metrics = ddp.mean({k: float(v) / n_logged[k] for k, v in window.items()}, info)  # window means
-                    window, n_logged = {}, Counter()
+                    metrics = ddp.mean({k: _window_mean(v, n_logged[k]) for k, v in window.items()}, info)
+                    n_bad = int(round(float(window_bad)))
+                    window, n_logged, window_bad = {}, Counter(), 0.0
+                    self.nonfinite_total += n_bad
+                    if n_bad:
+                        log.warning("step %d: %d of the last %d steps had a non-finite loss or gradient; their "
+                                    "updates were skipped (%d in this run)", step, n_bad, n_since,
+                                    self.nonfinite_total)
+                    run = int(round(float(self.nonfinite_run)))
                     metrics.update(step=step, epoch=self.epoch, lr=self.scheduler.get_last_lr()[0],
+                                   nonfinite_steps=n_bad,
                                    samples_per_s=n_since * cfg.batch_size * info.world_size / elapsed,
                                    step_time_s=elapsed / n_since, data_wait_s=data_time / n_since,
                                    skipped=ddp.total(sum(skipped.values()), info))
@@ -248,6 +281,11 @@ class Trainer:
                         metrics.update(data_wait_min_s=min(waits), data_wait_max_s=max(waits))
                     last = metrics
                     self.log_metrics(metrics, dict(skipped))
+                    if run >= cfg.optim.max_nonfinite_run:
+                        raise TrainingDiverged(
+                            f"{self.out}: the last {run} steps (to step {step}) all had a non-finite loss or "
+                            f"gradient (limit: --set optim.max_nonfinite_run={cfg.optim.max_nonfinite_run}); "
+                            "the weights are those before them, the last checkpoint is unchanged")
                     t_log, n_since, data_time = time.perf_counter(), 0, 0.0
                 if info.is_main and cfg.grid_every and (step % cfg.grid_every == 0 or last_step):
                     save_grid(self.out / "grids" / f"step-{step:08d}.png", batch, pred_rgb.detach().cpu())
@@ -280,10 +318,12 @@ class Trainer:
         losses["loss"].backward()
         gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
                                                cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf"))
-        self.optimizer.step()
+        bad = ~torch.isfinite(gnorm)  # a NaN or inf loss gives a non-finite norm too
+        step_unless_nonfinite(self.optimizer, bad)
         self.scheduler.step()
         out = {k: v.detach() for k, v in losses.items()}
         out["grad_norm"] = gnorm.detach()
+        out["nonfinite"] = bad.detach().float()
         return out, rgb
 
     # -- outputs -----------------------------------------------------------------------------------------
@@ -331,6 +371,12 @@ class Trainer:
         if self.writer is not None:
             self.writer.close()
         ddp.close(*([self.model] if self.model is not self.model_single else []))
+
+
+def _window_mean(total: Any, n: Any) -> float:
+    """A log window's mean of one metric over its finite steps (NaN when there were none)."""
+    n = float(n)
+    return float(total) / n if n > 0 else float("nan")
 
 
 def train(cfg: TrainConfig, shards: str, out: str | os.PathLike, device: str | None = None) -> dict[str, float]:

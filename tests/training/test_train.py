@@ -189,3 +189,74 @@ def test_a_resumed_run_takes_new_sampling_weights(analytic_shards, tmp_path):
     finally:
         trainer.close()
     assert json.loads((run / "config.json").read_text())["data"]["weights"] == str(tmp_path / "next.parquet")
+
+
+def _poison_calls(module: torch.nn.Module, calls: set[int]) -> None:
+    """Fault injection: the module's output becomes NaN on the given forward calls (1-based)."""
+    seen = [0]
+
+    def hook(_mod, _inp, out):
+        seen[0] += 1
+        return out * float("nan") if seen[0] in calls else out
+
+    module.register_forward_hook(hook)
+
+
+def test_a_step_with_a_nonfinite_gradient_is_skipped_counted_and_logged(analytic_shards, tmp_path):
+    """A NaN loss on steps 3 and 4 (injected into the head's output) leaves the weights and the optimiser
+    untouched on those steps: the weights stay finite, the optimiser counts 6 - 2 updates, metrics.jsonl
+    counts the skipped steps and its means leave them out."""
+    from training.train import Trainer
+
+    d, _ = analytic_shards
+    cfg = apply_overrides(tiny(), ["steps=6", "log_every=3", "grid_every=0", "ckpt_every=6",
+                                   "data.image_size=16", "optim.warmup_steps=2"])
+    trainer = Trainer(cfg, str(d), tmp_path / "run")
+    _poison_calls(trainer.model_single.head, {3, 4})
+    try:
+        trainer.run()
+    finally:
+        trainer.close()
+    m = _metrics(tmp_path / "run")
+    assert [(x["step"], x["nonfinite_steps"]) for x in m] == [(3, 1), (6, 1)]
+    assert all(x["loss"] == x["loss"] and x["grad_norm"] == x["grad_norm"] for x in m)  # no NaN in the means
+    _, state = ckpt.load_latest(tmp_path / "run")
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    assert {float(s["step"]) for s in state["optimizer"]["state"].values()} == {4.0}
+
+
+def test_a_run_of_nonfinite_steps_stops_with_an_error_naming_the_setting(analytic_shards, tmp_path):
+    from training.train import Trainer, TrainingDiverged
+
+    d, _ = analytic_shards
+    cfg = apply_overrides(tiny(), ["steps=8", "log_every=1", "grid_every=0", "data.image_size=16",
+                                   "optim.max_nonfinite_run=3"])
+    trainer = Trainer(cfg, str(d), tmp_path / "run")
+    _poison_calls(trainer.model_single.head, set(range(2, 100)))
+    with pytest.raises(TrainingDiverged, match=r"last 3 steps \(to step 4\).*optim.max_nonfinite_run=3"):
+        try:
+            trainer.run()
+        finally:
+            trainer.close()
+    assert [x["nonfinite_steps"] for x in _metrics(tmp_path / "run")] == [0, 1, 1, 1]
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_step_unless_nonfinite_leaves_weights_and_moments_alone(fused):
+    """Both optimiser paths: the fused one (CUDA's, here on the CPU) through found_inf, the other on the host."""
+    from training.train import step_unless_nonfinite
+
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.randn(4, 3))
+    opt = torch.optim.AdamW([w], lr=0.1, fused=fused)
+    w.grad = torch.ones_like(w)
+    step_unless_nonfinite(opt, torch.tensor(False))
+    after_one = w.detach().clone()
+    moments = opt.state[w]["exp_avg"].clone()
+    w.grad = torch.full_like(w, float("nan"))
+    step_unless_nonfinite(opt, torch.tensor(True))
+    assert torch.equal(w.detach(), after_one) and torch.equal(opt.state[w]["exp_avg"], moments)
+    assert float(opt.state[w]["step"]) == 1.0 and not hasattr(opt, "found_inf")
+    w.grad = torch.ones_like(w)
+    step_unless_nonfinite(opt, torch.tensor(False))
+    assert not torch.equal(w.detach(), after_one) and float(opt.state[w]["step"]) == 2.0
