@@ -3,6 +3,7 @@
 
     python benchmarks/bench_l4gm_gpu.py --out l4gm_speed.json [--presets l4gm-small,l4gm-base] [--steps 8]
     python benchmarks/bench_l4gm_gpu.py --out headdim.json --only-variants --variants l4gm-base
+    python benchmarks/bench_l4gm_gpu.py --out v.json --only-variants --train-variants "l4gm-base:ckpt=0" --split "l4gm-base:ckpt=0:lp=1"
 
 Training steps run as the trainer runs them (training/fast.setup_model: cuDNN-first attention on Hopper,
 regionally compiled multi-view and temporal blocks); inference by default as `pipeline reconstruct`
@@ -33,28 +34,12 @@ from common import PEAK_BF16, peak_gib, repo_on_path, sync_time  # noqa: E402 (b
 repo_on_path()
 
 from training.models import fast  # noqa: E402
-from training.models.blocks import count_parameters  # noqa: E402
 from training.config import preset  # noqa: E402
-from training.geometry import intrinsics, orbit_cameras, plucker_image  # noqa: E402
-from training.models.l4gm.model import VideoReconstructor, forward_flops, forward_render  # noqa: E402
-from training.losses.terms import reconstruction_losses  # noqa: E402
+from training.geometry import intrinsics, orbit_cameras  # noqa: E402
+from training.models.l4gm.model import VideoReconstructor, forward_flops  # noqa: E402
 from training.render.frames import render_frames, resolve_backend  # noqa: E402
-from training.train import build_optimizer  # noqa: E402
-
-def _window_batch(B: int, W: int, n0: int, M: int, S: int, dev) -> dict:
-    n = W + n0
-    c2w = orbit_cameras(B * n, 1.5 * 1.4, elevation_deg=10.0).reshape(B, n, 4, 4)
-    K = intrinsics(49.1, S, S).expand(B, n, 3, 3).contiguous()
-    t = torch.cat([torch.linspace(0, 1, W).expand(B, W), torch.zeros(B, n0)], 1)
-    cond = torch.cat([plucker_image(c2w, K, S, S), t[..., None, None, None].expand(B, n, 1, S, S)], 2)
-    tg_c2w = orbit_cameras(B * W * M, 2.1, elevation_deg=25.0, phase=0.3).reshape(B, W * M, 4, 4)
-    tg_K = intrinsics(49.1, S, S).expand(B, W * M, 3, 3).contiguous()
-    b = {"in_rgb": torch.rand(B, n, 3, S, S), "in_cond": cond, "in_c2w": c2w, "in_K": K,
-         "window": torch.full((B,), W), "window_frames": torch.arange(W).expand(B, W),
-         "tg_c2w": tg_c2w, "tg_K": tg_K, "background": torch.ones(B, 3),
-         "tg_rgb": torch.rand(B, W * M, 3, S, S), "tg_alpha": (torch.rand(B, W * M, 1, S, S) > 0.5).float()}
-    return {k: v.to(dev) for k, v in b.items()}
-
+from l4gm_train import bench_split, parse_variant, window_batch  # noqa: E402
+from l4gm_train import bench_training as bench_variant  # noqa: E402
 
 def _setup(model, dev, attention: str, compile_model: bool, tf32: bool = True) -> str:
     """What the trainer (and, with compile_model=False, tf32=False, `pipeline reconstruct`) does with a
@@ -79,41 +64,10 @@ def _model_cfg(name: str, heads: int | None, temporal: bool | None = None):
 def bench_training(name: str, steps: int, dev, heads: int | None = None, attention: str = "auto",
                    compile_model: bool = True) -> dict:
     """One optimiser step (forward, render every target, losses, backward, AdamW) as the trainer runs it:
-    `attention` and `compile_model` as training/fast.setup_model takes them (the trainer: auto, compiled)."""
-    cfg = _model_cfg(name, heads)
-    d, m = cfg.data, cfg.model
-    torch.manual_seed(0)
-    model = VideoReconstructor(m).to(dev).train()
-    speed = _setup(model, dev, attention, compile_model)
-    opt = build_optimizer(model, cfg.optim, dev)
-    B = cfg.batch_size
-    batch = _window_batch(B, d.window, d.n_t0_views, d.n_target, d.image_size, dev)
-    autocast = _autocast(dev)
-    backend = resolve_backend(cfg.render, dev)
-
-    def step():
-        _g, rgb, alpha = forward_render(model, batch, cfg, backend, autocast)
-        losses = reconstruction_losses(rgb, alpha, batch["tg_rgb"], batch["tg_alpha"], cfg.loss, None)
-        opt.zero_grad(set_to_none=True)
-        losses["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-
-    t0 = time.perf_counter()
-    for _ in range(3):  # compiles here
-        step()
-    warm_s = time.perf_counter() - t0
-    _reset_peak(dev)
-    times = sync_time(step, steps, dev)
-    st = statistics.median(times)
-    flops = 3.0 * forward_flops(m, d.window, 1 + d.n_t0_views, d.image_size) * B
-    return {"preset": name, "params_M": round(count_parameters(model) / 1e6, 1), "heads": m.heads,
-            "head_dim": m.width // m.heads, "setup": speed, "batch": B, "window": d.window,
-            "views_per_time": 1 + d.n_t0_views, "targets_per_time": d.n_target, "image_size": d.image_size,
-            "gauss_stride": m.gauss_stride, "grad_checkpoint": m.grad_checkpoint, "step_s": round(st, 4),
-            "step_s_min": round(min(times), 4), "warmup_3_steps_s": round(warm_s, 1),
-            "samples_per_s": round(B / st, 2), "train_tflop_per_step": round(flops / 1e12, 2),
-            "mfu": round(flops / st / PEAK_BF16, 4), "peak_mem_gib": peak_gib(dev)}
+    `attention` and `compile_model` as training/fast.setup_model takes them (the trainer: auto, compiled).
+    The preset's settings, no LPIPS (as every row before 2026-12-07); --train-variants for the rest."""
+    v = parse_variant(name + ("" if heads is None else f":nh={heads}"))
+    return bench_variant(v, steps, dev, attention, compile_model)
 
 
 def bench_inference(name: str, dev, frames: int = 16, size: int = 256, reps: int = 5, temporal: bool | None = None,
@@ -131,7 +85,7 @@ def bench_inference(name: str, dev, frames: int = 16, size: int = 256, reps: int
     torch.manual_seed(0)
     model = VideoReconstructor(m).to(dev).eval()
     speed = _setup(model, dev, attention, compile_model, tf32=compile_model)
-    b = _window_batch(1, frames, n0, 1, size, dev)
+    b = window_batch(1, frames, n0, 1, size, dev)
     cam = orbit_cameras(frames, 2.1, elevation_deg=20.0)[None, :, None].to(dev)  # one turntable view per frame
     Kr = intrinsics(49.1, size, size).expand(1, frames, 1, 3, 3).contiguous().to(dev)
     bg = torch.ones(1, 3, device=dev)
@@ -184,11 +138,6 @@ def _autocast(dev):
     return torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else contextlib.nullcontext()
 
 
-def _reset_peak(dev) -> None:
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-
-
 def variant_jobs(name: str, steps: int, dev, frames: int, size: int, render_too: bool, train_too: bool,
                  train_attention: tuple[str, ...] = ("auto",)) -> list:
     """The head-dim question for `name` (l4gm-base: 16 heads of 64 vs 8 heads of 128; the linear layers
@@ -228,6 +177,11 @@ def main() -> None:
                          "(blocks compiled as in training; reconstruct --fast), graph (compiled + CUDA graph)")
     ap.add_argument("--infer-only", action="store_true",
                     help="the presets' inference rows only (no training step, no temporal-attention-off row)")
+    ap.add_argument("--train-variants", default="",
+                    help="space-separated training-step variants PRESET[:k=v...] (benchmarks/l4gm_train.py: bs, ckpt, "
+                         "head, nh, lp, lpevery), e.g. 'l4gm-base:ckpt=0 l4gm-small:bs=8:lp=1'")
+    ap.add_argument("--split", default="", help="space-separated variants whose time split to take (model, render, "
+                    "losses, optimiser; each fwd+bwd on its own)")
     ap.add_argument("--no-render", action="store_true", help="inference reconstructs only and no training step "
                     "(no gsplat: runs while gsplat compiles)")
     a = ap.parse_args()
@@ -235,7 +189,7 @@ def main() -> None:
     if dev.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
     res: dict = {"device": torch.cuda.get_device_name() if dev.type == "cuda" else "cpu", "torch": torch.__version__,
-                 "training": [], "inference": []}
+                 "training": [], "inference": [], "split": []}
     presets = [n for n in a.presets.split(",") if n]
     inf = dict(frames=a.frames, size=a.size, render_too=not a.no_render)
     jobs = []
@@ -249,6 +203,9 @@ def main() -> None:
                 n, dev, compile_model=mode != "eager", graph=mode == "graph", **inf)) for n in presets]
         if not a.infer_only:
             jobs += [("inference", lambda: bench_inference(presets[-1], dev, temporal=False, **inf))]
+    tv, sp = [parse_variant(x) for x in a.train_variants.split()], [parse_variant(x) for x in a.split.split()]
+    jobs += [("training", lambda v=v: bench_variant(v, a.steps, dev)) for v in tv]
+    jobs += [("split", lambda v=v: bench_split(v, dev)) for v in sp]
     if a.variants:
         jobs += variant_jobs(a.variants, a.steps, dev, a.frames, a.size, not a.no_render, not a.no_render,
                              tuple(x for x in a.train_attention.split(",") if x))

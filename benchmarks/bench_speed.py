@@ -17,6 +17,8 @@ checkout run with --tree, replays the very same batches. `run` measures, on the 
 - infer: `base` at batch 1 reconstructing from 4 and 24 views, then rendering 24 frames at 256 px,
   per --infer-modes (eager, fast = compiled blocks, graph = fast + CUDA graph of the reconstruction,
   graphall = graph + compiled activations and the slicing inside the graph), --infer-heads, --infer-tiles.
+- inferprof: the top CUDA kernels (torch.profiler) of reconstructing from the largest --infer-views count and
+  rendering 24 frames, in the first --infer-modes mode (written beside OUT.json as OUT.inferprofN.txt).
 - curve: the loss of `--curve-steps` steps from one seed on the replayed batches (compare two runs).
 - profile: the top CUDA kernels of two steps of the first variant (torch.profiler table).
 
@@ -132,6 +134,10 @@ def run(a) -> None:
                     for mode in a.infer_modes.split(","):
                         for n in (int(x) for x in a.infer_views.split(",")):
                             attempt("inference", bench_infer, n, mode, 24, 5, heads, tile)
+        elif part == "inferprof":  # the kernels of the first mode x the largest view count
+            n = max(int(x) for x in a.infer_views.split(","))
+            attempt("inference", bench_infer, n, a.infer_modes.split(",")[0], 24, 5, None, 0,
+                    out_path.with_suffix(f".inferprof{n}.txt"))
         elif part == "curve":
             for spec in a.curve:
                 attempt("curve", bench_curve, parse_variant(spec), data, a.curve_steps, dev)
@@ -139,7 +145,7 @@ def run(a) -> None:
             for i, spec in enumerate(a.profile):
                 attempt("profile", bench_profile, parse_variant(spec), data, dev, out_path.with_suffix(f".prof{i}.txt"))
 
-    unknown = set(a.parts.split(",")) - {"hw", "attn", "train", "split", "infer", "curve", "profile"}
+    unknown = set(a.parts.split(",")) - {"hw", "attn", "train", "split", "infer", "inferprof", "curve", "profile"}
     if unknown:
         raise SystemExit(f"--parts: unknown part(s) {sorted(unknown)}")
     for part in a.parts.split(","):

@@ -20,6 +20,7 @@ Where each stage came from (the device suites it replaces, 2026-12-07):
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -211,7 +212,7 @@ def l4gm(c: Ctx) -> list[Job]:
     out = c.o("l4gm", "l4gm_speed.json")
     argv = [PY, f"{B}/bench_l4gm_gpu.py", "--out", out, "--presets", a.l4gm_presets, "--infer-modes",
             a.l4gm_infer_modes, "--frames", str(a.l4gm_frames), *(["--infer-only"] if a.l4gm_infer_only else []),
-            *a.l4gm_args.split()]
+            *shlex.split(a.l4gm_args)]
     jobs = [Job("l4gm-speed", "l4gm", argv, gpus=1, needs=c.need("setup-compile"), min_s=60,
                 headline=lambda: l4gm_line(out))]
     if a.l4gm_headdim:

@@ -47,7 +47,7 @@ def prep(data: Path, n_batches: int = 2, only: str | None = None) -> None:
         cfg = preset(name)
         S = cfg.data.image_size
         urls = shardspec.resolve_shards(str(data / f"ds{S}"))
-        sizes_bs = {4, 8, 12, 16, cfg.batch_size} if name != "small" else {8, 16, 32, 64, cfg.batch_size}
+        sizes_bs = {4, 8, 12, 16, cfg.batch_size} if name != "small" else {8, 16, 32, 64, 128, cfg.batch_size}
         for bs in [int(only.split(":")[1])] if only else sorted(sizes_bs):
             it = iter(data_mod.make_dataset(urls, cfg.data, batch_size=bs, seed=0))
             out = []

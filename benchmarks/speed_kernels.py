@@ -116,13 +116,14 @@ def bench_attention() -> list[dict]:
 
 
 def bench_infer(n_views: int, mode: str = "fast", frames: int = 24, reps: int = 5, heads: int | None = None,
-                tile: int = 0) -> dict:
+                tile: int = 0, profile_path=None) -> dict:
     """`base` at batch 1: reconstruct from n_views, render `frames` at 256 px. mode: eager, fast (compiled
     blocks, cuDNN attention), graph (fast + the reconstruction replayed from a CUDA graph, fast.GraphedCall;
     checked against, and timed beside, the direct call of the same compiled model on the same inputs),
     graphall (graph with the Gaussian activations compiled too and the slicing at the 24 times inside the
     graph: only gsplat's rasteriser, which syncs, runs outside; reconstruct_ms then includes the slicing).
-    heads: attention heads (None = the preset's); tile: gsplat's tile size (0 = the preset's render.tile_size)."""
+    heads: attention heads (None = the preset's); tile: gsplat's tile size (0 = the preset's render.tile_size).
+    profile_path: also write the top CUDA kernels of two (reconstruct, render) rounds there (torch.profiler)."""
     import torch
 
     from speed_data import inference_case
@@ -195,4 +196,15 @@ def bench_infer(n_views: int, mode: str = "fast", frames: int = 24, reps: int = 
     t_all = _med(_events_ms(lambda: (recon(), render()), reps))
     fwd_flops = train_flops_per_sample(cfg.model, n_views, S) / 3
     row.update(reconstruct_ms=t_r, render_24_ms=t_d, total_ms=t_all, transformer_tflops=round(fwd_flops / t_r / 1e9, 1))
+    if profile_path:
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CUDA, ProfilerActivity.CPU]) as prof:
+            for _ in range(2):
+                recon(), render()
+            torch.cuda.synchronize()
+        Path(profile_path).write_text(
+            f"inference {mode}, {n_views} views, {frames} frames: 2 rounds of reconstruct + render\n"
+            + prof.key_averages().table(sort_by="cuda_time_total", row_limit=40, max_name_column_width=90))
+        row["profile"] = str(profile_path)
     return row
