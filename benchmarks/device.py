@@ -96,6 +96,8 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--l4gm-infer-only", action="store_true", help="inference rows only")
     g.add_argument("--l4gm-headdim", default="", help="a preset whose head-dim variants to time (e.g. l4gm-base)")
     g.add_argument("--l4gm-args", default="", help="more bench_l4gm_gpu.py arguments")
+    g.add_argument("--l4gm-max-s", type=float, default=None, help="at most this many seconds for l4gm-speed (it saves "
+                   "after every row; later stages get the rest) [no limit]")
     g = ap.add_argument_group("learn")
     g.add_argument("--trainpack", default=".trainpack", help="folder with train/ and heldout/ (carried)")
     g.add_argument("--learn-presets", default="small", help="e.g. 'small l4gm-small' (equal minutes side by side)")

@@ -214,7 +214,7 @@ def l4gm(c: Ctx) -> list[Job]:
             a.l4gm_infer_modes, "--frames", str(a.l4gm_frames), *(["--infer-only"] if a.l4gm_infer_only else []),
             *shlex.split(a.l4gm_args)]
     jobs = [Job("l4gm-speed", "l4gm", argv, gpus=1, needs=c.need("setup-compile"), min_s=60,
-                headline=lambda: l4gm_line(out))]
+                headline=lambda: l4gm_line(out), **({"max_s": a.l4gm_max_s} if a.l4gm_max_s else {}))]
     if a.l4gm_headdim:
         hd = c.o("l4gm", "l4gm_headdim.json")
         jobs.append(Job("l4gm-headdim", "l4gm", [PY, f"{B}/bench_l4gm_gpu.py", "--out", hd, "--only-variants",
