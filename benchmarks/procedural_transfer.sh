@@ -19,6 +19,10 @@ say() { echo "[$(date -u +%H:%M:%S)] $*" | tee -a "$OUT/summary.txt"; }
 python3 benchmarks/device.py setup --budget-s 150 --out "$OUT/setup" >> "$OUT/summary.txt" 2>&1 || { say "setup failed"; exit 1; }
 eval "$(python3 benchmarks/device.py exports)"  # the runner's job environment: wheels, checkout, multicast off
 say "start: $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader)"
+# training (TRAIN_MIN) + ~190 s of setup, calibration and scoring four held-out sets must fit BUDGET_S, or the
+# scoring is what the budget cuts (2026-12-07: TRAIN_MIN=6 in 585 s left three sets unscored)
+need=$(( $(python3 -c "print(int(float('${TRAIN_MIN:-4}') * 60))") + 190 ))
+[ "$need" -le "$(left)" ] || say "WARNING: TRAIN_MIN=${TRAIN_MIN:-4} needs ~${need} s, $(left) s left: scoring will be cut (use a smaller TRAIN_MIN)"
 if [ ! -d .scratch/procedural_transfer/data ]; then
   tar -xzf .scratch/procedural_transfer/data.tar.gz -C .scratch/procedural_transfer || { say "no data: carry .scratch/procedural_transfer/data.tar.gz"; exit 1; }
 fi
