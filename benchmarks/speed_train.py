@@ -60,6 +60,8 @@ class Setup:
         self.model = Reconstructor(cfg.model).to(device)
         try:
             kw = {"compile_head": True} if v.get("head", "1" if cfg.compile_head else "0") == "1" else {}  # preset's
+            if v.get("fp8", "0") == "1":
+                kw["fp8"] = True
             self.speed = _fast_module().setup_model(self.model, device, want_compile, v.get("attn", "auto"), **kw)
         except TypeError:
             self.speed = _fast_module().setup_model(self.model, device, want_compile, v.get("attn", "auto"))

@@ -188,6 +188,7 @@ class TrainConfig:
     bf16: bool = True               # bf16 autocast for the transformer on CUDA (ignored on CPU)
     compile: bool = True            # CUDA: torch.compile each transformer block and the slicing (training/models/fast.py)
     compile_head: bool = False      # CUDA, with compile: also the head's Gaussian activations (lrm4d; a speed knob)
+    fp8: bool = False               # CUDA sm_89+: the blocks' linear layers in float8 (torchao, rowwise); changes numerics
     log_every: int = 20             # steps between metrics.jsonl / TensorBoard lines
     grid_every: int = 1000          # steps between image-grid PNGs (0 = never)
     ckpt_every: int = 1000          # steps between checkpoints (a final one is always written)

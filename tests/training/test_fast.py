@@ -50,6 +50,50 @@ def test_setup_is_a_no_op_on_cpu():
     torch.testing.assert_close(s.means, means, rtol=0, atol=0)
 
 
+def test_fp8_is_a_no_op_on_cpu_and_a_recorded_setting():
+    from training.config import apply_overrides, preset
+    from training.models.lrm4d.model import Reconstructor
+
+    model = Reconstructor(ModelConfig(patch_size=4, width=64, depth=2, heads=2))
+    names = sorted(model.state_dict())
+    assert fast.setup_model(model, torch.device("cpu"), compile_model=False, fp8=True) == \
+        "attention=default, compiled blocks=0"
+    assert fast.float8_blocks(model) == 0 and sorted(model.state_dict()) == names  # CPU: nothing converted
+    cfg = preset("base")
+    assert cfg.fp8 is False  # off by default: it changes numerics
+    assert apply_overrides(cfg, ["fp8=true"]).fp8 is True
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; this machine has none")
+def test_fp8_blocks_train_close_to_bf16_blocks():
+    torchao = pytest.importorskip("torchao", reason="fp8 needs torchao (carry its wheel to the GPU host)")
+    if torch.cuda.get_device_capability() < (8, 9):
+        pytest.skip("float8 tensor cores need sm_89 or newer")
+    from training.models.blocks import Block
+
+    dev = torch.device("cuda")
+    fast.configure(dev)
+    torch.manual_seed(0)
+    ref = Block(256, 2, 4.0, True).to(dev)
+    f8 = Block(256, 2, 4.0, True).to(dev)
+    f8.load_state_dict(ref.state_dict())
+    assert fast.float8_blocks(f8) == 4 and torchao  # qkv, proj and the MLP's two layers
+    assert sorted(f8.state_dict()) == sorted(ref.state_dict())  # checkpoints load either way
+    f8.compile()
+    x = torch.randn(4, 512, 256, device=dev)
+    outs = []
+    for m in (ref, f8):
+        xi = x.clone().requires_grad_(True)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            y = m(xi)
+        (y.float() * torch.linspace(-1, 1, 256, device=dev)).sum().backward()
+        outs.append((y.detach(), xi.grad, [p.grad for p in m.parameters()]))
+    assert _rel(outs[1][0], outs[0][0]) < 5e-2  # e4m3 keeps 3 mantissa bits: a few % per product
+    assert _rel(outs[1][1], outs[0][1]) < 1e-1
+    assert 0.0 < _rel(outs[1][0], outs[0][0])  # it really ran in float8
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; this machine has none")

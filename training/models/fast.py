@@ -109,20 +109,55 @@ def compile_activations(model: nn.Module) -> bool:
     return True
 
 
+def float8_blocks(model: nn.Module) -> int:
+    """The transformer blocks' linear layers (attention qkv/proj, MLP) as torchao's float8 training linears
+    (rowwise scaling: e4m3 inputs, weights and output gradients, each scaled per row; matrix products on the
+    float8 tensor cores of sm_89+), in place, CUDA only. The patch embedding and the Gaussian head stay in bf16.
+    Parameters and their state-dict names do not change, so checkpoints load either way. Returns how many
+    layers were converted. A speed knob that changes numerics (the `fp8` setting)."""
+    if not any(p.is_cuda for p in model.parameters()):
+        return 0
+    dev = next(p for p in model.parameters() if p.is_cuda).device
+    if torch.cuda.get_device_capability(dev) < (8, 9):
+        raise RuntimeError(f"--set fp8=true needs float8 tensor cores (sm_89 or newer); {torch.cuda.get_device_name(dev)} "
+                           "has none")
+    try:
+        from torchao.float8 import Float8LinearConfig, convert_to_float8_training
+    except ImportError as exn:
+        raise RuntimeError("--set fp8=true needs torchao (pip install torchao; on a host without a package index, "
+                           "carry its wheel)") from exn
+    config = Float8LinearConfig.from_recipe_name("rowwise")
+
+    def eligible(mod: nn.Module, _fqn: str) -> bool:  # float8 matrix products need dimensions divisible by 16
+        return isinstance(mod, nn.Linear) and mod.in_features % 16 == 0 and mod.out_features % 16 == 0
+
+    n = 0
+    for blk in transformer_blocks(model):
+        before = sum(type(m) is nn.Linear for m in blk.modules())
+        convert_to_float8_training(blk, config=config, module_filter_fn=eligible)
+        n += before - sum(type(m) is nn.Linear for m in blk.modules())
+    return n
+
+
 def setup_model(model: nn.Module, device: torch.device, compile_model: bool, attention: str = "auto",
-                compile_head: bool = False, tf32: bool = True) -> str:
+                compile_head: bool = False, tf32: bool = True, fp8: bool = False) -> str:
     """What the trainer, evaluation, reconstruction and the benchmarks do with a fresh model on `device`.
     Returns a short summary. compile_head (with compile_model): the Gaussian activations too
-    (`compile_activations`); tf32: see `configure`."""
+    (`compile_activations`); tf32: see `configure`; fp8: the blocks' linear layers in float8 (`float8_blocks`,
+    before compiling, so the casts fuse into the compiled blocks)."""
     choice = configure(device, attention, tf32)
     n = 0
     head = False
+    n8 = 0
     if device.type == "cuda":
+        if fp8:
+            n8 = float8_blocks(model)
         if compile_model:
             n = compile_blocks(model)
             head = compile_head and compile_activations(model)
         compile_slicing(compile_model)
-    return f"attention={choice}, compiled blocks={n}" + (", compiled head" if head else "")
+    return (f"attention={choice}, compiled blocks={n}" + (", compiled head" if head else "")
+            + (f", float8 linears={n8}" if n8 else ""))
 
 
 class GraphedCall:
