@@ -32,6 +32,19 @@ def _gaussians(B, N, device, seed):
                                q_r=t(B, N, 4), opacity=t(B, N).sigmoid())
 
 
+def _block_fwd_bwd(blocks, x: torch.Tensor) -> list:
+    """Each block's output, input gradient and parameter gradients under bf16 autocast, for the same x
+    [B, L, W] and the same weighted-sum loss."""
+    outs = []
+    for m in blocks:
+        xi = x.clone().requires_grad_(True)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            y = m(xi)
+        (y.float() * torch.linspace(-1, 1, x.shape[-1], device=x.device)).sum().backward()
+        outs.append((y.detach(), xi.grad, [p.grad for p in m.parameters()]))
+    return outs
+
+
 def test_setup_is_a_no_op_on_cpu():
     from training.models.lrm4d.model import Reconstructor
 
@@ -81,14 +94,7 @@ def test_fp8_blocks_train_close_to_bf16_blocks():
     assert fast.float8_blocks(f8) == 4 and torchao  # qkv, proj and the MLP's two layers
     assert sorted(f8.state_dict()) == sorted(ref.state_dict())  # checkpoints load either way
     f8.compile()
-    x = torch.randn(4, 512, 256, device=dev)
-    outs = []
-    for m in (ref, f8):
-        xi = x.clone().requires_grad_(True)
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            y = m(xi)
-        (y.float() * torch.linspace(-1, 1, 256, device=dev)).sum().backward()
-        outs.append((y.detach(), xi.grad, [p.grad for p in m.parameters()]))
+    outs = _block_fwd_bwd((ref, f8), torch.randn(4, 512, 256, device=dev))
     assert _rel(outs[1][0], outs[0][0]) < 5e-2  # e4m3 keeps 3 mantissa bits: a few % per product
     assert _rel(outs[1][1], outs[0][1]) < 1e-1
     assert 0.0 < _rel(outs[1][0], outs[0][0])  # it really ran in float8
@@ -109,14 +115,7 @@ def test_compiled_blocks_match_eager_blocks(seed):
     comp = Block(256, 4, 4.0, True).to(dev)
     comp.load_state_dict(eager.state_dict())
     comp.compile()
-    x = torch.randn(2, 512, 256, device=dev)
-    outs = []
-    for m in (eager, comp):
-        xi = x.clone().requires_grad_(True)
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            y = m(xi)
-        (y.float() * torch.linspace(-1, 1, 256, device=dev)).sum().backward()
-        outs.append((y.detach(), xi.grad, [p.grad for p in m.parameters()]))
+    outs = _block_fwd_bwd((eager, comp), torch.randn(2, 512, 256, device=dev))
     assert _rel(outs[1][0], outs[0][0]) < 1e-2
     assert _rel(outs[1][1], outs[0][1]) < 2e-2
     for ga, gb in zip(outs[1][2], outs[0][2]):
