@@ -241,6 +241,40 @@ def test_dry_run_issue26_measurement():
     assert waves == sorted(waves)
 
 
+def test_dry_run_issue26_third_round_quotes_l4gm_variants_and_caps_the_l4gm_job():
+    out = dry("l4gm", "speed", "--gpus", "0", "--budget-s", "560", "--l4gm-max-s", "180", "--variants", "small base:fp8=1",
+              "--speed-parts", "train,inferprof", "--l4gm-presets", "l4gm-base",
+              "--l4gm-args", "--only-variants --train-variants 'l4gm-base:ckpt=0 l4gm-small:bs=16:lp=1' --split 'l4gm-small'")
+    l4 = next(x for x in out.splitlines() if "bench_l4gm_gpu.py" in x)
+    assert "--train-variants 'l4gm-base:ckpt=0 l4gm-small:bs=16:lp=1' --split l4gm-small" in l4  # one argument each
+    assert "l4gm/l4gm-speed gpus=[0] timeout=180s" in out
+    assert "--parts train,inferprof" in out and "--variants base:fp8=1" in out
+
+
+def test_l4gm_training_variants_and_split_on_the_cpu(tmp_path):
+    """bench_l4gm_gpu.py's training-step variants and time split, run on the CPU with l4gm-tiny (numbers
+    meaningless): every row has its measurements, and an unknown key fails before anything runs."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "2"}
+    out = tmp_path / "l4.json"
+    p = subprocess.run([sys.executable, str(BENCH / "bench_l4gm_gpu.py"), "--out", str(out), "--device", "cpu",
+                        "--presets", "l4gm-tiny", "--only-variants", "--steps", "2",
+                        "--train-variants", "l4gm-tiny:bs=1:ckpt=1 l4gm-tiny:lpevery=2", "--split", "l4gm-tiny"],
+                       capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    res = json.loads(out.read_text())
+    rows = {r["variant"]: r for r in res["training"]}
+    assert set(rows) == {"l4gm-tiny:bs=1:ckpt=1", "l4gm-tiny:lpevery=2"}
+    assert rows["l4gm-tiny:bs=1:ckpt=1"]["batch"] == 1 and rows["l4gm-tiny:bs=1:ckpt=1"]["grad_checkpoint"] is True
+    assert all(r["step_s"] > 0 and r["samples_per_s"] > 0 for r in rows.values())
+    (split,) = res["split"]
+    assert all(split[k] > 0 for k in ("whole_step_ms", "model_fwd_bwd_ms", "render_fwd_bwd_ms", "clip_adamw_ms"))
+    bad = subprocess.run([sys.executable, str(BENCH / "bench_l4gm_gpu.py"), "--out", str(tmp_path / "x.json"),
+                          "--device", "cpu", "--only-variants", "--train-variants", "l4gm-tiny:batch=2"],
+                         capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    assert bad.returncode != 0 and "'batch=2' is not KEY=VALUE with KEY one of bs" in bad.stderr + bad.stdout
+    assert not (tmp_path / "x.json").exists()
+
+
 def test_dry_run_every_stage_on_two_gpus():
     out = dry(*device.STAGES, "--gpus", "0,1", "--cores", "32", "--l4gm-headdim", "l4gm-base",
               "--learn-presets", "small l4gm-small", "--ddp-variants", "default nosplit+bucket100")
