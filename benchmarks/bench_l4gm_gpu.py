@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from common import PEAK_BF16, peak_gib, repo_on_path, sync_time  # noqa: E402 (benchmarks/ is sys.path[0])
+from common import PEAK_BF16, repo_on_path, sync_time  # noqa: E402 (benchmarks/ is sys.path[0])
 
 repo_on_path()
 
@@ -38,17 +38,8 @@ from training.config import preset  # noqa: E402
 from training.geometry import intrinsics, orbit_cameras  # noqa: E402
 from training.models.l4gm.model import VideoReconstructor, forward_flops  # noqa: E402
 from training.render.frames import render_frames, resolve_backend  # noqa: E402
-from l4gm_train import bench_split, parse_variant, window_batch  # noqa: E402
+from l4gm_train import autocast_for, bench_split, parse_variant, setup_fresh, window_batch  # noqa: E402
 from l4gm_train import bench_training as bench_variant  # noqa: E402
-
-def _setup(model, dev, attention: str, compile_model: bool, tf32: bool = True) -> str:
-    """What the trainer (and, with compile_model=False, tf32=False, `pipeline reconstruct`) does with a
-    fresh model (training/models/fast.py), from a clean compile cache, so a variant's attention choice is the one
-    its compiled graphs were traced with."""
-    import torch._dynamo
-
-    torch._dynamo.reset()
-    return fast.setup_model(model, dev, compile_model, attention, tf32=tf32)
 
 
 def _model_cfg(name: str, heads: int | None, temporal: bool | None = None):
@@ -84,12 +75,12 @@ def bench_inference(name: str, dev, frames: int = 16, size: int = 256, reps: int
     n0 = 3
     torch.manual_seed(0)
     model = VideoReconstructor(m).to(dev).eval()
-    speed = _setup(model, dev, attention, compile_model, tf32=compile_model)
+    speed = setup_fresh(model, dev, attention, compile_model, tf32=compile_model)
     b = window_batch(1, frames, n0, 1, size, dev)
     cam = orbit_cameras(frames, 2.1, elevation_deg=20.0)[None, :, None].to(dev)  # one turntable view per frame
     Kr = intrinsics(49.1, size, size).expand(1, frames, 1, 3, 3).contiguous().to(dev)
     bg = torch.ones(1, 3, device=dev)
-    autocast = _autocast(dev)
+    autocast = autocast_for(dev)
     backend = resolve_backend(cfg.render, dev)
     state = {}
     args = (b["in_rgb"], b["in_cond"], b["in_c2w"], b["in_K"])
@@ -130,12 +121,6 @@ def bench_inference(name: str, dev, frames: int = 16, size: int = 256, reps: int
             "flop_floor_s": round(flops / PEAK_BF16, 4), "reconstruct_s": round(t_r, 4),
             "render_s": round(t_d, 4), "total_s": round(t_all, 4), "warmup_2_s": round(warm_s, 1),
             "achieved_tflop_per_s": round(flops / t_r / 1e12, 1), **extra}
-
-
-def _autocast(dev):
-    import contextlib
-
-    return torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else contextlib.nullcontext()
 
 
 def variant_jobs(name: str, steps: int, dev, frames: int, size: int, render_too: bool, train_too: bool,

@@ -218,7 +218,7 @@ def speed_line(path: str | Path) -> str:
 def l4gm_line(path: str | Path) -> str:
     """bench_l4gm_gpu.py's JSON: MFU per training row, seconds per 16-frame inference row."""
     return _rows_line(path, {
-        "training": lambda t: f"{t.get('preset')} nh{t.get('heads')} MFU {100 * (t.get('mfu') or 0):.1f}% "
+        "training": lambda t: f"{t.get('variant') or t.get('preset')} nh{t.get('heads')} MFU {100 * (t.get('mfu') or 0):.1f}% "
                               f"step {t.get('step_s')} s",
         "inference": lambda i: f"{i.get('preset')} nh{i.get('heads')} {i.get('frames')}f {i.get('setup', '')} "
                                f"total {i.get('total_s')} s",

@@ -63,6 +63,17 @@ def window_batch(B: int, W: int, n0: int, M: int, S: int, dev) -> dict:
     return {k: v.to(dev) for k, v in b.items()}
 
 
+def setup_fresh(model, dev, attention: str = "auto", compile_model: bool = True, tf32: bool = True,
+                compile_head: bool = False) -> str:
+    """What the trainer (and, with compile_model=False, tf32=False, `pipeline reconstruct`) does with a fresh
+    model (training/models/fast.py), from a clean compile cache, so a variant's attention choice and settings are
+    the ones its compiled graphs were traced with."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    return fast.setup_model(model, dev, compile_model, attention, tf32=tf32, compile_head=compile_head)
+
+
 def autocast_for(dev):
     import contextlib
 
@@ -73,8 +84,6 @@ class Step:
     """One variant's model, optimiser, batch and LPIPS net, set up as the trainer sets them up."""
 
     def __init__(self, v: dict, dev, attention: str = "auto", compile_model: bool = True):
-        import torch._dynamo
-
         cfg = preset(v["preset"])
         if "bs" in v:
             cfg.batch_size = int(v["bs"])
@@ -89,9 +98,8 @@ class Step:
         d, m = cfg.data, cfg.model
         torch.manual_seed(0)
         self.model = VideoReconstructor(m).to(dev).train()
-        torch._dynamo.reset()  # a clean compile cache: the variant's graphs are traced with its own settings
         head = v.get("head", "1" if cfg.compile_head else "0") == "1"
-        self.speed = fast.setup_model(self.model, dev, compile_model, attention, compile_head=head)
+        self.speed = setup_fresh(self.model, dev, attention, compile_model, compile_head=head)
         self.opt = build_optimizer(self.model, cfg.optim, dev)
         self.batch = window_batch(cfg.batch_size, d.window, d.n_t0_views, d.n_target, d.image_size, dev)
         self.autocast = autocast_for(dev)

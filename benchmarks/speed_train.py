@@ -66,6 +66,8 @@ class Setup:
         except TypeError:
             self.speed = _fast_module().setup_model(self.model, device, want_compile, v.get("attn", "auto"))
             self.avail["head"] = False
+            if v.get("fp8", "0") == "1":
+                self.avail["fp8"] = False
         except ImportError:
             self.speed = "no training.models.fast in this tree (eager, PyTorch's attention order)"
             torch.backends.cuda.matmul.allow_tf32 = True
