@@ -7,7 +7,8 @@
 #
 #   device run, carry [".whl", ".scratch/procedural_transfer/data.tar.gz"]:  bash benchmarks/procedural_transfer.sh
 #   (the archive from `python benchmarks/procedural_transfer.py pack`; unpacked here into .scratch/procedural_transfer/data)
-#   env: TRAIN_MIN (default 4), ARMS (default old,new,new-notex,new-noaug,new-noart; ARM@0+1 gives one arm its own
+#   env: DATA (default .scratch/procedural_transfer/data; its .tar.gz beside it is what is carried and unpacked),
+#        TRAIN_MIN (default 4), ARMS (default old,new,new-notex,new-noaug,new-noart; ARM@0+1 gives one arm its own
 #        seeds), SEEDS (default 0,1),
 #        BUDGET_S (default 580: the whole call)
 set -u
@@ -23,11 +24,12 @@ say "start: $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader)"
 # scoring is what the budget cuts (2026-12-07: TRAIN_MIN=6 in 585 s left three sets unscored)
 need=$(( $(python3 -c "print(int(float('${TRAIN_MIN:-4}') * 60))") + 190 ))
 [ "$need" -le "$(left)" ] || say "WARNING: TRAIN_MIN=${TRAIN_MIN:-4} needs ~${need} s, $(left) s left: scoring will be cut (use a smaller TRAIN_MIN)"
-if [ ! -d .scratch/procedural_transfer/data ]; then
-  tar -xzf .scratch/procedural_transfer/data.tar.gz -C .scratch/procedural_transfer || { say "no data: carry .scratch/procedural_transfer/data.tar.gz"; exit 1; }
+DATA=${DATA:-.scratch/procedural_transfer/data}
+if [ ! -d "$DATA" ]; then
+  tar -xzf "$DATA.tar.gz" -C "$(dirname "$DATA")" || { say "no data: carry $DATA.tar.gz"; exit 1; }
 fi
-say "data: $(du -sh .scratch/procedural_transfer/data | cut -f1)"
-timeout $(( $(left) - 20 )) python3 benchmarks/procedural_transfer.py device --data .scratch/procedural_transfer/data \
+say "data: $DATA, $(du -sh "$DATA" | cut -f1)"
+timeout $(( $(left) - 20 )) python3 benchmarks/procedural_transfer.py device --data "$DATA" \
   --out "$OUT/runs" --arms "${ARMS:-old,new,new-notex,new-noaug,new-noart}" --seeds "${SEEDS:-0,1}" \
   --train-minutes "${TRAIN_MIN:-4}" 2>&1 | tee -a "$OUT/summary.txt"
 say "device stage exit ${PIPESTATUS[0]}"
