@@ -13,6 +13,7 @@ instead of 96 (~70 clips per arm instead of 181) and 4 views for the training cl
   train/new-notex  the same assets without image textures (flat mean colours), N clips
   train/new-noaug  the same assets without shape augmentations (no bumps, cuts, wires; fixed density), N clips
   train/new-noart  only the non-articulated categories (soft, blob) with textures and shapes, N clips
+  train/mix        half the assets of the default mix, half legacy primitives (interleaved), N clips
   heldout/proc-old, heldout/proc-new   seed 200 (never trained on), equal clip counts
   heldout/gltf, heldout/gltf-val       ../shared/assets/gltf animated assets and gltf-val, at most 4 clips each
                                        ($OBJAVERSE4D_SHARED/assets when ../shared is elsewhere)
@@ -52,6 +53,7 @@ ARMS = {  # arm -> (categories, textures, shapes)
     "new-notex": (None, False, True),
     "new-noaug": (None, True, False),
     "new-noart": ("soft,blob", True, True),
+    "mix": ("default+legacy", True, True),
 }
 HELDOUT = ("proc-old", "proc-new", "gltf", "gltf-val")
 SHARD_SIZE = 16
@@ -73,13 +75,23 @@ def _generate(folder: Path, count: int, seed: int, categories, textures: bool, s
         return
     if have:
         raise SystemExit(f"{folder} holds {have} assets, not {count}: remove it (or pass the count it was made with)")
-    from render.procedural import DEFAULT_MIX
-
     args = [sys.executable, "-m", "render.procedural", "--out", str(folder), "--count", str(count), "--seed", str(seed)]
-    args += ["--categories", categories or ",".join(DEFAULT_MIX)]
+    args += ["--categories", _mix(categories)]
     args += [] if textures else ["--no-textures"]
     args += [] if shapes else ["--no-shapes"]
     sh(args, log)
+
+
+def _mix(categories: str | None) -> str:
+    """An arm's `--categories`: None is the default mix; `default+legacy` interleaves it with the legacy generator
+    (biped,legacy,quadruped,legacy,...: half the assets legacy primitives)."""
+    from render.procedural import DEFAULT_MIX
+
+    if categories is None:
+        return ",".join(DEFAULT_MIX)
+    if categories == "default+legacy":
+        return ",".join(x for c in DEFAULT_MIX for x in (c, "legacy"))
+    return categories
 
 
 def _curate(folder: Path, out: Path, log: Path, clips: int | None = None, max_clips: int = 16) -> int:

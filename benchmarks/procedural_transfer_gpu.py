@@ -103,7 +103,7 @@ def table(out: Path) -> str:
     df = _load(Path(out))
     if df is None:
         return "no metrics found\n"
-    lines = ["| held-out set | arm | samples | model psnr_obj (seeds' spread) | nearest input | mean colour | over copy | new minus old |",
+    lines = ["| held-out set | arm | samples | model psnr_obj (seeds' spread) | nearest input | mean colour | over copy | arm minus old |",
              "|---|---|---|---|---|---|---|---|"]
     per_seed = df.groupby(["set", "arm", "seed"]).agg(model=("psnr_obj", "mean"), near=("psnr_obj_nearest_input", "mean"),
                                                       mean_c=("psnr_obj_mean_colour", "mean"), n=("psnr_obj", "size")).reset_index()

@@ -1,0 +1,41 @@
+"""benchmarks/procedural_transfer.py (issue 22's measurement) on the CPU box: the arms' category mixes, and the
+table rebuilt from the stored raw files of a device run matches the table that run wrote (so the numbers quoted
+in BENCHMARKS.md come from the files kept beside them)."""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import procedural_transfer  # noqa: E402
+import procedural_transfer_gpu  # noqa: E402
+from render.procedural.naming import DEFAULT_MIX, parse_categories, plan  # noqa: E402
+
+STORED = REPO / "benchmarks/results/2026-12-07-h100-procedural-transfer-181clips"
+
+
+def test_arm_mixes():
+    assert procedural_transfer._mix(None) == ",".join(DEFAULT_MIX)
+    assert procedural_transfer._mix("soft,blob") == "soft,blob"
+    mix = parse_categories(procedural_transfer._mix(procedural_transfer.ARMS["mix"][0]))
+    assert mix[::2] == DEFAULT_MIX and set(mix[1::2]) == {"legacy"}
+    counts = Counter(p.category for p in plan(96, 100, mix))
+    assert counts["legacy"] == 48 and sum(counts.values()) == 96
+    # the mix's legacy assets are the old arm's first ones, its other assets the new arm's first ones
+    old = {p.uid for p in plan(96, 100, ("legacy",))}
+    new = {p.uid for p in plan(96, 100, DEFAULT_MIX)}
+    assert all(p.uid in (old if p.category == "legacy" else new) for p in plan(96, 100, mix))
+
+
+def test_table_from_stored_files_matches_the_runs_table():
+    rebuilt = procedural_transfer_gpu.table(STORED).rstrip().splitlines()
+    stored = (STORED / "table.md").read_text().rstrip().splitlines()
+    assert len(rebuilt) == len(stored)
+    rows = [(a, b) for a, b in zip(rebuilt, stored) if a.startswith("| gltf") or a.startswith("| proc")]
+    assert len(rows) == 8 + 20  # 4 sets x 2 arms, then the 20 real assets
+    assert all(a == b for a, b in rows), [(a, b) for a, b in rows if a != b]
+    assert "| gltf-val | new | 53 | 13.64 (13.64-13.65) | 11.94 | 11.08 | +1.70 | -0.15 |" in rebuilt
