@@ -19,7 +19,8 @@ instead of 96 (~70 clips per arm instead of 181) and 4 views for the training cl
                                        ($OBJAVERSE4D_SHARED/assets when ../shared is elsewhere)
 
 Assets go to .scratch/procedural_transfer/assets (not needed on the device); `size` prints the data folder's
-MiB; `pack` writes DATA.tar.gz, the file a device call carries (it must stay under ~55 MiB). Arms already
+MiB; `pack` writes DATA.tar.gz, the file a device call carries, and checks it and `.whl` against the call's 64 MiB
+(about 55 MiB are left for it beside the four wheels). Arms already
 rendered are skipped (committed shards).
 
 Device stage (one GPU, one command, no bpy): every (arm, seed) trains `small` at 64 px for exactly
@@ -166,6 +167,19 @@ def pack(a) -> None:
         tar.add(data, arcname=data.name)
     os.replace(tmp, out)
     print(f"{out}: {out.stat().st_size / 2**20:.1f} MiB (folder {_mib(data):.1f} MiB)")
+    print(carry_check(out, ROOT / ".whl"))
+
+
+CARRY_MIB = 64  # what one device call carries in all (its `carry` paths)
+
+
+def carry_check(archive: Path, wheels: Path) -> str:
+    """One line: the archive and the wheels beside it against the device call's carry limit."""
+    total = (archive.stat().st_size + sum(f.stat().st_size for f in wheels.glob("*.whl"))) / 2**20
+    line = f"carry [.whl, {archive.name}]: {total:.1f} MiB of {CARRY_MIB}"
+    if total > CARRY_MIB:
+        line += " -- TOO LARGE: render fewer clips or arms, or carry only the wheels the call needs"
+    return line
 
 
 def size(a) -> None:

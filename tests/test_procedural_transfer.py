@@ -39,3 +39,16 @@ def test_table_from_stored_files_matches_the_runs_table():
     assert len(rows) == 8 + 20  # 4 sets x 2 arms, then the 20 real assets
     assert all(a == b for a, b in rows), [(a, b) for a, b in rows if a != b]
     assert "| gltf-val | new | 53 | 13.64 (13.64-13.65) | 11.94 | 11.08 | +1.70 | -0.15 |" in rebuilt
+
+
+def test_carry_check_flags_a_pack_too_large_for_one_call(tmp_path):
+    wheels = tmp_path / "whl"
+    wheels.mkdir()
+    (wheels / "a.whl").write_bytes(b"x" * (10 << 20))
+    (wheels / "notes.txt").write_bytes(b"x" * (40 << 20))  # not a wheel: not carried with them
+    archive = tmp_path / "data.tar.gz"
+    archive.write_bytes(b"x" * (50 << 20))
+    line = procedural_transfer.carry_check(archive, wheels)
+    assert line.startswith("carry [.whl, data.tar.gz]: 60.0 MiB of 64") and "TOO LARGE" not in line
+    archive.write_bytes(b"x" * (55 << 20))
+    assert "65.0 MiB of 64 -- TOO LARGE" in procedural_transfer.carry_check(archive, wheels)
