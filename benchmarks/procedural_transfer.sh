@@ -5,9 +5,11 @@
 # $OUT: setup/ (the runner's env.txt and logs), summary.txt (the stage log and the tables) and results.tgz
 # (table.md; per run: learn.json, learn.log, metrics per held-out set, grids).
 #
-#   device run, carry [".whl", ".scratch/procedural_transfer/data.tar.gz"]:  bash benchmarks/procedural_transfer.sh
-#   (the archive from `python benchmarks/procedural_transfer.py pack`; unpacked here into .scratch/procedural_transfer/data)
-#   env: DATA (default .scratch/procedural_transfer/data; its .tar.gz beside it is what is carried and unpacked),
+#   device run, carry [".whl", "$DATA.tar.xz"]:  [DATA=...] bash benchmarks/procedural_transfer.sh
+#   (the archive from `python benchmarks/procedural_transfer.py pack --data DATA`; unpacked here into DATA; the first
+#   measurement carried .scratch/procedural_transfer/data.tar.gz, from pack's gzip days)
+#   env: DATA (default .scratch/procedural_transfer/data; its .tar.xz or .tar.gz beside it is what is carried and
+#        unpacked),
 #        TRAIN_MIN (default 4), ARMS (default old,new,new-notex,new-noaug,new-noart; ARM@0+1 gives one arm its own
 #        seeds), SEEDS (default 0,1),
 #        BUDGET_S (default 580: the whole call)
@@ -26,7 +28,10 @@ need=$(( $(python3 -c "print(int(float('${TRAIN_MIN:-4}') * 60))") + 190 ))
 [ "$need" -le "$(left)" ] || say "WARNING: TRAIN_MIN=${TRAIN_MIN:-4} needs ~${need} s, $(left) s left: scoring will be cut (use a smaller TRAIN_MIN)"
 DATA=${DATA:-.scratch/procedural_transfer/data}
 if [ ! -d "$DATA" ]; then
-  tar -xzf "$DATA.tar.gz" -C "$(dirname "$DATA")" || { say "no data: carry $DATA.tar.gz"; exit 1; }
+  arc=$(ls "$DATA.tar.xz" "$DATA.tar.gz" 2>/dev/null | head -n 1)
+  [ -n "$arc" ] || { say "no data: carry $DATA.tar.xz (procedural_transfer.py pack) or $DATA.tar.gz"; exit 1; }
+  python3 -c "import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2], filter='data')" "$arc" "$(dirname "$DATA")" \
+    || { say "could not unpack $arc"; exit 1; }
 fi
 say "data: $DATA, $(du -sh "$DATA" | cut -f1)"
 timeout $(( $(left) - 20 )) python3 benchmarks/procedural_transfer.py device --data "$DATA" \

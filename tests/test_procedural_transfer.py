@@ -48,7 +48,15 @@ def test_carry_check_flags_a_pack_too_large_for_one_call(tmp_path):
     (wheels / "notes.txt").write_bytes(b"x" * (40 << 20))  # not a wheel: not carried with them
     archive = tmp_path / "data.tar.gz"
     archive.write_bytes(b"x" * (50 << 20))
-    line = procedural_transfer.carry_check(archive, wheels)
-    assert line.startswith("carry [.whl, data.tar.gz]: 60.0 MiB of 64") and "TOO LARGE" not in line
-    archive.write_bytes(b"x" * (55 << 20))
-    assert "65.0 MiB of 64 -- TOO LARGE" in procedural_transfer.carry_check(archive, wheels)
+    line = procedural_transfer.carry_check(archive, wheels, 3 << 20)
+    assert line.startswith("a call carrying [.whl, data.tar.gz]: 63.0 MiB of 64 (tree 3.0, wheels 10.0, archive 50.0)")
+    assert "TOO LARGE" not in line
+    assert "64.0 MiB of 64" in procedural_transfer.carry_check(archive, wheels, 4 << 20)
+    assert "65.0 MiB of 64 (tree 5.0" in procedural_transfer.carry_check(archive, wheels, 5 << 20)
+    assert "TOO LARGE" in procedural_transfer.carry_check(archive, wheels, 5 << 20)
+
+
+def test_working_tree_bytes_count_what_a_call_sends():
+    tree = procedural_transfer._tree_bytes()
+    readme = (REPO / "README.md").stat().st_size
+    assert readme < tree < 64 << 20  # tracked files are counted, ignored ones (.venv, .scratch) are not
