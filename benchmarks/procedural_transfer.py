@@ -158,7 +158,7 @@ def _mib(folder: Path) -> float:
 def pack(a) -> None:
     """DATA -> DATA.tar.xz (what a device call carries: the tar members' 512-byte headers and padding, a third
     of the folder's bytes at 64 px, and the json members compress away; xz packs the 181-clip sets of three arms into
-    43.5 MiB where gzip took 52.8); procedural_transfer.sh unpacks it there."""
+    43.6 MiB where gzip took 52.8); procedural_transfer.sh unpacks it there."""
     import tarfile
 
     data = Path(a.data)
@@ -179,7 +179,8 @@ def _tree_bytes() -> int:
     not ignored files)."""
     names = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
                            capture_output=True, check=True).stdout.split(b"\0")
-    return sum((ROOT / n.decode()).stat().st_size for n in names if n and (ROOT / n.decode()).is_file())
+    paths = [ROOT / n.decode() for n in names if n]
+    return sum(p.stat().st_size for p in paths if p.is_file())
 
 
 def carry_check(archive: Path, wheels: Path, tree_bytes: int = 0) -> str:

@@ -1,6 +1,6 @@
-"""benchmarks/procedural_transfer.py (issue 22's measurement) on the CPU box: the arms' category mixes, and the
+"""benchmarks/procedural_transfer.py (issue 22's measurement) on the CPU box: the arms' category mixes; the
 table rebuilt from the stored raw files of a device run matches the table that run wrote (so the numbers quoted
-in BENCHMARKS.md come from the files kept beside them)."""
+in BENCHMARKS.md come from the files kept beside them); `pack`'s check of what a device call will send."""
 
 from __future__ import annotations
 
