@@ -56,6 +56,8 @@ SMOKE = os.environ.get("BENCH_SMOKE") == "1"
 
 def _setup_path(tree: str | None) -> None:
     sys.path.insert(0, str(Path(tree).resolve()) if tree else str(ROOT))
+    if tree:  # an old checkout may lack the speed settings: measured eager then, and said so per row
+        os.environ["BENCH_SPEED_TREE"] = str(tree)
 
 
 from speed_data import bench_loader, prep, prep_lrm4d  # noqa: E402 (benchmarks/ is sys.path[0])

@@ -10,15 +10,22 @@ from pathlib import Path
 
 
 def _fast_module():
-    """training.models.fast from the same checkout as `training` (an editable install could supply a newer one)."""
+    """The checkout's speed-settings module: `training/models/fast.py` (since the split of training/ by idea) or
+    `training/fast.py` (older checkouts run with --tree). It must lie inside the imported `training` package (an
+    editable install could supply a newer one); ImportError when the checkout has none."""
     import importlib
 
     import training
 
-    mod = importlib.import_module("training.models.fast")
-    if Path(mod.__file__).resolve().parent != Path(training.__file__).resolve().parent:
-        raise ImportError("training.models.fast is not part of this checkout")
-    return mod
+    root = Path(training.__file__).resolve().parent
+    for name in ("training.models.fast", "training.fast"):
+        try:
+            mod = importlib.import_module(name)
+        except ModuleNotFoundError:
+            continue
+        if Path(mod.__file__).resolve().is_relative_to(root):
+            return mod
+    raise ImportError(f"no speed-settings module (training/models/fast.py or training/fast.py) in the checkout at {root}")
 
 
 def _events_ms(fn, reps: int, warm: int = 1) -> list[float]:

@@ -275,6 +275,29 @@ def test_l4gm_training_variants_and_split_on_the_cpu(tmp_path):
     assert not (tmp_path / "x.json").exists()
 
 
+def test_speed_benchmarks_find_the_checkouts_speed_settings(tmp_path):
+    """bench_speed's `_fast_module` finds training/models/fast.py in this checkout and training/fast.py in an old
+    one (--tree), and raises for a checkout with neither; the 2026-12-07 H100 call measured `small` and `base`
+    eager because the check compared training/models/ with training/ and always failed."""
+    probe = ("import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]; from speed_kernels import _fast_module\n"
+             "try:\n    print(_fast_module().__name__)\nexcept ImportError as e:\n    print('ImportError', e)")
+
+    def find(tree: Path) -> str:
+        p = subprocess.run([sys.executable, "-c", probe, str(tree), str(BENCH)], capture_output=True, text=True,
+                           cwd=tmp_path, timeout=120, env={**os.environ, "PYTHONPATH": ""})
+        assert p.returncode == 0, p.stderr
+        return p.stdout.strip()
+
+    assert find(REPO) == "training.models.fast"
+    old = tmp_path / "old" / "training"
+    old.mkdir(parents=True)
+    (old / "__init__.py").write_text("")
+    (old / "fast.py").write_text("def setup_model(*a, **k):\n    return 'old'\n")
+    assert find(old.parent) == "training.fast"
+    (old / "fast.py").unlink()
+    assert find(old.parent).startswith("ImportError no speed-settings module")
+
+
 def test_dry_run_every_stage_on_two_gpus():
     out = dry(*device.STAGES, "--gpus", "0,1", "--cores", "32", "--l4gm-headdim", "l4gm-base",
               "--learn-presets", "small l4gm-small", "--ddp-variants", "default nosplit+bucket100")
