@@ -10,7 +10,8 @@
 #   measurement carried .scratch/procedural_transfer/data.tar.gz, from pack's gzip days)
 #   env: DATA (default .scratch/procedural_transfer/data; its .tar.xz or .tar.gz beside it is what is carried and
 #        unpacked),
-#        TRAIN_MIN (default 4), ARMS (default old,new,new-notex,new-noaug,new-noart; ARM@0+1 gives one arm its own
+#        TRAIN_MIN (default 4; with STEPS only the deadline), STEPS (every run exactly this many steps: equal
+#        compute; unset: each run plans its steps from its own calibration, which concurrent starts skew), ARMS (default old,new,new-notex,new-noaug,new-noart; ARM@0+1 gives one arm its own
 #        seeds), SEEDS (default 0,1),
 #        BUDGET_S (default 580: the whole call)
 set -u
@@ -36,7 +37,7 @@ fi
 say "data: $DATA, $(du -sh "$DATA" | cut -f1)"
 timeout $(( $(left) - 20 )) python3 benchmarks/procedural_transfer.py device --data "$DATA" \
   --out "$OUT/runs" --arms "${ARMS:-old,new,new-notex,new-noaug,new-noart}" --seeds "${SEEDS:-0,1}" \
-  --train-minutes "${TRAIN_MIN:-4}" 2>&1 | tee -a "$OUT/summary.txt"
+  --train-minutes "${TRAIN_MIN:-4}" ${STEPS:+--steps "$STEPS"} 2>&1 | tee -a "$OUT/summary.txt"
 say "device stage exit ${PIPESTATUS[0]}"
 python3 benchmarks/procedural_transfer.py table "$OUT/runs" > "$OUT/table.md" 2>&1
 cat "$OUT/table.md" >> "$OUT/summary.txt"

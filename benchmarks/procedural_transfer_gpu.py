@@ -2,12 +2,16 @@
 for the same minutes, score each checkpoint on every held-out set, and put the numbers in tables.
 
     python benchmarks/procedural_transfer.py device --data DATA --out OUT [--arms old,new,new-notex@0,...] [--seeds 0,1]
-        [--train-minutes 4] [--set key=value ...]
+        [--train-minutes 4 | --steps 1500 --train-minutes 6] [--set key=value ...]
     python benchmarks/procedural_transfer.py table OUT
 
 device: one benchmarks/gpu_learn.py process per (arm, seed), all started together on the one GPU (equal
 wall minutes on a shared card = equal GPU minutes), `small` at 64 px, batch 16, compile off (ten concurrent
-compiles would eat the budget), one loader worker each; gpu_learn scores heldout/gltf itself, then every
+compiles would eat the budget), one loader worker each. With --train-minutes alone each run plans its steps from
+its own calibration and stops at the deadline; a calibration taken while the others start is slow, and such a run
+plans too few steps and ends early (2026-12-07 16:14 UTC: `old` planned 1,028 and 1,243 steps against 1,619-1,685
+for the rest). --steps N gives every run exactly N steps (equal compute at equal batch), with --train-minutes
+then only a deadline; the table flags runs whose steps differ by more than 10 %; gpu_learn scores heldout/gltf itself, then every
 checkpoint is scored on heldout/gltf-val, heldout/proc-old and heldout/proc-new with `pipeline eval`'s protocol
 (training.models.lrm4d.protocol.evaluate: fixed seeded pairs, the same for every checkpoint). OUT/<arm>-s<seed>/ holds
 learn.json and one <set>_metrics.parquet per held-out set.
@@ -33,6 +37,16 @@ SETS = ("gltf", "gltf-val", "proc-old", "proc-new")
 DEFAULT_SETS = ["data.image_size=64", "batch_size=16", "data.num_workers=1", "compile=false"]
 
 
+def learn_command(a, data: Path, arm: str, seed: int, run: Path) -> list[str]:
+    """One run's gpu_learn.py command: exactly --steps steps with --train-minutes as the deadline, or
+    --train-minutes of training after a calibration run."""
+    budget = (["--steps", str(a.steps), "--minutes", str(a.train_minutes)] if a.steps else
+              ["--train-minutes", str(a.train_minutes), "--calib-steps", str(a.calib_steps)])
+    return [sys.executable, str(ROOT / "benchmarks/gpu_learn.py"), "--train", str(data / "train" / arm),
+            "--heldout", str(data / "heldout/gltf"), "--out", str(run), "--run", f"/tmp/pt_run_{arm}_s{seed}",
+            *budget, "--preset", a.preset, *[x for s in [*DEFAULT_SETS, f"seed={seed}", *a.sets] for x in ("--set", s)]]
+
+
 def device(a) -> int:
     data, out = Path(a.data), Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -49,10 +63,7 @@ def device(a) -> int:
     for arm in arms:
         for seed in seeds[arm]:
             run = out / f"{arm}-s{seed}"
-            cmd = [sys.executable, str(ROOT / "benchmarks/gpu_learn.py"), "--train", str(data / "train" / arm),
-                   "--heldout", str(data / "heldout/gltf"), "--out", str(run), "--run", f"/tmp/pt_run_{arm}_s{seed}",
-                   "--train-minutes", str(a.train_minutes), "--calib-steps", str(a.calib_steps), "--preset", a.preset,
-                   *[x for s in [*DEFAULT_SETS, f"seed={seed}", *a.sets] for x in ("--set", s)]]
+            cmd = learn_command(a, data, arm, seed, run)
             run.mkdir(parents=True, exist_ok=True)
             log = open(run / "learn.log", "w")
             procs.append((arm, seed, run, subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)))
@@ -116,9 +127,15 @@ def table(out: Path) -> str:
                          f"{g['mean_c'].mean():.2f} | {g['model'].mean() - g['near'].mean():+.2f} | "
                          f"{'' if arm == 'old' else f'{g.model.mean() - old:+.2f}'} |")
     lines += ["", "| run | steps reached (planned) | samples/s | training wall s | device |", "|---|---|---|---|---|"]
+    reached = {}
     for run in sorted(p for p in Path(out).iterdir() if (p / "learn.json").exists()):
         r = json.loads((run / "learn.json").read_text())
+        reached[run.name] = r["steps"]
         lines.append(f"| {run.name} | {r['steps']} ({r['steps_planned']}) | {r['samples_per_s']} | {r['train_s']} | {r['device']} |")
+    if reached and max(reached.values()) > 1.10 * min(reached.values()):
+        lines += ["", f"UNEQUAL COMPUTE: steps reached range {min(reached.values())}-{max(reached.values())} "
+                  f"(fewest: {', '.join(k for k, v in reached.items() if v == min(reached.values()))}); "
+                  "compare arms with care, or rerun with --steps (STEPS= in procedural_transfer.sh)"]
     real = df[df["set"].isin(["gltf", "gltf-val"])]
     per_asset = real.groupby(["set", "uid", "arm"]).agg(model=("psnr_obj", "mean"), near=("psnr_obj_nearest_input", "mean")).reset_index()
     arms = list(dict.fromkeys(per_asset["arm"]))
@@ -139,7 +156,9 @@ def main(argv: list[str]) -> int:
     d.add_argument("--arms", default="old,new,new-notex,new-noaug,new-noart",
                    help="ARM (seeds from --seeds) or ARM@S+S (its own seeds), comma-separated")
     d.add_argument("--seeds", default="0,1")
-    d.add_argument("--train-minutes", type=float, default=4.0)
+    d.add_argument("--train-minutes", type=float, default=4.0,
+                   help="each run's training minutes (with --steps: only the deadline)")
+    d.add_argument("--steps", type=int, default=0, help="every run trains exactly this many steps (0: from --train-minutes)")
     d.add_argument("--preset", default="small")
     d.add_argument("--calib-steps", type=int, default=30, help="gpu_learn's uncounted calibration run")
     d.add_argument("--set", dest="sets", action="append", default=[], help="more trainer overrides for every run")
@@ -148,6 +167,8 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["score"]:  # internal: one run's scoring process
         return score(Path(argv[1]), Path(argv[2]), argv[3])
     a = ap.parse_args(argv)
+    if a.cmd == "device" and (a.steps < 0 or a.train_minutes <= 0):
+        ap.error(f"--steps {a.steps} must be >= 0 and --train-minutes {a.train_minutes} > 0")
     if a.cmd == "table":
         text = table(Path(a.out))
         print(text)

@@ -8,6 +8,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
@@ -16,6 +18,7 @@ import procedural_transfer_gpu  # noqa: E402
 from render.procedural.naming import DEFAULT_MIX, parse_categories, plan  # noqa: E402
 
 STORED = REPO / "benchmarks/results/2026-12-07-h100-procedural-transfer-181clips"
+STORED_MIX = REPO / "benchmarks/results/2026-12-07-h100-procedural-transfer-mix"
 
 
 def test_arm_mixes():
@@ -39,6 +42,36 @@ def test_table_from_stored_files_matches_the_runs_table():
     assert len(rows) == 8 + 20  # 4 sets x 2 arms, then the 20 real assets
     assert all(a == b for a, b in rows), [(a, b) for a, b in rows if a != b]
     assert "| gltf-val | new | 53 | 13.64 (13.64-13.65) | 11.94 | 11.08 | +1.70 | -0.15 |" in rebuilt
+
+
+def test_table_flags_unequal_compute():
+    """The mix call (16:14 UTC) ran `old` for 1,028 and 1,243 steps against 1,619-1,685 for the rest (calibrations
+    taken while six runs started): its rebuilt table says so. The call before (1,677-1,799 steps, deadline noise
+    within 10 %) is not flagged."""
+    mix = procedural_transfer_gpu.table(STORED_MIX)
+    assert "UNEQUAL COMPUTE: steps reached range 1028-1685 (fewest: old-s0)" in mix
+    assert "| gltf | mix | 11 | 19.24 (19.20-19.28) | 18.53 | 19.54 | +0.71 | -0.40 |" in mix
+    stored = (STORED_MIX / "table.md").read_text()
+    rows = [r for r in mix.splitlines() if r.startswith("| gltf") or r.startswith("| proc")]
+    assert rows and all(r in stored for r in rows)
+    assert "UNEQUAL COMPUTE" not in procedural_transfer_gpu.table(STORED)
+
+
+def test_learn_command_fixed_steps_or_minutes(tmp_path):
+    """--steps gives every run the same step count with the minutes as a deadline only; without it each run
+    calibrates and trains for --train-minutes."""
+    import argparse
+
+    a = argparse.Namespace(steps=1500, train_minutes=6.0, calib_steps=30, preset="small", sets=["x=1"])
+    cmd = procedural_transfer_gpu.learn_command(a, tmp_path, "old", 1, tmp_path / "old-s1")
+    assert cmd[cmd.index("--steps") + 1] == "1500" and cmd[cmd.index("--minutes") + 1] == "6.0"
+    assert "--train-minutes" not in cmd and "--calib-steps" not in cmd
+    assert cmd[cmd.index("--train") + 1] == str(tmp_path / "train/old") and "seed=1" in cmd and "x=1" in cmd
+    a.steps = 0
+    cmd = procedural_transfer_gpu.learn_command(a, tmp_path, "old", 1, tmp_path / "old-s1")
+    assert "--steps" not in cmd and cmd[cmd.index("--train-minutes") + 1] == "6.0"
+    with pytest.raises(SystemExit):
+        procedural_transfer_gpu.main(["device", "--out", str(tmp_path / "o"), "--steps", "-1"])
 
 
 def test_carry_check_flags_a_pack_too_large_for_one_call(tmp_path):
