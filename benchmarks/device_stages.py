@@ -135,7 +135,7 @@ def speed(c: Ctx) -> list[Job]:
             argv += ["--split", *splits[name]]
         if "profile" in mine:
             argv += ["--profile", *a.profile]
-        if "infer" in mine:
+        if "infer" in mine or "inferprof" in mine:  # inferprof profiles the first mode at the largest view count
             argv += ["--infer-modes", a.infer_modes, "--infer-views", a.infer_views, "--infer-heads", a.infer_heads,
                      "--infer-tiles", a.infer_tiles]
         jobs.append(Job(f"speed-{name}", "speed", argv, gpus=1, needs=("speed-prep", *c.need("setup-compile")),

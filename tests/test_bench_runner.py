@@ -251,6 +251,14 @@ def test_dry_run_issue26_third_round_quotes_l4gm_variants_and_caps_the_l4gm_job(
     assert "--parts train,inferprof" in out and "--variants base:fp8=1" in out
 
 
+def test_dry_run_inference_profile_alone_gets_the_inference_settings():
+    """--speed-parts split,inferprof (no infer): the profile still runs in the mode and view counts asked for."""
+    out = dry("speed", "--speed-parts", "split,inferprof", "--variants", "small", "--split", "small",
+              "--infer-modes", "graphall", "--infer-views", "24")
+    (line,) = [x for x in out.splitlines() if "bench_speed.py run" in x]
+    assert "--parts split,inferprof" in line and "--infer-modes graphall --infer-views 24" in line
+
+
 def test_l4gm_training_variants_and_split_on_the_cpu(tmp_path):
     """bench_l4gm_gpu.py's training-step variants and time split, run on the CPU with l4gm-tiny (numbers
     meaningless): every row has its measurements, and an unknown key fails before anything runs."""
