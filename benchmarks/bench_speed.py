@@ -16,7 +16,7 @@ checkout run with --tree, replays the very same batches. `run` measures, on the 
   fwd+bwd, gsplat fwd+bwd, losses (LPIPS alone too) fwd+bwd, clip + optimiser.
 - infer: `base` at batch 1 reconstructing from 4 and 24 views, then rendering 24 frames at 256 px,
   per --infer-modes (eager, fast = compiled blocks, graph = fast + CUDA graph of the reconstruction,
-  graphall = graph + compiled activations and the slicing inside the graph), --infer-heads, --infer-tiles.
+  graphall = graph + compiled activations and the slicing inside the graph), --infer-heads, --infer-tiles, --infer-packed.
 - inferprof: the top CUDA kernels (torch.profiler) of reconstructing from the largest --infer-views count and
   rendering 24 frames, in the first --infer-modes mode (written beside OUT.json as OUT.inferprofN.txt).
 - curve: the loss of `--curve-steps` steps from one seed on the replayed batches (compare two runs).
@@ -132,11 +132,12 @@ def run(a) -> None:
             for spec in a.split:
                 attempt("split", bench_split, parse_variant(spec), data, dev)
         elif part == "infer":
-            for tile in (int(t) for t in a.infer_tiles.split(",")):
-                for heads in (int(h) if h else None for h in a.infer_heads.split(",")):
-                    for mode in a.infer_modes.split(","):
-                        for n in (int(x) for x in a.infer_views.split(",")):
-                            attempt("inference", bench_infer, n, mode, 24, 5, heads, tile)
+            for packed in (p == "1" for p in a.infer_packed.split(",")):
+                for tile in (int(t) for t in a.infer_tiles.split(",")):
+                    for heads in (int(h) if h else None for h in a.infer_heads.split(",")):
+                        for mode in a.infer_modes.split(","):
+                            for n in (int(x) for x in a.infer_views.split(",")):
+                                attempt("inference", bench_infer, n, mode, 24, 5, heads, tile, None, packed)
         elif part == "inferprof":  # the kernels of the first mode x the largest view count
             n = max(int(x) for x in a.infer_views.split(","))
             attempt("inference", bench_infer, n, a.infer_modes.split(",")[0], 24, 5, None, 0,
@@ -177,6 +178,8 @@ def main() -> None:
                     "(empty = the preset's)")
     ap.add_argument("--infer-tiles", default="0", help="comma list of gsplat tile sizes for the infer part "
                     "(0 = the preset's)")
+    ap.add_argument("--infer-packed", default="0", help="comma list of 0/1: gsplat's packed mode for the infer part "
+                    "(render.packed; 0 = the preset's unpacked path)")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--curve-steps", type=int, default=40)
     ap.add_argument("--workers", default="1,2,4,8", help="loader: DataLoader worker counts")

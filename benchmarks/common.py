@@ -209,7 +209,8 @@ def speed_line(path: str | Path) -> str:
     return _rows_line(path, {
         "training": lambda t: f"{t['variant']} MFU {100 * t['mfu']:.1f}% step {t['step_ms_median_synced']:.0f} ms",
         "inference": lambda i: f"infer {i.get('input_views')}v {i.get('mode')}"
-                               f"{' nh' + str(i['heads']) if i.get('heads') else ''} {i.get('total_ms')} ms",
+                               f"{' nh' + str(i['heads']) if i.get('heads') else ''}{' packed' if i.get('packed') else ''}"
+                               f" {i.get('total_ms')} ms",
         "split": lambda x: f"split {x.get('variant')} transformer {x.get('transformer_fwd_bwd_ms')} ms",
         "curve": lambda c: f"curve {c.get('variant')} last loss {(c.get('loss') or [None])[-1]}",
     })

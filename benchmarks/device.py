@@ -77,6 +77,7 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--infer-views", default="4,24", help="input view counts [4,24]")
     g.add_argument("--infer-heads", default="", help="attention head counts ('' = the preset's)")
     g.add_argument("--infer-tiles", default="0", help="gsplat tile sizes (0 = the preset's)")
+    g.add_argument("--infer-packed", default="0", help="gsplat packed mode per inference row: 0, 1 or 0,1")
     g.add_argument("--speed-steps", type=int, default=8, help="timed steps per variant [8]")
     g.add_argument("--before-tree", default=".scratch/helper-gpu/before",
                    help="an older checkout of training/ + contracts/ (git archive REV training contracts)")

@@ -123,13 +123,14 @@ def bench_attention() -> list[dict]:
 
 
 def bench_infer(n_views: int, mode: str = "fast", frames: int = 24, reps: int = 5, heads: int | None = None,
-                tile: int = 0, profile_path=None) -> dict:
+                tile: int = 0, profile_path=None, packed: bool = False) -> dict:
     """`base` at batch 1: reconstruct from n_views, render `frames` at 256 px. mode: eager, fast (compiled
     blocks, cuDNN attention), graph (fast + the reconstruction replayed from a CUDA graph, fast.GraphedCall;
     checked against, and timed beside, the direct call of the same compiled model on the same inputs),
     graphall (graph with the Gaussian activations compiled too and the slicing at the 24 times inside the
     graph: only gsplat's rasteriser, which syncs, runs outside; reconstruct_ms then includes the slicing).
     heads: attention heads (None = the preset's); tile: gsplat's tile size (0 = the preset's render.tile_size).
+    packed: gsplat's packed mode (only the Gaussians each camera sees, `render.packed`).
     profile_path: also write the top CUDA kernels of two (reconstruct, render) rounds there (torch.profiler)."""
     import torch
 
@@ -144,6 +145,7 @@ def bench_infer(n_views: int, mode: str = "fast", frames: int = 24, reps: int = 
         cfg.model.__post_init__()
     if tile:
         cfg.render.tile_size = tile
+    cfg.render.packed = packed
     dev = torch.device("cuda")
     S = cfg.data.image_size
     torch.manual_seed(0)
@@ -158,7 +160,8 @@ def bench_infer(n_views: int, mode: str = "fast", frames: int = 24, reps: int = 
         with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False):
             return model(rgb, cond, c2w, K, t_in)
 
-    row = {"input_views": n_views, "mode": mode, "heads": cfg.model.heads, "tile": cfg.render.tile_size, "speed": speed,
+    row = {"input_views": n_views, "mode": mode, "heads": cfg.model.heads, "tile": cfg.render.tile_size, "packed": packed,
+           "speed": speed,
            "frames": frames,
            "gaussians": n_views * S * S}
     fn = forward

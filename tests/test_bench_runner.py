@@ -257,6 +257,9 @@ def test_dry_run_inference_profile_alone_gets_the_inference_settings():
               "--infer-modes", "graphall", "--infer-views", "24")
     (line,) = [x for x in out.splitlines() if "bench_speed.py run" in x]
     assert "--parts split,inferprof" in line and "--infer-modes graphall --infer-views 24" in line
+    out = dry("speed", "--speed-parts", "infer", "--infer-modes", "graphall", "--infer-views", "4,24", "--infer-packed", "0,1")
+    (line,) = [x for x in out.splitlines() if "bench_speed.py run" in x]
+    assert "--infer-packed 0,1" in line
 
 
 def test_l4gm_training_variants_and_split_on_the_cpu(tmp_path):
