@@ -27,8 +27,8 @@ attn (auto, cudnn, flash, default), lpbf16 (0/1), budget (torch.compile activati
 head (0/1: compile the Gaussian activations too; default the preset's compile_head), lpsize (LPIPS at this
 many px, 0 = full), lpevery (LPIPS on every k-th step, weighted k x; default the preset's loss.lpips_every;
 the row's step time is then an average over k-step cycles, so use steps divisible by k), cudnnbench (0/1:
-torch.backends.cudnn.benchmark, autotuned VGG convolutions; not a trainer setting yet), fp8 (0/1: the blocks' linear
-layers in float8 through torchao, the trainer's `fp8` setting; carry the torchao wheel).
+torch.backends.cudnn.benchmark, autotuned VGG convolutions; not a trainer setting yet), fp8 (0, 1 = rowwise, rowwise, tensorwise: the blocks'
+linear layers in float8 through torchao, the trainer's `fp8` and `fp8_recipe` settings; carry the torchao wheel).
 The parts run in the order --parts names them.
 With --tree the old checkout's `training` package is imported instead; knobs it lacks are reported
 as unavailable. LPIPS uses a VGG of the real shape with random weights (same cost as real ones).

@@ -60,13 +60,14 @@ class Setup:
         self.model = Reconstructor(cfg.model).to(device)
         try:
             kw = {"compile_head": True} if v.get("head", "1" if cfg.compile_head else "0") == "1" else {}  # preset's
-            if v.get("fp8", "0") == "1":
+            if v.get("fp8", "0") != "0":  # 1 = rowwise (the setting's default recipe), or a recipe name
                 kw["fp8"] = True
+                kw["fp8_recipe"] = "rowwise" if v["fp8"] == "1" else v["fp8"]
             self.speed = _fast_module().setup_model(self.model, device, want_compile, v.get("attn", "auto"), **kw)
         except TypeError:
             self.speed = _fast_module().setup_model(self.model, device, want_compile, v.get("attn", "auto"))
             self.avail["head"] = False
-            if v.get("fp8", "0") == "1":
+            if v.get("fp8", "0") != "0":
                 self.avail["fp8"] = False
         except ImportError:
             if not os.environ.get("BENCH_SPEED_TREE"):  # only an old checkout (--tree) may lack it

@@ -179,6 +179,9 @@ class DDPConfig:
         _check(self.comm_hook in DDP_COMM_HOOKS, f"--set ddp.comm_hook={self.comm_hook!r}: one of {DDP_COMM_HOOKS}")
 
 
+FP8_RECIPES = ("rowwise", "tensorwise")  # torchao.float8 recipe names the fp8 setting accepts
+
+
 @dataclass
 class TrainConfig:
     preset: str = "base"            # which preset function built this (informational)
@@ -188,7 +191,8 @@ class TrainConfig:
     bf16: bool = True               # bf16 autocast for the transformer on CUDA (ignored on CPU)
     compile: bool = True            # CUDA: torch.compile each transformer block and the slicing (training/models/fast.py)
     compile_head: bool = False      # CUDA, with compile: also the head's Gaussian activations (lrm4d; a speed knob)
-    fp8: bool = False               # CUDA sm_89+: the blocks' linear layers in float8 (torchao, rowwise); changes numerics
+    fp8: bool = False               # CUDA sm_89+: the blocks' linear layers in float8 (torchao); changes numerics
+    fp8_recipe: str = "rowwise"     # with fp8: torchao's scaling recipe, rowwise or tensorwise (fewer, cheaper casts)
     log_every: int = 20             # steps between metrics.jsonl / TensorBoard lines
     grid_every: int = 1000          # steps between image-grid PNGs (0 = never)
     ckpt_every: int = 1000          # steps between checkpoints (a final one is always written)
@@ -211,6 +215,7 @@ class TrainConfig:
         _check(self.ckpt_every >= 1, f"--ckpt-every {self.ckpt_every}: must be >= 1")
         _check(self.grid_every >= 0, f"--grid-every {self.grid_every}: must be >= 0")
         _check(self.keep_checkpoints >= 1, f"--set keep_checkpoints={self.keep_checkpoints}: must be >= 1")
+        _check(self.fp8_recipe in FP8_RECIPES, f"--set fp8_recipe={self.fp8_recipe!r}: one of {', '.join(FP8_RECIPES)}")
         _check(self.max_minutes >= 0, f"--max-minutes {self.max_minutes}: must be >= 0 (0 = no limit)")
         _check(self.data.image_size % self.model.patch_size == 0,
                f"--set data.image_size={self.data.image_size} must be a multiple of "

@@ -201,7 +201,8 @@ class Trainer:
             self.scheduler.load_state_dict(state["scheduler"])
             torch.set_rng_state(state["rng"]["torch"])
         # CUDA: cuDNN attention, compiled blocks, TF32 for float32 matrix products (LPIPS, slicing)
-        self.speed = fast.setup_model(model, info.device, cfg.compile, compile_head=cfg.compile_head, fp8=cfg.fp8)
+        self.speed = fast.setup_model(model, info.device, cfg.compile, compile_head=cfg.compile_head, fp8=cfg.fp8,
+                                      fp8_recipe=cfg.fp8_recipe)
         self.model = ddp.wrap(model, info, cfg.ddp)
         self.backend = resolve_backend(cfg.render, info.device)
         self.lpips = (load_lpips(cfg.loss.lpips_weights, info.device, bf16=cfg.loss.lpips_bf16,

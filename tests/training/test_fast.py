@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from training.models import fast
 from training.render import slicing
-from training.config import ModelConfig
+from training.config import ConfigError, ModelConfig
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -75,11 +75,15 @@ def test_fp8_is_a_no_op_on_cpu_and_a_recorded_setting():
     cfg = preset("base")
     assert cfg.fp8 is False  # off by default: it changes numerics
     assert apply_overrides(cfg, ["fp8=true"]).fp8 is True
+    assert cfg.fp8_recipe == "rowwise" and apply_overrides(cfg, ["fp8_recipe=tensorwise"]).fp8_recipe == "tensorwise"
+    with pytest.raises(ConfigError, match="fp8_recipe='columnwise': one of rowwise, tensorwise"):
+        apply_overrides(cfg, ["fp8_recipe=columnwise"])
 
 
+@pytest.mark.parametrize("recipe", ["rowwise", "tensorwise"])
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; this machine has none")
-def test_fp8_blocks_train_close_to_bf16_blocks():
+def test_fp8_blocks_train_close_to_bf16_blocks(recipe):
     torchao = pytest.importorskip("torchao", reason="fp8 needs torchao (carry its wheel to the GPU host)")
     if torch.cuda.get_device_capability() < (8, 9):
         pytest.skip("float8 tensor cores need sm_89 or newer")
@@ -91,7 +95,7 @@ def test_fp8_blocks_train_close_to_bf16_blocks():
     ref = Block(256, 2, 4.0, True).to(dev)
     f8 = Block(256, 2, 4.0, True).to(dev)
     f8.load_state_dict(ref.state_dict())
-    assert fast.float8_blocks(f8) == 4 and torchao  # qkv, proj and the MLP's two layers
+    assert fast.float8_blocks(f8, recipe) == 4 and torchao  # qkv, proj and the MLP's two layers
     assert sorted(f8.state_dict()) == sorted(ref.state_dict())  # checkpoints load either way
     f8.compile()
     outs = _block_fwd_bwd((ref, f8), torch.randn(4, 512, 256, device=dev))

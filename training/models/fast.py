@@ -109,10 +109,10 @@ def compile_activations(model: nn.Module) -> bool:
     return True
 
 
-def float8_blocks(model: nn.Module) -> int:
+def float8_blocks(model: nn.Module, recipe: str = "rowwise") -> int:
     """The transformer blocks' linear layers (attention qkv/proj, MLP) as torchao's float8 training linears
-    (rowwise scaling: e4m3 inputs, weights and output gradients, each scaled per row; matrix products on the
-    float8 tensor cores of sm_89+), in place, CUDA only. The patch embedding and the Gaussian head stay in bf16.
+    (recipe rowwise: e4m3 inputs, weights and output gradients, each scaled per row; tensorwise: one scale per
+    tensor, cheaper casts; matrix products on the float8 tensor cores of sm_89+), in place, CUDA only. The patch embedding and the Gaussian head stay in bf16.
     Parameters and their state-dict names do not change, so checkpoints load either way. Returns how many
     layers were converted. A speed knob that changes numerics (the `fp8` setting)."""
     if not any(p.is_cuda for p in model.parameters()):
@@ -126,7 +126,7 @@ def float8_blocks(model: nn.Module) -> int:
     except ImportError as exn:
         raise RuntimeError("--set fp8=true needs torchao (pip install torchao; on a host without a package index, "
                            "carry its wheel)") from exn
-    config = Float8LinearConfig.from_recipe_name("rowwise")
+    config = Float8LinearConfig.from_recipe_name(recipe)
 
     def eligible(mod: nn.Module, _fqn: str) -> bool:  # float8 matrix products need dimensions divisible by 16
         return isinstance(mod, nn.Linear) and mod.in_features % 16 == 0 and mod.out_features % 16 == 0
@@ -140,7 +140,7 @@ def float8_blocks(model: nn.Module) -> int:
 
 
 def setup_model(model: nn.Module, device: torch.device, compile_model: bool, attention: str = "auto",
-                compile_head: bool = False, tf32: bool = True, fp8: bool = False) -> str:
+                compile_head: bool = False, tf32: bool = True, fp8: bool = False, fp8_recipe: str = "rowwise") -> str:
     """What the trainer, evaluation, reconstruction and the benchmarks do with a fresh model on `device`.
     Returns a short summary. compile_head (with compile_model): the Gaussian activations too
     (`compile_activations`); tf32: see `configure`; fp8: the blocks' linear layers in float8 (`float8_blocks`,
@@ -151,13 +151,13 @@ def setup_model(model: nn.Module, device: torch.device, compile_model: bool, att
     n8 = 0
     if device.type == "cuda":
         if fp8:
-            n8 = float8_blocks(model)
+            n8 = float8_blocks(model, fp8_recipe)
         if compile_model:
             n = compile_blocks(model)
             head = compile_head and compile_activations(model)
         compile_slicing(compile_model)
     return (f"attention={choice}, compiled blocks={n}" + (", compiled head" if head else "")
-            + (f", float8 linears={n8}" if n8 else ""))
+            + (f", float8 linears={n8} ({fp8_recipe})" if n8 else ""))
 
 
 class GraphedCall:
