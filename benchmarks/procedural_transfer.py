@@ -14,6 +14,10 @@ instead of 96 (~70 clips per arm instead of 181) and 4 views for the training cl
   train/new-noaug  the same assets without shape augmentations (no bumps, cuts, wires; fixed density), N clips
   train/new-noart  only the non-articulated categories (soft, blob) with textures and shapes, N clips
   train/mix        half the assets of the default mix, half legacy primitives (interleaved), N clips
+  train/new-wide   the default mix's first 2 x `--assets` assets, one clip each, cut to N clips: as many clips as
+                   train/new from about twice as many assets
+  train/new-x      the default mix's assets after train/new's (indices `--assets`..2 x `--assets` - 1), N clips: the
+                   device arm `new+new-x` trains on both folders, twice train/new's assets and clips
   heldout/proc-old, heldout/proc-new   seed 200 (never trained on), equal clip counts
   heldout/gltf, heldout/gltf-val       ../shared/assets/gltf animated assets and gltf-val, at most 4 clips each
                                        ($OBJAVERSE4D_SHARED/assets when ../shared is elsewhere)
@@ -56,6 +60,12 @@ ARMS = {  # arm -> (categories, textures, shapes)
     "new-noart": ("soft,blob", True, True),
     "mix": ("default+legacy", True, True),
 }
+# arm -> (asset multiple of --assets, clips kept per asset, the arm whose assets are left out): the default mix's
+# first multiple x --assets assets of seed 100 (one folder, train-new2x), cut to N clips like every arm
+SCALE_ARMS = {
+    "new-wide": (2, 1, None),
+    "new-x": (2, 16, "new"),
+}
 HELDOUT = ("proc-old", "proc-new", "gltf", "gltf-val")
 SHARD_SIZE = 16
 
@@ -95,8 +105,10 @@ def _mix(categories: str | None) -> str:
     return categories
 
 
-def _curate(folder: Path, out: Path, log: Path, clips: int | None = None, max_clips: int = 16) -> int:
-    """`pipeline curate --source local` of `folder`, cut to `clips` rows (sha256 order of uid/clip) and re-sharded;
+def _curate(folder: Path, out: Path, log: Path, clips: int | None = None, max_clips: int = 16,
+            exclude: set[str] | frozenset[str] = frozenset()) -> int:
+    """`pipeline curate --source local` of `folder` (at most `max_clips` clips per asset, the first ones), the
+    assets whose uid is in `exclude` left out, cut to `clips` rows (sha256 order of uid/clip) and re-sharded;
     returns the row count. Procedural rows get their category."""
     from manifests import read_manifest, write_manifest
     from manifests.shards import assign_shards
@@ -107,6 +119,7 @@ def _curate(folder: Path, out: Path, log: Path, clips: int | None = None, max_cl
         sh([sys.executable, "-m", "pipeline", "-q", "curate", "--source", "local", "--dir", str(folder), "--out", str(raw),
             "--max-clips-per-asset", str(max_clips), "--shard-size", str(SHARD_SIZE)], log)
     df = read_manifest(raw)
+    df = df[~df["uid"].isin(exclude)]
     if clips is not None and len(df) > clips:
         key = (df["uid"] + "/" + df["clip"].astype(str)).map(lambda s: hashlib.sha256(s.encode()).hexdigest())
         df = df.loc[key.sort_values().index[:clips]]
@@ -141,7 +154,14 @@ def render(a) -> None:
     if a.sets:
         order = [tuple(x.split("/", 1)) for x in a.sets.split(",")]
     for group, name in order:
-        if group == "train" and name != "old":
+        if group == "train" and name in SCALE_ARMS:
+            mult, per_asset, without = SCALE_ARMS[name]
+            _generate(assets / "train-new2x", mult * a.assets, 100, None, True, True, log)
+            skip = {p.stem for p in (assets / f"train-{without}").glob("*.glb")} if without else set()
+            if without and len(skip) != a.assets:
+                raise SystemExit(f"{name} leaves out train/{without}'s assets: generate them first (--sets train/{without})")
+            _curate(assets / "train-new2x", man / f"train-{name}.parquet", log, n, max_clips=per_asset, exclude=skip)
+        elif group == "train" and name != "old":
             cats, tex, shp = ARMS[name]
             _generate(assets / f"train-{name}", a.assets, 100, cats, tex, shp, log)
             _curate(assets / f"train-{name}", man / f"train-{name}.parquet", log, n)
@@ -224,7 +244,7 @@ def main() -> None:
     r.add_argument("--heldout-assets", type=int, default=8, help="legacy assets of seed 200 (sets the held-out clip count)")
     r.add_argument("--views", type=int, default=8, help="fixed views of the held-out clips")
     r.add_argument("--train-views", type=int, default=4, help="fixed views of the training clips")
-    r.add_argument("--arms", default=",".join(ARMS))
+    r.add_argument("--arms", default=",".join(ARMS), help=f"of {', '.join([*ARMS, *SCALE_ARMS])}")
     r.add_argument("--sets", default="", help="render only these, e.g. train/new,heldout/gltf (another process may do the rest)")
     s = sub.add_parser("size", help="MiB and ok clips per rendered folder")
     s.add_argument("--data", default=str(ROOT / ".scratch/procedural_transfer/data"))

@@ -12,7 +12,8 @@
 #        unpacked),
 #        TRAIN_MIN (default 4; with STEPS only the deadline), STEPS (every run exactly this many steps: equal
 #        compute; unset: each run plans its steps from its own calibration, which concurrent starts skew), ARMS (default old,new,new-notex,new-noaug,new-noart; ARM@0+1 gives one arm its own
-#        seeds), SEEDS (default 0,1),
+#        seeds; A+B trains on train/A and train/B together, e.g. new+new-x), SEEDS (default 0,1), REF (the arm the
+#        table's last column subtracts; default old, else the first arm),
 #        BUDGET_S (default 580: the whole call)
 set -u
 OUT=${OUT:-/tmp/procedural_transfer_out}
@@ -37,9 +38,9 @@ fi
 say "data: $DATA, $(du -sh "$DATA" | cut -f1)"
 timeout $(( $(left) - 20 )) python3 benchmarks/procedural_transfer.py device --data "$DATA" \
   --out "$OUT/runs" --arms "${ARMS:-old,new,new-notex,new-noaug,new-noart}" --seeds "${SEEDS:-0,1}" \
-  --train-minutes "${TRAIN_MIN:-4}" ${STEPS:+--steps "$STEPS"} 2>&1 | tee -a "$OUT/summary.txt"
+  --train-minutes "${TRAIN_MIN:-4}" ${STEPS:+--steps "$STEPS"} ${REF:+--ref "$REF"} 2>&1 | tee -a "$OUT/summary.txt"
 say "device stage exit ${PIPESTATUS[0]}"
-python3 benchmarks/procedural_transfer.py table "$OUT/runs" > "$OUT/table.md" 2>&1
+python3 benchmarks/procedural_transfer.py table "$OUT/runs" ${REF:+--ref "$REF"} > "$OUT/table.md" 2>&1
 cat "$OUT/table.md" >> "$OUT/summary.txt"
 (cd "$OUT" && tar -czf results.tgz runs table.md 2>/dev/null && rm -rf runs)
 say "done"

@@ -37,12 +37,17 @@ SETS = ("gltf", "gltf-val", "proc-old", "proc-new")
 DEFAULT_SETS = ["data.image_size=64", "batch_size=16", "data.num_workers=1", "compile=false"]
 
 
+def train_spec(data: Path, arm: str) -> str:
+    """An arm's training shards: train/ARM, or for `A+B` (e.g. new+new-x) both folders joined with '::'."""
+    return "::".join(str(data / "train" / part) for part in arm.split("+"))
+
+
 def learn_command(a, data: Path, arm: str, seed: int, run: Path) -> list[str]:
     """One run's gpu_learn.py command: exactly --steps steps with --train-minutes as the deadline, or
     --train-minutes of training after a calibration run."""
     budget = (["--steps", str(a.steps), "--minutes", str(a.train_minutes)] if a.steps else
               ["--train-minutes", str(a.train_minutes), "--calib-steps", str(a.calib_steps)])
-    return [sys.executable, str(ROOT / "benchmarks/gpu_learn.py"), "--train", str(data / "train" / arm),
+    return [sys.executable, str(ROOT / "benchmarks/gpu_learn.py"), "--train", train_spec(data, arm),
             "--heldout", str(data / "heldout/gltf"), "--out", str(run), "--run", f"/tmp/pt_run_{arm}_s{seed}",
             *budget, "--preset", a.preset, *[x for s in [*DEFAULT_SETS, f"seed={seed}", *a.sets] for x in ("--set", s)]]
 
@@ -54,7 +59,7 @@ def device(a) -> int:
     for item in a.arms.split(","):
         arm, _, own = item.partition("@")
         seeds[arm] = [int(s) for s in (own.split("+") if own else a.seeds.split(","))]
-    arms = [x for x in seeds if (data / "train" / x).is_dir()]
+    arms = [x for x in seeds if all((data / "train" / part).is_dir() for part in x.split("+"))]
     missing = sorted(set(seeds) - set(arms))
     if missing:
         print(f"arms without rendered clips, left out: {missing}", flush=True)
@@ -79,8 +84,8 @@ def device(a) -> int:
     for arm, seed, p in scorers:
         rc = p.wait()
         print(f"[{time.time() - t0:.0f} s] {arm} seed {seed}: scored (exit {rc})", flush=True)
-    print(table(out))
-    (out / "table.md").write_text(table(out))
+    print(table(out, a.ref))
+    (out / "table.md").write_text(table(out, a.ref))
     return 0
 
 
@@ -110,22 +115,27 @@ def _load(out: Path):
     return pd.concat(frames, ignore_index=True) if frames else None
 
 
-def table(out: Path) -> str:
+def table(out: Path, ref: str = "") -> str:
+    """ref: the arm the last column subtracts (default `old`, or the first arm when there is no `old`)."""
     df = _load(Path(out))
     if df is None:
         return "no metrics found\n"
-    lines = ["| held-out set | arm | samples | model psnr_obj (seeds' spread) | nearest input | mean colour | over copy | arm minus old |",
+    arms_seen = list(dict.fromkeys(df["arm"]))
+    ref = ref or ("old" if "old" in arms_seen else arms_seen[0])
+    if ref not in arms_seen:
+        raise SystemExit(f"--ref {ref!r}: no such arm among {arms_seen}")
+    lines = [f"| held-out set | arm | samples | model psnr_obj (seeds' spread) | nearest input | mean colour | over copy | arm minus {ref} |",
              "|---|---|---|---|---|---|---|---|"]
     per_seed = df.groupby(["set", "arm", "seed"]).agg(model=("psnr_obj", "mean"), near=("psnr_obj_nearest_input", "mean"),
                                                       mean_c=("psnr_obj_mean_colour", "mean"), n=("psnr_obj", "size")).reset_index()
     for name in SETS:
         sub = per_seed[per_seed["set"] == name]
-        old = sub.loc[sub["arm"] == "old", "model"].mean()
+        old = sub.loc[sub["arm"] == ref, "model"].mean()
         for arm, g in sub.groupby("arm", sort=False):
             spread = f"{g['model'].min():.2f}-{g['model'].max():.2f}"
             lines.append(f"| {name} | {arm} | {int(g['n'].iloc[0])} | {g['model'].mean():.2f} ({spread}) | {g['near'].mean():.2f} | "
                          f"{g['mean_c'].mean():.2f} | {g['model'].mean() - g['near'].mean():+.2f} | "
-                         f"{'' if arm == 'old' else f'{g.model.mean() - old:+.2f}'} |")
+                         f"{'' if arm == ref else f'{g.model.mean() - old:+.2f}'} |")
     lines += ["", "| run | steps reached (planned) | samples/s | training wall s | device |", "|---|---|---|---|---|"]
     reached = {}
     for run in sorted(p for p in Path(out).iterdir() if (p / "learn.json").exists()):
@@ -162,15 +172,17 @@ def main(argv: list[str]) -> int:
     d.add_argument("--preset", default="small")
     d.add_argument("--calib-steps", type=int, default=30, help="gpu_learn's uncounted calibration run")
     d.add_argument("--set", dest="sets", action="append", default=[], help="more trainer overrides for every run")
+    d.add_argument("--ref", default="", help="the arm the table's last column subtracts (default old, else the first)")
     t = sub.add_parser("table")
     t.add_argument("out")
+    t.add_argument("--ref", default="")
     if argv[:1] == ["score"]:  # internal: one run's scoring process
         return score(Path(argv[1]), Path(argv[2]), argv[3])
     a = ap.parse_args(argv)
     if a.cmd == "device" and (a.steps < 0 or a.train_minutes <= 0):
         ap.error(f"--steps {a.steps} must be >= 0 and --train-minutes {a.train_minutes} > 0")
     if a.cmd == "table":
-        text = table(Path(a.out))
+        text = table(Path(a.out), a.ref)
         print(text)
         return 0
     return device(a)

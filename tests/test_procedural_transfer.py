@@ -74,6 +74,54 @@ def test_learn_command_fixed_steps_or_minutes(tmp_path):
         procedural_transfer_gpu.main(["device", "--out", str(tmp_path / "o"), "--steps", "-1"])
 
 
+def test_composite_arms_train_on_both_folders_and_the_table_takes_a_reference(tmp_path):
+    """`new+new-x` trains on train/new and train/new-x joined with '::' (resolve_shards' several-specs syntax);
+    the table's last column subtracts --ref, `old` by default, and an unknown --ref is refused by name."""
+    import argparse
+
+    from training.data.shardspec import resolve_shards
+
+    a = argparse.Namespace(steps=100, train_minutes=1.0, calib_steps=30, preset="small", sets=[])
+    cmd = procedural_transfer_gpu.learn_command(a, tmp_path, "new+new-x", 0, tmp_path / "r")
+    spec = cmd[cmd.index("--train") + 1]
+    assert spec == f"{tmp_path}/train/new::{tmp_path}/train/new-x"
+    from training.data import synthetic
+
+    for n, arm in enumerate(("new", "new-x")):  # one committed shard in each folder
+        synthetic.commit_shard(tmp_path / "train" / arm, 0, [synthetic.make_sample(f"a{n}", n, views=2, frames=2, size=16)])
+    assert resolve_shards(spec) == [*resolve_shards(f"{tmp_path}/train/new"), *resolve_shards(f"{tmp_path}/train/new-x")]
+    assert len(resolve_shards(spec)) == 2
+    rows = procedural_transfer_gpu.table(STORED_MIX, "new").splitlines()
+    assert rows[0].endswith("| arm minus new |")
+    assert "| gltf | old | 11 | 19.64 (19.32-19.96) | 18.53 | 19.54 | +1.11 | -0.24 |" in rows
+    assert any(r.startswith("| gltf | new |") and r.endswith("|  |") for r in rows)
+    assert procedural_transfer_gpu.table(STORED_MIX).splitlines()[0].endswith("| arm minus old |")
+    with pytest.raises(SystemExit, match="--ref 'newer': no such arm"):
+        procedural_transfer_gpu.table(STORED_MIX, "newer")
+
+
+def test_scale_arms_keep_one_clip_per_asset_or_leave_an_arms_assets_out(tmp_path):
+    """The curation behind train/new-wide (first clip of each asset) and train/new-x (another arm's assets left
+    out), on the real glTF assets of ../shared (the real `pipeline curate`, no Blender)."""
+    from manifests import read_manifest
+
+    real = procedural_transfer.SHARED / "assets" / "gltf"
+    log = tmp_path / "log"
+    n_all = procedural_transfer._curate(real, tmp_path / "all.parquet", log)
+    every = read_manifest(tmp_path / "all.parquet")
+    assert n_all == len(every) and every["uid"].value_counts().max() > 1  # some assets hold several clips
+    n_one = procedural_transfer._curate(real, tmp_path / "one.parquet", log, max_clips=1)
+    one = read_manifest(tmp_path / "one.parquet")
+    assert n_one == every["uid"].nunique() and one["uid"].is_unique
+    first = every.sort_values(["uid", "clip"]).groupby("uid")["clip"].first()
+    assert dict(zip(one["uid"], one["clip"])) == first.to_dict()  # the first clip of each asset
+    drop = set(sorted(every["uid"].unique())[:2])
+    n_x = procedural_transfer._curate(real, tmp_path / "x.parquet", log, clips=3, exclude=drop)
+    x = read_manifest(tmp_path / "x.parquet")
+    assert n_x == 3 and not set(x["uid"]) & drop
+    assert set(procedural_transfer.SCALE_ARMS) == {"new-wide", "new-x"}
+
+
 def test_carry_check_flags_a_pack_too_large_for_one_call(tmp_path):
     wheels = tmp_path / "whl"
     wheels.mkdir()
