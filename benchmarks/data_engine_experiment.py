@@ -275,10 +275,12 @@ def main() -> None:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--assets", type=Path, default=None, help="folder for the generated .glb files [OUT/assets]")
     p.add_argument("--size", choices=("gpu", "cpu"), default="gpu", help="cpu: a check of the flow, numbers mean nothing")
+    p.add_argument("--scenarios", default="matched,shifted,real",
+                   help="which scenarios to prepare (comma list; `category` is prepared alone, in its own OUT)")
     for name in ("loop-arm", "loop-seed"):  # issue 23: one command per (scenario, arm); loop-seed is one seed of it
         p = sub.add_parser(name, help="issue 23: benchmarks/data_engine_arms.py")
         p.add_argument("--out", required=True, type=Path)
-        p.add_argument("--scenario", required=True, choices=("matched", "shifted", "real"))
+        p.add_argument("--scenario", required=True, choices=("matched", "shifted", "real", "category"))
         p.add_argument("--arm", required=True, choices=("random", "topk", "reducible", "groups", "groups_diverse", "groups_rho", "combo"))
         p.add_argument("--seeds" if name == "loop-arm" else "--seed", default="0,1,2" if name == "loop-arm" else "0")
         p.add_argument("--device", default="cpu")
@@ -307,7 +309,7 @@ def main() -> None:
     elif a.cmd == "loop-prepare":
         from data_engine_loop import prepare_loop
 
-        prepare_loop(a.out, a.assets, a.size)
+        prepare_loop(a.out, a.assets, a.size, scenarios=tuple(x for x in a.scenarios.split(",") if x))
     elif a.cmd == "loop-arm":
         from data_engine_arms import loop_arm
 

@@ -14,8 +14,13 @@ them (assets of each kind in index order: round 0, then pool, then target valida
 | matched | 10/10/10 | 40/40/40 | 6/6/6 | 10/10/10 | kind |
 | shifted | 13/14/3 (skin 10%) | 54/54/12 (skin 10%) | 4/5/9 (skin half) | 7/8/15 (skin half) | kind |
 | real | matched's | matched's | ../shared/assets/gltf clips | ../shared/assets/gltf-val clips | deform |
+| category | 3 vehicles + 24 others | 12 vehicles + 96 others | 9 + 9 | 15 + 15 | category |
 
 Shifted: the target emphasises a group that is 10% of round 0 and of the pool and half of the target.
+Category: the same shift over the default generator's categories (a second universe, seed 401, vehicles drawn twice
+as often so that 39 of them exist; at most 2 clips per asset): vehicles, rigid machines unlike every creature, are
+11% of round 0 and of the pool and half of the target; the groups are the manifest's `category` column (issue 22),
+seven of them. `--scenarios category` prepares it alone, in its own folder and cache.
 Real: the pool is procedural, the validation set real glTF clips, the score on other real assets kept out
 of both (gltf-val is never trained on nor used to choose).
 """
@@ -27,21 +32,29 @@ from pathlib import Path
 
 from data_engine_common import KINDS, kind_of, sh
 
-SCENARIOS = ("matched", "shifted", "real")
+SCENARIOS = ("matched", "shifted", "real", "category")
+LEGACY_SCENARIOS = ("matched", "shifted", "real")  # the legacy universe's
 ROLES = ("round0", "pool", "val", "test")
-GROUP_BY = {"matched": "kind", "shifted": "kind", "real": "deform"}
+GROUP_BY = {"matched": "kind", "shifted": "kind", "real": "deform", "category": "category"}
 REAL_SETS = {"val": "gltf", "test": "gltf-val"}
 LOOP_SIZES = {
     # gpu: the experiment (~550 clips, ~30 MiB of cache); counts are assets per role and kind (rigid, morph, skin)
     "gpu": dict(universe=252, seed=400, resolution=64, frames=4, views=4, samples=4, format="webp", shard_size=16,
                 preset="small", image_size=64, batch=16, steps0=600, steps1=1200, budget=48, real_clips=None,
                 counts={"matched": {"round0": (10, 10, 10), "pool": (40, 40, 40), "val": (6, 6, 6), "test": (10, 10, 10)},
-                        "shifted": {"round0": (13, 14, 3), "pool": (54, 54, 12), "val": (4, 5, 9), "test": (7, 8, 15)}}),
+                        "shifted": {"round0": (13, 14, 3), "pool": (54, 54, 12), "val": (4, 5, 9), "test": (7, 8, 15)}},
+                # the category scenario's universe; counts are assets per role: (rare category, the others)
+                category=dict(seed=401, universe=200, rare="vehicle", max_clips=2,
+                              mix=("biped", "quadruped", "winged", "crawler", "vehicle", "soft", "blob", "vehicle"),
+                              counts={"round0": (3, 24), "pool": (12, 96), "val": (9, 9), "test": (15, 15)})),
     # cpu: a check of the whole flow on the CPU box (numbers mean nothing)
     "cpu": dict(universe=24, seed=400, resolution=32, frames=4, views=4, samples=2, format="webp", shard_size=4,
                 preset="tiny", image_size=32, batch=2, steps0=4, steps1=4, budget=4, real_clips=3,
                 counts={"matched": {"round0": (1, 1, 1), "pool": (3, 3, 3), "val": (1, 1, 1), "test": (1, 1, 1)},
-                        "shifted": {"round0": (1, 1, 1), "pool": (3, 3, 1), "val": (1, 1, 2), "test": (1, 1, 2)}}),
+                        "shifted": {"round0": (1, 1, 1), "pool": (3, 3, 1), "val": (1, 1, 2), "test": (1, 1, 2)}},
+                category=dict(seed=401, universe=24, rare="vehicle", max_clips=1,
+                              mix=("biped", "quadruped", "winged", "crawler", "vehicle", "soft", "blob", "vehicle"),
+                              counts={"round0": (1, 2), "pool": (2, 4), "val": (1, 1), "test": (1, 1)})),
 }
 LOOP = LOOP_SIZES["gpu"]
 
@@ -73,14 +86,42 @@ def _roles(universe, COUNTS: dict) -> dict[str, dict[str, list[str]]]:
     return out
 
 
-def prepare_loop(out: Path, assets: Path | None = None, size: str = "gpu", real_root: Path | None = None) -> None:
+def _category_roles(universe, cat: dict) -> dict[str, list[str]]:
+    """role -> asset uids of the category scenario: the rare category's assets and the others', each in index
+    order, taken role after role (round 0, pool, validation, test)."""
+    from render.procedural import category_of
+
+    uids = sorted(set(universe["uid"]), key=lambda u: (int(u.rsplit("_", 1)[1]), u))  # per-category index, then name
+    rare = [u for u in uids if category_of(u) == cat["rare"]]
+    other = [u for u in uids if category_of(u) not in (cat["rare"], None)]
+    out, at = {}, [0, 0]
+    for r in ROLES:
+        want = cat["counts"][r]
+        for i, pool in enumerate((rare, other)):
+            block = pool[at[i]: at[i] + want[i]]
+            if len(block) < want[i]:
+                raise SystemExit(f"universe too small: {len(pool)} {'rare ' + cat['rare'] if i == 0 else 'other'} "
+                                 "assets, roles need more")
+            out.setdefault(r, []).extend(block)
+            at[i] += want[i]
+    return out
+
+
+def prepare_loop(out: Path, assets: Path | None = None, size: str = "gpu", real_root: Path | None = None,
+                 scenarios: tuple[str, ...] = LEGACY_SCENARIOS) -> None:
+    """Curate the universes the asked scenarios need, render every clip they use once into OUT/cache, and write
+    each scenario's role manifests and OUT/loop_config.json."""
     import pandas as pd
 
     from manifests import read_manifest, write_manifest
     from manifests.pool import probe_gltf
     from manifests.shards import assign_shards
     from manifests.signals import group_labels
+    from render.procedural import category_of
 
+    bad = [x for x in scenarios if x not in SCENARIOS]
+    if bad or not scenarios:
+        raise SystemExit(f"--scenarios {','.join(scenarios)}: one or more of {', '.join(SCENARIOS)}")
     c = dict(LOOP_SIZES[size], size=size)
     out.mkdir(parents=True, exist_ok=True)
     log = out / "prepare.log"
@@ -89,30 +130,49 @@ def prepare_loop(out: Path, assets: Path | None = None, size: str = "gpu", real_
         real_root = Path("/work/shared/assets")
     cur = out / "curated"
     cur.mkdir(exist_ok=True)
-    if not (cur / "universe.parquet").exists():
-        sh(["curate", "--source", "procedural", "--categories", "legacy", "--count", str(c["universe"]), "--seed", str(c["seed"]), "--assets-out",
-            str(assets or out / "assets"), "--out", str(cur / "universe.parquet")], log)
-    for role, folder in REAL_SETS.items():
-        if not (cur / f"real_{role}.parquet").exists():
-            sh(["curate", "--source", "local", "--dir", str(real_root / folder), "--out", str(cur / f"real_{role}.parquet")],
-               log)
-    uni = probe_gltf(read_manifest(cur / "universe.parquet"))
-    uni["kind"] = uni["uid"].map(kind_of)
-    roles = _roles(uni, c["counts"])
-    real = {}
-    for role in REAL_SETS:
-        r = probe_gltf(read_manifest(cur / f"real_{role}.parquet"))
-        r["kind"] = group_labels(r, "deform").to_numpy()  # real assets: the kind their glTF shows
-        real[role] = r.sort_values(["uid", "clip"]).head(c["real_clips"]) if c["real_clips"] else r
-    used = sorted({u for s in roles.values() for us in s.values() for u in us})
-    used_keys = set(zip(uni["uid"], uni["clip"]))
-    everything = pd.concat([uni[uni["uid"].isin(used)], real["val"], real["test"]], ignore_index=True)
-    assert len(used_keys & set(zip(real["val"]["uid"], real["val"]["clip"]))) == 0
-    everything = assign_shards(everything.assign(render_settings=None), c["shard_size"])
+    parts, roles, real = [], {}, {}
+    if any(x in LEGACY_SCENARIOS for x in scenarios):
+        if not (cur / "universe.parquet").exists():
+            sh(["curate", "--source", "procedural", "--categories", "legacy", "--count", str(c["universe"]), "--seed",
+                str(c["seed"]), "--assets-out", str(assets or out / "assets"), "--out", str(cur / "universe.parquet")], log)
+        for role, folder in REAL_SETS.items():
+            if not (cur / f"real_{role}.parquet").exists():
+                sh(["curate", "--source", "local", "--dir", str(real_root / folder), "--out", str(cur / f"real_{role}.parquet")],
+                   log)
+        uni = probe_gltf(read_manifest(cur / "universe.parquet"))
+        uni["kind"] = uni["uid"].map(kind_of)
+        roles = _roles(uni, c["counts"])
+        for role in REAL_SETS:
+            r = probe_gltf(read_manifest(cur / f"real_{role}.parquet"))
+            r["kind"] = group_labels(r, "deform").to_numpy()  # real assets: the kind their glTF shows
+            real[role] = r.sort_values(["uid", "clip"]).head(c["real_clips"]) if c["real_clips"] else r
+        used = sorted({u for s_ in roles.values() for us in s_.values() for u in us})
+        assert not set(zip(uni["uid"], uni["clip"])) & set(zip(real["val"]["uid"], real["val"]["clip"]))
+        parts += [uni[uni["uid"].isin(used)], real["val"], real["test"]]
+    if "category" in scenarios:
+        cat = c["category"]
+        if not (cur / "universe_category.parquet").exists():
+            sh(["curate", "--source", "procedural", "--categories", ",".join(cat["mix"]), "--count", str(cat["universe"]),
+                "--seed", str(cat["seed"]), "--max-clips-per-asset", str(cat["max_clips"]), "--assets-out",
+                str((assets or out / "assets").with_name((assets or out / "assets").name + "-category")),
+                "--out", str(cur / "universe_category.parquet")], log)
+        cuni = probe_gltf(read_manifest(cur / "universe_category.parquet"))
+        cuni["kind"] = "other"
+        cuni["category"] = cuni["uid"].map(category_of)
+        roles["category"] = _category_roles(cuni, cat)
+        used = sorted({u for us in roles["category"].values() for u in us})
+        parts.append(cuni[cuni["uid"].isin(used)])
+    everything = assign_shards(pd.concat(parts, ignore_index=True).assign(render_settings=None), c["shard_size"])
     cache = out / "cache"
     cache.mkdir(exist_ok=True)
+    if (cache / "manifest.parquet").exists():  # committed shards are skipped by number: they must hold these rows
+        before = read_manifest(cache / "manifest.parquet")
+        key = lambda m: sorted(zip(m["uid"], m["clip"].astype(int), m["shard"].astype(int)))  # noqa: E731
+        if key(before) != key(everything):
+            raise SystemExit(f"{cache} was rendered for other rows (another --scenarios or size): remove it, or "
+                             "prepare into another --out")
     write_manifest(everything, cache / "manifest.parquet", command="data_engine_experiment loop-prepare",
-                   settings={"flags": loop_flags(c), "threads": 1})
+                   settings={"flags": loop_flags(c), "threads": 1, "scenarios": list(scenarios)})
     t = sh(["render", "--manifest", str(cache / "manifest.parquet"), "--shards", "all", "--out", str(cache / "data"),
             *loop_flags(c), "--threads", "1"], cache / "render.log")
     (cache / "cache.json").write_text(json.dumps({"flags": loop_flags(c), "threads": 1, "rows": len(everything),
@@ -120,23 +180,23 @@ def prepare_loop(out: Path, assets: Path | None = None, size: str = "gpu", real_
     keep = [c_ for c_ in everything.columns if c_ not in ("shard", "render_settings")]
     rows = everything[keep]
     counts = {}
-    for s in SCENARIOS:
-        d = out / s
+    for s_ in scenarios:
+        d = out / s_
         d.mkdir(exist_ok=True)
-        src = roles["matched" if s == "real" else s]
-        parts = {r: rows[rows["uid"].isin(src[r])] for r in ("round0", "pool")}
-        if s == "real":
+        src = roles["matched" if s_ == "real" else s_]
+        parts_s = {r: rows[rows["uid"].isin(src[r])] for r in ("round0", "pool")}
+        if s_ == "real":
             keys = {r: set(zip(real[r]["uid"], real[r]["clip"])) for r in REAL_SETS}
-            parts.update({r: rows[[(u, k) in keys[r] for u, k in zip(rows["uid"], rows["clip"])]] for r in REAL_SETS})
+            parts_s.update({r: rows[[(u, k) in keys[r] for u, k in zip(rows["uid"], rows["clip"])]] for r in REAL_SETS})
         else:
-            parts.update(val=rows[rows["uid"].isin(src["val"])], test=rows[rows["uid"].isin(src["test"])])
-        first, counts[s] = 0, {}
+            parts_s.update(val=rows[rows["uid"].isin(src["val"])], test=rows[rows["uid"].isin(src["test"])])
+        first, counts[s_] = 0, {}
         for r in ("round0", "val", "test", "pool"):  # round 0, val and test shards are built from the cache
-            p = assign_shards(parts[r], c["shard_size"], first_shard=first)
+            p = assign_shards(parts_s[r], c["shard_size"], first_shard=first)
             first = int(p["shard"].max()) + 1
-            write_manifest(p, d / f"{r}.parquet", command="data_engine_experiment loop-prepare", settings={"scenario": s})
-            counts[s][r] = {"clips": len(p), **{g: int(n) for g, n in
-                                                group_labels(p, GROUP_BY[s], probe=False).value_counts().items()}}
+            write_manifest(p, d / f"{r}.parquet", command="data_engine_experiment loop-prepare", settings={"scenario": s_})
+            counts[s_][r] = {"clips": len(p), **{g: int(n) for g, n in
+                                                 group_labels(p, GROUP_BY[s_], probe=False).value_counts().items()}}
     (out / "loop_config.json").write_text(json.dumps({**c, "scenarios": counts, "group_by": GROUP_BY,
                                                       "render_s": round(t, 1)}, indent=1))
     print(json.dumps(counts, indent=1))

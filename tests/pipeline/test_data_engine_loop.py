@@ -43,3 +43,30 @@ def test_roles_are_disjoint_and_counted(loop, size):
     too_small = pd.DataFrame({"uid": [f"proc_s400_{i:05d}" for i in range(c["universe"] // 2)]})
     with pytest.raises(SystemExit, match="universe too small"):
         loop._roles(too_small, c["counts"])
+
+
+@pytest.mark.parametrize("size", ["gpu", "cpu"])
+def test_category_roles_shift_the_target_to_a_rare_category(loop, size):
+    """The category scenario: disjoint roles with the asked (rare, other) counts, drawn from a universe planned
+    like `pipeline curate --source procedural --categories MIX` plans it; vehicles are about a tenth of round 0
+    and of the pool and half of the target (gpu size); a universe too small is refused."""
+    from render.procedural import category_of, plan
+
+    cat = loop.LOOP_SIZES[size]["category"]
+    uni = pd.DataFrame({"uid": [p.uid for p in plan(cat["universe"], cat["seed"], cat["mix"])]})
+    roles = loop._category_roles(uni, cat)
+    seen: set[str] = set()
+    for r, (rare, other) in cat["counts"].items():
+        got = roles[r]
+        assert not seen & set(got), r
+        seen |= set(got)
+        assert sum(category_of(u) == "vehicle" for u in got) == rare and len(got) == rare + other
+    if size == "gpu":
+        share = {r: cat["counts"][r][0] / sum(cat["counts"][r]) for r in cat["counts"]}
+        assert share["round0"] == share["pool"] == pytest.approx(1 / 9) and share["val"] == share["test"] == 0.5
+        others = {category_of(u) for u in roles["pool"]} - {"vehicle"}
+        assert others == {"biped", "quadruped", "winged", "crawler", "soft", "blob"}  # every other category offered
+    small = uni.head(cat["universe"] // 3)
+    with pytest.raises(SystemExit, match="universe too small"):
+        loop._category_roles(small, cat)
+    assert loop.GROUP_BY["category"] == "category"
