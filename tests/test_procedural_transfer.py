@@ -100,12 +100,12 @@ def test_composite_arms_train_on_both_folders_and_the_table_takes_a_reference(tm
         procedural_transfer_gpu.table(STORED_MIX, "newer")
 
 
-def test_scale_arms_keep_one_clip_per_asset_or_leave_an_arms_assets_out(tmp_path):
+def test_scale_arms_keep_one_clip_per_asset_or_leave_an_arms_assets_out(tmp_path, gltf_dir):
     """The curation behind train/new-wide (first clip of each asset) and train/new-x (another arm's assets left
     out), on the real glTF assets of ../shared (the real `pipeline curate`, no Blender)."""
     from manifests import read_manifest
 
-    real = procedural_transfer.SHARED / "assets" / "gltf"
+    real = gltf_dir
     log = tmp_path / "log"
     n_all = procedural_transfer._curate(real, tmp_path / "all.parquet", log)
     every = read_manifest(tmp_path / "all.parquet")
