@@ -90,7 +90,8 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=3.0, help="training time budget (calibration included)")
     ap.add_argument("--train-minutes", type=float, default=0.0,
                     help="exactly this much training wall time after an uncounted calibration run (equal-minutes "
-                         "comparisons)")
+                         "comparisons; with several runs sharing a GPU, a calibration taken while the others start "
+                         "plans too few steps and the run ends early: use --steps there)")
     ap.add_argument("--calib-steps", type=int, default=60, help="steps of the calibration run")
     ap.add_argument("--steps", type=int, default=0, help="train exactly this many steps (no calibration run)")
     ap.add_argument("--preset", default="small")
