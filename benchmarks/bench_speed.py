@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import sys
@@ -132,12 +133,11 @@ def run(a) -> None:
             for spec in a.split:
                 attempt("split", bench_split, parse_variant(spec), data, dev)
         elif part == "infer":
-            for packed in (p == "1" for p in a.infer_packed.split(",")):
-                for tile in (int(t) for t in a.infer_tiles.split(",")):
-                    for heads in (int(h) if h else None for h in a.infer_heads.split(",")):
-                        for mode in a.infer_modes.split(","):
-                            for n in (int(x) for x in a.infer_views.split(",")):
-                                attempt("inference", bench_infer, n, mode, 24, 5, heads, tile, None, packed)
+            for packed, tile, heads, mode, n in itertools.product(
+                    [p == "1" for p in a.infer_packed.split(",")], [int(t) for t in a.infer_tiles.split(",")],
+                    [int(h) if h else None for h in a.infer_heads.split(",")], a.infer_modes.split(","),
+                    [int(x) for x in a.infer_views.split(",")]):
+                attempt("inference", bench_infer, n, mode, 24, 5, heads, tile, None, packed)
         elif part == "inferprof":  # the kernels of the first mode x the largest view count
             n = max(int(x) for x in a.infer_views.split(","))
             attempt("inference", bench_infer, n, a.infer_modes.split(",")[0], 24, 5, None, 0,

@@ -68,18 +68,20 @@ def loop_flags(c: dict = LOOP) -> list[str]:
             str(c["views"]), "--samples", str(c["samples"]), "--format", c["format"], "--no-ray", "--no-progress"]
 
 
-def _roles(universe, COUNTS: dict) -> dict[str, dict[str, list[str]]]:
-    """scenario -> role -> asset uids (nested: shifted and matched take the first n of each role's span)."""
-    by_kind = {k: sorted((u for u in set(universe["uid"]) if kind_of(u) == k), key=lambda u: int(u.rsplit("_", 1)[1]))
-               for k in KINDS}
-    span = {r: [max(COUNTS[s][r][i] for s in COUNTS) for i in range(3)] for r in ROLES}
+def _roles(universe, COUNTS: dict, groups: tuple[str, ...] = KINDS, group_of=kind_of) -> dict[str, dict[str, list[str]]]:
+    """scenario -> role -> asset uids: each group's assets in index order (then name), taken role after role;
+    COUNTS[scenario][role] holds the assets per group in `groups` order (nested: shifted and matched take the first n
+    of each role's span)."""
+    uids = sorted(set(universe["uid"]), key=lambda u: (int(u.rsplit("_", 1)[1]), u))
+    by_group = {g: [u for u in uids if group_of(u) == g] for g in groups}
+    span = {r: [max(COUNTS[s][r][i] for s in COUNTS) for i in range(len(groups))] for r in ROLES}
     out: dict[str, dict[str, list[str]]] = {s: {} for s in COUNTS}
-    for i, k in enumerate(KINDS):
+    for i, g in enumerate(groups):
         at = 0
         for r in ROLES:
-            block = by_kind[k][at: at + span[r][i]]
+            block = by_group[g][at: at + span[r][i]]
             if len(block) < span[r][i]:
-                raise SystemExit(f"universe too small: {len(by_kind[k])} {k} assets, roles need more")
+                raise SystemExit(f"universe too small: {len(by_group[g])} {g} assets, roles need more")
             for s in COUNTS:
                 out[s].setdefault(r, []).extend(block[: COUNTS[s][r][i]])
             at += span[r][i]
@@ -87,24 +89,14 @@ def _roles(universe, COUNTS: dict) -> dict[str, dict[str, list[str]]]:
 
 
 def _category_roles(universe, cat: dict) -> dict[str, list[str]]:
-    """role -> asset uids of the category scenario: the rare category's assets and the others', each in index
-    order, taken role after role (round 0, pool, validation, test)."""
+    """role -> asset uids of the category scenario: `_roles` over two groups, the rare category and the others."""
     from render.procedural import category_of
 
-    uids = sorted(set(universe["uid"]), key=lambda u: (int(u.rsplit("_", 1)[1]), u))  # per-category index, then name
-    rare = [u for u in uids if category_of(u) == cat["rare"]]
-    other = [u for u in uids if category_of(u) not in (cat["rare"], None)]
-    out, at = {}, [0, 0]
-    for r in ROLES:
-        want = cat["counts"][r]
-        for i, pool in enumerate((rare, other)):
-            block = pool[at[i]: at[i] + want[i]]
-            if len(block) < want[i]:
-                raise SystemExit(f"universe too small: {len(pool)} {'rare ' + cat['rare'] if i == 0 else 'other'} "
-                                 "assets, roles need more")
-            out.setdefault(r, []).extend(block)
-            at[i] += want[i]
-    return out
+    def rare_or_other(uid: str) -> str | None:
+        c = category_of(uid)
+        return None if c is None else ("rare" if c == cat["rare"] else "other")
+
+    return _roles(universe, {"category": cat["counts"]}, ("rare", "other"), rare_or_other)["category"]
 
 
 def prepare_loop(out: Path, assets: Path | None = None, size: str = "gpu", real_root: Path | None = None,
@@ -117,7 +109,6 @@ def prepare_loop(out: Path, assets: Path | None = None, size: str = "gpu", real_
     from manifests.pool import probe_gltf
     from manifests.shards import assign_shards
     from manifests.signals import group_labels
-    from render.procedural import category_of
 
     bad = [x for x in scenarios if x not in SCENARIOS]
     if bad or not scenarios:
@@ -152,13 +143,12 @@ def prepare_loop(out: Path, assets: Path | None = None, size: str = "gpu", real_
     if "category" in scenarios:
         cat = c["category"]
         if not (cur / "universe_category.parquet").exists():
+            glbs = assets or out / "assets"
             sh(["curate", "--source", "procedural", "--categories", ",".join(cat["mix"]), "--count", str(cat["universe"]),
                 "--seed", str(cat["seed"]), "--max-clips-per-asset", str(cat["max_clips"]), "--assets-out",
-                str((assets or out / "assets").with_name((assets or out / "assets").name + "-category")),
-                "--out", str(cur / "universe_category.parquet")], log)
-        cuni = probe_gltf(read_manifest(cur / "universe_category.parquet"))
+                str(glbs.with_name(glbs.name + "-category")), "--out", str(cur / "universe_category.parquet")], log)
+        cuni = probe_gltf(read_manifest(cur / "universe_category.parquet"))  # curate wrote its `category` column
         cuni["kind"] = "other"
-        cuni["category"] = cuni["uid"].map(category_of)
         roles["category"] = _category_roles(cuni, cat)
         used = sorted({u for us in roles["category"].values() for u in us})
         parts.append(cuni[cuni["uid"].isin(used)])

@@ -130,21 +130,22 @@ def table(out: Path, ref: str = "") -> str:
                                                       mean_c=("psnr_obj_mean_colour", "mean"), n=("psnr_obj", "size")).reset_index()
     for name in SETS:
         sub = per_seed[per_seed["set"] == name]
-        old = sub.loc[sub["arm"] == ref, "model"].mean()
+        ref_mean = sub.loc[sub["arm"] == ref, "model"].mean()
         for arm, g in sub.groupby("arm", sort=False):
             spread = f"{g['model'].min():.2f}-{g['model'].max():.2f}"
             lines.append(f"| {name} | {arm} | {int(g['n'].iloc[0])} | {g['model'].mean():.2f} ({spread}) | {g['near'].mean():.2f} | "
                          f"{g['mean_c'].mean():.2f} | {g['model'].mean() - g['near'].mean():+.2f} | "
-                         f"{'' if arm == ref else f'{g.model.mean() - old:+.2f}'} |")
+                         f"{'' if arm == ref else f'{g.model.mean() - ref_mean:+.2f}'} |")
     lines += ["", "| run | steps reached (planned) | samples/s | training wall s | device |", "|---|---|---|---|---|"]
     reached = {}
     for run in sorted(p for p in Path(out).iterdir() if (p / "learn.json").exists()):
         r = json.loads((run / "learn.json").read_text())
         reached[run.name] = r["steps"]
         lines.append(f"| {run.name} | {r['steps']} ({r['steps_planned']}) | {r['samples_per_s']} | {r['train_s']} | {r['device']} |")
-    if reached and max(reached.values()) > 1.10 * min(reached.values()):
-        lines += ["", f"UNEQUAL COMPUTE: steps reached range {min(reached.values())}-{max(reached.values())} "
-                  f"(fewest: {', '.join(k for k, v in reached.items() if v == min(reached.values()))}); "
+    lo, hi = min(reached.values(), default=0), max(reached.values(), default=0)
+    if hi > 1.10 * lo:
+        lines += ["", f"UNEQUAL COMPUTE: steps reached range {lo}-{hi} "
+                  f"(fewest: {', '.join(k for k, v in reached.items() if v == lo)}); "
                   "compare arms with care, or rerun with --steps (STEPS= in procedural_transfer.sh)"]
     real = df[df["set"].isin(["gltf", "gltf-val"])]
     per_asset = real.groupby(["set", "uid", "arm"]).agg(model=("psnr_obj", "mean"), near=("psnr_obj_nearest_input", "mean")).reset_index()

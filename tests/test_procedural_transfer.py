@@ -79,14 +79,13 @@ def test_composite_arms_train_on_both_folders_and_the_table_takes_a_reference(tm
     the table's last column subtracts --ref, `old` by default, and an unknown --ref is refused by name."""
     import argparse
 
+    from training.data import synthetic
     from training.data.shardspec import resolve_shards
 
     a = argparse.Namespace(steps=100, train_minutes=1.0, calib_steps=30, preset="small", sets=[])
     cmd = procedural_transfer_gpu.learn_command(a, tmp_path, "new+new-x", 0, tmp_path / "r")
     spec = cmd[cmd.index("--train") + 1]
     assert spec == f"{tmp_path}/train/new::{tmp_path}/train/new-x"
-    from training.data import synthetic
-
     for n, arm in enumerate(("new", "new-x")):  # one committed shard in each folder
         synthetic.commit_shard(tmp_path / "train" / arm, 0, [synthetic.make_sample(f"a{n}", n, views=2, frames=2, size=16)])
     assert resolve_shards(spec) == [*resolve_shards(f"{tmp_path}/train/new"), *resolve_shards(f"{tmp_path}/train/new-x")]
