@@ -228,34 +228,72 @@ def run_arm(out: Path, s: str, arm: str, seed: int, device: str, workers: int) -
     _gpu(train_args(c, shards, run, c["steps0"] + c["steps1"], seed, device, weights, workers), log, cost, "train_s")
     test = spec(out / s / "data", _shards(out / s / "test.parquet"))
     _gpu(_eval(run, test, d / "test_metrics.parquet", device), log, cost, "eval_s")
-    curve = {}
+    # the result is written as soon as the final score exists: a run killed in the optional curve below keeps it
+    res = _result(out, s, arm, seed, new, cost, r0, note)
     if arm == "random":
         mid = c["steps0"] + c["steps1"] // 2
         ck = run / "checkpoints" / f"step-{mid:08d}.pt"
         if ck.exists():
             _gpu(_eval(ck, test, d / "test_metrics_mid.parquet", device), log, cost, "curve_eval_s")
             curve = {c["steps0"]: r0["test"]["all"]["psnr_obj"],
-                     mid: _scores(out, s, d / "test_metrics_mid.parquet")["all"]["psnr_obj"]}
+                     mid: _scores(out, s, d / "test_metrics_mid.parquet")["all"]["psnr_obj"],
+                     c["steps0"] + c["steps1"]: res["test"]["all"]["psnr_obj"]}
+            res = _result(out, s, arm, seed, new, cost, r0, note, curve)
+    return res
+
+
+def _result(out: Path, s: str, arm: str, seed: int, new, cost: dict, r0: dict, note: str | None,
+            curve: dict | None = None, concurrent: int | None = -1) -> dict:
+    """Write and return DIR/S/seedN/ARM/result.json from the arm's final test metrics, its new rows and shards.
+    Empty COST (a salvaged run) gives gpu_s None; shards absent (a results.tgz unpacked elsewhere) give None
+    render numbers: unknown, never zero. CONCURRENT: arm runs sharing the host (-1: $LOOP_CONCURRENT)."""
+    import pandas as pd
+
+    c = loop_cfg(out)
+    d = out / s / f"seed{seed}" / arm
     m = pd.read_parquet(d / "test_metrics.parquet")
     assert not m["seen_in_training"].any(), "test clips must never be trained on"
-    images, core_s, wall_s = 0, 0.0, 0.0
-    for n in committed(d / "data"):
-        p = pd.read_parquet(d / "data" / f"shard-{n:06d}.parquet")
-        ok = p[p["status"] == "ok"]
-        images += int((ok["num_frames"] * ok["num_views"]).sum())
-        core_s += float(ok["cpu_s"].sum())   # CPU seconds of the render process (one thread: --threads 1)
-        wall_s += float(ok["seconds"].sum())  # its wall seconds (inflated when the CPU box was shared)
+    images, core_s, wall_s = None, None, None
+    if (d / "data").is_dir():
+        images, core_s, wall_s = 0, 0.0, 0.0
+        for n in committed(d / "data"):
+            p = pd.read_parquet(d / "data" / f"shard-{n:06d}.parquet")
+            ok = p[p["status"] == "ok"]
+            images += int((ok["num_frames"] * ok["num_views"]).sum())
+            core_s += float(ok["cpu_s"].sum())   # CPU seconds of the render process (one thread: --threads 1)
+            wall_s += float(ok["seconds"].sum())  # its wall seconds (inflated when the CPU box was shared)
+        core_s, wall_s = round(core_s, 1), round(wall_s, 1)
     res = {"scenario": s, "arm": arm, "seed": seed, "steps0": c["steps0"], "steps1": c["steps1"],
-           "budget": c["budget"], "new_clips": len(new), "new_images": images, "render_core_s": round(core_s, 1),
-           "render_wall_s": round(wall_s, 1),
-           "gpu_s": round(sum(cost.values()), 1), "cost": cost, "round0_gpu_s": r0["gpu_s"],
-           "new_by_group": {str(k): int(v) for k, v in _new_groups(out, s, new).items()},
+           "budget": c["budget"], "new_clips": len(new), "new_images": images, "render_core_s": core_s,
+           "render_wall_s": wall_s, "gpu_s": round(sum(cost.values()), 1) if cost else None, "cost": cost,
+           "round0_gpu_s": r0["gpu_s"], "new_by_group": {str(k): int(v) for k, v in _new_groups(out, s, new).items()},
            "protocol": str(m["protocol"].iloc[0]), "test": _scores(out, s, d / "test_metrics.parquet"),
            "round0_test": r0["test"], "note": note,
-           "concurrent_runs": int(os.environ.get("LOOP_CONCURRENT", "1")),  # GPU seconds are inflated by sharing
-           "curve": {**curve, c["steps0"] + c["steps1"]: float(m["psnr_obj"].mean())} if curve else None}
+           "concurrent_runs": int(os.environ.get("LOOP_CONCURRENT", "1")) if concurrent == -1 else concurrent,  # GPU s inflate when shared
+           "curve": curve}
     (d / "result.json").write_text(json.dumps(res, indent=1))
     return res
+
+
+def salvage(out: Path) -> list[Path]:
+    """Results of arm runs killed after their final evaluation (before the result was written there, as in the
+    2026-12-07 19:06 UTC call, whose `random` runs were cut in the optional curve): each arm folder with
+    test_metrics.parquet and next.parquet but no result.json gets one, its GPU seconds unknown (None) and a note
+    saying so. Returns the result files written."""
+    import pandas as pd
+
+    made = []
+    for d in sorted(out.glob("*/seed*/*/test_metrics.parquet")):
+        d = d.parent
+        s, seed, arm = d.parents[1].name, int(d.parent.name.removeprefix("seed")), d.name
+        r0 = d.parent / "round0.json"
+        if (d / "result.json").exists() or not (d / "next.parquet").exists() or not r0.exists():
+            continue
+        nxt = pd.read_parquet(d / "next.parquet")
+        _result(out, s, arm, seed, nxt[nxt["round"] > 0], {}, json.loads(r0.read_text()),
+                "salvaged: killed after its final evaluation; GPU s not recorded", concurrent=None)
+        made.append(d / "result.json")
+    return made
 
 
 def _new_groups(out: Path, s: str, new):

@@ -288,6 +288,8 @@ def main() -> None:
         p.add_argument("--gpu-base", type=int, default=0, help="loop-arm: seed i runs on GPU (base + i) %% GPUs")
     p = sub.add_parser("loop-report")
     p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--salvage", action="store_true",
+                   help="first write result.json for arm runs killed after their final evaluation (GPU s unknown)")
     p = sub.add_parser("all")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--size", choices=sorted(SIZES), default="cpu")
@@ -319,8 +321,11 @@ def main() -> None:
 
         print(json.dumps(run_arm(a.out, a.scenario, a.arm, int(a.seed), a.device, a.num_workers)))
     elif a.cmd == "loop-report":
+        from data_engine_arms import salvage
         from data_engine_report import loop_report
 
+        for r in salvage(a.out) if a.salvage else []:
+            print(f"salvaged {r}", file=sys.stderr)
         loop_report(a.out)
     else:
         if not (a.out / "experiment_config.json").exists():

@@ -67,8 +67,8 @@ def loop_report(out: Path) -> dict:
     if not rows:
         raise SystemExit(f"{out}: no arm results yet")
 
-    def stat(xs: list[float]) -> str:
-        xs = [x for x in xs if not math.isnan(x)]
+    def stat(xs: list[float | None]) -> str:  # None: not recorded (a salvaged run's GPU seconds)
+        xs = [x for x in xs if x is not None and not math.isnan(x)]
         if not xs:
             return "n/a"
         return f"{statistics.mean(xs):.2f} ± {statistics.stdev(xs):.2f}" if len(xs) > 1 else f"{xs[0]:.2f}"
@@ -104,7 +104,7 @@ def loop_report(out: Path) -> dict:
                          + (f" ({'; '.join(notes)})" if notes else "") + " |")
         curves = [r["curve"] for r in rs if r["arm"] == "random" and r.get("curve")]
         lines += ["", f"Round 0 alone on the test clips: psnr_obj {stat(r0)}; random arm's curve (step: psnr_obj, "
-                      f"per seed): {curves}; GPU s measured with {sorted({r.get('concurrent_runs', 1) for r in rs})} "
+                      f"per seed): {curves}; GPU s measured with {sorted({r.get('concurrent_runs', 1) for r in rs} - {None})} "
                       f"arm run(s) sharing the host.", ""]
     text = "\n".join(lines)
     (out / "loop_report.json").write_text(json.dumps({"results": rows, "table": text,

@@ -50,7 +50,7 @@ for s in $SCENARIOS; do
 done
 rc=0; for p in "${PIDS[@]}"; do wait "$p" || rc=$?; done
 note "arms: $i command(s) at once, last failing rc $rc; $(ls "$WORK"/*/seed*/*/result.json 2>/dev/null | wc -l) results"
-python3 benchmarks/data_engine_experiment.py loop-report --out "$WORK" >"$OUT/report.md" 2>&1
+python3 benchmarks/data_engine_experiment.py loop-report --salvage --out "$WORK" >"$OUT/report.md" 2>&1
 note "report: rc $?"
 ( cd "$WORK" && tar czf "$OUT/results.tgz" --exclude='*.pt' --exclude='*.tar' --exclude='./*/data' --exclude='*/data/*' \
     --exclude=./cache --exclude=./curated --exclude=./assets --exclude=pool_data --exclude='events.out.*' --exclude='*.lock' . )

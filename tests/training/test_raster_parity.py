@@ -36,8 +36,11 @@ def _cameras(B, T, size, device):
     return world_to_camera(c2w).to(device), K.contiguous().to(device)
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_images_and_gradients_match(seed):
+@pytest.mark.parametrize("seed,packed", [(0, False), (1, False), (2, False), (0, True), (1, True)])
+def test_images_and_gradients_match(seed, packed):
+    """Unpacked and packed gsplat (packed: render.packed, with the backgrounds composited after gsplat)."""
+    from functools import partial
+
     from training.render import raster_gsplat
     from training.render import raster_torch
 
@@ -48,7 +51,7 @@ def test_images_and_gradients_match(seed):
     bg = torch.rand(B, T, 1, 3, device=dev)
     w = torch.randn(B, T, 1, S, S, 3, device=dev)  # a random linear loss weighs every pixel differently
     results = []
-    for fn in (raster_gsplat.rasterize, raster_torch.rasterize):
+    for fn in (partial(raster_gsplat.rasterize, packed=packed), raster_torch.rasterize):
         means, L, opac, colors = [t.clone().requires_grad_(True) for t in scene]
         covars = L @ L.transpose(-1, -2) + 1e-5 * torch.eye(3, device=dev)
         img, alpha = fn(means, covars, opac, colors, view, K, S, S, backgrounds=bg)

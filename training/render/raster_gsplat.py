@@ -55,7 +55,8 @@ def rasterize(means: Tensor, covars: Tensor, opacities: Tensor, colors: Tensor, 
 
     Unpacked (the default): the steps of gsplat.rasterization for classic RGB rendering of given
     covariances (projection, tile intersection, rasterisation: the same kernels and arguments), with
-    the covariance's upper triangle taken by `_UpperTriangle`. packed=True calls gsplat.rasterization.
+    the covariance's upper triangle taken by `_UpperTriangle`. packed=True calls gsplat.rasterization and
+    composites the backgrounds itself.
     """
     means, opacities, colors = means.float(), opacities.float(), colors.float()
     viewmats, Ks = viewmats.float().contiguous(), Ks.float().contiguous()
@@ -63,12 +64,16 @@ def rasterize(means: Tensor, covars: Tensor, opacities: Tensor, colors: Tensor, 
     if packed:
         from gsplat import rasterization
 
+        # no backgrounds to gsplat: 1.5.3's packed path checks them against the packed [nnz, 2] means and fails
+        # whatever their shape; compositing after is the same formula, colour + (1 - alpha) * background
         render, alpha, _meta = rasterization(
             means=means.contiguous(), quats=None, scales=None, opacities=opacities.contiguous(),
             colors=colors.contiguous(), viewmats=viewmats, Ks=Ks, width=width, height=height,
             near_plane=near_plane, far_plane=far_plane, eps2d=eps2d, packed=True, tile_size=tile_size,
-            backgrounds=backgrounds, render_mode="RGB", rasterize_mode="classic", covars=covars.float(),
+            backgrounds=None, render_mode="RGB", rasterize_mode="classic", covars=covars.float(),
         )
+        if backgrounds is not None:
+            render = render + (1.0 - alpha) * backgrounds[..., None, None, :]
         return render, alpha
     from gsplat.cuda._wrapper import fully_fused_projection, isect_offset_encode, isect_tiles, rasterize_to_pixels
 
