@@ -21,6 +21,7 @@ arm), and is scored on the test clips:
 | groups_diverse | --pool-strategy target --within diverse (k-center in each group) | uniform |
 | groups_rho | groups_diverse with --signal reference (group deficit = reference minus current psnr_obj on the validation clips) | uniform |
 | combo | groups_diverse + --group-weights | group shares |
+| groups_robust | groups_diverse with --deficit-clip 3 (each validation clip's deficit clipped to the median +- 3 robust sd) | uniform |
 
 The reference (reducible, groups_rho; made once per seed under a lock) is `small` trained STEPS0 steps (as round
 0: it runs beside round 0, not after it) from scratch on round 0 plus the whole pool (rendered in the cache): the RHO-LOSS reference trained on more
@@ -52,7 +53,7 @@ from pathlib import Path
 from data_engine_common import KINDS, committed, sh, spec
 from data_engine_loop import GROUP_BY, loop_cfg
 
-LOOP_ARMS = ("random", "topk", "reducible", "groups", "groups_diverse", "groups_rho", "combo")
+LOOP_ARMS = ("random", "topk", "reducible", "groups", "groups_diverse", "groups_rho", "combo", "groups_robust")
 
 
 @contextmanager
@@ -205,9 +206,10 @@ def run_arm(out: Path, s: str, arm: str, seed: int, device: str, workers: int) -
         else:  # no round-0 clip the reference gets more right: nothing reducible to resemble
             note = "no validation clip with current loss > reference loss: fell back to --pool-strategy random"
             mine += ["--pool-strategy", "random", "--pool-seed", str(seed)]
-    elif arm in ("groups", "groups_diverse", "groups_rho", "combo"):
+    elif arm in ("groups", "groups_diverse", "groups_rho", "combo", "groups_robust"):
         mine += ["--pool-strategy", "target", *target, "--within", "random" if arm == "groups" else "diverse",
-                 "--pool-seed", str(seed)] + (["--group-weights"] if arm == "combo" else [])
+                 "--pool-seed", str(seed)] + (["--group-weights"] if arm == "combo" else []) \
+            + (["--deficit-clip", "3"] if arm == "groups_robust" else [])
         if arm == "groups_rho":
             cost["reference_s"] = rr["gpu_s"]
             mine += ["--signal", "reference", "--target-reference-metrics", rr["metrics"]["val"]]

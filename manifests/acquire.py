@@ -12,11 +12,13 @@ clips p_g times exp(eta * (d_g - d) / sigma), d the target's mean deficit and si
 the deficit over the target, at least 0.5 dB (so eta is per standard deviation, whatever the signal's
 scale: the copy baseline's deficits span tens of dB between static-looking and fast clips, a reference's a
 few; and hundredths of a dB never decide a budget),
-normalised; then mixed with the uniform share, s_g = (1 - floor) * w_g + floor / G over the G groups the pool has, so no group starves. The render
-budget B becomes whole counts: every group first gets min(its pool rows, floor(floor * B / G)), the rest
-goes one row at a time to the group furthest below its quota s_g * B that still has pool rows (ties by
-group name). Counts add up to B exactly (to the pool's size when it is smaller), and every group gets
-at least its floor count (or all its rows).
+normalised (`--deficit-clip K`: each clip's deficit first clipped to the target's median +- K robust
+standard deviations, for the means and sigma alike, so a few extreme clips cannot decide the budget;
+signals.py); then mixed with the uniform share, s_g = (1 - floor) * w_g + floor / G over the G groups the
+pool has, so no group starves. The render budget B becomes whole counts: every group first gets min(its
+pool rows, floor(floor * B / G)), the rest goes one row at a time to the group furthest below its quota
+s_g * B that still has pool rows (ties by group name). Counts add up to B exactly (to the pool's size
+when it is smaller), and every group gets at least its floor count (or all its rows).
 
 Within a group (`within`): `diverse` (default) is farthest-first (k-center greedy) on the standardised
 pre-render features of manifests/pool.py: each pick is the pool row furthest from every row of its group
@@ -58,6 +60,7 @@ class TargetConfig:
     metric: str = "psnr_obj"             # the PSNR column deficits are measured in
     eta: float = 1.0                     # per std of the per-clip deficit: a group 1 std further behind gets e x
     floor: float = 0.2                   # share mixed in uniformly over the groups: no group starves
+    clip_sd: float = 0.0                 # > 0: per-clip deficits clipped to median +- clip_sd robust sd (signals)
     within: str = "diverse"              # diverse (k-center) | random, within each group's budget
     weights: bool = False                # also set the next round's sampling weights per group
     seed: int = 0                        # within random's seed
@@ -78,6 +81,8 @@ class TargetConfig:
             raise ValueError(f"--group-eta must be a finite number >= 0, got {self.eta}")
         if not (0.0 <= self.floor <= 1.0):
             raise ValueError(f"--group-floor must be in [0, 1], got {self.floor}")
+        if not (math.isfinite(self.clip_sd) and self.clip_sd >= 0):
+            raise ValueError(f"--deficit-clip must be a finite number >= 0 (0: off), got {self.clip_sd}")
         if self.within not in WITHIN:
             raise ValueError(f"--within must be one of {WITHIN}, got {self.within!r}")
         if not self.group_by:
@@ -95,9 +100,12 @@ class GroupPlan:
     available: int = 0          # pool rows of the group
     floor: int = 0              # the group's guaranteed count
     budget: int = 0             # rows to render
+    clipped: int = 0            # target clips whose deficit was clipped (--deficit-clip)
 
     def describe(self, column: str, signal: str) -> str:
         d = "not in the target" if self.deficit is None else f"deficit {self.deficit:+.2f} dB ({signal})"
+        if self.clipped:
+            d += f" with {self.clipped} clip(s) clipped to the robust range"
         return (f"group {column}={self.group}: {100 * self.target_share:.0f}% of the target clips, {d}, weight "
                 f"{self.weight:.3f}, share {100 * self.share:.1f}% after the floor")
 
@@ -123,7 +131,8 @@ def group_shares(groups: list[str], target: pd.DataFrame, eta: float, floor: flo
         out.append(GroupPlan(group=g, target_clips=int(t.at[g, "clips"]) if g in t.index else 0,
                              target_share=float(t.at[g, "share"]) if g in t.index else 0.0,
                              deficit=float(t.at[g, "deficit"]) if g in t.index else None,
-                             weight=wg, share=(1 - floor) * wg + floor / G))
+                             weight=wg, share=(1 - floor) * wg + floor / G,
+                             clipped=int(t.at[g, "clipped"]) if g in t.index and "clipped" in t.columns else 0))
     return out
 
 
@@ -276,8 +285,9 @@ def read_target(cfg: TargetConfig, cur, manifest: pd.DataFrame, renders: str | N
     if cfg.group_by in ("motion_bin", "size_bin") and cfg.group_by not in rows.columns and renders:
         stats = signals.render_stats(renders)
     deficits = signals.sample_deficits(cfg.metrics, cfg.signal, cfg.reference, cfg.metric)
-    table = signals.group_deficits(deficits, rows, cfg.group_by, stats, probe, where)
-    report = {"group_by": cfg.group_by, "signal": cfg.signal, "metric": cfg.metric, "protocol": tm.protocol,
+    table = signals.group_deficits(deficits, rows, cfg.group_by, stats, probe, where, cfg.clip_sd)
+    report = {"group_by": cfg.group_by, "signal": cfg.signal, "metric": cfg.metric, "deficit_clip": cfg.clip_sd,
+              "protocol": tm.protocol,
               "clips": int(table["clips"].sum()), "metrics_rows": len(deficits),
               "groups": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}
                          for r in table.to_dict("records")]}

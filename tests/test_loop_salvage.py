@@ -65,3 +65,23 @@ def test_report_with_salvage_compares_every_arm_with_random(cut_call):
         diff = paired[f"category/{arm}"]["diff_mean"]
         assert diff == diff and abs(diff) < 1.0  # a number, not NaN: random is there to pair with
     assert "salvaged" in out.stderr
+
+
+def test_deficit_clip_on_the_calls_real_validation_scores(cut_call):
+    """The budget the `groups` arm logged (soft 45.6 %, vehicle 19.5 % for seed 0) comes back from the kept scores,
+    and clipping the deficits at 3 robust sd moves it towards the target's own mix (vehicles: half the clips)."""
+    from manifests.acquire import group_shares
+    from manifests.signals import group_deficits, sample_deficits
+
+    s0 = cut_call / "category" / "seed0"
+    d = sample_deficits(s0 / "round0_on_val.parquet", "baseline")
+    rows = pd.read_parquet(cut_call / "category" / "val.parquet")
+    shares = {}
+    for k in (0.0, 3.0):
+        table = group_deficits(d, rows, "category", probe=False, clip_sd=k)
+        shares[k] = {p.group: p.share for p in group_shares(sorted(table["group"]), table, eta=1.0, floor=0.2)}
+    assert shares[0.0]["soft"] == pytest.approx(0.456, abs=0.001)
+    assert shares[0.0]["vehicle"] == pytest.approx(0.195, abs=0.001)
+    assert shares[3.0]["soft"] < 0.35 and shares[3.0]["vehicle"] > 0.3
+    log = (s0 / "groups" / "log.txt").read_text()
+    assert "soft 45.6% -> 22 of 32" in log and "vehicle 19.5% -> 9 of 24" in log  # what the arm really did

@@ -97,6 +97,10 @@ Then: pipeline render --manifest next.parquet --shard N --out data      (each ne
                    "own mix).")
 @click.option("--group-floor", type=float, default=0.2, show_default=True,
               help="Share spread uniformly over the groups so none starves (each gets >= floor*budget/groups rows).")
+@click.option("--deficit-clip", type=float, default=0.0, show_default=True,
+              help="> 0: clip each target clip's deficit to the median +- this many robust standard deviations "
+                   "(1.4826 x MAD) before the group means, so a few near-still clips (the copy baseline almost "
+                   "exact there) cannot take the budget; 0 = plain means.")
 @click.option("--within", type=click.Choice(("diverse", "random")), default="diverse", show_default=True,
               help="Picks inside a group's budget: diverse = farthest first from what is rendered (k-center); "
                    "random = seeded by --pool-seed.")
@@ -106,7 +110,7 @@ Then: pipeline render --manifest next.parquet --shard N --out data      (each ne
 def command(ctx: click.Context, metrics, manifest, out, strategy, reference_metrics, by, fraction, boost,
             max_weight, rerender_fraction, renders, preset, shard_size, pool, render_budget, pool_strategy,
             pool_seed, pool_probe, target_metrics, target_manifest, group_by, signal, target_reference_metrics,
-            group_metric, group_eta, group_floor, within, group_weights) -> None:
+            group_metric, group_eta, group_floor, deficit_clip, within, group_weights) -> None:
     """Mine hard examples: write the next round's manifest with weights and re-render requests."""
     from manifests.acquire import TargetConfig
     from manifests.mining import MineConfig, MiningError, mine
@@ -117,7 +121,8 @@ def command(ctx: click.Context, metrics, manifest, out, strategy, reference_metr
         if target_metrics:
             target = TargetConfig(metrics=target_metrics, group_by=group_by, manifest=target_manifest, signal=signal,
                                   reference=target_reference_metrics, metric=group_metric, eta=group_eta,
-                                  floor=group_floor, within=within, weights=group_weights, seed=pool_seed)
+                                  floor=group_floor, clip_sd=deficit_clip, within=within, weights=group_weights,
+                                  seed=pool_seed)
         elif group_by or target_manifest or target_reference_metrics or group_weights:
             raise ValueError("--group-by, --target-manifest, --target-reference-metrics and --group-weights need "
                              "--target-metrics (the current checkpoint's metrics on the target clips)")

@@ -113,6 +113,36 @@ def test_group_deficits_are_means_over_the_target_split(evaluated, tmp_path):
     assert g["scale"].tolist() == pytest.approx([max(float(inside.std(ddof=0)), 0.5)] * 2)  # at least 0.5 dB
 
 
+def test_deficit_clip_keeps_a_few_near_still_clips_from_taking_the_budget():
+    """The category scenario's case (BENCHMARKS.md): most target clips within a few dB of the copy baseline, a few
+    near-still ones 25 dB behind it. Plain means give their small group most of the budget; clipped ones do not."""
+    a = [-4.4, -3.0, -2.6, -2.1, -1.2, -0.9, -0.4, 0.2, 0.7, 1.7, 3.1, 3.8, 4.5, 5.6]  # 14 clips of group a
+    b = [25.0, 27.7]                                                                  # 2 near-still clips of group b
+    uids = [f"u{i:02d}" for i in range(16)]
+    d = pd.DataFrame({"uid": uids, "clip": 0, "value": 14.0, "deficit": a + b})
+    d["base"] = d["value"] + d["deficit"]
+    rows = _rows(uids, {u: 0 for u in uids}, category=["a"] * 14 + ["b"] * 2)
+    plain = group_deficits(d, rows, "category").set_index("group")
+    robust = group_deficits(d, rows, "category", clip_sd=3.0).set_index("group")
+    x = np.array(a + b)
+    med = float(np.median(x))
+    rsd = 1.4826 * float(np.median(np.abs(x - med)))
+    assert robust.loc["b", "deficit"] == pytest.approx(med + 3 * rsd)  # both clipped to the upper bound
+    assert robust.loc["a", "deficit"] == pytest.approx(float(np.mean(a)))  # none of a's clipped
+    assert robust["clipped"].to_dict() == {"a": 0, "b": 2} and plain["clipped"].sum() == 0
+    clipped = np.clip(x, med - 3 * rsd, med + 3 * rsd)
+    assert robust["scale"].iloc[0] == pytest.approx(clipped.std()) and plain["scale"].iloc[0] == pytest.approx(x.std())
+    assert plain.loc["b", "deficit"] == pytest.approx(np.mean(b))
+    share = {name: {p.group: p.share for p in group_shares(["a", "b"], tab.reset_index(), eta=1.0, floor=0.2)}
+             for name, tab in (("plain", plain), ("robust", robust))}
+    assert share["robust"]["b"] < share["plain"]["b"]
+    plan = {p.group: p for p in group_shares(["a", "b"], robust.reset_index(), eta=1.0, floor=0.2)}
+    assert "2 clip(s) clipped" in plan["b"].describe("category", "baseline")
+    assert "clipped" not in plan["a"].describe("category", "baseline")
+    with pytest.raises(ValueError, match="--deficit-clip must be a finite number >= 0"):
+        TargetConfig(metrics="m", group_by="category", clip_sd=-1.0)
+
+
 def test_deform_groups_from_the_real_gltf_files(curated_pool):
     _, pool = curated_pool
     lab = dict(zip(pool["uid"], group_labels(pool, "deform")))
@@ -229,6 +259,12 @@ def test_target_mine_on_real_curated_pool_by_category(evaluated, curated_pool, t
     first = (tmp_path / "a.parquet").read_bytes()
     r2 = CliRunner().invoke(cli, args)
     assert r2.exit_code == 0 and (tmp_path / "a.parquet").read_bytes() == first
+    from manifests.schema import manifest_info
+
+    r3 = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "c.parquet"), "--deficit-clip", "3"])
+    assert r3.exit_code == 0, r3.output
+    report = manifest_info(tmp_path / "c.parquet").settings["target_report"]
+    assert report["deficit_clip"] == 3.0 and all("clipped" in g for g in report["groups"])
 
 
 def test_target_mine_by_source_with_group_weights_and_random_within(evaluated, curated_pool, tmp_path):
@@ -290,6 +326,8 @@ def test_refusals_name_the_input(evaluated, curated_pool, tmp_path):
     assert r.exit_code != 0 and "--group-by" in r.output
     r = run("--group-by", "motion_bin")
     assert r.exit_code != 0 and "motion_bin" in r.output
+    r = run("--group-by", "category", "--deficit-clip", "-1")
+    assert r.exit_code != 0 and "--deficit-clip must be a finite number >= 0" in r.output
     other = tmp_path / "other_protocol.parquet"
     tab = pq.read_table(evaluated["cur"])
     df = tab.to_pandas().assign(protocol="sparse4-v2/lrm4d@64")
