@@ -231,7 +231,8 @@ def run_arm(out: Path, s: str, arm: str, seed: int, device: str, workers: int) -
     test = spec(out / s / "data", _shards(out / s / "test.parquet"))
     _gpu(_eval(run, test, d / "test_metrics.parquet", device), log, cost, "eval_s")
     # the result is written as soon as the final score exists: a run killed in the optional curve below keeps it
-    res = _result(out, s, arm, seed, new, cost, r0, note)
+    shared = int(os.environ.get("LOOP_CONCURRENT", "1"))  # arm runs sharing the host: GPU seconds inflate with it
+    res = _result(out, s, arm, seed, new, cost, r0, note, shared)
     if arm == "random":
         mid = c["steps0"] + c["steps1"] // 2
         ck = run / "checkpoints" / f"step-{mid:08d}.pt"
@@ -240,15 +241,15 @@ def run_arm(out: Path, s: str, arm: str, seed: int, device: str, workers: int) -
             curve = {c["steps0"]: r0["test"]["all"]["psnr_obj"],
                      mid: _scores(out, s, d / "test_metrics_mid.parquet")["all"]["psnr_obj"],
                      c["steps0"] + c["steps1"]: res["test"]["all"]["psnr_obj"]}
-            res = _result(out, s, arm, seed, new, cost, r0, note, curve)
+            res = _result(out, s, arm, seed, new, cost, r0, note, shared, curve)
     return res
 
 
 def _result(out: Path, s: str, arm: str, seed: int, new, cost: dict, r0: dict, note: str | None,
-            curve: dict | None = None, concurrent: int | None = -1) -> dict:
+            concurrent: int | None, curve: dict | None = None) -> dict:
     """Write and return DIR/S/seedN/ARM/result.json from the arm's final test metrics, its new rows and shards.
     Empty COST (a salvaged run) gives gpu_s None; shards absent (a results.tgz unpacked elsewhere) give None
-    render numbers: unknown, never zero. CONCURRENT: arm runs sharing the host (-1: $LOOP_CONCURRENT)."""
+    render numbers: unknown, never zero. CONCURRENT: arm runs that shared the host (None: unknown)."""
     import pandas as pd
 
     c = loop_cfg(out)
@@ -271,7 +272,7 @@ def _result(out: Path, s: str, arm: str, seed: int, new, cost: dict, r0: dict, n
            "round0_gpu_s": r0["gpu_s"], "new_by_group": {str(k): int(v) for k, v in _new_groups(out, s, new).items()},
            "protocol": str(m["protocol"].iloc[0]), "test": _scores(out, s, d / "test_metrics.parquet"),
            "round0_test": r0["test"], "note": note,
-           "concurrent_runs": int(os.environ.get("LOOP_CONCURRENT", "1")) if concurrent == -1 else concurrent,  # GPU s inflate when shared
+           "concurrent_runs": concurrent,
            "curve": curve}
     (d / "result.json").write_text(json.dumps(res, indent=1))
     return res
@@ -293,7 +294,7 @@ def salvage(out: Path) -> list[Path]:
             continue
         nxt = pd.read_parquet(d / "next.parquet")
         _result(out, s, arm, seed, nxt[nxt["round"] > 0], {}, json.loads(r0.read_text()),
-                "salvaged: killed after its final evaluation; GPU s not recorded", concurrent=None)
+                "salvaged: killed after its final evaluation; GPU s not recorded", None)
         made.append(d / "result.json")
     return made
 

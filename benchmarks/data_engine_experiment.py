@@ -242,6 +242,9 @@ def arm(out: Path, name: str, seed: int, device: str, cache: Path | None = None,
 
 
 def main() -> None:
+    from data_engine_arms import LOOP_ARMS
+    from data_engine_loop import SCENARIOS
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("prepare")
@@ -280,8 +283,8 @@ def main() -> None:
     for name in ("loop-arm", "loop-seed"):  # issue 23: one command per (scenario, arm); loop-seed is one seed of it
         p = sub.add_parser(name, help="issue 23: benchmarks/data_engine_arms.py")
         p.add_argument("--out", required=True, type=Path)
-        p.add_argument("--scenario", required=True, choices=("matched", "shifted", "real", "category"))
-        p.add_argument("--arm", required=True, choices=("random", "topk", "reducible", "groups", "groups_diverse", "groups_rho", "combo"))
+        p.add_argument("--scenario", required=True, choices=SCENARIOS)
+        p.add_argument("--arm", required=True, choices=LOOP_ARMS)
         p.add_argument("--seeds" if name == "loop-arm" else "--seed", default="0,1,2" if name == "loop-arm" else "0")
         p.add_argument("--device", default="cpu")
         p.add_argument("--num-workers", type=int, default=2)

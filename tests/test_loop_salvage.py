@@ -85,3 +85,13 @@ def test_deficit_clip_on_the_calls_real_validation_scores(cut_call):
     assert shares[3.0]["soft"] < 0.35 and shares[3.0]["vehicle"] > 0.3
     log = (s0 / "groups" / "log.txt").read_text()
     assert "soft 45.6% -> 22 of 32" in log and "vehicle 19.5% -> 9 of 24" in log  # what the arm really did
+
+
+def test_every_loop_arm_and_scenario_is_a_command_line_choice():
+    """`loop-arm --arm groups_robust` must not be refused by a stale list of choices (it was, before this test)."""
+    from data_engine_arms import LOOP_ARMS
+    from data_engine_loop import SCENARIOS
+
+    out = subprocess.run([sys.executable, str(BENCH / "data_engine_experiment.py"), "loop-arm", "--help"],
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    assert "{" + ",".join(LOOP_ARMS) + "}" in out and "{" + ",".join(SCENARIOS) + "}" in out
