@@ -16,7 +16,8 @@ checkout run with --tree, replays the very same batches. `run` measures, on the 
   fwd+bwd, gsplat fwd+bwd, losses (LPIPS alone too) fwd+bwd, clip + optimiser.
 - infer: `base` at batch 1 reconstructing from 4 and 24 views, then rendering 24 frames at 256 px,
   per --infer-modes (eager, fast = compiled blocks, graph = fast + CUDA graph of the reconstruction,
-  graphall = graph + compiled activations and the slicing inside the graph), --infer-heads, --infer-tiles, --infer-packed.
+  graphall = graph + compiled activations and the slicing inside the graph), --infer-heads, --infer-tiles, --infer-packed,
+  --infer-attn (bf16, fp8: the FP8 attention kernel, with its frames' distance from bf16's).
 - inferprof: the top CUDA kernels (torch.profiler) of reconstructing from the largest --infer-views count and
   rendering 24 frames, in the first --infer-modes mode (written beside OUT.json as OUT.inferprofN.txt).
 - curve: the loss of `--curve-steps` steps from one seed on the replayed batches (compare two runs).
@@ -133,11 +134,13 @@ def run(a) -> None:
             for spec in a.split:
                 attempt("split", bench_split, parse_variant(spec), data, dev)
         elif part == "infer":
-            for packed, tile, heads, mode, n in itertools.product(
+            for attn, packed, tile, heads, mode, n in itertools.product(
+                    a.infer_attn.split(","),
                     [p == "1" for p in a.infer_packed.split(",")], [int(t) for t in a.infer_tiles.split(",")],
                     [int(h) if h else None for h in a.infer_heads.split(",")], a.infer_modes.split(","),
                     [int(x) for x in a.infer_views.split(",")]):
-                attempt("inference", bench_infer, n, mode, 24, 5, heads, tile, None, packed)
+                attempt("inference", bench_infer, n, mode, 24, 5, heads, tile, None, packed,
+                        **({"attn": attn} if attn != "bf16" else {}))
         elif part == "inferprof":  # the kernels of the first mode x the largest view count
             n = max(int(x) for x in a.infer_views.split(","))
             attempt("inference", bench_infer, n, a.infer_modes.split(",")[0], 24, 5, None, 0,
@@ -180,6 +183,8 @@ def main() -> None:
                     "(0 = the preset's)")
     ap.add_argument("--infer-packed", default="0", help="comma list of 0/1: gsplat's packed mode for the infer part "
                     "(render.packed; 0 = the preset's unpacked path)")
+    ap.add_argument("--infer-attn", default="bf16", help="comma list of bf16, fp8: the attention kernel for the infer "
+                    "part (fp8: inference-only cuDNN FP8, training/models/attention_fp8.py)")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--curve-steps", type=int, default=40)
     ap.add_argument("--workers", default="1,2,4,8", help="loader: DataLoader worker counts")

@@ -233,9 +233,12 @@ def learn_line(path: str | Path) -> str:
         return "no learn.json"
     h, t = r.get("heldout") or {}, r.get("train_clips") or {}
     final = {k: _r(v) for k, v in (r.get("final_train_metrics") or {}).items() if k in ("loss", "mse", "lpips")}
-    return str({"steps": r.get("steps"), "psnr": _r(h.get("psnr")), "psnr_obj": _r(h.get("psnr_obj")),
-                "ssim": _r(h.get("ssim")), "lpips": _r(h.get("lpips")), "train_psnr": _r(t.get("psnr")),
-                "final": final})
+    line = {"steps": r.get("steps"), "psnr": _r(h.get("psnr")), "psnr_obj": _r(h.get("psnr_obj")),
+            "ssim": _r(h.get("ssim")), "lpips": _r(h.get("lpips")), "train_psnr": _r(t.get("psnr")), "final": final}
+    fp8 = r.get("fp8_attention")
+    if fp8:  # gpu_learn --eval-fp8-attention: the paired psnr_obj difference, or why it is missing
+        line["fp8_attn_psnr_obj_diff"] = fp8.get("error") or (_r(fp8.get("psnr_obj_diff_mean")), _r(fp8.get("psnr_obj_diff_std")))
+    return str(line)
 
 
 def last_line(path: str | Path, width: int = 160) -> str:

@@ -78,6 +78,7 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--infer-heads", default="", help="attention head counts ('' = the preset's)")
     g.add_argument("--infer-tiles", default="0", help="gsplat tile sizes (0 = the preset's)")
     g.add_argument("--infer-packed", default="0", help="gsplat packed mode per inference row: 0, 1 or 0,1")
+    g.add_argument("--infer-attn", default="bf16", help="attention kernel per inference row: bf16, fp8 or bf16,fp8")
     g.add_argument("--speed-steps", type=int, default=8, help="timed steps per variant [8]")
     g.add_argument("--before-tree", default=".scratch/helper-gpu/before",
                    help="an older checkout of training/ + contracts/ (git archive REV training contracts)")
@@ -109,6 +110,8 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--calib-steps", type=int, default=40)
     g.add_argument("--learn-sets", default="data.image_size=64 data.num_workers=10 batch_size=16")
     g.add_argument("--learn-lpips", action="store_true", help="LPIPS term with the random-weight file")
+    g.add_argument("--learn-fp8-attention", action="store_true",
+                   help="score each run's held-out clips again with FP8 attention (gpu_learn --eval-fp8-attention)")
     g.add_argument("--learn-reserve-s", type=float, default=None,
                    help="seconds left to later stages [170 if a GPU stage follows learn, else 0]")
     g = ap.add_argument_group("ddp")

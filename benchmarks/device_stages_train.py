@@ -72,7 +72,8 @@ def learn(c: Ctx) -> list[Job]:
                       if a.learn_steps else
                       ["--train-minutes", str(minutes(left)), "--calib-steps", str(a.calib_steps)])
             return [PY, f"{B}/gpu_learn.py", "--train", f"{tp}/train", "--heldout", f"{tp}/heldout", "--out", out,
-                    "--run", run, *length, "--preset", preset, *[x for kv in extra for x in ("--set", kv)]]
+                    "--run", run, *length, "--preset", preset, *[x for kv in extra for x in ("--set", kv)],
+                    *(["--eval-fp8-attention"] if a.learn_fp8_attention else [])]
 
         share = 1 / math.ceil(len(runs) / ng) if a.learn_steps else 1.0
         gang = "learn" if a.learn_steps else f"learn-wave{i // ng}"  # a wave starts together, one run per GPU

@@ -5,6 +5,7 @@ SDPA backends, inference. `training` imports stay inside the functions (bench_sp
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from pathlib import Path
 
@@ -123,7 +124,7 @@ def bench_attention() -> list[dict]:
 
 
 def bench_infer(n_views: int, mode: str = "fast", frames: int = 24, reps: int = 5, heads: int | None = None,
-                tile: int = 0, profile_path=None, packed: bool = False) -> dict:
+                tile: int = 0, profile_path=None, packed: bool = False, attn: str = "bf16") -> dict:
     """`base` at batch 1: reconstruct from n_views, render `frames` at 256 px. mode: eager, fast (compiled
     blocks, cuDNN attention), graph (fast + the reconstruction replayed from a CUDA graph, fast.GraphedCall;
     checked against, and timed beside, the direct call of the same compiled model on the same inputs),
@@ -131,6 +132,9 @@ def bench_infer(n_views: int, mode: str = "fast", frames: int = 24, reps: int = 
     graph: only gsplat's rasteriser, which syncs, runs outside; reconstruct_ms then includes the slicing).
     heads: attention heads (None = the preset's); tile: gsplat's tile size (0 = the preset's render.tile_size).
     packed: gsplat's packed mode (only the Gaussians each camera sees, `render.packed`).
+    attn: bf16 (cuDNN's bf16 flash attention, the default) or fp8 (training/models/attention_fp8.py: the
+    inference-only FP8 kernel; the row then also says how far its 24 rendered frames are from those of the same
+    model with bf16 attention, run eagerly first: PSNR and largest difference over the frames).
     profile_path: also write the top CUDA kernels of two (reconstruct, render) rounds there (torch.profiler)."""
     import torch
 
@@ -150,10 +154,22 @@ def bench_infer(n_views: int, mode: str = "fast", frames: int = 24, reps: int = 
     S = cfg.data.image_size
     torch.manual_seed(0)
     model = Reconstructor(cfg.model).to(dev).eval()
+    if attn not in ("bf16", "fp8"):
+        raise ValueError(f"attn {attn!r}: bf16 or fp8")
+    rgb, cond, c2w, K, t_in, tg_c2w, tg_K, tg_t, bg = inference_case(n_views, frames, S, dev)
+    ref_img = None
+    if attn == "fp8":  # the same model's frames with bf16 attention, before FP8 is switched in
+        with torch.no_grad():
+            with torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False):
+                g_ref = model(rgb, cond, c2w, K, t_in)
+            ref_img = render_gaussians(g_ref.float(), tg_c2w, tg_K, tg_t, S, S, bg, cfg.render, "gsplat")[0]
+        del g_ref
     speed = "eager"
     if mode in ("fast", "graph", "graphall"):
-        speed = _fast_module().setup_model(model, dev, True, compile_head=mode == "graphall")
-    rgb, cond, c2w, K, t_in, tg_c2w, tg_K, tg_t, bg = inference_case(n_views, frames, S, dev)
+        speed = _fast_module().setup_model(model, dev, True, compile_head=mode == "graphall",
+                                           **({"fp8_attn": True} if attn == "fp8" else {}))
+    elif attn == "fp8":
+        speed = f"eager, fp8 attention in {_fast_module().fp8_attention(model)} blocks"
     state = {}
 
     def forward(rgb, cond, c2w, K, t_in):
@@ -161,7 +177,7 @@ def bench_infer(n_views: int, mode: str = "fast", frames: int = 24, reps: int = 
             return model(rgb, cond, c2w, K, t_in)
 
     row = {"input_views": n_views, "mode": mode, "heads": cfg.model.heads, "tile": cfg.render.tile_size, "packed": packed,
-           "speed": speed,
+           "attn": attn, "speed": speed,
            "frames": frames,
            "gaussians": n_views * S * S}
     fn = forward
@@ -204,6 +220,11 @@ def bench_infer(n_views: int, mode: str = "fast", frames: int = 24, reps: int = 
     t_r = _med(_events_ms(recon, reps))
     t_d = _med(_events_ms(render, reps))
     t_all = _med(_events_ms(lambda: (recon(), render()), reps))
+    if ref_img is not None:  # FP8 against bf16 attention: the frames a user would see
+        recon(), render()
+        mse = float(((state["img"][0].float() - ref_img.float()) ** 2).mean())
+        row["fp8_vs_bf16_frames_psnr"] = round(-10 * math.log10(max(mse, 1e-12)), 2)
+        row["fp8_vs_bf16_frames_max_abs"] = round(float((state["img"][0].float() - ref_img.float()).abs().max()), 4)
     fwd_flops = train_flops_per_sample(cfg.model, n_views, S) / 3
     row.update(reconstruct_ms=t_r, render_24_ms=t_d, total_ms=t_all, transformer_tflops=round(fwd_flops / t_r / 1e9, 1))
     if profile_path:

@@ -28,10 +28,13 @@ import click
 @click.option("--worst", type=click.IntRange(0), default=8, show_default=True, help="Image grids of this many worst samples.")
 @click.option("--grids", "grids_dir", type=click.Path(file_okay=False), default=None,
               help="Folder for the worst samples' grids (default: next to --out, <stem>_worst/).")
+@click.option("--fp8-attention", is_flag=True,
+              help="Score with the inference-only FP8 attention kernel (cuDNN; Hopper GPUs with the "
+                   "nvidia-cudnn-frontend package): what the model loses to it, per sample.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def command(checkpoint: str, shards: str, out: str, protocol_name: str, protocol_seed: int, n_in: int, per_kind: int,
             image_size: int | None, batch_size: int | None, device: str | None, lpips_weights: str | None,
-            worst: int, grids_dir: str | None, progress: bool) -> None:
+            worst: int, grids_dir: str | None, fp8_attention: bool, progress: bool) -> None:
     """Score a checkpoint on every sample of SPEC with its model family's fixed, seeded protocol.
 
     The protocol picks each sample's input pairs and held-out target pairs (novel view at a novel
@@ -50,7 +53,8 @@ def command(checkpoint: str, shards: str, out: str, protocol_name: str, protocol
                 "image_size": image_size}
     try:
         res = evaluate(checkpoint, shards, out, protocol, device=device, batch_size=batch_size,
-                       lpips_weights=lpips_weights, worst=worst, grids_dir=grids_dir, progress=progress)
+                       lpips_weights=lpips_weights, worst=worst, grids_dir=grids_dir, progress=progress,
+                       fp8_attention=fp8_attention)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
     finally:

@@ -39,14 +39,19 @@ import click
 @click.option("--fast", "fast_gpu", is_flag=True,
               help="CUDA only: the model in bf16 with compiled transformer blocks, as it trains (BENCHMARKS.md times "
                    "this path); compiling costs ~30-60 s once, repaid over long videos. Default: float32, eager.")
+@click.option("--fp8-attention", is_flag=True,
+              help="CUDA, Hopper or newer, with the nvidia-cudnn-frontend package: attention in FP8 (cuDNN), "
+                   "faster at many input views; changes numerics (BENCHMARKS.md measures what it costs).")
 def command(checkpoint: str, spec: str, out: str, times: str | None, window: int | None, interp: bool,
-            anim_frames: int, anim_size: int | None, device: str | None, fast_gpu: bool, compact: bool) -> None:
+            anim_frames: int, anim_size: int | None, device: str | None, fast_gpu: bool, fp8_attention: bool,
+            compact: bool) -> None:
     """Reconstruct one clip with a trained checkpoint and write its Gaussians frame by frame."""
     from training.export.reconstruct import InputError, reconstruct
 
     try:
         res = reconstruct(checkpoint, spec, out, times=times, device=device, window=window, anim_frames=anim_frames,
-                          anim_size=anim_size, interp=interp, fast_gpu=fast_gpu, compact=compact)
+                          anim_size=anim_size, interp=interp, fast_gpu=fast_gpu, compact=compact,
+                          fp8_attention=fp8_attention)
     except (InputError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
     s = res.summary

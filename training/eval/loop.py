@@ -110,7 +110,7 @@ def score_checkpoint(state: dict, ckpt_path: Path, shards: str, out, protocol, *
                      forward_render, make_dataset,
                      default_batch: tuple[int, int], extra_columns=None, device: str | None = None,
                      batch_size: int | None = None, lpips_weights: str | None = None, worst: int = 8,
-                     grids_dir=None, progress: bool = True) -> EvalResult:
+                     grids_dir=None, progress: bool = True, fp8_attention: bool = False) -> EvalResult:
     """What every family's evaluator does once it holds its protocol object: build the checkpoint's model
     with the family's `build_model(ModelConfig)` (under torchrun: on this rank's GPU), `make_dataset(urls,
     protocol, size, batch, handler, background, trained, info=)` over this rank's share of `shards`, score
@@ -134,7 +134,8 @@ def score_checkpoint(state: dict, ckpt_path: Path, shards: str, out, protocol, *
 
     # CUDA: cuDNN attention first and the compiled blocks as in training (no-op on a CPU); float32 stays
     # float32 (no TF32), so the metrics' LPIPS is computed as before
-    log.info("eval model: %s", fast.setup_model(model, dev, cfg.compile, tf32=False))
+    # fp8_attention (`pipeline eval --fp8-attention`): score with the inference-only FP8 attention kernel
+    log.info("eval model: %s", fast.setup_model(model, dev, cfg.compile, tf32=False, fp8_attn=fp8_attention))
     step = int(state["step"])
     trained = state.get("trained_on")
     if trained is None:

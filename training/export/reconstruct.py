@@ -122,23 +122,31 @@ class Result:
 def reconstruct(checkpoint: str, spec: str, out: str | os.PathLike, *, times: str | None = None,
                 device: str | None = None, window: int | None = None, anim_frames: int = 24,
                 anim_size: int | None = None, interp: bool = False, fast_gpu: bool = False,
-                compact: bool = False) -> Result:
+                compact: bool = False, fp8_attention: bool = False) -> Result:
     """Run one reconstruction and write OUT/frame-NNN.ply, OUT/turntable.gif, OUT/reconstruct.json.
     compact (`--compact`): the 14-float .ply record instead of the full 3DGS one (training/export/ply.py).
     fast_gpu (`--fast`, CUDA only): the model in bf16 autocast with compiled transformer blocks, as it
-    trains and as BENCHMARKS.md times inference; slicing, covariances and rendering stay float32 (no TF32)."""
+    trains and as BENCHMARKS.md times inference; slicing, covariances and rendering stay float32 (no TF32).
+    fp8_attention (`--fp8-attention`): the blocks' attention as the inference-only FP8 kernel
+    (training/models/attention_fp8.py; CUDA on Hopper or newer, with the nvidia-cudnn-frontend package)."""
     t_start = _time.perf_counter()
     req_times = parse_times(times)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if fast_gpu and dev.type != "cuda":
         raise InputError(f"--fast: bf16 with compiled blocks needs a CUDA device; this run is on {dev.type} "
                          "(leave --fast out there)")
+    if fp8_attention:
+        from training.models.attention_fp8 import unavailable_reason
+
+        reason = unavailable_reason(dev)
+        if reason:
+            raise InputError(f"--fp8-attention: {reason}")
     model, cfg, state, ckpt_path = load_model(checkpoint, dev)
     from training.models import fast
 
     # default: the attention priority only (no-op on a CPU): one forward pass does not repay compiling, and
     # the model runs in float32 (no TF32); --fast: compiled blocks (repaid over many windows) under bf16
-    fast.setup_model(model, dev, compile_model=fast_gpu, tf32=False)
+    fast.setup_model(model, dev, compile_model=fast_gpu, tf32=False, fp8_attn=fp8_attention)
 
     def precision():  # only the model's forward passes: slicing, covariances and rendering stay float32
         return torch.autocast("cuda", dtype=torch.bfloat16) if fast_gpu else contextlib.nullcontext()
@@ -175,7 +183,8 @@ def reconstruct(checkpoint: str, spec: str, out: str | os.PathLike, *, times: st
         "image_size": S, "device": str(dev), "backend": backend, "inputs": inputs_used,
         "outputs": [{"ply": p.name, "time": float(t), "gaussians": int(fr["means"].shape[0])}
                     for p, t, fr in zip(plys, out_times, frames)],
-        "times_requested": req_times, "interpolated": interp, "fast": fast_gpu, "animation": anim.name,
+        "times_requested": req_times, "interpolated": interp, "fast": fast_gpu, "fp8_attention": fp8_attention,
+        "animation": anim.name,
         "animation_frames": anim_frames,
         "ply_layout": (PLY_COMPACT if compact else PLY_FULL), "background": cfg.data.background,
         "background_rgb": [float(c) for c in bg],

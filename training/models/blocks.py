@@ -19,6 +19,9 @@ from training.geometry import pixel_rays
 
 
 class Attention(nn.Module):
+    # the attention kernel; training/models/fast.fp8_attention swaps in an inference-only FP8 one per instance
+    sdpa = staticmethod(F.scaled_dot_product_attention)
+
     def __init__(self, width: int, heads: int, qk_norm: bool):
         super().__init__()
         self.heads = heads
@@ -32,7 +35,7 @@ class Attention(nn.Module):
         B, L, D = x.shape  # [B, L, D]
         q, k, v = self.qkv(x).reshape(B, L, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)  # [B, h, L, hd] x3
         q, k = _qk_norm(q, self.q_norm), _qk_norm(k, self.k_norm)
-        y = F.scaled_dot_product_attention(q, k, v)  # [B, h, L, hd]
+        y = self.sdpa(q, k, v)  # [B, h, L, hd]
         return self.proj(y.transpose(1, 2).reshape(B, L, D))
 
 

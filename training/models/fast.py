@@ -14,6 +14,8 @@ here is a no-op, so the CPU tests and the torch rasteriser run exactly the eager
 - `compile_slicing()`: the 4D-to-3D slicing (training/render/slicing.py) as one compiled function.
 - `compile_activations(model)`: the head's Gaussian activations as one compiled function (`compile_head` setting).
 - `GraphedCall(fn)`: inference through a CUDA graph per input shape (batch-1 reconstruction is launch-bound).
+- `fp8_attention(model)`: inference-only FP8 attention (cuDNN, Hopper; training/models/attention_fp8.py). Unlike the
+  settings above it changes numerics beyond rounding, so nothing turns it on by default.
 """
 
 from __future__ import annotations
@@ -139,16 +141,39 @@ def float8_blocks(model: nn.Module, recipe: str = "rowwise") -> int:
     return n
 
 
+def fp8_attention(model: nn.Module) -> int:
+    """Every transformer block's attention as cuDNN's FP8 flash attention (training/models/attention_fp8.py:
+    inference only, Hopper or newer, needs the nvidia-cudnn-frontend package), in place. Returns how many
+    blocks were switched; raises RuntimeError naming what is missing where it cannot run. Changes numerics:
+    opt-in (`pipeline reconstruct --fp8-attention`, `pipeline eval --fp8-attention`)."""
+    from training.models import attention_fp8
+
+    blocks = transformer_blocks(model)
+    params = [p for p in model.parameters()]
+    device = params[0].device if params else torch.device("cpu")
+    reason = attention_fp8.unavailable_reason(device)
+    if reason:
+        raise RuntimeError(reason)
+    for blk in blocks:
+        blk.attn.sdpa = attention_fp8.sdpa
+    return len(blocks)
+
+
 def setup_model(model: nn.Module, device: torch.device, compile_model: bool, attention: str = "auto",
-                compile_head: bool = False, tf32: bool = True, fp8: bool = False, fp8_recipe: str = "rowwise") -> str:
+                compile_head: bool = False, tf32: bool = True, fp8: bool = False, fp8_recipe: str = "rowwise",
+                fp8_attn: bool = False) -> str:
     """What the trainer, evaluation, reconstruction and the benchmarks do with a fresh model on `device`.
     Returns a short summary. compile_head (with compile_model): the Gaussian activations too
     (`compile_activations`); tf32: see `configure`; fp8: the blocks' linear layers in float8 (`float8_blocks`,
-    before compiling, so the casts fuse into the compiled blocks)."""
+    before compiling, so the casts fuse into the compiled blocks); fp8_attn: inference-only FP8 attention
+    (`fp8_attention`; raises where it cannot run, CPU included)."""
     choice = configure(device, attention, tf32)
     n = 0
     head = False
     n8 = 0
+    if fp8_attn:
+        fp8_attention(model)
+        choice = "cudnn-fp8"
     if device.type == "cuda":
         if fp8:
             n8 = float8_blocks(model, fp8_recipe)

@@ -155,7 +155,7 @@ def make_eval_dataset(urls: list[str], protocol: VideoProtocol, image_size: int,
 @torch.no_grad()
 def evaluate_l4gm(state: dict, ckpt_path: Path, shards: str, out, protocol=None, *, device: str | None = None,
                   batch_size: int | None = None, lpips_weights: str | None = None, worst: int = 8,
-                  grids_dir=None, progress: bool = True):
+                  grids_dir=None, progress: bool = True, fp8_attention: bool = False):
     """Score an L4GM-family checkpoint (its loaded `state`) on every sample of `shards`; write `out`."""
     from training.checkpoint import require_family
 
@@ -185,4 +185,5 @@ def evaluate_l4gm(state: dict, ckpt_path: Path, shards: str, out, protocol=None,
     return score_checkpoint(state, ckpt_path, shards, out, protocol, family="l4gm", build_model=VideoReconstructor,
                             forward_render=forward_render, make_dataset=make_eval_dataset,
                             default_batch=(1, 4), extra_columns=columns, device=device, batch_size=batch_size,
-                            lpips_weights=lpips_weights, worst=worst, grids_dir=grids_dir, progress=progress)
+                            lpips_weights=lpips_weights, worst=worst, grids_dir=grids_dir, progress=progress,
+                            fp8_attention=fp8_attention)

@@ -195,7 +195,8 @@ def make_eval_dataset(urls: list[str], protocol: Protocol, image_size: int, batc
 def evaluate_lrm4d(state: dict, ckpt_path: Path, shards: str, out: str | os.PathLike,
                    protocol: Protocol | Mapping[str, Any] | None = None, *, device: str | None = None,
                    batch_size: int | None = None, lpips_weights: str | None = None, worst: int = 8,
-                   grids_dir: str | os.PathLike | None = None, progress: bool = True) -> EvalResult:
+                   grids_dir: str | os.PathLike | None = None, progress: bool = True,
+                   fp8_attention: bool = False) -> EvalResult:
     """Score a 4D-LRM checkpoint (its loaded `state`) on every sample of `shards`; write `out` (Parquet)
     and grids of the worst."""
     if protocol is None or isinstance(protocol, Mapping):
@@ -203,4 +204,4 @@ def evaluate_lrm4d(state: dict, ckpt_path: Path, shards: str, out: str | os.Path
     return score_checkpoint(state, ckpt_path, shards, out, protocol, family=protocol.family,
                             build_model=Reconstructor, forward_render=forward_render, make_dataset=make_eval_dataset, default_batch=(2, 8), device=device,
                             batch_size=batch_size, lpips_weights=lpips_weights, worst=worst, grids_dir=grids_dir,
-                            progress=progress)
+                            progress=progress, fp8_attention=fp8_attention)

@@ -1,0 +1,167 @@
+"""FP8 attention for inference on Hopper: cuDNN's fused FP8 flash attention, one scale per tensor.
+
+Why: at 24 input views `base` attends over 24,576 tokens, and the bf16 cuDNN kernel already runs at two thirds of
+the H100's bf16 peak (BENCHMARKS.md, "Speed, third round"); the float8 tensor cores do twice the work per cycle.
+PyTorch's `scaled_dot_product_attention` has no FP8 path, so this module calls cuDNN through the cuDNN frontend's
+Python graph API (package `nvidia-cudnn-frontend`, module `cudnn`), which links the cuDNN that PyTorch loaded.
+
+What is computed, per call of `sdpa(q, k, v)` (q, k, v: [B, heads, L, head_dim], any float dtype):
+- q, k and v are each cast to float8 e4m3 with one scale per tensor, amax -> 448 (the largest e4m3 value); the
+  amax is a device reduction, so nothing syncs with the host and the call can be captured in a CUDA graph;
+- cuDNN computes softmax(q k^T / sqrt(d)) v with float32 accumulation; the probabilities are cast to e4m3 scaled
+  by 448 (their largest value, before normalisation, is 1), and the output is written as e4m3 (Hopper's FP8
+  kernel has no bf16 output) scaled by 448 / amax(v) (the output is a convex combination of v's rows, so its
+  magnitude never exceeds amax(v));
+- the output is scaled back and returned in q's dtype.
+Inference only: there is no backward (a call that records gradients raises). The numerics change (three
+mantissa bits on q, k, v, the probabilities and the output), so it is opt-in (`fast.fp8_attention`,
+`pipeline reconstruct --fp8-attention`, `pipeline eval --fp8-attention`) and measured before any default uses it.
+
+The cuDNN call is a torch custom op (`objaverse4d::cudnn_fp8_sdpa`), so `torch.compile`d blocks keep it as one
+opaque call and fuse the casts around it. Graphs are built once per (shape, device, scale) and cached.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+E4M3_MAX = 448.0  # the largest finite float8 e4m3 value
+PACKAGE = "nvidia-cudnn-frontend"
+
+
+def unavailable_reason(device: torch.device | str) -> str | None:
+    """Why FP8 attention cannot run on `device`, or None when it can."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return f"FP8 attention needs a CUDA device (this run is on {device.type})"
+    cap = torch.cuda.get_device_capability(device)
+    if cap < (9, 0):
+        return (f"FP8 attention needs cuDNN's FP8 flash attention, on Hopper (sm_90) or newer; "
+                f"{torch.cuda.get_device_name(device)} is sm_{cap[0]}{cap[1]}")
+    try:
+        import cudnn  # noqa: F401
+    except ImportError:
+        return (f"FP8 attention needs the cuDNN frontend's Python module: pip install {PACKAGE} (on a host "
+                "without a package index, carry its wheel)")
+    return None
+
+
+def quantize(x: Tensor) -> tuple[Tensor, Tensor]:
+    """x as float8 e4m3 scaled so that its largest magnitude maps to 448, and the descale ([1, 1, 1, 1] float32,
+    the factor that maps the float8 values back). No host sync."""
+    amax = x.detach().abs().amax().float().clamp_min(1e-12)
+    scale = E4M3_MAX / amax
+    x8 = (x.float() * scale).clamp(-E4M3_MAX, E4M3_MAX).to(torch.float8_e4m3fn)
+    return x8, (1.0 / scale).reshape(1, 1, 1, 1)
+
+
+def sdpa(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """Drop-in for `F.scaled_dot_product_attention(q, k, v)` (no mask, no dropout, default scale) in FP8.
+    q, k, v: [B, heads, L, head_dim]; returns [B, heads, L, head_dim] in q's dtype."""
+    if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
+        raise RuntimeError("FP8 attention is for inference only (it has no backward): run under torch.no_grad(), "
+                           "or train without it")
+    q8, dq = quantize(q)
+    k8, dk = quantize(k)
+    v8, dv = quantize(v)
+    o8 = torch.ops.objaverse4d.cudnn_fp8_sdpa(q8, k8, v8, dq, dk, dv, 1.0 / dv, q.shape[-1] ** -0.5)
+    return (o8.float() * dv).to(q.dtype)
+
+
+# -- the cuDNN graph ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Plan:
+    graph: object
+    handle: object
+    tensors: dict  # name -> cudnn tensor
+    workspace: Tensor
+    constants: dict  # name -> device tensor (descale_s, scale_s)
+
+
+_PLANS: dict = {}
+_HANDLES: dict = {}
+_LOCK = threading.Lock()
+
+
+def _handle(device: torch.device):
+    import cudnn
+
+    key = device.index
+    if key not in _HANDLES:
+        _HANDLES[key] = cudnn.create_handle()
+    return _HANDLES[key]
+
+
+def _plan(shape: tuple[int, ...], device: torch.device, attn_scale: float) -> _Plan:
+    key = (shape, device.index, attn_scale)
+    with _LOCK:
+        if key in _PLANS:
+            return _PLANS[key]
+        import cudnn
+
+        B, H, L, D = shape
+        if D % 16 or D > 256:
+            raise RuntimeError(f"FP8 attention: head dim {D} must be a multiple of 16 and at most 256 (cuDNN)")
+        handle = _handle(device)
+        e4m3, fp32 = cudnn.data_type.FP8_E4M3, cudnn.data_type.FLOAT
+        graph = cudnn.pygraph(io_data_type=e4m3, intermediate_data_type=fp32, compute_data_type=fp32,
+                              handle=handle)
+        stride = (H * L * D, L * D, D, 1)  # contiguous [B, H, L, D]
+        t = {n: graph.tensor(name=n, dim=list(shape), stride=list(stride), data_type=e4m3) for n in ("q", "k", "v")}
+        for n in ("descale_q", "descale_k", "descale_v", "descale_s", "scale_s", "scale_o"):
+            t[n] = graph.tensor(name=n, dim=[1, 1, 1, 1], stride=[1, 1, 1, 1], data_type=fp32)
+        o, _stats, amax_s, amax_o = graph.sdpa_fp8(
+            q=t["q"], k=t["k"], v=t["v"], descale_q=t["descale_q"], descale_k=t["descale_k"],
+            descale_v=t["descale_v"], descale_s=t["descale_s"], scale_s=t["scale_s"], scale_o=t["scale_o"],
+            generate_stats=False, attn_scale=attn_scale, name="fp8_sdpa")
+        o.set_output(True).set_dim(list(shape)).set_stride(list(stride)).set_data_type(e4m3)
+        for a in (amax_s, amax_o):
+            a.set_output(True).set_dim([1, 1, 1, 1]).set_stride([1, 1, 1, 1]).set_data_type(fp32)
+        t.update(o=o, amax_s=amax_s, amax_o=amax_o)
+        try:
+            graph.validate()
+            graph.build_operation_graph()
+            graph.create_execution_plans([cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK])
+            graph.check_support()
+            graph.build_plans()
+        except Exception as exn:  # cudnn raises its own error types; name the shape that failed
+            raise RuntimeError(f"FP8 attention: cuDNN has no FP8 attention plan for q/k/v of shape {list(shape)} "
+                               f"on {torch.cuda.get_device_name(device)}: {exn}") from exn
+        workspace = torch.empty(max(1, graph.get_workspace_size()), dtype=torch.uint8, device=device)
+        constants = {"descale_s": torch.full((1, 1, 1, 1), 1.0 / E4M3_MAX, dtype=torch.float32, device=device),
+                     "scale_s": torch.full((1, 1, 1, 1), E4M3_MAX, dtype=torch.float32, device=device)}
+        _PLANS[key] = _Plan(graph, handle, t, workspace, constants)
+        return _PLANS[key]
+
+
+@torch.library.custom_op("objaverse4d::cudnn_fp8_sdpa", mutates_args=())
+def cudnn_fp8_sdpa(q8: Tensor, k8: Tensor, v8: Tensor, descale_q: Tensor, descale_k: Tensor, descale_v: Tensor,
+                   scale_o: Tensor, attn_scale: float) -> Tensor:
+    """cuDNN FP8 flash attention on float8 e4m3 q, k, v [B, H, L, D] with their descales; returns the float8
+    output scaled by scale_o. See the module docstring."""
+    import cudnn
+
+    q8, k8, v8 = q8.contiguous(), k8.contiguous(), v8.contiguous()
+    plan = _plan(tuple(q8.shape), q8.device, float(attn_scale))
+    out = torch.empty(q8.shape, dtype=torch.float8_e4m3fn, device=q8.device)
+    amax_s = torch.empty((1, 1, 1, 1), dtype=torch.float32, device=q8.device)
+    amax_o = torch.empty_like(amax_s)
+    t = plan.tensors
+    pack = {t["q"]: q8, t["k"]: k8, t["v"]: v8, t["descale_q"]: descale_q.float().contiguous(),
+            t["descale_k"]: descale_k.float().contiguous(), t["descale_v"]: descale_v.float().contiguous(),
+            t["descale_s"]: plan.constants["descale_s"], t["scale_s"]: plan.constants["scale_s"],
+            t["scale_o"]: scale_o.float().contiguous(), t["o"]: out, t["amax_s"]: amax_s, t["amax_o"]: amax_o}
+    cudnn.set_stream(handle=plan.handle, stream=torch.cuda.current_stream(q8.device).cuda_stream)
+    plan.graph.execute(pack, plan.workspace, handle=plan.handle)
+    return out
+
+
+@cudnn_fp8_sdpa.register_fake
+def _(q8, k8, v8, descale_q, descale_k, descale_v, scale_o, attn_scale):
+    return torch.empty(q8.shape, dtype=torch.float8_e4m3fn, device=q8.device)
