@@ -120,7 +120,9 @@ def speed(c: Ctx) -> list[Job]:
     solo = [p for p in parts if p not in ("train", "split")]
     if not groups:
         groups = {"infer" if parts == ["infer"] else "run": []}
-    jobs = [_speed_prep(c)]
+    # hw, attn, infer and inferprof make their own inputs: only the training parts read the replayed batches
+    data_free = set(parts) <= {"hw", "attn", "infer", "inferprof"}
+    jobs = [] if data_free else [_speed_prep(c)]
     for i, (name, vs) in enumerate(groups.items()):
         mine = [p for p in parts
                 if (p in solo and i == 0) or (p == "train" and vs) or (p == "split" and splits.get(name))]
@@ -138,7 +140,8 @@ def speed(c: Ctx) -> list[Job]:
         if "infer" in mine or "inferprof" in mine:  # inferprof profiles the first mode at the largest view count
             argv += ["--infer-modes", a.infer_modes, "--infer-views", a.infer_views, "--infer-heads", a.infer_heads,
                      "--infer-tiles", a.infer_tiles, "--infer-packed", a.infer_packed, "--infer-attn", a.infer_attn]
-        jobs.append(Job(f"speed-{name}", "speed", argv, gpus=1, needs=("speed-prep", *c.need("setup-compile")),
+        jobs.append(Job(f"speed-{name}", "speed", argv, gpus=1,
+                        needs=(*(() if data_free else ("speed-prep",)), *c.need("setup-compile")),
                         headline=lambda out=out: speed_line(out)))
     return jobs
 
