@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import time
 import traceback
@@ -63,19 +64,19 @@ def bench_training(name: str, steps: int, dev, heads: int | None = None, attenti
 
 def bench_inference(name: str, dev, frames: int = 16, size: int = 256, reps: int = 5, temporal: bool | None = None,
                     heads: int | None = None, attention: str = "auto", compile_model: bool = False,
-                    render_too: bool = True, graph: bool = False) -> dict:
+                    render_too: bool = True, graph: bool = False, fp8_attn: bool = False) -> dict:
     """Reconstruct a `frames`-frame window (video + 3 t0 views, batch 1) and render each frame once.
     `attention`: the SDPA priority (training/models/fast.py: auto = cuDNN first on Hopper, as `pipeline
     reconstruct` runs; cudnn; flash; default = PyTorch's order); `compile_model`: the blocks compiled
     as the trainer compiles them (`pipeline reconstruct` does with --fast, eager otherwise); `graph`: the reconstruction
-    replayed from a CUDA graph (training/fast.GraphedCall), checked against the direct call."""
+    replayed from a CUDA graph (training/fast.GraphedCall), checked against the direct call; `fp8_attn`: the
+    inference-only FP8 attention (training/models/attention_fp8.py), its frames compared with bf16 attention's."""
     cfg = _model_cfg(name, heads, temporal)
     m = cfg.model
     m.grad_checkpoint = False
     n0 = 3
     torch.manual_seed(0)
     model = VideoReconstructor(m).to(dev).eval()
-    speed = setup_fresh(model, dev, attention, compile_model, tf32=compile_model)
     b = window_batch(1, frames, n0, 1, size, dev)
     cam = orbit_cameras(frames, 2.1, elevation_deg=20.0)[None, :, None].to(dev)  # one turntable view per frame
     Kr = intrinsics(49.1, size, size).expand(1, frames, 1, 3, 3).contiguous().to(dev)
@@ -84,6 +85,14 @@ def bench_inference(name: str, dev, frames: int = 16, size: int = 256, reps: int
     backend = resolve_backend(cfg.render, dev)
     state = {}
     args = (b["in_rgb"], b["in_cond"], b["in_c2w"], b["in_K"])
+    ref_img = None
+    if fp8_attn:  # the frames with bf16 attention first, eager, before FP8 is switched in
+        with torch.no_grad():
+            with autocast:
+                g_ref = model(*args, window=frames)
+            ref_img = render_frames(g_ref, cam, Kr, size, size, bg, cfg.render, backend)[0]
+        del g_ref
+    speed = setup_fresh(model, dev, attention, compile_model, tf32=compile_model, fp8_attn=fp8_attn)
 
     def forward(*a):
         with torch.no_grad(), autocast:
@@ -114,8 +123,12 @@ def bench_inference(name: str, dev, frames: int = 16, size: int = 256, reps: int
     t_r = statistics.median(sync_time(recon, reps, dev))
     t_d = statistics.median(sync_time(render, reps, dev)) if render_too else float("nan")
     t_all = statistics.median(sync_time(lambda: (recon(), render()), reps, dev)) if render_too else float("nan")
+    if ref_img is not None and render_too:
+        recon(), render()
+        mse = float(((state["img"][0].float() - ref_img.float()) ** 2).mean())
+        extra["fp8_vs_bf16_frames_psnr"] = round(-10 * math.log10(max(mse, 1e-12)), 2)
     flops = forward_flops(m, frames, 1 + n0, size)
-    return {"preset": name, "temporal_attention": m.temporal_attention, "heads": m.heads,
+    return {"fp8_attention": fp8_attn, "preset": name, "temporal_attention": m.temporal_attention, "heads": m.heads,
             "head_dim": m.width // m.heads, "setup": speed, "frames": frames, "image_size": size,
             "gaussians_per_frame": int(state["g"].means.shape[2]), "forward_tflop": round(flops / 1e12, 2),
             "flop_floor_s": round(flops / PEAK_BF16, 4), "reconstruct_s": round(t_r, 4),
@@ -159,7 +172,8 @@ def main() -> None:
                     help="comma list of attention settings for the variants' training steps (auto,cudnn,flash)")
     ap.add_argument("--infer-modes", default="eager",
                     help="comma list for the presets' inference rows: eager (as pipeline reconstruct), compiled "
-                         "(blocks compiled as in training; reconstruct --fast), graph (compiled + CUDA graph)")
+                         "(blocks compiled as in training; reconstruct --fast), graph (compiled + CUDA graph); "
+                         "MODE+fp8 with the inference-only FP8 attention (reconstruct --fp8-attention)")
     ap.add_argument("--infer-only", action="store_true",
                     help="the presets' inference rows only (no training step, no temporal-attention-off row)")
     ap.add_argument("--train-variants", default="",
@@ -181,11 +195,13 @@ def main() -> None:
     if not a.only_variants:
         if not a.no_render and not a.infer_only:
             jobs += [("training", lambda n=n: bench_training(n, a.steps, dev)) for n in presets]
-        for mode in a.infer_modes.split(","):
-            if mode not in ("eager", "compiled", "graph"):
-                raise SystemExit(f"--infer-modes: {mode!r} is not one of eager, compiled, graph")
-            jobs += [("inference", lambda n=n, mode=mode: bench_inference(
-                n, dev, compile_model=mode != "eager", graph=mode == "graph", **inf)) for n in presets]
+        for spec in a.infer_modes.split(","):
+            mode, _, opt = spec.partition("+")
+            if mode not in ("eager", "compiled", "graph") or opt not in ("", "fp8"):
+                raise SystemExit(f"--infer-modes: {spec!r} is not one of eager, compiled, graph (each optionally +fp8)")
+            jobs += [("inference", lambda n=n, mode=mode, opt=opt: bench_inference(
+                n, dev, compile_model=mode != "eager", graph=mode == "graph", fp8_attn=opt == "fp8", **inf))
+                for n in presets]
         if not a.infer_only:
             jobs += [("inference", lambda: bench_inference(presets[-1], dev, temporal=False, **inf))]
     tv, sp = [parse_variant(x) for x in a.train_variants.split()], [parse_variant(x) for x in a.split.split()]

@@ -93,7 +93,7 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--tests", default="-m gpu tests/training", help="pytest arguments of gputests")
     g = ap.add_argument_group("l4gm")
     g.add_argument("--l4gm-presets", default="l4gm-small,l4gm-base")
-    g.add_argument("--l4gm-infer-modes", default="eager", help="eager, compiled, graph [eager]")
+    g.add_argument("--l4gm-infer-modes", default="eager", help="eager, compiled, graph, each optionally +fp8 (FP8 attention) [eager]")
     g.add_argument("--l4gm-frames", type=int, default=16)
     g.add_argument("--l4gm-infer-only", action="store_true", help="inference rows only")
     g.add_argument("--l4gm-headdim", default="", help="a preset whose head-dim variants to time (e.g. l4gm-base)")

@@ -64,14 +64,15 @@ def window_batch(B: int, W: int, n0: int, M: int, S: int, dev) -> dict:
 
 
 def setup_fresh(model, dev, attention: str = "auto", compile_model: bool = True, tf32: bool = True,
-                compile_head: bool = False) -> str:
+                compile_head: bool = False, fp8_attn: bool = False) -> str:
     """What the trainer (and, with compile_model=False, tf32=False, `pipeline reconstruct`) does with a fresh
     model (training/models/fast.py), from a clean compile cache, so a variant's attention choice and settings are
     the ones its compiled graphs were traced with."""
     import torch._dynamo
 
     torch._dynamo.reset()
-    return fast.setup_model(model, dev, compile_model, attention, tf32=tf32, compile_head=compile_head)
+    return fast.setup_model(model, dev, compile_model, attention, tf32=tf32, compile_head=compile_head,
+                            **({"fp8_attn": True} if fp8_attn else {}))
 
 
 def autocast_for(dev):
