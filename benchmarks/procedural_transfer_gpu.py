@@ -156,7 +156,30 @@ def table(out: Path, ref: str = "") -> str:
     for (name, uid), g in per_asset.groupby(["set", "uid"]):
         by = dict(zip(g["arm"], g["model"] - g["near"]))
         lines.append(f"| {name}: {uid} | " + " | ".join(f"{by.get(a, float('nan')):+.2f}" for a in arms) + f" | {g['near'].mean():.2f} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + ["", *by_copy_tercile(real, arms)]) + "\n"
+
+
+def by_copy_tercile(real, arms: list[str]) -> list[str]:
+    """The real sets' samples in three equal bins by how well copying the nearest input already does (its
+    psnr_obj: low = the clip changes a lot between inputs and targets, high = near-still), and each arm's mean gain
+    over copy per bin (per sample, mean over seeds): where the model gains and where it cannot match copying."""
+    import pandas as pd
+
+    lines = ["| real set | bin by copy psnr_obj | samples | copy | " + " | ".join(f"{a} over copy" for a in arms) + " |",
+             "|---|---|---|---|" + "---|" * len(arms)]
+    per = real.groupby(["set", "key", "arm"]).agg(model=("psnr_obj", "mean"), near=("psnr_obj_nearest_input", "mean")).reset_index()
+    for name, g in per.groupby("set"):
+        near = g.groupby("key")["near"].mean()
+        if len(near) < 3:
+            continue
+        bins = pd.qcut(near.rank(method="first"), 3, labels=["low", "mid", "high"])
+        g = g.assign(bin=g["key"].map(bins), gain=g["model"] - g["near"])
+        for b in ("low", "mid", "high"):
+            keys = bins.index[bins == b]
+            by = g[g["bin"] == b].groupby("arm")["gain"].mean()
+            lines.append(f"| {name} | {b} | {len(keys)} | {near[keys].mean():.2f} | "
+                         + " | ".join(f"{by.get(a, float('nan')):+.2f}" for a in arms) + " |")
+    return lines
 
 
 def main(argv: list[str]) -> int:
