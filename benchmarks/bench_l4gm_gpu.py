@@ -127,6 +127,9 @@ def bench_inference(name: str, dev, frames: int = 16, size: int = 256, reps: int
         recon(), render()
         mse = float(((state["img"][0].float() - ref_img.float()) ** 2).mean())
         extra["fp8_vs_bf16_frames_psnr"] = round(-10 * math.log10(max(mse, 1e-12)), 2)
+        from training.models import attention_fp8
+
+        extra["fp8_fallback_shapes"] = sorted(list(s) for s in attention_fp8.FALLBACK_SHAPES)  # [] = all on cuDNN FP8
     flops = forward_flops(m, frames, 1 + n0, size)
     return {"fp8_attention": fp8_attn, "preset": name, "temporal_attention": m.temporal_attention, "heads": m.heads,
             "head_dim": m.width // m.heads, "setup": speed, "frames": frames, "image_size": size,

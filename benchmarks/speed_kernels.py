@@ -225,6 +225,9 @@ def bench_infer(n_views: int, mode: str = "fast", frames: int = 24, reps: int = 
         mse = float(((state["img"][0].float() - ref_img.float()) ** 2).mean())
         row["fp8_vs_bf16_frames_psnr"] = round(-10 * math.log10(max(mse, 1e-12)), 2)
         row["fp8_vs_bf16_frames_max_abs"] = round(float((state["img"][0].float() - ref_img.float()).abs().max()), 4)
+        from training.models import attention_fp8
+
+        row["fp8_fallback_shapes"] = sorted(list(s) for s in attention_fp8.FALLBACK_SHAPES)  # [] = all on cuDNN FP8
     fwd_flops = train_flops_per_sample(cfg.model, n_views, S) / 3
     row.update(reconstruct_ms=t_r, render_24_ms=t_d, total_ms=t_all, transformer_tflops=round(fwd_flops / t_r / 1e9, 1))
     if profile_path:

@@ -18,19 +18,27 @@ mantissa bits on q, k, v, the probabilities and the output), so it is opt-in (`f
 `pipeline reconstruct --fp8-attention`, `pipeline eval --fp8-attention`) and measured before any default uses it.
 
 The cuDNN call is a torch custom op (`objaverse4d::cudnn_fp8_sdpa`), so `torch.compile`d blocks keep it as one
-opaque call and fuse the casts around it. Graphs are built once per (shape, device, scale) and cached.
+opaque call and fuse the casts around it. Graphs are built once per (shape, device, scale) and cached. A shape
+cuDNN has no FP8 plan for (it says so when the graph is built) is computed instead by PyTorch's attention on the
+float8 inputs, scaled back, and its output cast as the kernel's would be; each such shape is logged once and
+listed in `FALLBACK_SHAPES`, so a benchmark can say which of its calls did not run the FP8 kernel.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
+
+log = logging.getLogger(__name__)
 
 E4M3_MAX = 448.0  # the largest finite float8 e4m3 value
 PACKAGE = "nvidia-cudnn-frontend"
+FALLBACK_SHAPES: set[tuple[int, ...]] = set()  # q shapes cuDNN had no FP8 plan for (computed by PyTorch instead)
 
 
 def unavailable_reason(device: torch.device | str) -> str | None:
@@ -98,7 +106,8 @@ def _handle(device: torch.device):
     return _HANDLES[key]
 
 
-def _plan(shape: tuple[int, ...], device: torch.device, attn_scale: float) -> _Plan:
+def _plan(shape: tuple[int, ...], device: torch.device, attn_scale: float) -> _Plan | None:
+    """The built cuDNN graph for this shape, or None when cuDNN has no FP8 plan for it (logged once)."""
     key = (shape, device.index, attn_scale)
     with _LOCK:
         if key in _PLANS:
@@ -106,8 +115,6 @@ def _plan(shape: tuple[int, ...], device: torch.device, attn_scale: float) -> _P
         import cudnn
 
         B, H, L, D = shape
-        if D % 16 or D > 256:
-            raise RuntimeError(f"FP8 attention: head dim {D} must be a multiple of 16 and at most 256 (cuDNN)")
         handle = _handle(device)
         e4m3, fp32 = cudnn.data_type.FP8_E4M3, cudnn.data_type.FLOAT
         graph = cudnn.pygraph(io_data_type=e4m3, intermediate_data_type=fp32, compute_data_type=fp32,
@@ -125,14 +132,19 @@ def _plan(shape: tuple[int, ...], device: torch.device, attn_scale: float) -> _P
             a.set_output(True).set_dim([1, 1, 1, 1]).set_stride([1, 1, 1, 1]).set_data_type(fp32)
         t.update(o=o, amax_s=amax_s, amax_o=amax_o)
         try:
+            if D % 16 or D > 256:
+                raise ValueError(f"head dim {D}: cuDNN's FP8 attention takes multiples of 16 up to 256")
             graph.validate()
             graph.build_operation_graph()
             graph.create_execution_plans([cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK])
             graph.check_support()
             graph.build_plans()
-        except Exception as exn:  # cudnn raises its own error types; name the shape that failed
-            raise RuntimeError(f"FP8 attention: cuDNN has no FP8 attention plan for q/k/v of shape {list(shape)} "
-                               f"on {torch.cuda.get_device_name(device)}: {exn}") from exn
+        except Exception as exn:  # noqa: BLE001 (cudnn raises its own error types): this shape falls back
+            log.warning("FP8 attention: cuDNN has no FP8 plan for q/k/v of shape %s on %s (%s); PyTorch's attention "
+                        "computes it on the float8 inputs", list(shape), torch.cuda.get_device_name(device), exn)
+            FALLBACK_SHAPES.add(shape)
+            _PLANS[key] = None
+            return None
         workspace = torch.empty(max(1, graph.get_workspace_size()), dtype=torch.uint8, device=device)
         constants = {"descale_s": torch.full((1, 1, 1, 1), 1.0 / E4M3_MAX, dtype=torch.float32, device=device),
                      "scale_s": torch.full((1, 1, 1, 1), E4M3_MAX, dtype=torch.float32, device=device)}
@@ -145,10 +157,14 @@ def cudnn_fp8_sdpa(q8: Tensor, k8: Tensor, v8: Tensor, descale_q: Tensor, descal
                    scale_o: Tensor, attn_scale: float) -> Tensor:
     """cuDNN FP8 flash attention on float8 e4m3 q, k, v [B, H, L, D] with their descales; returns the float8
     output scaled by scale_o. See the module docstring."""
-    import cudnn
-
     q8, k8, v8 = q8.contiguous(), k8.contiguous(), v8.contiguous()
     plan = _plan(tuple(q8.shape), q8.device, float(attn_scale))
+    if plan is None:  # no cuDNN FP8 plan for this shape: the same inputs through PyTorch's bf16 kernel
+        deq = [(t.float() * s).bfloat16() for t, s in ((q8, descale_q), (k8, descale_k), (v8, descale_v))]
+        o = F.scaled_dot_product_attention(*deq, scale=float(attn_scale)).float() * scale_o
+        return o.clamp(-E4M3_MAX, E4M3_MAX).to(torch.float8_e4m3fn)
+    import cudnn
+
     out = torch.empty(q8.shape, dtype=torch.float8_e4m3fn, device=q8.device)
     amax_s = torch.empty((1, 1, 1, 1), dtype=torch.float32, device=q8.device)
     amax_o = torch.empty_like(amax_s)
