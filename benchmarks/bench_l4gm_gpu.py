@@ -180,7 +180,7 @@ def main() -> None:
     ap.add_argument("--infer-only", action="store_true",
                     help="the presets' inference rows only (no training step, no temporal-attention-off row)")
     ap.add_argument("--train-variants", default="",
-                    help="space-separated training-step variants PRESET[:k=v...] (benchmarks/l4gm_train.py: bs, ckpt, "
+                    help="space-separated training-step variants PRESET[:k=v...] (benchmarks/l4gm_train.py: bs, ckpt, packed, tile, "
                          "head, nh, lp, lpevery), e.g. 'l4gm-base:ckpt=0 l4gm-small:bs=8:lp=1'")
     ap.add_argument("--split", default="", help="space-separated variants whose time split to take (model, render, "
                     "losses, optimiser; each fwd+bwd on its own)")

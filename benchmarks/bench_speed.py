@@ -29,7 +29,8 @@ head (0/1: compile the Gaussian activations too; default the preset's compile_he
 many px, 0 = full), lpevery (LPIPS on every k-th step, weighted k x; default the preset's loss.lpips_every;
 the row's step time is then an average over k-step cycles, so use steps divisible by k), cudnnbench (0/1:
 torch.backends.cudnn.benchmark, autotuned VGG convolutions; not a trainer setting yet), fp8 (0, 1 = rowwise, rowwise, tensorwise: the blocks'
-linear layers in float8 through torchao, the trainer's `fp8` and `fp8_recipe` settings; carry the torchao wheel).
+linear layers in float8 through torchao, the trainer's `fp8` and `fp8_recipe` settings; carry the torchao wheel),
+packed (0/1: gsplat's packed mode, `render.packed`), tile (gsplat's tile size, `render.tile_size`).
 The parts run in the order --parts names them.
 With --tree the old checkout's `training` package is imported instead; knobs it lacks are reported
 as unavailable. LPIPS uses a VGG of the real shape with random weights (same cost as real ones).

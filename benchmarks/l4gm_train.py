@@ -30,7 +30,7 @@ from training.render.frames import render_frames, resolve_backend  # noqa: E402
 from training.render.gaussians3d import Gaussians3D  # noqa: E402
 from training.train import build_optimizer  # noqa: E402
 
-KEYS = ("bs", "ckpt", "head", "nh", "lp", "lpevery")
+KEYS = ("bs", "ckpt", "head", "nh", "lp", "lpevery", "packed", "tile")
 
 
 def parse_variant(spec: str) -> dict:
@@ -95,6 +95,10 @@ class Step:
         cfg.model.__post_init__()  # the config's own checks (width divisible by heads, even head dim)
         if "lpevery" in v:
             cfg.loss.lpips_every = int(v["lpevery"])
+        if "packed" in v:  # gsplat's packed mode (render.packed): only the Gaussians each camera sees
+            cfg.render.packed = v["packed"] == "1"
+        if "tile" in v:
+            cfg.render.tile_size = int(v["tile"])
         self.cfg, self.dev = cfg, dev
         d, m = cfg.data, cfg.model
         torch.manual_seed(0)

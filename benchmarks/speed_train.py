@@ -46,6 +46,10 @@ class Setup:
         if "nh" in v:  # attention heads (head dim = width / nh): the linear layers keep their shapes
             cfg.model.heads = int(v["nh"])
             cfg.model.__post_init__()  # the config's own checks (width divisible, even head dim)
+        if "packed" in v:  # gsplat's packed mode (render.packed): only the Gaussians each camera sees
+            cfg.render.packed = v["packed"] == "1"
+        if "tile" in v:
+            cfg.render.tile_size = int(v["tile"])
         self.avail = {}
         want_compile = v.get("compile", "1") == "1"
         if hasattr(cfg, "compile"):
