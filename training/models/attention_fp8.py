@@ -114,31 +114,12 @@ def _plan(shape: tuple[int, ...], device: torch.device, attn_scale: float) -> _P
             return _PLANS[key]
         import cudnn
 
-        B, H, L, D = shape
+        D = shape[-1]
         handle = _handle(device)
-        e4m3, fp32 = cudnn.data_type.FP8_E4M3, cudnn.data_type.FLOAT
-        graph = cudnn.pygraph(io_data_type=e4m3, intermediate_data_type=fp32, compute_data_type=fp32,
-                              handle=handle)
-        stride = (H * L * D, L * D, D, 1)  # contiguous [B, H, L, D]
-        t = {n: graph.tensor(name=n, dim=list(shape), stride=list(stride), data_type=e4m3) for n in ("q", "k", "v")}
-        for n in ("descale_q", "descale_k", "descale_v", "descale_s", "scale_s", "scale_o"):
-            t[n] = graph.tensor(name=n, dim=[1, 1, 1, 1], stride=[1, 1, 1, 1], data_type=fp32)
-        o, _stats, amax_s, amax_o = graph.sdpa_fp8(
-            q=t["q"], k=t["k"], v=t["v"], descale_q=t["descale_q"], descale_k=t["descale_k"],
-            descale_v=t["descale_v"], descale_s=t["descale_s"], scale_s=t["scale_s"], scale_o=t["scale_o"],
-            generate_stats=False, attn_scale=attn_scale, name="fp8_sdpa")
-        o.set_output(True).set_dim(list(shape)).set_stride(list(stride)).set_data_type(e4m3)
-        for a in (amax_s, amax_o):
-            a.set_output(True).set_dim([1, 1, 1, 1]).set_stride([1, 1, 1, 1]).set_data_type(fp32)
-        t.update(o=o, amax_s=amax_s, amax_o=amax_o)
         try:
             if D % 16 or D > 256:
                 raise ValueError(f"head dim {D}: cuDNN's FP8 attention takes multiples of 16 up to 256")
-            graph.validate()
-            graph.build_operation_graph()
-            graph.create_execution_plans([cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK])
-            graph.check_support()
-            graph.build_plans()
+            graph, t = _build(cudnn, handle, shape, attn_scale)
         except Exception as exn:  # noqa: BLE001 (cudnn raises its own error types): this shape falls back
             log.warning("FP8 attention: cuDNN has no FP8 plan for q/k/v of shape %s on %s (%s); PyTorch's attention "
                         "computes it on the float8 inputs", list(shape), torch.cuda.get_device_name(device), exn)
@@ -150,6 +131,32 @@ def _plan(shape: tuple[int, ...], device: torch.device, attn_scale: float) -> _P
                      "scale_s": torch.full((1, 1, 1, 1), E4M3_MAX, dtype=torch.float32, device=device)}
         _PLANS[key] = _Plan(graph, handle, t, workspace, constants)
         return _PLANS[key]
+
+
+def _build(cudnn, handle, shape: tuple[int, ...], attn_scale: float):
+    """The cuDNN FP8 attention graph for contiguous [B, H, L, D] float8 q, k, v, built and planned; raises where
+    cuDNN cannot serve the shape. Returns the graph and its tensors by name."""
+    _B, H, L, D = shape
+    e4m3, fp32 = cudnn.data_type.FP8_E4M3, cudnn.data_type.FLOAT
+    graph = cudnn.pygraph(io_data_type=e4m3, intermediate_data_type=fp32, compute_data_type=fp32, handle=handle)
+    stride = (H * L * D, L * D, D, 1)  # contiguous [B, H, L, D]
+    t = {n: graph.tensor(name=n, dim=list(shape), stride=list(stride), data_type=e4m3) for n in ("q", "k", "v")}
+    for n in ("descale_q", "descale_k", "descale_v", "descale_s", "scale_s", "scale_o"):
+        t[n] = graph.tensor(name=n, dim=[1, 1, 1, 1], stride=[1, 1, 1, 1], data_type=fp32)
+    o, _stats, amax_s, amax_o = graph.sdpa_fp8(
+        q=t["q"], k=t["k"], v=t["v"], descale_q=t["descale_q"], descale_k=t["descale_k"],
+        descale_v=t["descale_v"], descale_s=t["descale_s"], scale_s=t["scale_s"], scale_o=t["scale_o"],
+        generate_stats=False, attn_scale=attn_scale, name="fp8_sdpa")
+    o.set_output(True).set_dim(list(shape)).set_stride(list(stride)).set_data_type(e4m3)
+    for a in (amax_s, amax_o):
+        a.set_output(True).set_dim([1, 1, 1, 1]).set_stride([1, 1, 1, 1]).set_data_type(fp32)
+    t.update(o=o, amax_s=amax_s, amax_o=amax_o)
+    graph.validate()
+    graph.build_operation_graph()
+    graph.create_execution_plans([cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK])
+    graph.check_support()
+    graph.build_plans()
+    return graph, t
 
 
 @torch.library.custom_op("objaverse4d::cudnn_fp8_sdpa", mutates_args=())
