@@ -165,6 +165,17 @@ def test_cudnn_fp8_attention_with_peaked_attention():
 
 @pytest.mark.gpu
 @needs_fp8
+def test_a_head_dim_cudnn_cannot_take_falls_back_on_the_gpu():
+    q, k, v = _qkv(1, 2, 256, 8, seed=4)  # head dim 8: not a multiple of 16
+    with torch.no_grad():
+        ref = F.scaled_dot_product_attention(q.float(), k.float(), v.float())
+        got = attention_fp8.sdpa(q, k, v)
+    assert (1, 2, 256, 8) in attention_fp8.FALLBACK_SHAPES
+    assert _rel(got, ref) < 0.12, _rel(got, ref)
+
+
+@pytest.mark.gpu
+@needs_fp8
 def test_fp8_attention_in_compiled_blocks_and_a_cuda_graph():
     torch.manual_seed(0)
     blk = Block(512, 4, 4.0, qk_norm=True).cuda().eval()
