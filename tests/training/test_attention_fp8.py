@@ -82,11 +82,24 @@ def test_the_attention_hook_is_what_the_block_calls():
     assert "sdpa" not in blk.state_dict() and not any("sdpa" in k for k in blk.state_dict())
 
 
-def test_a_shape_without_a_cudnn_plan_falls_back_on_the_float8_inputs(monkeypatch):
+def test_the_twin_of_uniform_attention_is_the_mean_of_v_through_float8():
+    """q = 0: every key equally likely, so the output is the mean of the (float8) values, cast once more."""
+    g = torch.Generator().manual_seed(5)
+    v = torch.randn(1, 2, 64, 16, generator=g)
+    q8, dq = attention_fp8.quantize(torch.zeros(1, 2, 64, 16))
+    k8, dk = attention_fp8.quantize(torch.randn(1, 2, 64, 16, generator=g))
+    v8, dv = attention_fp8.quantize(v)
+    got = attention_fp8.reference(q8, k8, v8, dq, dk, dv, 1.0 / dv, 0.25, block=16)
+    mean = (v8.float() * dv).mean(2, keepdim=True).expand_as(v)
+    want = (mean / dv).clamp(-448, 448).to(torch.float8_e4m3fn)
+    assert torch.equal(got.float(), want.float())
+
+
+def test_a_shape_without_a_cudnn_plan_falls_back_to_the_twin(monkeypatch):
     """What the op computes when cuDNN has no FP8 plan for a shape (here: every shape, the plan lookup replaced; on
-    a CPU that is the only path the op can take): PyTorch's attention on the float8 inputs, its output cast to float8
-    with the kernel's output scale. Float8's three mantissa bits cost ~5-9 % relative error against float32 attention
-    (logits of std 1 and 4; bf16 alone: 0.4-0.6 %); a wrong scale would cost ~100 %."""
+    a CPU that is the only path the op can take): the pure-torch twin of the kernel. Float8's three mantissa bits
+    cost ~6-9 % relative error against float32 attention (logits of std 1 and 4; bf16 alone: 0.4-0.6 %); a wrong
+    scale would cost ~100 %."""
     monkeypatch.setattr(attention_fp8, "_plan", lambda shape, device, scale: None)
     g = torch.Generator().manual_seed(3)
     for sharp, bound in ((1.0, 0.07), (4.0, 0.12)):
@@ -144,8 +157,16 @@ def test_cudnn_fp8_attention_is_close_to_float32_attention(shape):
     assert got.dtype == torch.bfloat16 and got.shape == ref.shape
     assert torch.isfinite(got).all()
     e_fp8, e_bf16 = _rel(got, ref), _rel(bf16, ref)
-    print(f"{shape}: relative error fp8 {e_fp8:.4f}, bf16 {e_bf16:.4f}")
+    q8, dq = attention_fp8.quantize(q)
+    k8, dk = attention_fp8.quantize(k)
+    v8, dv = attention_fp8.quantize(v)
+    with torch.no_grad():
+        kernel = torch.ops.objaverse4d.cudnn_fp8_sdpa(q8, k8, v8, dq, dk, dv, 1.0 / dv, D ** -0.5).float() * dv
+        twin = attention_fp8.reference(q8, k8, v8, dq, dk, dv, 1.0 / dv, D ** -0.5).float() * dv
+    e_twin = _rel(kernel, twin)
+    print(f"{shape}: relative error fp8 {e_fp8:.4f}, bf16 {e_bf16:.4f}; kernel vs its twin {e_twin:.4f}")
     assert shape not in attention_fp8.FALLBACK_SHAPES  # cuDNN's FP8 kernel ran, not the fallback
+    assert e_twin < 0.05, e_twin  # the same arithmetic up to float8 rounding (online softmax, accumulation order)
     # float8 q, k, v, probabilities and output: ~5-10 % (the CPU fallback, probabilities in bf16: 5.3 % at logits of
     # std 1); a wrong scale or layout gives ~100 %
     assert e_fp8 < 0.12, (e_fp8, e_bf16)

@@ -18,10 +18,11 @@ mantissa bits on q, k, v, the probabilities and the output), so it is opt-in (`f
 `pipeline reconstruct --fp8-attention`, `pipeline eval --fp8-attention`) and measured before any default uses it.
 
 The cuDNN call is a torch custom op (`objaverse4d::cudnn_fp8_sdpa`), so `torch.compile`d blocks keep it as one
-opaque call and fuse the casts around it. Graphs are built once per (shape, device, scale) and cached. A shape
-cuDNN has no FP8 plan for (it says so when the graph is built) is computed instead by PyTorch's attention on the
-float8 inputs, scaled back, and its output cast as the kernel's would be; each such shape is logged once and
-listed in `FALLBACK_SHAPES`, so a benchmark can say which of its calls did not run the FP8 kernel.
+opaque call and fuse the casts around it. Graphs are built once per (shape, device, scale) and cached.
+
+`reference` is the pure-torch twin of the kernel's arithmetic (the tests hold the kernel to it). A shape cuDNN has
+no FP8 plan for (it says so when the graph is built) is computed by the twin instead; each such shape is logged
+once and listed in `FALLBACK_SHAPES`, so a benchmark can say which of its calls did not run the FP8 kernel.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ import threading
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,28 @@ def sdpa(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     return (o8.float() * dv).to(q.dtype)
 
 
+def reference(q8: Tensor, k8: Tensor, v8: Tensor, descale_q: Tensor, descale_k: Tensor, descale_v: Tensor,
+              scale_o: Tensor, attn_scale: float, block: int = 1024) -> Tensor:
+    """The kernel's arithmetic in plain torch (float32 products): softmax(q k^T * attn_scale) v with the
+    unnormalised probabilities (largest 1) cast to float8 with scale 448 before the product with v, the row sums
+    taken before that cast, and the output cast to float8 with `scale_o`. q8, k8, v8: float8 [B, H, L, D];
+    returns float8 [B, H, L, D]. Queries go `block` at a time, so memory stays at [B, H, block, L] floats.
+    (The kernel's online softmax quantises each key block against the running row maximum; this twin against the
+    final one: the same up to float8 rounding.)"""
+    q = q8.float() * descale_q.float()  # [B, H, L, D]
+    k = k8.float() * descale_k.float()
+    v = v8.float() * descale_v.float()
+    out = torch.empty(q8.shape, dtype=torch.float8_e4m3fn, device=q8.device)
+    for i in range(0, q.shape[2], block):
+        s = (q[:, :, i:i + block] @ k.transpose(-1, -2)) * attn_scale  # [B, H, b, L]
+        p = torch.exp(s - s.amax(-1, keepdim=True))  # unnormalised probabilities, largest 1
+        rows = p.sum(-1, keepdim=True)  # [B, H, b, 1]
+        p = (p * E4M3_MAX).to(torch.float8_e4m3fn).float() / E4M3_MAX  # through float8, scale_s = 448
+        o = (p @ v) / rows * scale_o.float()  # [B, H, b, D]
+        out[:, :, i:i + block] = o.clamp(-E4M3_MAX, E4M3_MAX).to(torch.float8_e4m3fn)
+    return out
+
+
 # -- the cuDNN graph ------------------------------------------------------------------------------------------
 
 
@@ -121,8 +143,8 @@ def _plan(shape: tuple[int, ...], device: torch.device, attn_scale: float) -> _P
                 raise ValueError(f"head dim {D}: cuDNN's FP8 attention takes multiples of 16 up to 256")
             graph, t = _build(cudnn, handle, shape, attn_scale)
         except Exception as exn:  # noqa: BLE001 (cudnn raises its own error types): this shape falls back
-            log.warning("FP8 attention: cuDNN has no FP8 plan for q/k/v of shape %s on %s (%s); PyTorch's attention "
-                        "computes it on the float8 inputs", list(shape), torch.cuda.get_device_name(device), exn)
+            log.warning("FP8 attention: cuDNN has no FP8 plan for q/k/v of shape %s on %s (%s); its pure-torch twin "
+                        "computes it (no speed gain)", list(shape), torch.cuda.get_device_name(device), exn)
             FALLBACK_SHAPES.add(shape)
             _PLANS[key] = None
             return None
@@ -166,10 +188,8 @@ def cudnn_fp8_sdpa(q8: Tensor, k8: Tensor, v8: Tensor, descale_q: Tensor, descal
     output scaled by scale_o. See the module docstring."""
     q8, k8, v8 = q8.contiguous(), k8.contiguous(), v8.contiguous()
     plan = _plan(tuple(q8.shape), q8.device, float(attn_scale))
-    if plan is None:  # no cuDNN FP8 plan for this shape: the same inputs through PyTorch's bf16 kernel
-        deq = [(t.float() * s).bfloat16() for t, s in ((q8, descale_q), (k8, descale_k), (v8, descale_v))]
-        o = F.scaled_dot_product_attention(*deq, scale=float(attn_scale)).float() * scale_o
-        return o.clamp(-E4M3_MAX, E4M3_MAX).to(torch.float8_e4m3fn)
+    if plan is None:  # no cuDNN FP8 plan for this shape: the twin computes it
+        return reference(q8, k8, v8, descale_q, descale_k, descale_v, scale_o, float(attn_scale))
     import cudnn
 
     out = torch.empty(q8.shape, dtype=torch.float8_e4m3fn, device=q8.device)
