@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import time
 import traceback
@@ -30,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from common import PEAK_BF16, repo_on_path, sync_time  # noqa: E402 (benchmarks/ is sys.path[0])
+from common import PEAK_BF16, fp8_frames_report, repo_on_path, sync_time  # noqa: E402 (benchmarks/ is sys.path[0])
 
 repo_on_path()
 
@@ -125,11 +124,7 @@ def bench_inference(name: str, dev, frames: int = 16, size: int = 256, reps: int
     t_all = statistics.median(sync_time(lambda: (recon(), render()), reps, dev)) if render_too else float("nan")
     if ref_img is not None and render_too:
         recon(), render()
-        mse = float(((state["img"][0].float() - ref_img.float()) ** 2).mean())
-        extra["fp8_vs_bf16_frames_psnr"] = round(-10 * math.log10(max(mse, 1e-12)), 2)
-        from training.models import attention_fp8
-
-        extra["fp8_fallback_shapes"] = sorted(list(s) for s in attention_fp8.FALLBACK_SHAPES)  # [] = all on cuDNN FP8
+        extra.update(fp8_frames_report(state["img"][0], ref_img))
     flops = forward_flops(m, frames, 1 + n0, size)
     return {"fp8_attention": fp8_attn, "preset": name, "temporal_attention": m.temporal_attention, "heads": m.heads,
             "head_dim": m.width // m.heads, "setup": speed, "frames": frames, "image_size": size,

@@ -31,6 +31,21 @@ def repo_on_path() -> Path:
     return ROOT
 
 
+def fp8_frames_report(img, ref) -> dict:
+    """How far frames rendered with FP8 attention (`img`) are from the same model's bf16-attention frames (`ref`,
+    same shape, values in [0, 1]): PSNR and largest difference, and the attention shapes that fell back from
+    cuDNN's FP8 kernel to its torch twin in this process ([] = every call ran the kernel)."""
+    import math
+
+    from training.models import attention_fp8
+
+    diff = img.float() - ref.float()
+    mse = float((diff ** 2).mean())
+    return {"fp8_vs_bf16_frames_psnr": round(-10 * math.log10(max(mse, 1e-12)), 2),
+            "fp8_vs_bf16_frames_max_abs": round(float(diff.abs().max()), 4),
+            "fp8_fallback_shapes": sorted(list(s) for s in attention_fp8.FALLBACK_SHAPES)}
+
+
 def sync_time(fn, reps: int, dev=None) -> list[float]:
     """Seconds of `reps` calls of fn, each between two device synchronisations (none on a CPU device)."""
     import torch

@@ -238,15 +238,16 @@ def run_arm(out: Path, s: str, arm: str, seed: int, device: str, workers: int) -
         ck = run / "checkpoints" / f"step-{mid:08d}.pt"
         if ck.exists():
             _gpu(_eval(ck, test, d / "test_metrics_mid.parquet", device), log, cost, "curve_eval_s")
-            curve = {c["steps0"]: r0["test"]["all"]["psnr_obj"],
-                     mid: _scores(out, s, d / "test_metrics_mid.parquet")["all"]["psnr_obj"],
-                     c["steps0"] + c["steps1"]: res["test"]["all"]["psnr_obj"]}
-            res = _result(out, s, arm, seed, new, cost, r0, note, shared, curve)
+            res["curve"] = {c["steps0"]: r0["test"]["all"]["psnr_obj"],
+                            mid: _scores(out, s, d / "test_metrics_mid.parquet")["all"]["psnr_obj"],
+                            c["steps0"] + c["steps1"]: res["test"]["all"]["psnr_obj"]}
+            res["cost"], res["gpu_s"] = cost, round(sum(cost.values()), 1)  # the curve's evaluation counted too
+            (d / "result.json").write_text(json.dumps(res, indent=1))
     return res
 
 
 def _result(out: Path, s: str, arm: str, seed: int, new, cost: dict, r0: dict, note: str | None,
-            concurrent: int | None, curve: dict | None = None) -> dict:
+            concurrent: int | None) -> dict:
     """Write and return DIR/S/seedN/ARM/result.json from the arm's final test metrics, its new rows and shards.
     Empty COST (a salvaged run) gives gpu_s None; shards absent (a results.tgz unpacked elsewhere) give None
     render numbers: unknown, never zero. CONCURRENT: arm runs that shared the host (None: unknown)."""
@@ -273,7 +274,7 @@ def _result(out: Path, s: str, arm: str, seed: int, new, cost: dict, r0: dict, n
            "protocol": str(m["protocol"].iloc[0]), "test": _scores(out, s, d / "test_metrics.parquet"),
            "round0_test": r0["test"], "note": note,
            "concurrent_runs": concurrent,
-           "curve": curve}
+           "curve": None}  # the random arm adds its learning curve afterwards (run_arm)
     (d / "result.json").write_text(json.dumps(res, indent=1))
     return res
 

@@ -77,9 +77,10 @@ def table(paths: list[str]) -> str:
     return "\n".join(rows) + "\n"
 
 
-def fp8_attention_score(run: str, heldout: str, out: Path, held) -> dict:
+def fp8_attention_score(run: str, heldout: str, out: Path) -> dict:
     """The held-out clips scored again with FP8 attention; its summary and the paired per-sample difference of
-    psnr_obj against `held` (the default attention's scores of the same checkpoint on the same pairs)."""
+    psnr_obj against OUT/heldout_metrics.parquet (the default attention's scores of the same checkpoint on the
+    same pairs)."""
     import pandas as pd
 
     t0 = time.monotonic()
@@ -176,7 +177,7 @@ def main() -> None:
     held = evaluate(a.run, a.heldout, out / "heldout_metrics.parquet", worst=1, grids_dir=out / "grids", progress=False)
     seen = evaluate(a.run, a.train, out / "train_metrics.parquet", worst=0, progress=False)
     eval_s = time.monotonic() - t0
-    fp8 = fp8_attention_score(a.run, a.heldout, out, held) if a.eval_fp8_attention else None
+    fp8 = fp8_attention_score(a.run, a.heldout, out) if a.eval_fp8_attention else None
     if held.worst:
         shutil.copy(held.worst[0], out / "learn_grid.png")
     res = {

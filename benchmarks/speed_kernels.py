@@ -5,7 +5,6 @@ SDPA backends, inference. `training` imports stay inside the functions (bench_sp
 from __future__ import annotations
 
 import json
-import math
 import statistics
 from pathlib import Path
 
@@ -221,13 +220,10 @@ def bench_infer(n_views: int, mode: str = "fast", frames: int = 24, reps: int = 
     t_d = _med(_events_ms(render, reps))
     t_all = _med(_events_ms(lambda: (recon(), render()), reps))
     if ref_img is not None:  # FP8 against bf16 attention: the frames a user would see
-        recon(), render()
-        mse = float(((state["img"][0].float() - ref_img.float()) ** 2).mean())
-        row["fp8_vs_bf16_frames_psnr"] = round(-10 * math.log10(max(mse, 1e-12)), 2)
-        row["fp8_vs_bf16_frames_max_abs"] = round(float((state["img"][0].float() - ref_img.float()).abs().max()), 4)
-        from training.models import attention_fp8
+        from common import fp8_frames_report
 
-        row["fp8_fallback_shapes"] = sorted(list(s) for s in attention_fp8.FALLBACK_SHAPES)  # [] = all on cuDNN FP8
+        recon(), render()
+        row.update(fp8_frames_report(state["img"][0], ref_img))
     fwd_flops = train_flops_per_sample(cfg.model, n_views, S) / 3
     row.update(reconstruct_ms=t_r, render_24_ms=t_d, total_ms=t_all, transformer_tflops=round(fwd_flops / t_r / 1e9, 1))
     if profile_path:

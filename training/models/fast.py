@@ -149,9 +149,8 @@ def fp8_attention(model: nn.Module) -> int:
     from training.models import attention_fp8
 
     blocks = transformer_blocks(model)
-    params = [p for p in model.parameters()]
-    device = params[0].device if params else torch.device("cpu")
-    reason = attention_fp8.unavailable_reason(device)
+    first = next(model.parameters(), None)
+    reason = attention_fp8.unavailable_reason(first.device if first is not None else torch.device("cpu"))
     if reason:
         raise RuntimeError(reason)
     for blk in blocks:
