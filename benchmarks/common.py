@@ -1,5 +1,5 @@
 """What several benchmark scripts share: the repository root on sys.path, the bf16 peak that MFU is counted
-against, synced wall-clock timing, peak GPU memory, the random-weight LPIPS file the devices train with, the
+against, synced wall-clock timing, peak GPU memory, FP8-against-bf16 frames, the random-weight LPIPS file the devices train with, the
 DDP variant names, and the readers that turn a device run's raw outputs into one headline line each
 (benchmarks/device.py prints them in its summary table).
 
