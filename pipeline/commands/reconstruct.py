@@ -41,7 +41,8 @@ import click
                    "this path); compiling costs ~30-60 s once, repaid over long videos. Default: float32, eager.")
 @click.option("--fp8-attention", is_flag=True,
               help="CUDA, Hopper or newer, with the nvidia-cudnn-frontend package: attention in FP8 (cuDNN), "
-                   "faster at many input views; changes numerics (BENCHMARKS.md measures what it costs).")
+                   "meant for many input views; changes numerics (speed and quality not yet measured on a GPU: "
+                   "BENCHMARKS.md, \"FP8 attention for inference\").")
 def command(checkpoint: str, spec: str, out: str, times: str | None, window: int | None, interp: bool,
             anim_frames: int, anim_size: int | None, device: str | None, fast_gpu: bool, fp8_attention: bool,
             compact: bool) -> None:
