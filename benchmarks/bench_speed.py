@@ -111,9 +111,9 @@ def run(a) -> None:
     def save():
         out_path.write_text(json.dumps(res, indent=1))
 
-    def attempt(key, fn, *args):
+    def attempt(key, fn, *args, **kw):
         try:
-            r = fn(*args)
+            r = fn(*args, **kw)
             if r is not None:
                 res.setdefault(key, []).append(r)
                 print(json.dumps(r), flush=True)

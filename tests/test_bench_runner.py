@@ -286,6 +286,21 @@ def test_l4gm_training_variants_and_split_on_the_cpu(tmp_path):
     assert not (tmp_path / "x.json").exists()
 
 
+def test_bench_speed_hands_every_infer_attention_to_bench_infer(tmp_path):
+    """`--infer-attn bf16,fp8` reaches bench_infer with its attention for each value. The 2026-12-07 22:11 UTC H100
+    call lost its FP8 rows (and the rest of the run) to a TypeError in the dispatch, outside the per-row guard. On a
+    CPU each row fails inside bench_infer (no CUDA); the run records both failures and goes on."""
+    out = tmp_path / "o.json"
+    p = subprocess.run([sys.executable, str(BENCH / "bench_speed.py"), "run", "--data", str(tmp_path), "--parts", "infer",
+                        "--infer-views", "4", "--infer-modes", "fast", "--infer-attn", "bf16,fp8", "--out", str(out)],
+                       capture_output=True, text=True, cwd=REPO, timeout=300,
+                       env={**os.environ, "PYTHONPATH": str(REPO), "BENCH_SMOKE": "1"})
+    assert p.returncode == 0, p.stdout + p.stderr
+    errors = json.loads(out.read_text())["errors"]
+    assert len(errors) == 2
+    assert all("in bench_infer" in e and "unexpected keyword" not in e for e in errors), errors
+
+
 def test_speed_benchmarks_find_the_checkouts_speed_settings(tmp_path):
     """bench_speed's `_fast_module` finds training/models/fast.py in this checkout and training/fast.py in an old
     one (--tree), and raises for a checkout with neither; the 2026-12-07 H100 call measured `small` and `base`
