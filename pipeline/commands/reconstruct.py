@@ -37,14 +37,16 @@ import click
               help="Animation resolution [default: the model's image size].")
 @click.option("--device", default=None, help="cpu or cuda (default: cuda when available).")
 @click.option("--fast", "fast_gpu", is_flag=True,
-              help="CUDA only: the model in bf16 with compiled transformer blocks, as it trains (BENCHMARKS.md times "
-                   "this path); compiling costs ~30-60 s once, repaid over long videos. Default: float32, eager.")
-@click.option("--fp8-attention", is_flag=True,
-              help="CUDA, Hopper or newer, with the nvidia-cudnn-frontend package: attention in FP8 (cuDNN), "
-                   "meant for many input views; changes numerics (speed and quality not yet measured on a GPU: "
-                   "BENCHMARKS.md, \"FP8 attention for inference\").")
+              help="CUDA only: the model in bf16 with compiled transformer blocks, as it trains, and attention in FP8 "
+                   "where that kernel can run (BENCHMARKS.md times this path); compiling costs ~30-60 s once, repaid "
+                   "over long videos. Default: float32, eager.")
+@click.option("--fp8-attention/--bf16-attention", "fp8_attention", default=None,
+              help="Attention in FP8 (cuDNN; CUDA, Hopper or newer, with the nvidia-cudnn-frontend package: the `fp8` "
+                   "extra), or not. Default: FP8 with --fast where it can run, else bf16 (said in the log and in "
+                   "reconstruct.json). On an H100 it took 24 views from 153.5 to 125.4 ms and cost trained `small` "
+                   "under 0.01 dB psnr_obj (BENCHMARKS.md, \"FP8 attention for inference\").")
 def command(checkpoint: str, spec: str, out: str, times: str | None, window: int | None, interp: bool,
-            anim_frames: int, anim_size: int | None, device: str | None, fast_gpu: bool, fp8_attention: bool,
+            anim_frames: int, anim_size: int | None, device: str | None, fast_gpu: bool, fp8_attention: bool | None,
             compact: bool) -> None:
     """Reconstruct one clip with a trained checkpoint and write its Gaussians frame by frame."""
     from training.export.reconstruct import InputError, reconstruct

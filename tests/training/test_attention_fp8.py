@@ -129,6 +129,22 @@ def test_reconstruct_and_eval_refuse_fp8_attention_on_a_cpu(tmp_path):
     assert "--fp8-attention" in CliRunner().invoke(eval_command, ["--help"]).output
 
 
+def test_fast_takes_fp8_attention_only_where_it_can_run():
+    """`pipeline reconstruct`: neither flag follows --fast; --fast where the kernel cannot run stays bf16 with the
+    reason as a note (never an error); --fp8-attention there is refused; --bf16-attention is off whatever else."""
+    from training.export.reconstruct import InputError, resolve_fp8_attention
+
+    cpu = torch.device("cpu")
+    assert resolve_fp8_attention(None, False, cpu) == (False, None)
+    assert resolve_fp8_attention(False, True, cpu) == (False, None)
+    on, note = resolve_fp8_attention(None, True, cpu)
+    assert on is False and note.startswith("--fast: attention stays bf16") and "CUDA" in note, note
+    with pytest.raises(InputError, match="--fp8-attention: .*CUDA"):
+        resolve_fp8_attention(True, False, cpu)
+    if _REASON is None:  # a GPU where the kernel runs: --fast takes it
+        assert resolve_fp8_attention(None, True, torch.device("cuda")) == (True, None)
+
+
 # -- on the GPU -----------------------------------------------------------------------------------------------
 
 _REASON = attention_fp8.unavailable_reason("cuda") if torch.cuda.is_available() else "needs a CUDA GPU; this machine has none"

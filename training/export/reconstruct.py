@@ -118,29 +118,45 @@ class Result:
     summary: dict
 
 
+def resolve_fp8_attention(requested: bool | None, fast_gpu: bool, dev: torch.device) -> tuple[bool, str | None]:
+    """Whether this reconstruction runs attention in FP8, and a note when --fast wanted it and cannot have it.
+    requested True (`--fp8-attention`): on, or InputError naming what is missing; False (`--bf16-attention`): off;
+    None: on with --fast where the kernel can run (measured on an H100: 24 views 153.5 -> 125.4 ms, an l4gm-base
+    16-frame window 201.7 -> 177.0 ms, 4 views 14.1 -> 14.3 ms; trained `small` held-out psnr_obj -0.003 to
+    0.000 dB; BENCHMARKS.md "FP8 attention for inference"), else off with the reason as the note."""
+    if requested is False or (requested is None and not fast_gpu):
+        return False, None
+    from training.models.attention_fp8 import unavailable_reason
+
+    reason = unavailable_reason(dev)
+    if reason is None:
+        return True, None
+    if requested:
+        raise InputError(f"--fp8-attention: {reason}")
+    return False, f"--fast: attention stays bf16 (FP8 attention unavailable: {reason})"
+
+
 @torch.no_grad()
 def reconstruct(checkpoint: str, spec: str, out: str | os.PathLike, *, times: str | None = None,
                 device: str | None = None, window: int | None = None, anim_frames: int = 24,
                 anim_size: int | None = None, interp: bool = False, fast_gpu: bool = False,
-                compact: bool = False, fp8_attention: bool = False) -> Result:
+                compact: bool = False, fp8_attention: bool | None = None) -> Result:
     """Run one reconstruction and write OUT/frame-NNN.ply, OUT/turntable.gif, OUT/reconstruct.json.
     compact (`--compact`): the 14-float .ply record instead of the full 3DGS one (training/export/ply.py).
     fast_gpu (`--fast`, CUDA only): the model in bf16 autocast with compiled transformer blocks, as it
     trains and as BENCHMARKS.md times inference; slicing, covariances and rendering stay float32 (no TF32).
-    fp8_attention (`--fp8-attention`): the blocks' attention as the inference-only FP8 kernel
-    (training/models/attention_fp8.py; CUDA on Hopper or newer, with the nvidia-cudnn-frontend package)."""
+    fp8_attention (`--fp8-attention` / `--bf16-attention`): the blocks' attention as the inference-only FP8 kernel
+    (training/models/attention_fp8.py; CUDA on Hopper or newer, with the nvidia-cudnn-frontend package); None
+    (neither flag): on with --fast where that kernel can run, see `resolve_fp8_attention`."""
     t_start = _time.perf_counter()
     req_times = parse_times(times)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if fast_gpu and dev.type != "cuda":
         raise InputError(f"--fast: bf16 with compiled blocks needs a CUDA device; this run is on {dev.type} "
                          "(leave --fast out there)")
-    if fp8_attention:
-        from training.models.attention_fp8 import unavailable_reason
-
-        reason = unavailable_reason(dev)
-        if reason:
-            raise InputError(f"--fp8-attention: {reason}")
+    fp8_attention, fp8_note = resolve_fp8_attention(fp8_attention, fast_gpu, dev)
+    if fp8_note:
+        log.info("%s", fp8_note)
     model, cfg, state, ckpt_path = load_model(checkpoint, dev)
     from training.models import fast
 
@@ -184,6 +200,7 @@ def reconstruct(checkpoint: str, spec: str, out: str | os.PathLike, *, times: st
         "outputs": [{"ply": p.name, "time": float(t), "gaussians": int(fr["means"].shape[0])}
                     for p, t, fr in zip(plys, out_times, frames)],
         "times_requested": req_times, "interpolated": interp, "fast": fast_gpu, "fp8_attention": fp8_attention,
+        **({"fp8_attention_note": fp8_note} if fp8_note else {}),
         "animation": anim.name,
         "animation_frames": anim_frames,
         "ply_layout": (PLY_COMPACT if compact else PLY_FULL), "background": cfg.data.background,
