@@ -18,6 +18,8 @@ instead of 96 (~70 clips per arm instead of 181) and 4 views for the training cl
                    train/new from about twice as many assets
   train/new-x      the default mix's assets after train/new's (indices `--assets`..2 x `--assets` - 1), N clips: the
                    device arm `new+new-x` trains on both folders, twice train/new's assets and clips
+  train/new-x23    the next 2 x `--assets` assets (indices 2 x `--assets`..4 x `--assets` - 1), 2 N clips: the arm
+                   `new+new-x+new-x23` has four times train/new's assets and clips
   heldout/proc-old, heldout/proc-new   seed 200 (never trained on), equal clip counts
   heldout/gltf, heldout/gltf-val       ../shared/assets/gltf animated assets and gltf-val, at most 4 clips each
                                        ($OBJAVERSE4D_SHARED/assets when ../shared is elsewhere)
@@ -60,11 +62,13 @@ ARMS = {  # arm -> (categories, textures, shapes)
     "new-noart": ("soft,blob", True, True),
     "mix": ("default+legacy", True, True),
 }
-# arm -> (asset multiple of --assets, clips kept per asset, the arm whose assets are left out): the default mix's
-# first multiple x --assets assets of seed 100 (one folder, train-new2x), cut to N clips like every arm
+# arm -> (asset multiple of --assets, clips kept per asset, leading multiples of --assets left out, clip multiple of
+# N): the default mix's first multiple x --assets assets of seed 100 (one folder, train-newMx; byte-identical per
+# index, so the smaller folders are its prefixes), the first skip x --assets of them left out, cut to clips x N clips
 SCALE_ARMS = {
-    "new-wide": (2, 1, None),
-    "new-x": (2, 16, "new"),
+    "new-wide": (2, 1, 0, 1),
+    "new-x": (2, 16, 1, 1),
+    "new-x23": (4, 16, 2, 2),
 }
 HELDOUT = ("proc-old", "proc-new", "gltf", "gltf-val")
 SHARD_SIZE = 16
@@ -91,6 +95,13 @@ def _generate(folder: Path, count: int, seed: int, categories, textures: bool, s
     args += [] if textures else ["--no-textures"]
     args += [] if shapes else ["--no-shapes"]
     sh(args, log)
+
+
+def _first_assets(folder: Path, count: int) -> set[str]:
+    """The uids of the generator's first `count` assets in `folder` (by the index ending each procedural uid,
+    proc_CATEGORY_sSEED_INDEX)."""
+    uids = [p.stem for p in folder.glob("*.glb")]
+    return {u for u in uids if int(u.rsplit("_", 1)[1]) < count}
 
 
 def _mix(categories: str | None) -> str:
@@ -155,12 +166,11 @@ def render(a) -> None:
         order = [tuple(x.split("/", 1)) for x in a.sets.split(",")]
     for group, name in order:
         if group == "train" and name in SCALE_ARMS:
-            mult, per_asset, without = SCALE_ARMS[name]
-            _generate(assets / "train-new2x", mult * a.assets, 100, None, True, True, log)
-            skip = {p.stem for p in (assets / f"train-{without}").glob("*.glb")} if without else set()
-            if without and len(skip) != a.assets:
-                raise SystemExit(f"{name} leaves out train/{without}'s assets: generate them first (--sets train/{without})")
-            _curate(assets / "train-new2x", man / f"train-{name}.parquet", log, n, max_clips=per_asset, exclude=skip)
+            mult, per_asset, skip_mult, clip_mult = SCALE_ARMS[name]
+            folder = assets / f"train-new{mult}x"
+            _generate(folder, mult * a.assets, 100, None, True, True, log)
+            skip = _first_assets(folder, skip_mult * a.assets)
+            _curate(folder, man / f"train-{name}.parquet", log, clip_mult * n, max_clips=per_asset, exclude=skip)
         elif group == "train" and name != "old":
             cats, tex, shp = ARMS[name]
             _generate(assets / f"train-{name}", a.assets, 100, cats, tex, shp, log)

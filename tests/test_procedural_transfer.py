@@ -4,6 +4,8 @@ in BENCHMARKS.md come from the files kept beside them); `pack`'s check of what a
 
 from __future__ import annotations
 
+import argparse
+
 import sys
 from collections import Counter
 from pathlib import Path
@@ -141,7 +143,18 @@ def test_scale_arms_keep_one_clip_per_asset_or_leave_an_arms_assets_out(tmp_path
     n_x = procedural_transfer._curate(real, tmp_path / "x.parquet", log, clips=3, exclude=drop)
     x = read_manifest(tmp_path / "x.parquet")
     assert n_x == 3 and not set(x["uid"]) & drop
-    assert set(procedural_transfer.SCALE_ARMS) == {"new-wide", "new-x"}
+    assert set(procedural_transfer.SCALE_ARMS) == {"new-wide", "new-x", "new-x23"}
+    for name in ("a", "b"):  # the uids the generator writes: the index ends them
+        for i in (0, 1, 9, 10, 11, 100):
+            (tmp_path / name).mkdir(exist_ok=True)
+            (tmp_path / name / f"proc_biped_s100_{i:05d}.glb").write_bytes(b"")
+    assert procedural_transfer._first_assets(tmp_path / "a", 10) == {f"proc_biped_s100_{i:05d}" for i in (0, 1, 9)}
+    assert procedural_transfer._first_assets(tmp_path / "b", 0) == set()
+    # new-x23: four times the assets, the first two multiples left out, twice the clips
+    assert procedural_transfer.SCALE_ARMS["new-x23"] == (4, 16, 2, 2)
+    a = argparse.Namespace(steps=100, train_minutes=1.0, calib_steps=30, preset="small", sets=[])
+    cmd = procedural_transfer_gpu.learn_command(a, tmp_path, "new+new-x+new-x23", 0, tmp_path / "r")
+    assert cmd[cmd.index("--train") + 1] == "::".join(f"{tmp_path}/train/{x}" for x in ("new", "new-x", "new-x23"))
 
 
 def test_carry_check_flags_a_pack_too_large_for_one_call(tmp_path):
