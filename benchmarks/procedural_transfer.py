@@ -97,11 +97,12 @@ def _generate(folder: Path, count: int, seed: int, categories, textures: bool, s
     sh(args, log)
 
 
-def _first_assets(folder: Path, count: int) -> set[str]:
-    """The uids of the generator's first `count` assets in `folder` (by the index ending each procedural uid,
-    proc_CATEGORY_sSEED_INDEX)."""
-    uids = [p.stem for p in folder.glob("*.glb")]
-    return {u for u in uids if int(u.rsplit("_", 1)[1]) < count}
+def _first_assets(count: int, seed: int = 100, categories: str | None = None) -> set[str]:
+    """The uids of the first `count` assets the generator makes for (seed, mix): its plan of `count` assets, which
+    is the start of its plan of any larger count (the index in a uid counts per category, not per batch)."""
+    from render.procedural.naming import parse_categories, plan
+
+    return {item.uid for item in plan(count, seed, parse_categories(_mix(categories)))}
 
 
 def _mix(categories: str | None) -> str:
@@ -169,7 +170,7 @@ def render(a) -> None:
             mult, per_asset, skip_mult, clip_mult = SCALE_ARMS[name]
             folder = assets / f"train-new{mult}x"
             _generate(folder, mult * a.assets, 100, None, True, True, log)
-            skip = _first_assets(folder, skip_mult * a.assets)
+            skip = _first_assets(skip_mult * a.assets)
             _curate(folder, man / f"train-{name}.parquet", log, clip_mult * n, max_clips=per_asset, exclude=skip)
         elif group == "train" and name != "old":
             cats, tex, shp = ARMS[name]

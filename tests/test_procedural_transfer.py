@@ -144,12 +144,13 @@ def test_scale_arms_keep_one_clip_per_asset_or_leave_an_arms_assets_out(tmp_path
     x = read_manifest(tmp_path / "x.parquet")
     assert n_x == 3 and not set(x["uid"]) & drop
     assert set(procedural_transfer.SCALE_ARMS) == {"new-wide", "new-x", "new-x23"}
-    for name in ("a", "b"):  # the uids the generator writes: the index ends them
-        for i in (0, 1, 9, 10, 11, 100):
-            (tmp_path / name).mkdir(exist_ok=True)
-            (tmp_path / name / f"proc_biped_s100_{i:05d}.glb").write_bytes(b"")
-    assert procedural_transfer._first_assets(tmp_path / "a", 10) == {f"proc_biped_s100_{i:05d}" for i in (0, 1, 9)}
-    assert procedural_transfer._first_assets(tmp_path / "b", 0) == set()
+    # the first k assets of a batch are a batch of k (the uid's index counts per category): what new-x and new-x23
+    # leave out
+    from render.procedural.naming import DEFAULT_MIX, plan
+
+    first = procedural_transfer._first_assets(10)
+    assert len(first) == 10 and first == {x.uid for x in plan(40, 100, DEFAULT_MIX)[:10]}
+    assert first < procedural_transfer._first_assets(20) and procedural_transfer._first_assets(0) == set()
     # new-x23: four times the assets, the first two multiples left out, twice the clips
     assert procedural_transfer.SCALE_ARMS["new-x23"] == (4, 16, 2, 2)
     a = argparse.Namespace(steps=100, train_minutes=1.0, calib_steps=30, preset="small", sets=[])

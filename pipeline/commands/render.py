@@ -119,6 +119,8 @@ def command(manifest: str, shard: int | None, shards_sel: str | None, out: str, 
     from pipeline.runner import parse_shard_selection, run_render
 
     df = read_rows_manifest(manifest)
+    if df.empty:
+        raise click.UsageError(f"{manifest} has no rows: nothing to render")
     available = sorted(int(s) for s in df["shard"].unique())
     try:
         selection = parse_shard_selection(str(shard) if shard is not None else shards_sel, available)

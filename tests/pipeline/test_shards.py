@@ -256,6 +256,13 @@ def test_pipeline_render_refuses_a_shard_without_rows(manifest, tmp_path):
 
     r = CliRunner().invoke(cli, ["render", "--manifest", str(manifest), "--shard", "7", "--out", str(tmp_path)])
     assert r.exit_code == 2 and "no shard(s) 7 (it has 0-0)" in r.output
+    from manifests import read_manifest, write_manifest
+
+    empty = tmp_path / "empty.parquet"  # a valid manifest whose filter left nothing (2026-12-07: an IndexError)
+    write_manifest(read_manifest(manifest).iloc[:0], empty, command="test")
+    r = CliRunner().invoke(cli, ["render", "--manifest", str(empty), "--shards", "all", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and f"{empty} has no rows: nothing to render" in r.output, r.output
+    assert not (tmp_path / "o").exists()
 
 
 @bpy_needed
