@@ -140,8 +140,7 @@ def run(a) -> None:
                     [p == "1" for p in a.infer_packed.split(",")], [int(t) for t in a.infer_tiles.split(",")],
                     [int(h) if h else None for h in a.infer_heads.split(",")], a.infer_modes.split(","),
                     [int(x) for x in a.infer_views.split(",")]):
-                attempt("inference", bench_infer, n, mode, 24, 5, heads, tile, None, packed,
-                        **({"attn": attn} if attn != "bf16" else {}))
+                attempt("inference", bench_infer, n, mode, 24, 5, heads, tile, None, packed, attn=attn)
         elif part == "inferprof":  # the kernels of the first mode x the largest view count
             n = max(int(x) for x in a.infer_views.split(","))
             attempt("inference", bench_infer, n, a.infer_modes.split(",")[0], 24, 5, None, 0,

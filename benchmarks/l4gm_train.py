@@ -72,7 +72,7 @@ def setup_fresh(model, dev, attention: str = "auto", compile_model: bool = True,
 
     torch._dynamo.reset()
     return fast.setup_model(model, dev, compile_model, attention, tf32=tf32, compile_head=compile_head,
-                            **({"fp8_attn": True} if fp8_attn else {}))
+                            fp8_attn=fp8_attn)
 
 
 def autocast_for(dev):

@@ -14,8 +14,9 @@ What is computed, per call of `sdpa(q, k, v)` (q, k, v: [B, heads, L, head_dim],
   magnitude never exceeds amax(v));
 - the output is scaled back and returned in q's dtype.
 Inference only: there is no backward (a call that records gradients raises). The numerics change (three
-mantissa bits on q, k, v, the probabilities and the output), so it is opt-in (`fast.fp8_attention`,
-`pipeline reconstruct --fp8-attention`, `pipeline eval --fp8-attention`) and measured before any default uses it.
+mantissa bits on q, k, v, the probabilities and the output), so it is switched on only by inference:
+`pipeline reconstruct --fast` where it can run (measured on an H100 before it became that default: BENCHMARKS.md,
+"FP8 attention, measured"), `--fp8-attention`, and `pipeline eval --fp8-attention` (`fast.fp8_attention`).
 
 The cuDNN call is a torch custom op (`objaverse4d::cudnn_fp8_sdpa`), so `torch.compile`d blocks keep it as one
 opaque call and fuse the casts around it. Graphs are built once per (shape, device, scale) and cached.

@@ -15,7 +15,8 @@ here is a no-op, so the CPU tests and the torch rasteriser run exactly the eager
 - `compile_activations(model)`: the head's Gaussian activations as one compiled function (`compile_head` setting).
 - `GraphedCall(fn)`: inference through a CUDA graph per input shape (batch-1 reconstruction is launch-bound).
 - `fp8_attention(model)`: inference-only FP8 attention (cuDNN, Hopper; training/models/attention_fp8.py). Unlike the
-  settings above it changes numerics beyond rounding, so nothing turns it on by default.
+  settings above it changes numerics beyond rounding, so training and evaluation never turn it on by themselves;
+  `pipeline reconstruct --fast` does, where it can run (training/export/reconstruct.py: resolve_fp8_attention).
 """
 
 from __future__ import annotations
@@ -144,8 +145,8 @@ def float8_blocks(model: nn.Module, recipe: str = "rowwise") -> int:
 def fp8_attention(model: nn.Module) -> int:
     """Every transformer block's attention as cuDNN's FP8 flash attention (training/models/attention_fp8.py:
     inference only, Hopper or newer, needs the nvidia-cudnn-frontend package), in place. Returns how many
-    blocks were switched; raises RuntimeError naming what is missing where it cannot run. Changes numerics:
-    opt-in (`pipeline reconstruct --fp8-attention`, `pipeline eval --fp8-attention`)."""
+    blocks were switched; raises RuntimeError naming what is missing where it cannot run. Changes numerics: used by
+    `pipeline reconstruct --fast` where it can run (or `--fp8-attention`) and `pipeline eval --fp8-attention`."""
     from training.models import attention_fp8
 
     blocks = transformer_blocks(model)
