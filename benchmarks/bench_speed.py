@@ -17,7 +17,8 @@ checkout run with --tree, replays the very same batches. `run` measures, on the 
 - infer: `base` at batch 1 reconstructing from 4 and 24 views, then rendering 24 frames at 256 px,
   per --infer-modes (eager, fast = compiled blocks, graph = fast + CUDA graph of the reconstruction,
   graphall = graph + compiled activations and the slicing inside the graph), --infer-heads, --infer-tiles, --infer-packed,
-  --infer-attn (bf16, fp8: the FP8 attention kernel, with its frames' distance from bf16's).
+  --infer-attn (bf16, fp8: the FP8 attention kernel, with its frames' distance from bf16's), --infer-lin (bf16, fp8,
+  fp8t: float8 linear layers, rowwise or tensorwise scales, with the same distance).
 - inferprof: the top CUDA kernels (torch.profiler) of reconstructing from the largest --infer-views count and
   rendering 24 frames, in the first --infer-modes mode (written beside OUT.json as OUT.inferprofN.txt).
 - curve: the loss of `--curve-steps` steps from one seed on the replayed batches (compare two runs).
@@ -135,12 +136,12 @@ def run(a) -> None:
             for spec in a.split:
                 attempt("split", bench_split, parse_variant(spec), data, dev)
         elif part == "infer":
-            for attn, packed, tile, heads, mode, n in itertools.product(
-                    a.infer_attn.split(","),
+            for lin, attn, packed, tile, heads, mode, n in itertools.product(
+                    a.infer_lin.split(","), a.infer_attn.split(","),
                     [p == "1" for p in a.infer_packed.split(",")], [int(t) for t in a.infer_tiles.split(",")],
                     [int(h) if h else None for h in a.infer_heads.split(",")], a.infer_modes.split(","),
                     [int(x) for x in a.infer_views.split(",")]):
-                attempt("inference", bench_infer, n, mode, 24, 5, heads, tile, None, packed, attn=attn)
+                attempt("inference", bench_infer, n, mode, 24, 5, heads, tile, None, packed, attn=attn, lin=lin)
         elif part == "inferprof":  # the kernels of the first mode x the largest view count
             n = max(int(x) for x in a.infer_views.split(","))
             attempt("inference", bench_infer, n, a.infer_modes.split(",")[0], 24, 5, None, 0,
@@ -185,6 +186,8 @@ def main() -> None:
                     "(render.packed; 0 = the preset's unpacked path)")
     ap.add_argument("--infer-attn", default="bf16", help="comma list of bf16, fp8: the attention kernel for the infer "
                     "part (fp8: inference-only cuDNN FP8, training/models/attention_fp8.py)")
+    ap.add_argument("--infer-lin", default="bf16", help="comma list of bf16, fp8, fp8t: the blocks' linear layers "
+                    "for the infer part (fp8: float8 with rowwise scales, fp8t tensorwise; torchao, compiled modes)")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--curve-steps", type=int, default=40)
     ap.add_argument("--workers", default="1,2,4,8", help="loader: DataLoader worker counts")

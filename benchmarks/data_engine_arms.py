@@ -22,6 +22,8 @@ arm), and is scored on the test clips:
 | groups_rho | groups_diverse with --signal reference (group deficit = reference minus current psnr_obj on the validation clips) | uniform |
 | combo | groups_diverse + --group-weights | group shares |
 | groups_robust | groups_diverse with --deficit-clip 3 (each validation clip's deficit clipped to the median +- 3 robust sd) | uniform |
+| combo_robust | groups_robust + --group-weights | group shares |
+| target_mix | --pool-strategy target --group-eta 0 --within diverse + --group-weights: budget and draws by the target's own group shares (with the floor), no deficit | group shares |
 
 The reference (reducible, groups_rho; made once per seed under a lock) is `small` trained STEPS0 steps (as round
 0: it runs beside round 0, not after it) from scratch on round 0 plus the whole pool (rendered in the cache): the RHO-LOSS reference trained on more
@@ -53,7 +55,10 @@ from pathlib import Path
 from data_engine_common import KINDS, committed, sh, spec
 from data_engine_loop import GROUP_BY, loop_cfg
 
-LOOP_ARMS = ("random", "topk", "reducible", "groups", "groups_diverse", "groups_rho", "combo", "groups_robust")
+LOOP_ARMS = ("random", "topk", "reducible", "groups", "groups_diverse", "groups_rho", "combo", "groups_robust",
+             "combo_robust", "target_mix")
+TARGET_ARMS = ("groups", "groups_diverse", "groups_rho", "combo", "groups_robust", "combo_robust", "target_mix")
+WEIGHTED_ARMS = ("combo", "combo_robust", "target_mix")  # the next round trains with mine's group weights
 
 
 @contextmanager
@@ -206,10 +211,11 @@ def run_arm(out: Path, s: str, arm: str, seed: int, device: str, workers: int) -
         else:  # no round-0 clip the reference gets more right: nothing reducible to resemble
             note = "no validation clip with current loss > reference loss: fell back to --pool-strategy random"
             mine += ["--pool-strategy", "random", "--pool-seed", str(seed)]
-    elif arm in ("groups", "groups_diverse", "groups_rho", "combo", "groups_robust"):
+    elif arm in TARGET_ARMS:
         mine += ["--pool-strategy", "target", *target, "--within", "random" if arm == "groups" else "diverse",
-                 "--pool-seed", str(seed)] + (["--group-weights"] if arm == "combo" else []) \
-            + (["--deficit-clip", "3"] if arm == "groups_robust" else [])
+                 "--pool-seed", str(seed)] + (["--group-weights"] if arm in WEIGHTED_ARMS else []) \
+            + (["--deficit-clip", "3"] if arm in ("groups_robust", "combo_robust") else []) \
+            + (["--group-eta", "0"] if arm == "target_mix" else [])
         if arm == "groups_rho":
             cost["reference_s"] = rr["gpu_s"]
             mine += ["--signal", "reference", "--target-reference-metrics", rr["metrics"]["val"]]
@@ -226,7 +232,7 @@ def run_arm(out: Path, s: str, arm: str, seed: int, device: str, workers: int) -
     shutil.copy2(ck0, run / "checkpoints" / ck0.name)
     shutil.copy2(ck0.parents[1] / "config.json", run / "config.json")
     shards = spec(out / s / "data", _shards(out / s / "round0.parquet")) + "::" + spec(d / "data", committed(d / "data"))
-    weights = d / "next.parquet" if arm == "combo" else None
+    weights = d / "next.parquet" if arm in WEIGHTED_ARMS else None
     _gpu(train_args(c, shards, run, c["steps0"] + c["steps1"], seed, device, weights, workers), log, cost, "train_s")
     test = spec(out / s / "data", _shards(out / s / "test.parquet"))
     _gpu(_eval(run, test, d / "test_metrics.parquet", device), log, cost, "eval_s")

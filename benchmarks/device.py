@@ -79,6 +79,7 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--infer-tiles", default="0", help="gsplat tile sizes (0 = the preset's)")
     g.add_argument("--infer-packed", default="0", help="gsplat packed mode per inference row: 0, 1 or 0,1")
     g.add_argument("--infer-attn", default="bf16", help="attention kernel per inference row: bf16, fp8 or bf16,fp8")
+    g.add_argument("--infer-lin", default="bf16", help="linear layers per inference row: bf16, fp8, fp8t or a comma list")
     g.add_argument("--speed-steps", type=int, default=8, help="timed steps per variant [8]")
     g.add_argument("--before-tree", default=".scratch/helper-gpu/before",
                    help="an older checkout of training/ + contracts/ (git archive REV training contracts)")

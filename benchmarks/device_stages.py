@@ -139,7 +139,7 @@ def speed(c: Ctx) -> list[Job]:
             argv += ["--profile", *a.profile]
         if "infer" in mine or "inferprof" in mine:  # inferprof profiles the first mode at the largest view count
             argv += ["--infer-modes", a.infer_modes, "--infer-views", a.infer_views, "--infer-heads", a.infer_heads,
-                     "--infer-tiles", a.infer_tiles, "--infer-packed", a.infer_packed, "--infer-attn", a.infer_attn]
+                     "--infer-tiles", a.infer_tiles, "--infer-packed", a.infer_packed, "--infer-attn", a.infer_attn, "--infer-lin", a.infer_lin]
         jobs.append(Job(f"speed-{name}", "speed", argv, gpus=1,
                         needs=(*(() if data_free else ("speed-prep",)), *c.need("setup-compile")),
                         headline=lambda out=out: speed_line(out)))

@@ -123,7 +123,7 @@ def bench_attention() -> list[dict]:
 
 
 def bench_infer(n_views: int, mode: str = "fast", frames: int = 24, reps: int = 5, heads: int | None = None,
-                tile: int = 0, profile_path=None, packed: bool = False, attn: str = "bf16") -> dict:
+                tile: int = 0, profile_path=None, packed: bool = False, attn: str = "bf16", lin: str = "bf16") -> dict:
     """`base` at batch 1: reconstruct from n_views, render `frames` at 256 px. mode: eager, fast (compiled
     blocks, cuDNN attention), graph (fast + the reconstruction replayed from a CUDA graph, fast.GraphedCall;
     checked against, and timed beside, the direct call of the same compiled model on the same inputs),
@@ -134,7 +134,16 @@ def bench_infer(n_views: int, mode: str = "fast", frames: int = 24, reps: int = 
     attn: bf16 (cuDNN's bf16 flash attention, the default) or fp8 (training/models/attention_fp8.py: the
     inference-only FP8 kernel; the row then also says how far its 24 rendered frames are from those of the same
     model with bf16 attention, run eagerly first: PSNR and largest difference over the frames).
+    lin: bf16 (the default), fp8 or fp8t: the blocks' linear layers in float8 for inference too (torchao's
+    Float8Linear, the trainer's `fp8` setting: rowwise or tensorwise scales; the weights are cast each call), with
+    the same distance report from the bf16 frames; compiled modes only.
     profile_path: also write the top CUDA kernels of two (reconstruct, render) rounds there (torch.profiler)."""
+    if attn not in ("bf16", "fp8"):
+        raise ValueError(f"attn {attn!r}: bf16 or fp8")
+    if lin not in ("bf16", "fp8", "fp8t"):
+        raise ValueError(f"lin {lin!r}: bf16, fp8 (rowwise) or fp8t (tensorwise)")
+    if lin != "bf16" and mode not in ("fast", "graph", "graphall"):
+        raise ValueError(f"lin {lin!r} needs a compiled mode (fast, graph, graphall), not {mode!r}")
     import torch
 
     from speed_data import inference_case
@@ -153,11 +162,9 @@ def bench_infer(n_views: int, mode: str = "fast", frames: int = 24, reps: int = 
     S = cfg.data.image_size
     torch.manual_seed(0)
     model = Reconstructor(cfg.model).to(dev).eval()
-    if attn not in ("bf16", "fp8"):
-        raise ValueError(f"attn {attn!r}: bf16 or fp8")
     rgb, cond, c2w, K, t_in, tg_c2w, tg_K, tg_t, bg = inference_case(n_views, frames, S, dev)
     ref_img = None
-    if attn == "fp8":  # the same model's frames with bf16 attention, before FP8 is switched in
+    if attn == "fp8" or lin != "bf16":  # the same model's frames in bf16, before FP8 is switched in
         with torch.no_grad():
             with torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False):
                 g_ref = model(rgb, cond, c2w, K, t_in)
@@ -165,8 +172,8 @@ def bench_infer(n_views: int, mode: str = "fast", frames: int = 24, reps: int = 
         del g_ref
     speed = "eager"
     if mode in ("fast", "graph", "graphall"):
-        speed = _fast_module().setup_model(model, dev, True, compile_head=mode == "graphall",
-                                           **({"fp8_attn": True} if attn == "fp8" else {}))
+        speed = _fast_module().setup_model(model, dev, True, compile_head=mode == "graphall", fp8_attn=attn == "fp8",
+                                           fp8=lin != "bf16", fp8_recipe="tensorwise" if lin == "fp8t" else "rowwise")
     elif attn == "fp8":
         speed = f"eager, fp8 attention in {_fast_module().fp8_attention(model)} blocks"
     state = {}
@@ -176,7 +183,7 @@ def bench_infer(n_views: int, mode: str = "fast", frames: int = 24, reps: int = 
             return model(rgb, cond, c2w, K, t_in)
 
     row = {"input_views": n_views, "mode": mode, "heads": cfg.model.heads, "tile": cfg.render.tile_size, "packed": packed,
-           "attn": attn, "speed": speed,
+           "attn": attn, "lin": lin, "speed": speed,
            "frames": frames,
            "gaussians": n_views * S * S}
     fn = forward

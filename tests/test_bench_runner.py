@@ -287,18 +287,25 @@ def test_l4gm_training_variants_and_split_on_the_cpu(tmp_path):
 
 
 def test_bench_speed_hands_every_infer_attention_to_bench_infer(tmp_path):
-    """`--infer-attn bf16,fp8` reaches bench_infer with its attention for each value. The 2026-12-07 22:11 UTC H100
-    call lost its FP8 rows (and the rest of the run) to a TypeError in the dispatch, outside the per-row guard. On a
-    CPU each row fails inside bench_infer (no CUDA); the run records both failures and goes on."""
+    """`--infer-attn bf16,fp8 --infer-lin bf16,fp8t` reaches bench_infer with each (linear, attention) pair. The
+    2026-12-07 22:11 UTC H100 call lost its FP8 rows (and the rest of the run) to a TypeError in the dispatch, outside
+    the per-row guard. On a CPU each row fails inside bench_infer (no CUDA); the run records all four failures and
+    goes on. A value bench_infer does not know is refused by it, by name."""
     out = tmp_path / "o.json"
-    p = subprocess.run([sys.executable, str(BENCH / "bench_speed.py"), "run", "--data", str(tmp_path), "--parts", "infer",
-                        "--infer-views", "4", "--infer-modes", "fast", "--infer-attn", "bf16,fp8", "--out", str(out)],
-                       capture_output=True, text=True, cwd=REPO, timeout=300,
-                       env={**os.environ, "PYTHONPATH": str(REPO), "BENCH_SMOKE": "1"})
-    assert p.returncode == 0, p.stdout + p.stderr
-    errors = json.loads(out.read_text())["errors"]
-    assert len(errors) == 2
+
+    def run(*extra):
+        p = subprocess.run([sys.executable, str(BENCH / "bench_speed.py"), "run", "--data", str(tmp_path), "--parts",
+                            "infer", "--infer-views", "4", "--infer-modes", "fast", "--out", str(out), *extra],
+                           capture_output=True, text=True, cwd=REPO, timeout=300,
+                           env={**os.environ, "PYTHONPATH": str(REPO), "BENCH_SMOKE": "1"})
+        assert p.returncode == 0, p.stdout + p.stderr
+        return json.loads(out.read_text())["errors"]
+
+    errors = run("--infer-attn", "bf16,fp8", "--infer-lin", "bf16,fp8t")
+    assert len(errors) == 4
     assert all("in bench_infer" in e and "unexpected keyword" not in e for e in errors), errors
+    errors = run("--infer-lin", "fp4")
+    assert len(errors) == 1 and "lin 'fp4': bf16, fp8 (rowwise) or fp8t (tensorwise)" in errors[0], errors
 
 
 def test_speed_benchmarks_find_the_checkouts_speed_settings(tmp_path):
