@@ -102,6 +102,17 @@ def score(data: Path, run: Path, checkpoint: str) -> int:
     return 0
 
 
+def _metrics_file(run: Path, name: str) -> Path | None:
+    """A run's metrics of held-out set `name`. For gltf, a run cut by the call's budget after gpu_learn scored
+    heldout/gltf but before `device` renamed its file (no learn.json) still has them as heldout_metrics.parquet:
+    that file is used (the table says which runs were salvaged so)."""
+    f = run / f"{name}_metrics.parquet"
+    if f.exists():
+        return f
+    cut = run / "heldout_metrics.parquet"
+    return cut if name == "gltf" and cut.exists() and not (run / "learn.json").exists() else None
+
+
 def _load(out: Path):
     import pandas as pd
 
@@ -109,8 +120,8 @@ def _load(out: Path):
     for run in sorted(p for p in out.iterdir() if p.is_dir() and "-s" in p.name):
         arm, seed = run.name.rsplit("-s", 1)
         for name in SETS:
-            f = run / f"{name}_metrics.parquet"
-            if f.exists():
+            f = _metrics_file(run, name)
+            if f is not None:
                 df = pd.read_parquet(f)
                 frames.append(df.assign(arm=arm, seed=int(seed), set=name))
     return pd.concat(frames, ignore_index=True) if frames else None
@@ -138,11 +149,22 @@ def table(out: Path, ref: str = "") -> str:
                          f"{g['mean_c'].mean():.2f} | {g['model'].mean() - g['near'].mean():+.2f} | "
                          f"{'' if arm == ref else f'{g.model.mean() - ref_mean:+.2f}'} |")
     lines += ["", "| run | steps reached (planned) | samples/s | training wall s | device |", "|---|---|---|---|---|"]
-    reached = {}
-    for run in sorted(p for p in Path(out).iterdir() if (p / "learn.json").exists()):
-        r = json.loads((run / "learn.json").read_text())
-        reached[run.name] = r["steps"]
-        lines.append(f"| {run.name} | {r['steps']} ({r['steps_planned']}) | {r['samples_per_s']} | {r['train_s']} | {r['device']} |")
+    reached, cut = {}, []
+    for run in sorted(p for p in Path(out).iterdir() if p.is_dir() and "-s" in p.name):
+        if (run / "learn.json").exists():
+            r = json.loads((run / "learn.json").read_text())
+            reached[run.name] = r["steps"]
+            lines.append(f"| {run.name} | {r['steps']} ({r['steps_planned']}) | {r['samples_per_s']} | {r['train_s']} | "
+                         f"{r['device']} |")
+        else:  # cut by the budget: the last step its metrics log reached, if any
+            step = _last_logged_step(run)
+            cut.append(run.name)
+            lines.append(f"| {run.name} | {'?' if step is None else step} (cut before learn.json) | | | |")
+    if cut:
+        salvaged = [r for r in cut if (Path(out) / r / "heldout_metrics.parquet").exists()]
+        lines += ["", f"CUT BY THE BUDGET: {', '.join(cut)} wrote no learn.json"
+                  + (f"; their gltf rows are gpu_learn's own held-out pass ({', '.join(salvaged)})" if salvaged else "")
+                  + "; the sets they were not scored on have no row for them"]
     lo, hi = min(reached.values(), default=0), max(reached.values(), default=0)
     if hi > 1.10 * lo:
         lines += ["", f"UNEQUAL COMPUTE: steps reached range {lo}-{hi} "
@@ -157,6 +179,17 @@ def table(out: Path, ref: str = "") -> str:
         by = dict(zip(g["arm"], g["model"] - g["near"]))
         lines.append(f"| {name}: {uid} | " + " | ".join(f"{by.get(a, float('nan')):+.2f}" for a in arms) + f" | {g['near'].mean():.2f} |")
     return "\n".join(lines + ["", *by_copy_tercile(real, arms)]) + "\n"
+
+
+def _last_logged_step(run: Path) -> int | None:
+    """The step of the last line of the run's learn_metrics.jsonl (or of the learn_metrics_last.jsonl kept in
+    benchmarks/results/), None when neither exists."""
+    for name in ("learn_metrics.jsonl", "learn_metrics_last.jsonl"):
+        f = run / name
+        if f.exists():
+            last = [x for x in f.read_text().splitlines() if x.strip()]
+            return int(json.loads(last[-1])["step"]) if last else None
+    return None
 
 
 def by_copy_tercile(real, arms: list[str]) -> list[str]:

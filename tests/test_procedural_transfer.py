@@ -177,3 +177,21 @@ def test_working_tree_bytes_count_what_a_call_sends():
     tree = procedural_transfer._tree_bytes()
     readme = (REPO / "README.md").stat().st_size
     assert readme < tree < 64 << 20  # tracked files are counted, ignored ones (.venv, .scratch) are not
+
+
+def test_table_salvages_runs_cut_by_the_budget():
+    """The 4x call (2026-12-08 01:00 UTC) ran out of its budget after the 4x arm's runs had reached their 1,500
+    steps and gpu_learn had scored heldout/gltf, before `device` renamed that file or wrote learn.json: the table
+    takes those gltf rows (so BENCHMARKS.md's 4x row comes from the kept files), says which runs were cut, and
+    leaves the sets they were not scored on without a row for them."""
+    stored = REPO / "benchmarks/results/2026-12-08-h100-procedural-transfer-4x"
+    text = procedural_transfer_gpu.table(stored, "new")
+    assert "| gltf | new+new-x+new-x23 | 11 | 19.92 (19.89-19.95) | 18.53 | 19.54 | +1.39 | -0.04 |" in text
+    assert "| gltf | new+new-x | 11 | 20.10 (20.04-20.16) | 18.53 | 19.54 | +1.57 | +0.14 |" in text
+    assert "| new+new-x+new-x23-s0 | 1500 (cut before learn.json) | | | |" in text
+    assert "CUT BY THE BUDGET: new+new-x+new-x23-s0, new+new-x+new-x23-s1 wrote no learn.json" in text
+    assert not any(r.startswith("| gltf-val | new+new-x") for r in text.splitlines())
+    # what the call itself wrote (without the salvage) agrees on every row both have
+    own = [r for r in (stored / "table.md").read_text().splitlines()
+           if r.startswith(("| gltf |", "| gltf-val |")) and r.split(" | ")[1].startswith("new")]
+    assert len(own) == 3 and all(r in text for r in own)
