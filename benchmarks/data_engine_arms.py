@@ -52,7 +52,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from data_engine_common import KINDS, committed, sh, spec
+from data_engine_common import KINDS, committed, sh, sh_all, spec
 from data_engine_loop import GROUP_BY, loop_cfg
 
 LOOP_ARMS = ("random", "topk", "reducible", "groups", "groups_diverse", "groups_rho", "combo", "groups_robust",
@@ -110,11 +110,11 @@ def _made_once(out: Path, s: str, seed: int, name: str, shards: str, roles: tupl
         shutil.rmtree(run, ignore_errors=True)
         _gpu(train_args(c, shards, run, c["steps0"], seed, device, None, workers), log, cost, "train_s")
         ck = run / "checkpoints" / f"step-{c['steps0']:08d}.pt"
-        r: dict = {"checkpoint": str(ck), "metrics": {}}
-        for role in roles:
-            m = d / f"{name}_on_{role}.parquet"
-            _gpu(_eval(ck, spec(out / s / "data", _shards(out / s / f"{role}.parquet")), m, device), log, cost, "eval_s")
-            r["metrics"][role] = str(m)
+        r: dict = {"checkpoint": str(ck), "metrics": {role: str(d / f"{name}_on_{role}.parquet") for role in roles}}
+        # the roles' evaluations at once (each process's start is most of its time), each with its own log
+        took = sh_all([(_eval(ck, spec(out / s / "data", _shards(out / s / f"{role}.parquet")), Path(r["metrics"][role]),
+                              device), d / f"{name}_eval_{role}_log.txt") for role in roles])
+        cost["eval_s"] = round(sum(took), 1)
         r.update(cost, gpu_s=round(sum(cost.values()), 1))
         if "test" in roles:
             r["test"] = _scores(out, s, Path(r["metrics"]["test"]))

@@ -45,6 +45,31 @@ def sh(args: list[str], log: Path | None = None) -> float:
     return time.perf_counter() - t0
 
 
+def sh_all(jobs: list[tuple[list[str], Path]]) -> list[float]:
+    """Run several `python -m pipeline ARGS` at once (each with its own log); returns each one's seconds, in order.
+    Waits for all, then raises naming every failed command. For independent GPU evaluations: three scored one after
+    the other took 95 s of a 575 s device call (issue 23's category scenario, 2026-12-07), most of it their starts."""
+    procs = []
+    for args, log in jobs:
+        print("$ pipeline " + shlex.join(args), flush=True)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        f = open(log, "a")
+        env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+        procs.append((args, log, f, time.perf_counter(),
+                      subprocess.Popen([sys.executable, "-m", "pipeline", *args], cwd=ROOT, stdout=f,
+                                       stderr=subprocess.STDOUT, env=env)))
+    took, failed = [], []
+    for args, log, f, t0, p in procs:
+        rc = p.wait()
+        took.append(time.perf_counter() - t0)
+        f.close()
+        if rc != 0:
+            failed.append(f"failed ({rc}): pipeline {shlex.join(args)}; log: {log}")
+    if failed:
+        raise SystemExit("; ".join(failed))
+    return took
+
+
 def load_cfg(out: Path) -> dict:
     return json.loads((out / "experiment_config.json").read_text())
 
