@@ -95,3 +95,21 @@ def test_every_loop_arm_and_scenario_is_a_command_line_choice():
     out = subprocess.run([sys.executable, str(BENCH / "data_engine_experiment.py"), "loop-arm", "--help"],
                          capture_output=True, text=True, timeout=120, check=True).stdout
     assert "{" + ",".join(LOOP_ARMS) + "}" in out and "{" + ",".join(SCENARIOS) + "}" in out
+
+
+def test_sh_all_runs_together_and_names_every_failure(tmp_path):
+    """Round 0's evaluations run at once through `sh_all`: each command's log is its own, a success returns each
+    one's seconds in order, and a failure waits for the others and names every failed command with its log."""
+    from data_engine_common import sh_all
+
+    ok = [(["--help"], tmp_path / "a.txt"), (["curate", "--help"], tmp_path / "b.txt")]
+    took = sh_all(ok)
+    assert len(took) == 2 and all(t > 0 for t in took)
+    assert "curate" in (tmp_path / "a.txt").read_text() and "--source" in (tmp_path / "b.txt").read_text()
+    with pytest.raises(SystemExit) as e:
+        sh_all([(["no-such-command"], tmp_path / "c.txt"), (["--help"], tmp_path / "d.txt"),
+                (["render", "--no-such-option"], tmp_path / "e.txt")])
+    msg = str(e.value)
+    assert "pipeline no-such-command; log: " + str(tmp_path / "c.txt") in msg
+    assert "pipeline render --no-such-option; log: " + str(tmp_path / "e.txt") in msg
+    assert "--help" not in msg and (tmp_path / "d.txt").read_text()
