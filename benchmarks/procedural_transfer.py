@@ -84,12 +84,25 @@ def sh(args: list[str], log: Path) -> None:
         raise SystemExit(f"failed ({r.returncode}): {shlex.join(args)}; log: {log}")
 
 
-def _generate(folder: Path, count: int, seed: int, categories, textures: bool, shapes: bool, log: Path) -> None:
+def _generate(folder: Path, count: int, seed: int, categories, textures: bool, shapes: bool, log: Path,
+              donors: tuple[Path, ...] = ()) -> None:
+    """`count` assets of (seed, mix) into `folder`, unless it holds them. A donor folder made with the same settings
+    and holding more assets gives them instead, hard-linked: the generator's plan of `count` assets is the start of
+    its plan of any larger count, byte-identical per index (the scale arms' folders are prefixes of each other)."""
     have = len(list(folder.glob("*.glb"))) if folder.is_dir() else 0
     if have == count:
         return
     if have:
         raise SystemExit(f"{folder} holds {have} assets, not {count}: remove it (or pass the count it was made with)")
+    for donor in donors:
+        if donor.is_dir() and len(list(donor.glob("*.glb"))) > count:
+            uids = _first_assets(count, seed, categories)
+            if all((donor / f"{u}.glb").exists() for u in uids):
+                folder.mkdir(parents=True, exist_ok=True)
+                for u in sorted(uids):
+                    os.link(donor / f"{u}.glb", folder / f"{u}.glb")
+                print(f"{folder.name}: the first {count} assets linked from {donor.name}", flush=True)
+                return
     args = [sys.executable, "-m", "render.procedural", "--out", str(folder), "--count", str(count), "--seed", str(seed)]
     args += ["--categories", _mix(categories)]
     args += [] if textures else ["--no-textures"]
@@ -165,16 +178,22 @@ def render(a) -> None:
     order = [("train", "old")] + [("heldout", h) for h in HELDOUT] + [("train", arm) for arm in a.arms.split(",") if arm != "old"]
     if a.sets:
         order = [tuple(x.split("/", 1)) for x in a.sets.split(",")]
+    # the default mix's folders (train/new and the scale arms') are prefixes of the largest one asked for: made once
+    mults = sorted({SCALE_ARMS[n][0] for g, n in order if g == "train" and n in SCALE_ARMS}, reverse=True)
+    donors = tuple(assets / f"train-new{m}x" for m in mults)
+    if mults:
+        _generate(donors[0], mults[0] * a.assets, 100, None, True, True, log)
     for group, name in order:
         if group == "train" and name in SCALE_ARMS:
             mult, per_asset, skip_mult, clip_mult = SCALE_ARMS[name]
             folder = assets / f"train-new{mult}x"
-            _generate(folder, mult * a.assets, 100, None, True, True, log)
+            _generate(folder, mult * a.assets, 100, None, True, True, log, donors)
             skip = _first_assets(skip_mult * a.assets)
             _curate(folder, man / f"train-{name}.parquet", log, clip_mult * n, max_clips=per_asset, exclude=skip)
         elif group == "train" and name != "old":
             cats, tex, shp = ARMS[name]
-            _generate(assets / f"train-{name}", a.assets, 100, cats, tex, shp, log)
+            _generate(assets / f"train-{name}", a.assets, 100, cats, tex, shp, log,
+                      donors if (cats, tex, shp) == (None, True, True) else ())
             _curate(assets / f"train-{name}", man / f"train-{name}.parquet", log, n)
         t = time.time()
         _render(man / f"{group}-{name}.parquet", data / group / name, a.train_views if group == "train" else a.views, log,

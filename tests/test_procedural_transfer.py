@@ -195,3 +195,21 @@ def test_table_salvages_runs_cut_by_the_budget():
     own = [r for r in (stored / "table.md").read_text().splitlines()
            if r.startswith(("| gltf |", "| gltf-val |")) and r.split(" | ")[1].startswith("new")]
     assert len(own) == 3 and all(r in text for r in own)
+
+
+def test_generate_links_a_prefix_from_a_larger_folder(tmp_path):
+    """The scale arms' folders (and train/new) are prefixes of the largest: `_generate` hard-links the first COUNT
+    assets of the generator's plan from a donor holding more, instead of generating them again (the files here stand
+    in for GLBs: what is tested is which ones are linked)."""
+    donor = tmp_path / "train-new4x"
+    donor.mkdir()
+    for item in plan(12, 100, DEFAULT_MIX):
+        (donor / f"{item.uid}.glb").write_bytes(item.uid.encode())
+    folder = tmp_path / "train-new"
+    procedural_transfer._generate(folder, 5, 100, None, True, True, tmp_path / "log", (donor,))
+    want = {p.uid for p in plan(5, 100, DEFAULT_MIX)}
+    assert {f.stem for f in folder.glob("*.glb")} == want
+    assert all((folder / f"{u}.glb").stat().st_ino == (donor / f"{u}.glb").stat().st_ino for u in want)
+    procedural_transfer._generate(folder, 5, 100, None, True, True, tmp_path / "log", (donor,))  # done: a no-op
+    with pytest.raises(SystemExit, match="holds 5 assets, not 6"):
+        procedural_transfer._generate(folder, 6, 100, None, True, True, tmp_path / "log", (donor,))
