@@ -99,6 +99,11 @@ def _cpu_shims() -> None:
 def run(a) -> None:
     import torch
 
+    parts = set(a.parts.split(","))
+    for key, specs in (("train", a.variants), ("split", a.split), ("curve", a.curve), ("profile", a.profile)):
+        if key in parts:
+            for spec in specs:  # every variant the run will use, checked before any GPU time
+                parse_variant(spec)
     if SMOKE:
         _cpu_shims()
     else:

@@ -46,6 +46,19 @@ def fp8_frames_report(img, ref) -> dict:
             "fp8_fallback_shapes": sorted(list(s) for s in attention_fp8.FALLBACK_SHAPES)}
 
 
+def parse_variant(spec: str, keys: tuple[str, ...]) -> dict:
+    """'PRESET:k=v:k=v' -> {'preset': PRESET, 'spec': spec, k: v, ...}; a key outside `keys`, or an item that is not
+    KEY=VALUE, fails here, by name, before any GPU time is spent (a typo must not measure the preset's default)."""
+    name, *kv = spec.split(":")
+    v = {"preset": name, "spec": spec}
+    for item in kv:
+        k, sep, val = item.partition("=")
+        if not sep or k not in keys:
+            raise SystemExit(f"variant {spec!r}: {item!r} is not KEY=VALUE with KEY one of {', '.join(keys)}")
+        v[k] = val
+    return v
+
+
 def sync_time(fn, reps: int, dev=None) -> list[float]:
     """Seconds of `reps` calls of fn, each between two device synchronisations (none on a CPU device)."""
     import torch

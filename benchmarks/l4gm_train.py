@@ -15,7 +15,8 @@ import time
 
 import torch
 
-from common import PEAK_BF16, peak_gib, positive_lin, repo_on_path, sync_time  # noqa: E402 (benchmarks/ on sys.path)
+import common  # noqa: E402 (benchmarks/ on sys.path)
+from common import PEAK_BF16, peak_gib, positive_lin, repo_on_path, sync_time  # noqa: E402
 
 repo_on_path()
 
@@ -34,17 +35,10 @@ KEYS = ("bs", "ckpt", "head", "nh", "lp", "lpevery", "packed", "tile")
 
 
 def parse_variant(spec: str) -> dict:
-    """'l4gm-base:ckpt=0:bs=2' -> {'preset': 'l4gm-base', 'spec': ..., 'ckpt': '0', 'bs': '2'}; unknown keys
-    fail here, before any GPU time is spent."""
-    name, *kv = spec.split(":")
-    preset(name)  # the preset exists
-    v = {"preset": name, "spec": spec}
-    for item in kv:
-        k, sep, val = item.partition("=")
-        if not sep or k not in KEYS:
-            raise SystemExit(f"variant {spec!r}: {item!r} is not KEY=VALUE with KEY one of {', '.join(KEYS)}")
-        v[k] = val
-    return v
+    """'l4gm-base:ckpt=0:bs=2' -> {'preset': 'l4gm-base', 'spec': ..., 'ckpt': '0', 'bs': '2'}; an unknown preset or
+    key fails here, before any GPU time is spent."""
+    preset(spec.split(":")[0])  # the preset exists
+    return common.parse_variant(spec, KEYS)
 
 
 def window_batch(B: int, W: int, n0: int, M: int, S: int, dev) -> dict:

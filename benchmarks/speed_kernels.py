@@ -48,13 +48,19 @@ def _med(xs):
     return round(statistics.median(xs), 3)
 
 
+# the keys of a `bench_speed.py` training variant (speed_train.Setup reads them): batch, checkpointing, heads,
+# gsplat's packed mode and tile, compile, activation-memory budget, compiled head, float8 linears, attention, LPIPS
+# size / bf16 / schedule, cuDNN autotuning
+KEYS = ("bs", "ckpt", "nh", "packed", "tile", "compile", "budget", "head", "fp8", "attn", "lpsize", "lpbf16",
+        "lpevery", "cudnnbench")
+
+
 def parse_variant(spec: str) -> dict:
-    name, *kv = spec.split(":")
-    v = {"preset": name, "spec": spec}
-    for item in kv:
-        k, val = item.split("=", 1)
-        v[k] = val
-    return v
+    """'small:lpevery=4:packed=1' -> {'preset': 'small', 'spec': ..., 'lpevery': '4', 'packed': '1'}; an unknown
+    key fails here (it once would have measured the preset's default under the variant's name)."""
+    from common import parse_variant as parse
+
+    return parse(spec, KEYS)
 
 
 # -- hardware ceilings, attention, inference ------------------------------------------------------

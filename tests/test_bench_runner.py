@@ -480,3 +480,24 @@ def test_ddp_checks_kill_resume_and_eval_on_two_cpu_ranks(tmp_path):
     out = run(str(BENCH / "ddp_checks.py"), "eval", "--data", str(data), "--run", str(ckpt), "--tmp", str(tmp_path),
               "--timeout", "300")
     assert "same keys/order/nulls True, pairs equal True" in out.strip().splitlines()[-1]
+
+
+def test_bench_speed_refuses_an_unknown_variant_key_before_it_runs(tmp_path):
+    """`bench_speed.py`'s variants share the L4GM benchmark's strict parser (benchmarks/common.py): a key outside
+    the ones speed_train.Setup reads fails by name before anything runs (before, `small:lpevry=4` would have timed
+    the preset's default under the variant's name). Every key the recorded commands use is accepted."""
+    from speed_kernels import KEYS, parse_variant
+
+    assert parse_variant("small:lpevery=4:lpsize=64") == {"preset": "small", "spec": "small:lpevery=4:lpsize=64",
+                                                          "lpevery": "4", "lpsize": "64"}
+    for spec in ("base:fp8=tensorwise", "small:packed=1:tile=32", "base:nh=8:bs=12", "small:head=1",
+                 "small:cudnnbench=1", "base:ckpt=0:compile=0:budget=0.5:attn=cudnn:lpbf16=0"):
+        parse_variant(spec)
+    assert set(KEYS) >= {"bs", "lpevery", "fp8", "packed"}
+    out = tmp_path / "o.json"
+    p = subprocess.run([sys.executable, str(BENCH / "bench_speed.py"), "run", "--data", str(tmp_path), "--parts",
+                        "train", "--variants", "small", "small:lpevry=4", "--out", str(out)],
+                       capture_output=True, text=True, cwd=REPO, timeout=300,
+                       env={**os.environ, "PYTHONPATH": str(REPO), "BENCH_SMOKE": "1"})
+    assert p.returncode != 0 and "'lpevry=4' is not KEY=VALUE with KEY one of bs" in p.stdout + p.stderr
+    assert not out.exists()
