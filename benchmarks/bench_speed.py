@@ -99,11 +99,10 @@ def _cpu_shims() -> None:
 def run(a) -> None:
     import torch
 
-    parts = set(a.parts.split(","))
-    for key, specs in (("train", a.variants), ("split", a.split), ("curve", a.curve), ("profile", a.profile)):
-        if key in parts:
-            for spec in specs:  # every variant the run will use, checked before any GPU time
-                parse_variant(spec)
+    parts = a.parts.split(",")
+    # every variant the run will use, parsed (and so checked) once, before any GPU time
+    variants = {part: [parse_variant(spec) for spec in specs] if part in parts else []
+                for part, specs in (("train", a.variants), ("split", a.split), ("curve", a.curve), ("profile", a.profile))}
     if SMOKE:
         _cpu_shims()
     else:
@@ -135,11 +134,11 @@ def run(a) -> None:
         elif part == "attn":
             attempt("attention", lambda: {"rows": bench_attention()})
         elif part == "train":
-            for spec in a.variants:
-                attempt("training", bench_train, parse_variant(spec), data, a.steps, dev)
+            for v in variants["train"]:
+                attempt("training", bench_train, v, data, a.steps, dev)
         elif part == "split":
-            for spec in a.split:
-                attempt("split", bench_split, parse_variant(spec), data, dev)
+            for v in variants["split"]:
+                attempt("split", bench_split, v, data, dev)
         elif part == "infer":
             for lin, attn, packed, tile, heads, mode, n in itertools.product(
                     a.infer_lin.split(","), a.infer_attn.split(","),
@@ -152,16 +151,16 @@ def run(a) -> None:
             attempt("inference", bench_infer, n, a.infer_modes.split(",")[0], 24, 5, None, 0,
                     out_path.with_suffix(f".inferprof{n}.txt"))
         elif part == "curve":
-            for spec in a.curve:
-                attempt("curve", bench_curve, parse_variant(spec), data, a.curve_steps, dev)
+            for v in variants["curve"]:
+                attempt("curve", bench_curve, v, data, a.curve_steps, dev)
         elif part == "profile":
-            for i, spec in enumerate(a.profile):
-                attempt("profile", bench_profile, parse_variant(spec), data, dev, out_path.with_suffix(f".prof{i}.txt"))
+            for i, v in enumerate(variants["profile"]):
+                attempt("profile", bench_profile, v, data, dev, out_path.with_suffix(f".prof{i}.txt"))
 
-    unknown = set(a.parts.split(",")) - {"hw", "attn", "train", "split", "infer", "inferprof", "curve", "profile"}
+    unknown = set(parts) - {"hw", "attn", "train", "split", "infer", "inferprof", "curve", "profile"}
     if unknown:
         raise SystemExit(f"--parts: unknown part(s) {sorted(unknown)}")
-    for part in a.parts.split(","):
+    for part in parts:
         run_part(part)
     save()
     for r in res.get("training", []):

@@ -31,40 +31,35 @@ def kind_of(uid: str) -> str:
 
 
 def sh(args: list[str], log: Path | None = None) -> float:
-    """Run `python -m pipeline ARGS`; returns seconds. Raises with the command on failure."""
-    print("$ pipeline " + shlex.join(args), flush=True)
-    t0 = time.perf_counter()
-    if log:
-        log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "a") if log else open("/dev/null", "w") as f:
-        env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}  # see pipeline/demo.py
-        r = subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=ROOT, stdout=f if log else None,
-                           stderr=subprocess.STDOUT if log else None, env=env)
-    if r.returncode != 0:
-        raise SystemExit(f"failed ({r.returncode}): pipeline {shlex.join(args)}" + (f"; log: {log}" if log else ""))
-    return time.perf_counter() - t0
+    """Run `python -m pipeline ARGS` (output appended to LOG, or to the console); returns seconds. Raises with the
+    command on failure."""
+    return sh_all([(args, log)])[0]
 
 
-def sh_all(jobs: list[tuple[list[str], Path]]) -> list[float]:
-    """Run several `python -m pipeline ARGS` at once (each with its own log); returns each one's seconds, in order.
-    Waits for all, then raises naming every failed command. For independent GPU evaluations: three scored one after
-    the other took 95 s of a 575 s device call (issue 23's category scenario, 2026-12-07), most of it their starts."""
+def sh_all(jobs: list[tuple[list[str], Path | None]]) -> list[float]:
+    """Run several `python -m pipeline ARGS` at once (each with its own log, or the console); returns each one's
+    seconds, in order. Waits for all, then raises naming every failed command. For independent GPU evaluations: three
+    scored one after the other took 95 s of a 575 s device call (issue 23's category scenario, 2026-12-07), most of
+    it their starts."""
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}  # see pipeline/demo.py
     procs = []
     for args, log in jobs:
         print("$ pipeline " + shlex.join(args), flush=True)
-        log.parent.mkdir(parents=True, exist_ok=True)
-        f = open(log, "a")
-        env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+        f = None
+        if log:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            f = open(log, "a")
         procs.append((args, log, f, time.perf_counter(),
                       subprocess.Popen([sys.executable, "-m", "pipeline", *args], cwd=ROOT, stdout=f,
-                                       stderr=subprocess.STDOUT, env=env)))
+                                       stderr=subprocess.STDOUT if f else None, env=env)))
     took, failed = [], []
     for args, log, f, t0, p in procs:
         rc = p.wait()
         took.append(time.perf_counter() - t0)
-        f.close()
+        if f:
+            f.close()
         if rc != 0:
-            failed.append(f"failed ({rc}): pipeline {shlex.join(args)}; log: {log}")
+            failed.append(f"failed ({rc}): pipeline {shlex.join(args)}" + (f"; log: {log}" if log else ""))
     if failed:
         raise SystemExit("; ".join(failed))
     return took

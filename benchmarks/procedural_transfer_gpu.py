@@ -161,7 +161,7 @@ def table(out: Path, ref: str = "") -> str:
             cut.append(run.name)
             lines.append(f"| {run.name} | {'?' if step is None else step} (cut before learn.json) | | | |")
     if cut:
-        salvaged = [r for r in cut if (Path(out) / r / "heldout_metrics.parquet").exists()]
+        salvaged = [r for r in cut if _metrics_file(Path(out) / r, "gltf") is not None]
         lines += ["", f"CUT BY THE BUDGET: {', '.join(cut)} wrote no learn.json"
                   + (f"; their gltf rows are gpu_learn's own held-out pass ({', '.join(salvaged)})" if salvaged else "")
                   + "; the sets they were not scored on have no row for them"]
